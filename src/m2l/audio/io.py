@@ -1,0 +1,302 @@
+"""Reading, checking, resampling and writing audio.
+
+Every function here turns bad input into an `M2LError` whose message is one line naming the file
+(or the array) and what is wrong with it. Waveforms are float32 tensors laid out as
+[channels, samples] (or [batch, channels, samples]) with values nominally in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from m2l.errors import M2LError
+
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
+)
+"""Lowercase file extensions that `load_audio` accepts (and the CLI picks up in folders)."""
+
+WRITE_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac"})
+"""Lowercase file extensions that `save_audio` can write."""
+
+_WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+_WRITE_SUBTYPE = "PCM_24"
+
+# Integer sample formats: (offset, scale) so that float = (int - offset) / scale.
+_NP_INT_SCALES = {
+    np.dtype(np.int8): (0, 2**7),
+    np.dtype(np.uint8): (2**7, 2**7),
+    np.dtype(np.int16): (0, 2**15),
+    np.dtype(np.int32): (0, 2**31),
+}
+_TORCH_INT_SCALES = {getattr(torch, d.name): scale for d, scale in _NP_INT_SCALES.items()}
+
+_READ_ERRORS = (sf.LibsndfileError, sf.SoundFileError, RuntimeError, OSError, EOFError)
+
+
+def _fail(name: str, problem: str) -> M2LError:
+    """Build the one-line error for input `name`."""
+    return M2LError(" ".join(f"{name}: {problem}".split("\n")))
+
+
+def _short_reason(err: BaseException) -> str:
+    """First line of an exception message (the libsndfile text when there is one)."""
+    text = (getattr(err, "error_string", None) or str(err)).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
+def _check_rate(rate: object, name: str, what: str = "sample rate") -> int:
+    """Return `rate` as a positive int, or raise when it is not one."""
+    ok = isinstance(rate, numbers.Integral) and not isinstance(rate, bool)
+    if not ok and isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+        ok = float(rate).is_integer()
+    if not ok or int(rate) <= 0:
+        raise _fail(name, f"{what} must be a positive integer, got {rate!r}")
+    return int(rate)
+
+
+def _as_float_tensor(audio: object, name: str) -> torch.Tensor:
+    """Convert a numpy array or tensor to float32 (integer PCM scaled to [-1, 1))."""
+    if isinstance(audio, torch.Tensor):
+        if audio.dtype in _TORCH_INT_SCALES:
+            offset, scale = _TORCH_INT_SCALES[audio.dtype]
+            return (audio.to(torch.float32) - offset) / scale
+        if audio.is_floating_point():
+            return audio.to(torch.float32)
+        raise _fail(name, f"unsupported sample dtype {audio.dtype}; expected float or int16/int32")
+    if isinstance(audio, np.generic):  # a numpy scalar: report it as a 0-D array
+        audio = np.asarray(audio)
+    if isinstance(audio, np.ndarray):
+        if audio.dtype in _NP_INT_SCALES:
+            offset, scale = _NP_INT_SCALES[audio.dtype]
+            data = ((audio.astype(np.float64) - offset) / scale).astype(np.float32)
+        elif audio.dtype.kind == "f":
+            data = audio.astype(np.float32, copy=False)
+        else:
+            raise _fail(
+                name, f"unsupported sample dtype {audio.dtype}; expected float or int16/int32"
+            )
+        if not (data.flags.c_contiguous and data.flags.writeable):
+            data = np.array(data, order="C")  # torch.from_numpy wants both
+        return torch.from_numpy(data)
+    raise _fail(name, f"expected a numpy array or torch tensor, got {type(audio).__name__}")
+
+
+def _check_finite(wave: torch.Tensor, name: str) -> None:
+    """Raise when `wave` holds NaN or Inf values."""
+    if not bool(torch.isfinite(wave).all()):
+        raise _fail(name, "contains NaN or Inf")
+
+
+def _check_layout(wave: torch.Tensor, name: str) -> None:
+    """Reject a 2-D/3-D array whose last two axes look swapped ([samples, channels])."""
+    if wave.dim() >= 2 and wave.shape[-2] > 2 and wave.shape[-1] <= 2:
+        lead = "batch, " if wave.dim() == 3 else ""
+        raise _fail(
+            name,
+            f"shape {list(wave.shape)} looks like [{lead}samples, channels]; "
+            f"transpose it to [{lead}channels, samples]",
+        )
+
+
+def _mix_channels(wave: torch.Tensor, downmix: bool, name: str) -> torch.Tensor:
+    """Average all channels to mono when `downmix`, else refuse more than 2 channels."""
+    if downmix:
+        return wave.mean(dim=-2, keepdim=True)
+    channels = wave.shape[-2]
+    if channels > 2:
+        raise _fail(
+            name,
+            f"has {channels} channels but only mono or stereo is supported; "
+            "pass downmix=True (CLI: --downmix) to average them to mono",
+        )
+    return wave
+
+
+def resample(audio: torch.Tensor, orig_rate: int, target_rate: int) -> torch.Tensor:
+    """Resample along the last axis with soxr (quality "HQ").
+
+    Args:
+        audio: Waveform [..., samples]; every leading index is resampled independently.
+        orig_rate: Sample rate of `audio` in Hz.
+        target_rate: Wanted sample rate in Hz.
+
+    Returns:
+        Float32 tensor [..., new_samples] on the device of `audio`, with
+        new_samples ~= samples * target_rate / orig_rate. When the rates are equal, `audio` itself
+        is returned (converted to float32 if it was not).
+
+    Raises:
+        M2LError: When a rate is not a positive integer.
+    """
+    orig_rate = _check_rate(orig_rate, "array")
+    target_rate = _check_rate(target_rate, "array", "target rate")
+    if orig_rate == target_rate:
+        return audio.to(torch.float32)
+    lead, n = tuple(audio.shape[:-1]), audio.shape[-1]
+    rows = np.ascontiguousarray(
+        audio.detach().to("cpu", torch.float32).reshape(-1, n).numpy().T
+    )  # [samples, rows]: soxr wants time on axis 0 and treats columns as channels.
+    if n == 0 or rows.shape[1] == 0:
+        new_n = round(n * target_rate / orig_rate)
+        return torch.zeros(*lead, new_n, dtype=torch.float32, device=audio.device)
+    out = soxr.resample(rows, orig_rate, target_rate, quality="HQ")
+    out = torch.from_numpy(np.ascontiguousarray(out.T, dtype=np.float32))
+    return out.reshape(*lead, out.shape[-1]).to(audio.device)
+
+
+def to_waveform(
+    audio: np.ndarray | torch.Tensor,
+    sample_rate: int | None,
+    target_rate: int,
+    *,
+    downmix: bool = False,
+    name: str = "array",
+) -> torch.Tensor:
+    """Check an in-memory waveform and bring it to `target_rate`.
+
+    Integer PCM is scaled to [-1, 1) (int16 / 2**15, int32 / 2**31, uint8 centred on 128);
+    other float dtypes become float32.
+
+    Args:
+        audio: Numpy array or tensor, [samples], [channels, samples] or
+            [batch, channels, samples].
+        sample_rate: Rate of `audio` in Hz; None means it is already at `target_rate`.
+        target_rate: Wanted sample rate in Hz.
+        downmix: Average all channels to mono; without it more than 2 channels is an error.
+        name: How the input is called in error messages.
+
+    Returns:
+        Float32 tensor [channels, samples] ([1, samples] for 1-D input) or
+        [batch, channels, samples], on the device of a tensor input (CPU for numpy). It may
+        share memory with `audio` when no conversion was needed.
+
+    Raises:
+        M2LError: On empty audio, a wrong number of dims, swapped axes, NaN/Inf, a non-numeric
+            dtype, more than 2 channels without `downmix`, or a bad rate.
+    """
+    target_rate = _check_rate(target_rate, name, "target rate")
+    rate = target_rate if sample_rate is None else _check_rate(sample_rate, name)
+    wave = _as_float_tensor(audio, name)
+    if wave.dim() == 0 or wave.dim() > 3:
+        raise _fail(
+            name,
+            f"has {wave.dim()} dims (shape {list(wave.shape)}); expected [samples], "
+            "[channels, samples] or [batch, channels, samples]",
+        )
+    if wave.dim() == 1:
+        wave = wave.unsqueeze(0)
+    if wave.numel() == 0:
+        raise _fail(name, f"empty audio (shape {list(wave.shape)})")
+    _check_layout(wave, name)
+    _check_finite(wave, name)
+    wave = _mix_channels(wave, downmix, name)
+    return resample(wave, rate, target_rate)
+
+
+def load_audio(
+    path: str | os.PathLike, target_rate: int | None = None, *, downmix: bool = False
+) -> tuple[torch.Tensor, int]:
+    """Read an audio file.
+
+    Args:
+        path: File with one of the `AUDIO_EXTENSIONS`.
+        target_rate: Resample to this rate in Hz; None keeps the file's rate.
+        downmix: Average all channels to mono; without it more than 2 channels is an error.
+
+    Returns:
+        (waveform, sample_rate): float32 CPU tensor [channels, samples] and its rate in Hz
+        (`target_rate` when given).
+
+    Raises:
+        M2LError: When the file is missing, a directory, has an unsupported extension, cannot
+            be decoded, is empty, holds NaN/Inf, or has more than 2 channels without `downmix`.
+    """
+    p = Path(path)
+    name = str(p)
+    if target_rate is not None:
+        target_rate = _check_rate(target_rate, name, "target rate")
+    if not p.exists():
+        raise _fail(name, "file not found")
+    if p.is_dir():
+        raise _fail(name, "is a directory, expected an audio file")
+    if p.suffix.lower() not in AUDIO_EXTENSIONS:
+        supported = ", ".join(sorted(AUDIO_EXTENSIONS))
+        raise _fail(name, f"unsupported extension '{p.suffix}' (supported: {supported})")
+    try:
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)  # [samples, channels]
+    except _READ_ERRORS as err:
+        raise _fail(name, f"cannot read audio: {_short_reason(err)}") from err
+    if data.size == 0:
+        raise _fail(name, "empty audio (0 samples)")
+    wave = torch.from_numpy(np.ascontiguousarray(data.T))
+    _check_finite(wave, name)
+    wave = _mix_channels(wave, downmix, name)
+    if target_rate is None:
+        return wave, int(rate)
+    return resample(wave, int(rate), target_rate), target_rate
+
+
+def save_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    *,
+    force: bool = False,
+) -> None:
+    """Write a waveform as 24-bit PCM .wav or .flac, atomically.
+
+    The data goes to a hidden temporary file in the target directory which then replaces
+    `path`, so a failed write never leaves a partial file behind. Values are clipped to [-1, 1].
+    Parent directories are created.
+
+    Args:
+        path: Output file; its extension (one of `WRITE_EXTENSIONS`) picks the format.
+        audio: Numpy array or tensor [channels, samples] or [samples].
+        sample_rate: Rate in Hz.
+        force: Overwrite an existing file.
+
+    Raises:
+        M2LError: On an unsupported extension, an existing file without `force`, bad audio
+            (empty, wrong dims, swapped axes, NaN/Inf) or a failed write.
+    """
+    p = Path(path)
+    name = str(p)
+    ext = p.suffix.lower()
+    if ext not in WRITE_EXTENSIONS:
+        supported = ", ".join(sorted(WRITE_EXTENSIONS))
+        raise _fail(name, f"cannot write extension '{p.suffix}' (supported: {supported})")
+    if p.is_dir():
+        raise _fail(name, "is a directory, expected an output file path")
+    if p.exists() and not force:
+        raise _fail(name, "already exists; pass force=True (CLI: --force) to overwrite")
+    rate = _check_rate(sample_rate, name)
+    wave = _as_float_tensor(audio, name)
+    if wave.dim() not in (1, 2):
+        raise _fail(
+            name, f"has {wave.dim()} dims (shape {list(wave.shape)}); expected [channels, samples]"
+        )
+    wave = wave.reshape(1, -1) if wave.dim() == 1 else wave
+    if wave.numel() == 0:
+        raise _fail(name, f"empty audio (shape {list(wave.shape)})")
+    _check_layout(wave, name)
+    _check_finite(wave, name)
+    data = np.ascontiguousarray(wave.detach().clamp(-1.0, 1.0).cpu().numpy().T)
+    tmp = p.parent / f".{p.stem}.tmp-{uuid.uuid4().hex[:12]}{ext}"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(tmp), data, rate, subtype=_WRITE_SUBTYPE, format=_WRITE_FORMATS[ext])
+        os.replace(tmp, p)
+    except (*_READ_ERRORS, ValueError, TypeError) as err:
+        raise _fail(name, f"cannot write audio: {_short_reason(err)}") from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()

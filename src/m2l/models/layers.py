@@ -1,0 +1,117 @@
+"""Building blocks shared by the models: ResBlocks, frequency attention, resampling convs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with min(channels / 4, 32) groups."""
+    return nn.GroupNorm(max(min(channels // 4, 32), 1), channels)
+
+
+def zero_(module: nn.Module) -> nn.Module:
+    """Zero-initialise a layer's parameters (used before residual adds)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class FreqAttention(nn.Module):
+    """Self-attention over the frequency axis, independently per time frame.
+
+    [B, C, F, T] -> [B, C, F, T]; memory per frame is fixed whatever the audio length.
+    """
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = zero_(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        h = self.norm(x).permute(0, 3, 2, 1).reshape(b * t, f, c)  # [B*T, F, C]
+        q, k, v = self.qkv(h).view(b * t, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        h = F.scaled_dot_product_attention(q, k, v)  # [B*T, heads, F, C/heads]
+        h = self.proj(h.transpose(1, 2).reshape(b * t, f, c))
+        return x + h.view(b, t, f, c).permute(0, 3, 2, 1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, (+ noise embedding), GroupNorm-SiLU-conv(zero init), residual.
+
+    2-D ([B, C, F, T]) or 1-D ([B, C, T]); optional frequency attention after the residual.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        *,
+        dims: int = 2,
+        emb_ch: int | None = None,
+        attention: bool = False,
+        heads: int = 4,
+    ) -> None:
+        super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = conv(in_ch, out_ch, 3, padding=1)
+        self.proj_emb = zero_(nn.Linear(emb_ch, out_ch)) if emb_ch else None
+        self.norm2 = group_norm(out_ch)
+        self.conv2 = zero_(conv(out_ch, out_ch, 3, padding=1))
+        self.res_conv = conv(in_ch, out_ch, 1) if in_ch != out_ch else None
+        self.att = FreqAttention(out_ch, heads) if attention else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        if self.proj_emb is not None and emb is not None:
+            e = self.proj_emb(emb)
+            h = h + e.view(*e.shape, *(1,) * (h.dim() - 2))
+        h = self.conv2(F.silu(self.norm2(h)))
+        x = (x if self.res_conv is None else self.res_conv(x)) + h
+        return x if self.att is None else self.att(x)
+
+
+class Downsample(nn.Module):
+    """Frequency-only x4 (kernel (5, 1)) or x2 on both axes (3x3), optional GroupNorm first."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, freq_only: bool, norm: bool = False) -> None:
+        super().__init__()
+        self.norm = group_norm(in_ch) if norm else None
+        if freq_only:
+            self.conv = nn.Conv2d(in_ch, out_ch, (5, 1), stride=(4, 1), padding=(2, 0))
+        else:
+            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x if self.norm is None else self.norm(x))
+
+
+class Upsample(nn.Module):
+    """Nearest x4 on frequency + conv (5, 1), or nearest x2 on both axes + conv 3x3."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, freq_only: bool) -> None:
+        super().__init__()
+        self.factor = (4, 1) if freq_only else (2, 2)
+        kernel, pad = ((5, 1), (2, 0)) if freq_only else (3, 1)
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, padding=pad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
+
+
+def mlp(dims: list[int], *, zero_last: bool = False, final_act: bool = False) -> nn.Sequential:
+    """Linear-SiLU stack through `dims`; SiLU after the last layer only if `final_act`."""
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i + 2 < len(dims) or final_act:
+            layers.append(nn.SiLU())
+    if zero_last:
+        zero_(layers[-1] if not final_act else layers[-2])
+    return nn.Sequential(*layers)

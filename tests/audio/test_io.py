@@ -1,0 +1,323 @@
+"""Tests for m2l.audio.io: reading, checking, resampling and atomic writing of audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from m2l.audio.io import (
+    AUDIO_EXTENSIONS,
+    WRITE_EXTENSIONS,
+    load_audio,
+    resample,
+    save_audio,
+    to_waveform,
+)
+from m2l.errors import M2LError
+
+PCM24_STEP = 1.0 / 2**23
+
+
+def sine(freq: float, rate: int, seconds: float, channels: int = 1, amp: float = 0.5):
+    """Float32 sine [channels, samples], each channel at a slightly different phase."""
+    t = np.arange(int(rate * seconds)) / rate
+    rows = [amp * np.sin(2 * np.pi * freq * t + c) for c in range(channels)]
+    return np.stack(rows).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    """Frequency of the largest FFT bin of a 1-D signal."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
+
+
+def assert_one_line_error(exc: pytest.ExceptionInfo, name: str, *fragments: str) -> None:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert name in msg
+    for frag in fragments:
+        assert frag in msg, msg
+
+
+def test_extension_sets():
+    assert WRITE_EXTENSIONS <= AUDIO_EXTENSIONS
+    assert all(e == e.lower() and e.startswith(".") for e in AUDIO_EXTENSIONS)
+    assert {".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff"} <= AUDIO_EXTENSIONS
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_round_trip(tmp_path: Path, ext: str, channels: int):
+    rng = np.random.default_rng(0)
+    x = sine(440, 22050, 0.5, channels) + 0.1 * rng.standard_normal((channels, 11025))
+    x = x.astype(np.float32)
+    path = tmp_path / f"a{ext}"
+    save_audio(path, x, 22050)
+    wave, rate = load_audio(path)
+    assert rate == 22050
+    assert wave.dtype == torch.float32 and wave.device.type == "cpu"
+    assert tuple(wave.shape) == (channels, 11025)
+    assert np.abs(wave.numpy() - x).max() <= PCM24_STEP
+    assert sf.info(str(path)).subtype == "PCM_24"
+
+
+def test_round_trip_mono_1d_and_tensor(tmp_path: Path):
+    x = torch.from_numpy(sine(300, 16000, 0.25)[0])
+    save_audio(tmp_path / "m.wav", x, 16000)
+    wave, _ = load_audio(tmp_path / "m.wav")
+    assert tuple(wave.shape) == (1, 4000)
+    assert torch.allclose(wave[0], x, atol=PCM24_STEP)
+
+
+def test_save_clips(tmp_path: Path):
+    x = np.array([[0.0, 2.0, -3.0, 0.5] * 10], dtype=np.float32)
+    save_audio(tmp_path / "c.flac", x, 8000)
+    wave, _ = load_audio(tmp_path / "c.flac")
+    assert wave.max() <= 1.0 and wave.min() >= -1.0
+    assert abs(float(wave[0, 1]) - 1.0) < 1e-6 and abs(float(wave[0, 2]) + 1.0) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("ext", "fmt", "subtype", "rate"),
+    [
+        (".ogg", "OGG", "VORBIS", 44100),
+        (".oga", "OGG", "VORBIS", 44100),
+        (".opus", "OGG", "OPUS", 48000),
+        (".AIFF", "AIFF", "PCM_16", 44100),
+    ],
+)
+def test_read_other_formats(tmp_path: Path, ext: str, fmt: str, subtype: str, rate: int):
+    x = sine(1000, rate, 0.5, 2)
+    path = tmp_path / f"v{ext}"
+    try:
+        sf.write(str(path), x.T, rate, format=fmt, subtype=subtype)
+    except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        pytest.skip(f"this libsndfile cannot write {fmt}/{subtype}")
+    wave, rate = load_audio(path)
+    assert wave.dtype == torch.float32 and wave.shape[0] == 2
+    assert abs(wave.shape[1] - x.shape[1]) < 2048
+    assert abs(peak_hz(wave[0].numpy(), rate) - 1000) < 10
+
+
+def test_read_mp3(tmp_path: Path):
+    path = tmp_path / "m.mp3"
+    try:
+        sf.write(str(path), sine(1000, 44100, 0.5)[0], 44100, format="MP3")
+    except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        pytest.skip("this libsndfile cannot write MP3")
+    wave, rate = load_audio(path, downmix=True)
+    assert rate == 44100 and wave.shape[0] == 1
+    assert abs(peak_hz(wave[0].numpy(), rate) - 1000) < 10
+
+
+def test_resample_keeps_frequency_and_length():
+    x = torch.from_numpy(sine(1000, 48000, 1.0, 2))
+    y = resample(x, 48000, 44100)
+    assert y.dtype == torch.float32 and tuple(y.shape[:-1]) == (2,)
+    assert abs(y.shape[-1] - 48000 * 44100 / 48000) <= 2
+    assert abs(peak_hz(y[0].numpy(), 44100) - 1000) < 2
+    assert abs(peak_hz(y[1].numpy(), 44100) - 1000) < 2
+    # Away from the edges the waveform is the same sine sampled at the new rate.
+    t = np.arange(y.shape[-1]) / 44100
+    ref = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    assert np.abs(y[0, 1000:-1000].numpy() - ref[1000:-1000]).max() < 1e-3
+
+
+def test_resample_identity_and_float64():
+    x = torch.randn(2, 100)
+    assert resample(x, 44100, 44100) is x
+    y = resample(x.double(), 16000, 8000)
+    assert y.dtype == torch.float32 and tuple(y.shape) == (2, 50)
+
+
+def test_load_with_target_rate(tmp_path: Path):
+    path = tmp_path / "s.wav"
+    save_audio(path, sine(1000, 48000, 0.5, 2), 48000)
+    wave, rate = load_audio(path, target_rate=44100)
+    assert rate == 44100
+    assert tuple(wave.shape) == (2, 22050)
+    assert abs(peak_hz(wave[0].numpy(), rate) - 1000) < 5
+
+
+def test_save_refuses_overwrite_then_force(tmp_path: Path):
+    path = tmp_path / "o.wav"
+    save_audio(path, np.zeros((1, 100), np.float32), 8000)
+    with pytest.raises(M2LError) as exc:
+        save_audio(path, np.ones((1, 50), np.float32) * 0.5, 8000)
+    assert_one_line_error(exc, "o.wav", "exists")
+    assert sf.info(str(path)).frames == 100
+    save_audio(path, np.ones((1, 50), np.float32) * 0.5, 8000, force=True)
+    wave, _ = load_audio(path)
+    assert wave.shape[1] == 50 and abs(float(wave.mean()) - 0.5) < 1e-6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.wav"]
+
+
+def test_save_creates_parents_and_leaves_no_temp(tmp_path: Path):
+    path = tmp_path / "deep" / "er" / "x.flac"
+    save_audio(path, sine(220, 16000, 0.1), 16000)
+    assert [p.name for p in path.parent.iterdir()] == ["x.flac"]
+
+
+def test_failed_save_writes_nothing(tmp_path: Path):
+    x = sine(220, 16000, 0.1)
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "bad.mp3", x, 16000)
+    assert_one_line_error(exc, "bad.mp3", ".mp3")
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "nan.wav", np.full((1, 10), np.nan, np.float32), 16000)
+    assert_one_line_error(exc, "nan.wav", "NaN or Inf")
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "r.wav", x, 0)
+    assert_one_line_error(exc, "r.wav", "sample rate")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_removes_temp(tmp_path: Path):
+    # FLAC cannot hold this rate: libsndfile fails after the temp file was opened.
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "hi.flac", sine(220, 16000, 0.1), 10_000_000)
+    assert_one_line_error(exc, "hi.flac", "cannot write audio")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_file_errors(tmp_path: Path):
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "missing.wav")
+    assert_one_line_error(exc, "missing.wav", "not found")
+
+    (tmp_path / "dir.wav").mkdir()
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "dir.wav")
+    assert_one_line_error(exc, "dir.wav", "directory")
+
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "notes.txt")
+    assert_one_line_error(exc, "notes.txt", "unsupported extension")
+
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF not really a wave file" * 4)
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "corrupt.wav")
+    assert_one_line_error(exc, "corrupt.wav", "cannot read audio")
+
+    sf.write(str(tmp_path / "empty.wav"), np.zeros((0, 1), np.float32), 8000)
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "empty.wav")
+    assert_one_line_error(exc, "empty.wav", "empty audio")
+
+    bad = np.zeros((100, 1), np.float32)
+    bad[10, 0] = np.inf
+    sf.write(str(tmp_path / "inf.wav"), bad, 8000, subtype="FLOAT")
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "inf.wav")
+    assert_one_line_error(exc, "inf.wav", "NaN or Inf")
+
+    sf.write(str(tmp_path / "ok.wav"), np.zeros((100, 1), np.float32), 8000)
+    with pytest.raises(M2LError) as exc:
+        load_audio(tmp_path / "ok.wav", target_rate=-5)
+    assert_one_line_error(exc, "ok.wav", "target rate")
+
+
+def test_load_multichannel_needs_downmix(tmp_path: Path):
+    x = sine(500, 8000, 0.2, channels=4)
+    path = tmp_path / "quad.wav"
+    sf.write(str(path), x.T, 8000, subtype="FLOAT")
+    with pytest.raises(M2LError) as exc:
+        load_audio(path)
+    assert_one_line_error(exc, "quad.wav", "4 channels", "downmix=True", "--downmix")
+    wave, _ = load_audio(path, downmix=True)
+    assert tuple(wave.shape) == (1, x.shape[1])
+    assert np.allclose(wave[0].numpy(), x.mean(axis=0), atol=1e-6)
+
+
+def test_to_waveform_layouts():
+    x = sine(440, 16000, 0.1, 2)
+    assert tuple(to_waveform(x[0], 16000, 16000).shape) == (1, 1600)
+    assert tuple(to_waveform(x, None, 16000).shape) == (2, 1600)
+    batch = np.stack([x, x * 0.5, x * 0.25])
+    out = to_waveform(batch, 16000, 8000)
+    assert tuple(out.shape) == (3, 2, 800)
+    assert torch.allclose(out[1], resample(torch.from_numpy(x * 0.5), 16000, 8000), atol=1e-6)
+    assert tuple(to_waveform(batch, 16000, 16000, downmix=True).shape) == (3, 1, 1600)
+
+
+def test_to_waveform_keeps_device_and_dtype():
+    t = torch.randn(2, 500, dtype=torch.float64)
+    out = to_waveform(t, 8000, 16000)
+    assert out.dtype == torch.float32 and out.device == t.device and out.shape[-1] == 1000
+    assert isinstance(to_waveform(np.zeros(10, np.float64), None, 8000), torch.Tensor)
+    frozen = np.frombuffer(np.ones(8, np.float32).tobytes(), np.float32)  # read-only
+    assert tuple(to_waveform(frozen[::-2], None, 8000).shape) == (1, 4)
+
+
+def test_to_waveform_integer_dtypes():
+    i16 = np.array([[0, 16384, -32768, 32767]], dtype=np.int16)
+    assert np.allclose(to_waveform(i16, None, 8000).numpy(), [[0, 0.5, -1, 32767 / 32768]])
+    i32 = np.array([[2**30, -(2**31)]], dtype=np.int32)
+    assert np.allclose(to_waveform(i32, None, 8000).numpy(), [[0.5, -1.0]])
+    u8 = np.array([[128, 0, 255]], dtype=np.uint8)
+    assert np.allclose(to_waveform(u8, None, 8000).numpy(), [[0.0, -1.0, 127 / 128]])
+    t16 = torch.tensor([[16384, -16384]], dtype=torch.int16)
+    assert torch.allclose(to_waveform(t16, None, 8000), torch.tensor([[0.5, -0.5]]))
+
+
+def test_to_waveform_samples_channels_detected():
+    x = sine(440, 16000, 0.1, 2).T  # [samples, 2]
+    with pytest.raises(M2LError) as exc:
+        to_waveform(x, 16000, 16000, name="my_array")
+    assert_one_line_error(exc, "my_array", "looks like [samples, channels]", "transpose")
+    with pytest.raises(M2LError) as exc:
+        to_waveform(np.zeros((2, 100, 2), np.float32), 16000, 16000)
+    assert_one_line_error(exc, "array", "looks like [batch, samples, channels]")
+
+
+@pytest.mark.parametrize(
+    ("audio", "rate", "fragment"),
+    [
+        (np.zeros((1, 0), np.float32), 8000, "empty audio"),
+        (np.zeros(0, np.float32), 8000, "empty audio"),
+        (np.array(0.5, np.float32), 8000, "0 dims"),
+        (np.float64(0.5), 8000, "0 dims"),
+        (torch.tensor(0.5), 8000, "0 dims"),
+        (np.zeros((1, 1, 2, 100), np.float32), 8000, "4 dims"),
+        (np.array([[0.0, np.nan, 0.1]]), 8000, "NaN or Inf"),
+        (torch.tensor([[0.0, float("inf")]]), 8000, "NaN or Inf"),
+        (np.array([["a", "b"]]), 8000, "dtype"),
+        (np.array([[True, False]]), 8000, "dtype"),
+        (torch.zeros(1, 4, dtype=torch.complex64), 8000, "dtype"),
+        ([0.1, 0.2], 8000, "numpy array or torch tensor"),
+        (np.zeros((1, 10), np.float32), 0, "sample rate"),
+        (np.zeros((1, 10), np.float32), -8000, "sample rate"),
+        (np.zeros((1, 10), np.float32), 8000.5, "sample rate"),
+        (np.zeros((1, 10), np.float32), "8000", "sample rate"),
+        (np.zeros((3, 100), np.float32), 8000, "downmix=True"),
+    ],
+)
+def test_to_waveform_errors(audio, rate, fragment):
+    with pytest.raises(M2LError) as exc:
+        to_waveform(audio, rate, 8000, name="clip_7")
+    assert_one_line_error(exc, "clip_7", fragment)
+
+
+def test_to_waveform_downmix_and_integral_float_rate():
+    x = np.stack([np.full(50, 0.1), np.full(50, 0.2), np.full(50, 0.6)]).astype(np.float32)
+    out = to_waveform(x, 8000.0, 8000, downmix=True)
+    assert tuple(out.shape) == (1, 50) and torch.allclose(out, torch.full((1, 50), 0.3))
+
+
+def test_save_rejects_bad_shapes(tmp_path: Path):
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "b.wav", np.zeros((1, 2, 100), np.float32), 8000)
+    assert_one_line_error(exc, "b.wav", "3 dims")
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "t.wav", np.zeros((100, 2), np.float32), 8000)
+    assert_one_line_error(exc, "t.wav", "[samples, channels]")
+    (tmp_path / "d.wav").mkdir()
+    with pytest.raises(M2LError) as exc:
+        save_audio(tmp_path / "d.wav", np.zeros((1, 100), np.float32), 8000, force=True)
+    assert_one_line_error(exc, "d.wav", "directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["d.wav"]
