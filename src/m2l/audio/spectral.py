@@ -67,6 +67,33 @@ def synthesis_window(cfg: SpectralConfig, device: torch.device, dtype: torch.dty
     return win / norm
 
 
+def spectrogram_to_frames(spec: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """Compressed spectrogram -> windowed time frames ready for overlap-add.
+
+    Args:
+        spec: [batch, 2, freq_bins, frames].
+        cfg: spectral settings.
+
+    Returns:
+        [batch, frames, n_fft]: decompressed, inverse-FFT'd frames times the synthesis window.
+    """
+    spec = spec.float()
+    comp = torch.complex(spec[:, 0], spec[:, 1])  # [B, F, T]
+    mag = comp.abs()
+    scale = (mag.clamp_min(_EPS) / cfg.beta).pow(1.0 / cfg.alpha) / mag.clamp_min(_EPS)
+    comp = comp * torch.where(mag > 0, scale, torch.zeros_like(scale))
+    comp = torch.nn.functional.pad(comp, (0, 0, 0, cfg.n_fft // 2 + 1 - cfg.freq_bins))
+    frames = torch.fft.irfft(comp.transpose(1, 2), n=cfg.n_fft, dim=-1)  # [B, T, n_fft]
+    return frames * synthesis_window(cfg, spec.device, frames.dtype)
+
+
+def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, start_frame: int, hop: int) -> None:
+    """Add [B, T, n_fft] frames into the waveform `out` [B, samples] from frame `start_frame` on."""
+    added = _overlap_add(frames, hop)
+    begin = start_frame * hop
+    out[:, begin : begin + added.shape[-1]] += added
+
+
 def from_spectrogram(spec: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     """Compressed spectrogram -> waveform (inverse of `to_spectrogram`), clamped to [-1, 1].
 
@@ -78,12 +105,5 @@ def from_spectrogram(spec: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
         [batch, (frames - 1) * hop + n_fft] waveform. The first and last n_fft - hop samples are
         covered by fewer frames and are attenuated; callers pad to keep them out of the signal.
     """
-    spec = spec.float()
-    comp = torch.complex(spec[:, 0], spec[:, 1])  # [B, F, T]
-    mag = comp.abs()
-    scale = (mag.clamp_min(_EPS) / cfg.beta).pow(1.0 / cfg.alpha) / mag.clamp_min(_EPS)
-    comp = comp * torch.where(mag > 0, scale, torch.zeros_like(scale))
-    comp = torch.nn.functional.pad(comp, (0, 0, 0, cfg.n_fft // 2 + 1 - cfg.freq_bins))
-    frames = torch.fft.irfft(comp.transpose(1, 2), n=cfg.n_fft, dim=-1)  # [B, T, n_fft]
-    frames = frames * synthesis_window(cfg, spec.device, frames.dtype)
+    frames = spectrogram_to_frames(spec, cfg)
     return _overlap_add(frames, cfg.hop_length).clamp(-1.0, 1.0)

@@ -25,6 +25,7 @@ def sample_multistep(
     sigmas: Sequence[float] | None = None,
     steps: int = 1,
     generator: torch.Generator | None = None,
+    renoise: Callable[[int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Multi-step consistency sampling.
 
@@ -38,6 +39,7 @@ def sample_multistep(
         sigmas: decreasing noise levels starting at sigma_max; Karras spacing of `steps` if None.
         steps: number of network evaluations when `sigmas` is None.
         generator: source of the re-noising noise (drawn on the generator's device).
+        renoise: alternative source: renoise(i) returns unit noise for the step after step i.
 
     Returns:
         [batch, ...] sample.
@@ -49,8 +51,11 @@ def sample_multistep(
         sigma = torch.full((noise.shape[0],), level, device=noise.device)
         out = denoise(x, sigma)
         if i + 1 < len(levels):
-            gen_device = generator.device if generator is not None else noise.device
-            fresh = torch.randn(noise.shape, generator=generator, device=gen_device)
+            if renoise is not None:
+                fresh = renoise(i)
+            else:
+                gen_device = generator.device if generator is not None else noise.device
+                fresh = torch.randn(noise.shape, generator=generator, device=gen_device)
             scale = max(levels[i + 1] ** 2 - cfg.sigma_min**2, 0.0) ** 0.5
             x = out + scale * fresh.to(device=noise.device, dtype=noise.dtype)
     return out

@@ -47,18 +47,18 @@ class Encoder(nn.Module):
         self.proj_out = nn.Conv1d(cfg.bottleneck_channels, cfg.latent_dim, 1)
 
     def forward(self, spec: torch.Tensor, features: bool = False) -> torch.Tensor:
-        """Encode; with `features` return the pre-bottleneck [B, bottleneck_channels, T'] instead."""
+        """Encode; with `features` return the pre-bottleneck [B, C * F', T'] 2-D features instead."""
         h = self.conv_in(spec) * self.freq_gain
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i < len(self.downs):
                 h = self.downs[i](h)
-        h = self.norm_2d(h)
-        h = self.proj_in(h.flatten(1, 2))  # [B, C, F', T'] -> [B, C*F', T'] (channel-major)
-        for block in self.blocks_1d:
-            h = block(h)
+        h = self.norm_2d(h).flatten(1, 2)  # [B, C, F', T'] -> [B, C*F', T'] (channel-major)
         if features:
             return h
+        h = self.proj_in(h)
+        for block in self.blocks_1d:
+            h = block(h)
         return torch.tanh(self.proj_out(F.silu(self.norm_out(h))))
 
 

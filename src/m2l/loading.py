@@ -1,0 +1,134 @@
+"""`m2l.load`: build a codec from a preset, an m2l checkpoint or the authors' checkpoint."""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from m2l.codec import Codec
+from m2l.config import PRESETS, V1Config, config_hash, preset
+from m2l.errors import M2LError
+from m2l.formats import load_checkpoint, save_checkpoint, tensors_digest
+from m2l.models.v1 import Music2Latent
+from m2l.models.v1_official import convert_official_state_dict
+
+HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
+AUTHORS_NAME = "music2latent"
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The authors' torch checkpoint {'gen_state_dict': ...}, loaded without unpickling code."""
+    if not zipfile.is_zipfile(path):
+        raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for bad archives
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise M2LError(f"{path}: cannot read torch checkpoint ({reason})") from None
+    state = data.get("gen_state_dict") if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        raise M2LError(f"{path}: torch checkpoint has no 'gen_state_dict' (not Music2Latent)")
+    return state
+
+
+def build_model(config: V1Config, state: dict[str, torch.Tensor] | None, source: str
+                ) -> Music2Latent:
+    """Instantiate a model and load `state` strictly (every key, every shape)."""
+    model = Music2Latent(config)
+    if state is None:
+        return model
+    ours = model.state_dict()
+    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    if missing or unexpected:
+        raise M2LError(f"{source}: weights do not fit {config.name}: {len(missing)} missing, "
+                       f"{len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})")
+    for key, value in state.items():
+        if value.shape != ours[key].shape:
+            raise M2LError(f"{source}: tensor {key} has shape {tuple(value.shape)}, expected "
+                           f"{tuple(ours[key].shape)}")
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+               ) -> tuple[Music2Latent, str]:
+    """Resolve a source to (model, model_id). See `load` for the accepted sources."""
+    name = str(source)
+    if name in PRESETS:
+        config = preset(name)
+        if checkpoint is None:
+            warnings.warn(f"{name}: no checkpoint given, using untrained weights", stacklevel=3)
+            return Music2Latent(config), f"{name}@untrained"
+        model, model_id = load_model(checkpoint)
+        if config_hash(model.cfg) != config_hash(config):
+            raise M2LError(f"{checkpoint}: checkpoint is a {model.cfg.name} model, not {name}")
+        return model, model_id
+    if name == AUTHORS_NAME:
+        return load_model(fetch_authors_checkpoint())
+    path = Path(source)
+    if not path.is_file():
+        raise M2LError(f"{source}: no such checkpoint file or preset "
+                       f"(presets: {', '.join(sorted(PRESETS))}, or {AUTHORS_NAME!r})")
+    if _is_safetensors(path):
+        state, config, meta = load_checkpoint(path)
+        return build_model(config, state, str(path)), f"{config.name}@{meta['sha256'][:12]}"
+    config = preset("m2l-v1")
+    ours = Music2Latent(config)
+    state = convert_official_state_dict(read_authors_checkpoint(path), config, ours.state_dict(),
+                                        str(path))
+    ours.load_state_dict(state)
+    return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
+
+
+def load(source: str | os.PathLike, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, *, checkpoint: str | os.PathLike | None = None,
+         **codec_options: object) -> Codec:
+    """Load a codec.
+
+    Args:
+        source: a preset name (with `checkpoint`, or alone for untrained weights), a path to an
+            m2l checkpoint (safetensors), a path to the authors' `music2latent.pt`, or
+            "music2latent" to fetch the authors' checkpoint from the model hub (needs network).
+        device: "cpu", "cuda", "mps"...; the best available if None.
+        dtype: compute dtype (float32 if None).
+        checkpoint: weights for a preset source.
+        **codec_options: passed to `Codec` (window_seconds, context, batch_size).
+
+    Returns:
+        A ready `Codec`.
+    """
+    model, model_id = load_model(source, checkpoint)
+    return Codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
+
+
+def convert(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> str:
+    """Write any loadable source as an m2l checkpoint; returns the model id."""
+    model, model_id = load_model(source)
+    save_checkpoint(out, model.state_dict(), model.cfg, force=force,
+                    extra={"converted_from": str(source)})
+    return model_id
+
+
+def fetch_authors_checkpoint() -> Path:
+    """Download (or find in the user's cache) the authors' checkpoint via huggingface_hub."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise M2LError("fetching 'music2latent' needs huggingface_hub (pip install "
+                       "'m2l[hub]'); or pass the checkpoint file with --model PATH") from None
+    try:
+        return Path(hf_hub_download(HUB_REPO, HUB_FILE))
+    except Exception as err:  # offline, hub down, repo moved: one clear line
+        kind = type(err).__name__
+        raise M2LError(f"cannot fetch the authors' checkpoint {HUB_REPO}/{HUB_FILE} ({kind}); "
+                       f"offline? download music2latent.pt elsewhere and pass --model PATH") from None
