@@ -34,10 +34,10 @@ class FreqAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
-        h = self.norm(x).permute(0, 3, 2, 1).reshape(b * t, f, c)  # [B*T, F, C]
-        q, k, v = self.qkv(h).view(b * t, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        h = F.scaled_dot_product_attention(q, k, v)  # [B*T, heads, F, C/heads]
-        h = self.proj(h.transpose(1, 2).reshape(b * t, f, c))
+        h = self.norm(x).permute(0, 3, 2, 1).reshape(b * t * f, c)  # rows ordered (B, T, F)
+        qkv = self.qkv(h).view(b * t, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        h = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B*T, heads, F, C/heads]
+        h = self.proj(h.transpose(1, 2).reshape(b * t * f, c))
         return x + h.view(b, t, f, c).permute(0, 3, 2, 1)
 
 

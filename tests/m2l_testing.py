@@ -1,0 +1,43 @@
+"""Shared helpers for the tests: small models with non-trivial random weights, test signals."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from m2l.config import V1Config, preset
+from m2l.models.v1 import Music2Latent
+
+# A model far smaller than the tiny preset, for tests over very long audio.
+MICRO = V1Config(name="m2l-v1-micro", base_channels=4, multipliers=(1, 1, 1, 1, 2),
+                 attention=(False, False, False, False, True), unet_blocks=1, cond_channels=16,
+                 bottleneck_channels=16, bottleneck_blocks=1, heads=2)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, zero_scale: float = 0.3) -> torch.nn.Module:
+    """Give zero-initialised layers small random weights so every path carries signal."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) * zero_scale / math.sqrt(fan_in))
+            elif p.dim() == 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model
+
+
+def random_model(name_or_cfg: str | V1Config = "m2l-v1-tiny", seed: int = 0) -> Music2Latent:
+    torch.manual_seed(seed)
+    cfg = preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg
+    return randomize(Music2Latent(cfg), seed).eval()
+
+
+def tone_and_noise(seconds: float, sr: int = 44100, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """A stationary test signal [channels, samples]: a sine per channel plus white noise."""
+    gen = torch.Generator().manual_seed(seed)
+    n = int(seconds * sr)
+    t = torch.arange(n) / sr
+    rows = [0.2 * torch.sin(2 * math.pi * (440 + 110 * c) * t) for c in range(channels)]
+    return torch.stack(rows) + 0.1 * torch.randn(channels, n, generator=gen)
