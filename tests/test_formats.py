@@ -1,0 +1,91 @@
+import json
+import struct
+
+import pytest
+import torch
+from m2l_testing import random_model
+
+from m2l.config import preset
+from m2l.errors import M2LError
+from m2l.formats import LatentFile, load_checkpoint, load_latents, save_checkpoint, save_latents
+
+
+def _lf(frames: int = 5) -> LatentFile:
+    return LatentFile(latents=torch.randn(2, 64, frames), sample_rate=44100, length=frames * 4096,
+                      model_id="m@1", config_hash="abc", latent_scale=0.06, left_pad=1536)
+
+
+def test_latent_round_trip_and_no_temp_files(tmp_path):
+    lf = _lf()
+    save_latents(tmp_path / "a.m2l", lf)
+    back = load_latents(tmp_path / "a.m2l")
+    assert torch.equal(back.latents, lf.latents)
+    assert (back.sample_rate, back.length, back.model_id, back.config_hash, back.left_pad) == \
+        (44100, lf.length, "m@1", "abc", 1536)
+    assert back.channels == 2 and back.latent_scale == 0.06
+    assert [p.name for p in tmp_path.iterdir()] == ["a.m2l"]
+
+
+def test_refuses_overwrite_without_force(tmp_path):
+    save_latents(tmp_path / "a.m2l", _lf())
+    with pytest.raises(M2LError, match="exists"):
+        save_latents(tmp_path / "a.m2l", _lf())
+    save_latents(tmp_path / "a.m2l", _lf(3), force=True)
+    assert load_latents(tmp_path / "a.m2l").latents.shape[-1] == 3
+
+
+def test_tampered_and_truncated_latents_are_detected(tmp_path):
+    path = tmp_path / "a.m2l"
+    save_latents(path, _lf())
+    data = bytearray(path.read_bytes())
+    tampered = data.copy()
+    tampered[-10] ^= 0xFF
+    (tmp_path / "t.m2l").write_bytes(bytes(tampered))
+    with pytest.raises(M2LError, match="checksum"):
+        load_latents(tmp_path / "t.m2l")
+    (tmp_path / "c.m2l").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(M2LError, match="c.m2l"):
+        load_latents(tmp_path / "c.m2l")
+    (tmp_path / "e.m2l").write_bytes(b"")
+    with pytest.raises(M2LError, match="e.m2l"):
+        load_latents(tmp_path / "e.m2l")
+
+
+def _rewrite_header(path, **changes):
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"].update(changes)
+    blob = json.dumps(header).encode()
+    blob += b" " * ((8 - len(blob) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + size :])
+
+
+def test_future_version_and_wrong_kind_of_file(tmp_path):
+    path = tmp_path / "a.m2l"
+    save_latents(path, _lf())
+    _rewrite_header(path, version="99")
+    with pytest.raises(M2LError, match="newer"):
+        load_latents(path)
+    save_latents(path, _lf(), force=True)
+    _rewrite_header(path, length="-5")
+    with pytest.raises(M2LError, match="malformed"):
+        load_latents(path)
+    model = random_model("m2l-v1-tiny")
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), model.cfg)
+    with pytest.raises(M2LError, match="not an m2l-latents"):
+        load_latents(tmp_path / "c.safetensors")
+
+
+def test_checkpoint_round_trip_and_tamper(tmp_path):
+    model = random_model("m2l-v1-tiny")
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model.state_dict(), model.cfg)
+    state, cfg, meta = load_checkpoint(path)
+    assert cfg == preset("m2l-v1-tiny")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(M2LError, match="checksum"):
+        load_checkpoint(path)

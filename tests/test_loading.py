@@ -1,0 +1,108 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from m2l_testing import random_model
+
+import m2l
+from m2l.formats import save_checkpoint
+from m2l.loading import convert, load_model
+from m2l.models.v1_official import official_key_map
+
+
+def test_preset_with_checkpoint_and_checkpoint_alone(tmp_path):
+    model = random_model("m2l-v1-tiny")
+    save_checkpoint(tmp_path / "t.safetensors", model.state_dict(), model.cfg)
+    a = m2l.load("m2l-v1-tiny", device="cpu", checkpoint=tmp_path / "t.safetensors")
+    b = m2l.load(tmp_path / "t.safetensors", device="cpu")
+    assert a.model_id == b.model_id and a.model_id.startswith("m2l-v1-tiny@")
+    x = torch.randn(1, 9000) * 0.1
+    assert torch.equal(a.encode(x), b.encode(x))
+    with pytest.raises(m2l.M2LError, match="not m2l-v1-small"):
+        m2l.load("m2l-v1-small", checkpoint=tmp_path / "t.safetensors")
+
+
+def test_untrained_preset_warns():
+    with pytest.warns(UserWarning, match="untrained"):
+        codec = m2l.load("m2l-v1-tiny", device="cpu")
+    assert codec.model_id == "m2l-v1-tiny@untrained"
+
+
+def _authors_file(tmp_path):
+    model = random_model("m2l-v1", seed=3)
+    ours = model.state_dict()
+    state = {k: ours[v] for k, v in official_key_map(model.cfg, set(ours)).items()}
+    for j in range(4):
+        state[f"decoder.bottleneck_layers.{j}.proj_emb.weight"] = torch.zeros(512, 256)
+        state[f"decoder.bottleneck_layers.{j}.proj_emb.bias"] = torch.zeros(512)
+    path = tmp_path / "music2latent.pt"
+    torch.save({"gen_state_dict": state}, path)
+    return model, state, path
+
+
+def test_authors_checkpoint_converts_and_round_trips(tmp_path):
+    model, _, path = _authors_file(tmp_path)
+    loaded, model_id = load_model(path)
+    assert model_id.startswith("music2latent@")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    convert(path, tmp_path / "conv.safetensors")
+    again, _ = load_model(tmp_path / "conv.safetensors")
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(m2l.M2LError, match="exists"):
+        convert(path, tmp_path / "conv.safetensors")
+
+
+def test_bad_checkpoints(tmp_path):
+    _, state, _ = _authors_file(tmp_path)
+    state.pop("conv_out.bias")
+    torch.save({"gen_state_dict": state}, tmp_path / "missing.pt")
+    with pytest.raises(m2l.M2LError, match="missing"):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"other": 1}, tmp_path / "other.pt")
+    with pytest.raises(m2l.M2LError, match="gen_state_dict"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(m2l.M2LError, match="junk.pt"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(m2l.M2LError, match="no such"):
+        load_model(tmp_path / "nope.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_code_is_refused(tmp_path, capsys):
+    torch.save({"gen_state_dict": {"x": _Evil()}}, tmp_path / "evil.pt", pickle_module=pickle)
+    with pytest.raises(m2l.M2LError, match="evil.pt"):
+        load_model(tmp_path / "evil.pt")
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_hub_failure_is_one_clear_line(monkeypatch):
+    hub = pytest.importorskip("huggingface_hub")
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(hub, "hf_hub_download", offline)
+    with pytest.raises(m2l.M2LError, match="--model PATH") as info:
+        m2l.load("music2latent")
+    assert "\n" not in str(info.value)
+
+
+def test_encoder_decoder_drop_in(tmp_path):
+    model = random_model("m2l-v1-tiny")
+    save_checkpoint(tmp_path / "t.safetensors", model.state_dict(), model.cfg)
+    ed = m2l.EncoderDecoder(str(tmp_path / "t.safetensors"), device="cpu")
+    n = 4096 * 4 + 1536
+    stereo = (np.random.RandomState(0).randn(n, 2) * 0.1).astype(np.float32)  # authors' layout
+    z = ed.encode(stereo)
+    assert isinstance(z, np.ndarray) and z.shape == (2, 64, 4)
+    assert np.allclose(ed.encode(stereo.T), z)
+    y = ed.decode(z, seed=0)
+    assert isinstance(y, np.ndarray) and y.shape == (2, n)
+    assert ed.encode(stereo, extract_features=True).shape[:2] == (2, 16 * 32)
