@@ -1,0 +1,134 @@
+"""Codec benchmark: m2l vs the authors' `music2latent` package on identical random weights.
+
+Each measurement runs in a fresh child process (so peak memory is its own); one run of this
+script does every case, alternating implementations. Reports wall time, real-time factor,
+peak RSS, and achieved FLOP/s as a fraction of this machine's measured fp32 matmul rate.
+
+    python bench/bench_codec.py --seconds 10 60 --out bench/out/codec.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SR = 44100
+
+
+def make_checkpoint(path: Path) -> None:
+    """The authors' network with random non-zero weights, saved in their format."""
+    from music2latent.models import UNet
+
+    torch.manual_seed(0)
+    net = UNet()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 1 / math.sqrt(p[0].numel())) if p.dim() > 1 else p.normal_(0, 0.05)
+    torch.save({"gen_state_dict": net.state_dict()}, path)
+
+
+def matmul_rate() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    best = math.inf
+    for _ in range(10):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best
+
+
+def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
+    """Runs in a subprocess: one encode or decode, timed."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
+    if impl == "authors":
+        import music2latent.inference as inf
+
+        inf.download_model = lambda: None
+        ed = inf.EncoderDecoder(ckpt, device="cpu")
+        encode, decode = (lambda: ed.encode(x)), (lambda z: ed.decode(z))
+    else:
+        import m2l
+
+        codec = m2l.load(ckpt, device="cpu")
+        encode, decode = (lambda: codec.encode(x)), (lambda z: codec.decode(z, seed=0))
+    z = encode() if op == "decode" else None
+    start = time.perf_counter()
+    out = encode() if op == "encode" else decode(z)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "out_shape": list(out.shape),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def count_flops(op: str, seconds: float, ckpt: str) -> float:
+    """FLOPs of one m2l encode/decode (the same network as the authors')."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import m2l
+
+    codec = m2l.load(ckpt, device="cpu", window_seconds=1e9)  # count the one-shot cost
+    x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
+    z = codec.encode(x, left_pad=0)
+    with FlopCounterMode(display=False) as counter:
+        codec.encode(x, left_pad=0) if op == "encode" else codec.decode(z, seed=0, left_pad=0)
+    return float(counter.get_total_flops())
+
+
+def run_child(impl: str, op: str, seconds: float, ckpt: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, op, str(seconds), str(ckpt)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
+    ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
+    ap.add_argument("--impls", nargs="+", default=["authors", "m2l"])
+    ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        impl, op, seconds, ckpt = args.child
+        print(json.dumps(child(impl, op, float(seconds), ckpt)))
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out.parent / "random_authors.pt"
+    if not ckpt.exists():
+        make_checkpoint(ckpt)
+    rate = matmul_rate()
+    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+               "matmul_fp32_flops": rate, "cases": []}
+    print(f"fp32 matmul: {rate / 1e9:.1f} GFLOP/s, threads {torch.get_num_threads()}", flush=True)
+    for seconds in args.seconds:
+        for op in args.ops:
+            flops = count_flops(op, seconds, str(ckpt))
+            for impl in args.impls:
+                r = run_child(impl, op, seconds, ckpt)
+                r.update(impl=impl, op=op, seconds=seconds, flops=flops)
+                if "wall_s" in r:
+                    r["rtf"] = seconds / r["wall_s"]
+                    r["flops_fraction"] = flops / r["wall_s"] / rate
+                results["cases"].append(r)
+                print(json.dumps(r), flush=True)
+                args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
