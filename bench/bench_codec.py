@@ -71,7 +71,16 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
     out = encode() if op == "encode" else decode(z)
     wall = time.perf_counter() - start
     return {"wall_s": wall, "out_shape": list(out.shape),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's peak,
+    which Linux carries across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def count_flops(op: str, seconds: float, ckpt: str) -> float:
