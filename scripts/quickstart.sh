@@ -4,11 +4,7 @@
 # checkpoint path or a preset name (a preset alone is untrained: a smoke test only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q torch==2.13.0
-python -m pip install -q -e '.[hub]'
+. scripts/setup_env.sh hub
 input=${1:-}
 output=${2:-reconstructed.wav}
 model=${3:-music2latent}
