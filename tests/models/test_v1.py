@@ -102,3 +102,24 @@ def test_config_round_trip_and_hash():
     assert config_hash(cfg) != config_hash(preset("m2l-v1"))
     with pytest.raises(M2LError):
         config_from_dict({"kind": "v9"})
+
+
+def test_fast_inference_path_matches_autograd_path_and_keeps_inputs():
+    """No-grad passes reuse buffers in place and run channels_last; the result must equal the
+    plain training-mode computation, and the caller's tensors must be left untouched."""
+    model = random_model(MICRO)
+    spec = torch.randn(2, 2, MICRO.spectral.freq_bins, 16)
+    x = torch.randn_like(spec)
+    sigma = torch.tensor([0.5, 3.0])
+    reference = model.denoise(x, sigma, model.decode_features(model.encode(spec)))
+    fast = random_model(MICRO).to(memory_format=torch.channels_last)
+    fast.load_state_dict(model.state_dict())
+    spec_copy, x_copy = spec.clone(), x.clone()
+    with torch.no_grad():
+        latents = fast.encode(spec)
+        pyramid = fast.decode_features(latents)
+        kept = [p.clone() for p in pyramid]
+        out = fast.denoise(x, sigma, pyramid)
+    torch.testing.assert_close(out, reference.detach(), rtol=1e-4, atol=1e-5)
+    assert torch.equal(spec, spec_copy) and torch.equal(x, x_copy)
+    assert all(torch.equal(a, b) for a, b in zip(pyramid, kept, strict=True))

@@ -12,6 +12,20 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(max(min(channels // 4, 32), 1), channels)
 
 
+def inference_inplace() -> bool:
+    """True when autograd is off, so forward passes may overwrite their own fresh intermediates.
+
+    On CPU, every large new tensor costs page faults and kernel zeroing; reusing buffers in place
+    is a large part of m2l's inference speed (see BENCHMARKS.md). Inputs are never overwritten.
+    """
+    return not torch.is_grad_enabled()
+
+
+def add(a: torch.Tensor, b: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """a + b, written into `a` when `inplace` (a must then be a fresh intermediate)."""
+    return a.add_(b) if inplace else a + b
+
+
 def zero_(module: nn.Module) -> nn.Module:
     """Zero-initialise a layer's parameters (used before residual adds)."""
     for p in module.parameters():
@@ -23,6 +37,8 @@ class FreqAttention(nn.Module):
     """Self-attention over the frequency axis, independently per time frame.
 
     [B, C, F, T] -> [B, C, F, T]; memory per frame is fixed whatever the audio length.
+    Written for channels_last inputs (memory [B, F, T, C]): the linear layers then read and write
+    the activations without copies.
     """
 
     def __init__(self, channels: int, heads: int) -> None:
@@ -34,11 +50,13 @@ class FreqAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
-        h = self.norm(x).permute(0, 3, 2, 1).reshape(b * t * f, c)  # rows ordered (B, T, F)
-        qkv = self.qkv(h).view(b * t, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        h = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B*T, heads, F, C/heads]
-        h = self.proj(h.transpose(1, 2).reshape(b * t * f, c))
-        return x + h.view(b, t, f, c).permute(0, 3, 2, 1)
+        d = c // self.heads
+        h = self.norm(x).permute(0, 2, 3, 1)  # [B, F, T, C]
+        qkv = self.qkv(h).view(b, f, t, 3, self.heads, d)
+        q, k, v = qkv.permute(3, 0, 2, 4, 1, 5).unbind(0)  # each [B, T, heads, F, d]
+        h = F.scaled_dot_product_attention(q, k, v)  # [B, T, heads, F, d]
+        h = self.proj(h.permute(0, 3, 1, 2, 4).reshape(b, f, t, c)).permute(0, 3, 1, 2)
+        return add(h, x, inference_inplace())  # [B, C, F, T]
 
 
 class ResBlock(nn.Module):
@@ -68,13 +86,14 @@ class ResBlock(nn.Module):
         self.att = FreqAttention(out_ch, heads) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        inplace = inference_inplace()
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         if self.proj_emb is not None and emb is not None:
             e = self.proj_emb(emb)
-            h = h + e.view(*e.shape, *(1,) * (h.dim() - 2))
-        h = self.conv2(F.silu(self.norm2(h)))
-        x = (x if self.res_conv is None else self.res_conv(x)) + h
-        return x if self.att is None else self.att(x)
+            h = add(h, e.view(*e.shape, *(1,) * (h.dim() - 2)), inplace)
+        h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
+        h = add(h, x if self.res_conv is None else self.res_conv(x), inplace)
+        return h if self.att is None else self.att(h)
 
 
 class Downsample(nn.Module):

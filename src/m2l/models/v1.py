@@ -19,7 +19,16 @@ from torch import nn
 from m2l.config import V1Config
 from m2l.consistency.precond import Denoiser
 from m2l.consistency.schedule import noise_embedding
-from m2l.models.layers import Downsample, ResBlock, Upsample, group_norm, mlp, zero_
+from m2l.models.layers import (
+    Downsample,
+    ResBlock,
+    Upsample,
+    add,
+    group_norm,
+    inference_inplace,
+    mlp,
+    zero_,
+)
 
 
 class Encoder(nn.Module):
@@ -48,7 +57,8 @@ class Encoder(nn.Module):
 
     def forward(self, spec: torch.Tensor, features: bool = False) -> torch.Tensor:
         """Encode; with `features` return the pre-bottleneck [B, C * F', T'] 2-D features instead."""
-        h = self.conv_in(spec) * self.freq_gain
+        h = self.conv_in(spec)
+        h = h.mul_(self.freq_gain) if inference_inplace() else h * self.freq_gain
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i < len(self.downs):
@@ -141,21 +151,33 @@ class UNet(nn.Module):
         emb = self.noise_mlp(raw)
         s_in = self.scale_in(raw)[:, None, :, None]  # [B, 1, F, 1]
         s_out = self.scale_out(raw)[:, None, :, None]
-        h = self.conv_in(x) * (1 + s_in)
+        inplace = inference_inplace()
+        h = self.conv_in(x)
+        h = h.mul_(1 + s_in) if inplace else h * (1 + s_in)
         skips = []
         for i, (crosses, blocks) in enumerate(zip(self.down_cross, self.down_blocks, strict=True)):
             for cross, block in zip(crosses, blocks, strict=True):
-                h = block((h + cross(pyramid[i])) / math.sqrt(2), emb)
+                h = block(mix(cross(pyramid[i]), [h], inplace), emb)
                 skips.append(h)
             if i < len(self.downs):
                 h = self.downs[i](h)
         for i in reversed(range(len(self.up_blocks))):
             for cross, block in zip(self.up_cross[i], self.up_blocks[i], strict=True):
-                h = block((h + skips.pop() + cross(pyramid[i])) / math.sqrt(3), emb)
+                h = block(mix(cross(pyramid[i]), [h, skips.pop()], inplace), emb)
             if i > 0:
                 h = self.ups[i - 1](h)
-        h = (h + self.out_cross(pyramid[0])) / math.sqrt(2)
-        return self.conv_out(F.silu(self.norm_out(h)) * (1 + s_out))
+        h = mix(self.out_cross(pyramid[0]), [h], inplace)
+        h = F.silu(self.norm_out(h), inplace=inplace)
+        return self.conv_out(h.mul_(1 + s_out) if inplace else h * (1 + s_out))
+
+
+def mix(fresh: torch.Tensor, others: list[torch.Tensor], inplace: bool) -> torch.Tensor:
+    """Variance-preserving sum (fresh + sum(others)) / sqrt(1 + len(others)); `fresh` is reused
+    as the output buffer when `inplace`."""
+    for other in others:
+        fresh = add(fresh, other, inplace)
+    scale = 1 / math.sqrt(1 + len(others))
+    return fresh.mul_(scale) if inplace else fresh * scale
 
 
 class Music2Latent(nn.Module):
