@@ -37,6 +37,7 @@ from m2l.audio.io import AUDIO_EXTENSIONS, WRITE_EXTENSIONS, save_audio
 from m2l.config import PRESETS, config_to_dict
 from m2l.errors import M2LError
 from m2l.formats import load_latents, save_latents
+from m2l.train import cli as train_cli
 
 PROG = "m2l"
 LATENT_SUFFIX = ".m2l"
@@ -638,6 +639,10 @@ COMMANDS: dict[str, Command] = {
     "info": Command("describe .m2l latent files and model checkpoints", _add_info, _run_info),
     "convert": Command("write a model (e.g. the authors' music2latent.pt) as an m2l checkpoint",
                        _add_convert, _run_convert),
+    "train": Command("train a model (one process, or many under torchrun)", train_cli.add_train,
+                     train_cli.run_train),
+    "export": Command("write a training checkpoint's EMA weights as an inference checkpoint",
+                      train_cli.add_export, train_cli.run_export),
 }
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2l.audio.spectral import to_spectrogram
 from m2l.config import V1Config
 from m2l.consistency.precond import Denoiser
 from m2l.consistency.schedule import noise_embedding
@@ -203,5 +204,28 @@ class Music2Latent(nn.Module):
         return self.decoder(latents)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, pyramid: list[torch.Tensor]) -> torch.Tensor:
-        """Consistency function f(x, sigma | pyramid): [B, 2, F, T] -> [B, 2, F, T]."""
-        return self.denoiser(x, sigma, pyramid)
+        """Consistency function f(x, sigma | pyramid): [B, 2, F, T] -> [B, 2, F, T].
+
+        `sigma` is [B] (or [B, 1], the trainer's one noise group per sample).
+        """
+        return self.denoiser(x, sigma.reshape(x.shape[0]), pyramid)
+
+    # ------------------------------------------------------- the interface the trainer uses
+    sigma_groups = 1  # noise levels per training sample
+    audio_channels = 1  # v1 is mono: stereo is handled as two rows
+
+    def prepare(self, audio: torch.Tensor) -> torch.Tensor:
+        """Training audio [B, 1, samples] -> clean spectrogram x0 [B, 2, F, T]."""
+        return to_spectrogram(audio[:, 0], self.cfg.spectral)
+
+    def conditioning(self, x0: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder + decoder features of the clean input (shared by student and teacher)."""
+        return self.decoder(self.encoder(x0))
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """x0 + sigma * noise with sigma [B, 1]."""
+        return x0 + sigma.reshape(-1, *(1,) * (x0.dim() - 1)).to(x0.dtype) * noise
+
+    def group_view(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, ...] -> [B, sigma_groups, d] for the per-group loss."""
+        return x.reshape(x.shape[0], 1, -1)

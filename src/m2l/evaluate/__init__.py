@@ -1,0 +1,1 @@
+"""Objective quality metrics and spectrogram pictures for judging reconstructions."""

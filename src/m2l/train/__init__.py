@@ -1,0 +1,1 @@
+"""Consistency training of m2l models: data, objective, loop, checkpoints."""

@@ -1,0 +1,66 @@
+"""`m2l train` and `m2l export` (registered in `m2l.cli.COMMANDS`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from m2l.errors import M2LError
+
+
+def _error(message: str) -> int:
+    print(f"m2l: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG",
+                   help="training preset (paper, small, tiny) or a run's config.json")
+    p.add_argument("--data", metavar="DIR[:WEIGHT]", action="append", required=True,
+                   help="folder of audio (recursive) with a sampling weight (default 1); repeatable")
+    p.add_argument("--val", metavar="DIR", action="append", default=[],
+                   help="validation folder (default: hold out a fraction of the training files)")
+    p.add_argument("--out", metavar="RUN_DIR", required=True,
+                   help="run folder (checkpoints, logs); an existing run is resumed")
+    p.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[], dest="overrides",
+                   help="override a config field, e.g. --set lr=3e-4 --set batch_size=32")
+    p.add_argument("--until", metavar="STEP", type=int, default=None,
+                   help="stop (with a checkpoint) after this step; the schedule still spans `steps`")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from m2l.train.config import apply_overrides, load_train_config
+    from m2l.train.data import parse_source
+    from m2l.train.loop import Trainer
+
+    try:
+        cfg = apply_overrides(load_train_config(args.config), args.overrides)
+        sources = [parse_source(s) for s in args.data]
+        val = [parse_source(s) for s in args.val] or None
+        trainer = Trainer(cfg, sources, Path(args.out), val_sources=val, device=args.device,
+                          show_progress=not args.no_progress)
+        trainer.train(until=args.until)
+    except M2LError as err:
+        return _error(str(err))
+    return 0
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN_DIR|CKPT",
+                   help="a training checkpoint, or a run folder (its best checkpoint, else the latest)")
+    p.add_argument("out", metavar="OUT", help="inference checkpoint to write (.safetensors)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from m2l.train.export import export
+
+    try:
+        model_id = export(Path(args.source), Path(args.out), force=args.force)
+    except M2LError as err:
+        return _error(str(err))
+    print(model_id)
+    return 0

@@ -1,0 +1,145 @@
+"""Training configuration: one frozen dataclass, named presets, and `key=value` overrides.
+
+The resolved config is written to `RUN_DIR/config.json`; that file is itself a valid CONFIG
+argument of `m2l train`, so a run can be repeated or continued from its own record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from m2l.errors import M2LError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run except the data folders and the run directory."""
+
+    name: str = "paper"
+    model: str = "m2l-v1"  # model preset name
+    crop_frames: int = 64  # STFT frames per training crop (64 -> 34,304 samples for v1)
+    batch_size: int = 16  # global batch, split over ranks
+    steps: int = 800_000
+    # optimiser: RAdam, linear warm-up then cosine decay to min_lr
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    warmup_steps: int = 10_000
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    ema_decay: float = 0.9999  # with warm-up min(decay, (1 + n) / (10 + n))
+    # consistency objective
+    p_mean: float = -1.1  # log-normal sigma sampling
+    p_std: float = 2.0
+    delta_start: float = 0.1  # teacher offset in index space, exponential decay
+    delta_end: float = 0.001
+    huber_c: float = 0.00054  # pseudo-Huber c = huber_c * sqrt(elements per sample)
+    # execution
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    compile: bool = False
+    channels_last: bool = True
+    workers: int = 2  # data loader processes per rank
+    seed: int = 0
+    min_rms: float = 1e-3  # crops quieter than this are redrawn
+    max_nonfinite: int = 20  # stop after this many non-finite losses in a row
+    # observability and checkpoints
+    log_every: int = 10
+    val_every: int = 1000
+    val_items: int = 16  # fixed validation crops
+    val_seconds: float = 3.0  # length of each validation crop
+    val_audio: int = 2  # reconstructions saved as audio + image per validation
+    val_fraction: float = 0.02  # files held out when no validation folder is given
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    tensorboard: bool = True  # used when the tensorboard package is installed
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise M2LError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        for key in ("batch_size", "steps", "crop_frames", "log_every", "val_every", "ckpt_every",
+                    "keep_last", "max_nonfinite"):
+            if getattr(self, key) < 1:
+                raise M2LError(f"training config: {key} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.delta_end <= self.delta_start <= 1:
+            raise M2LError("training config: need 0 < delta_end <= delta_start <= 1")
+
+
+def _small() -> TrainConfig:
+    return TrainConfig(name="small", model="m2l-v1-small", batch_size=8, steps=100_000, lr=2e-4,
+                       warmup_steps=1000, ema_decay=0.999, val_every=500, ckpt_every=500,
+                       val_items=8, precision="auto")
+
+
+def _tiny() -> TrainConfig:
+    return TrainConfig(name="tiny", model="m2l-v1-tiny", batch_size=8, steps=3000, lr=1e-3,
+                       min_lr=1e-5, warmup_steps=100, ema_decay=0.995, val_every=250,
+                       ckpt_every=250, val_items=6, val_seconds=2.0, workers=1)
+
+
+TRAIN_PRESETS = {"paper": TrainConfig, "small": _small, "tiny": _tiny}
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def train_config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise M2LError(f"{origin}: unknown training config field(s) {', '.join(unknown)}")
+    try:
+        return TrainConfig(**data)
+    except TypeError as err:
+        raise M2LError(f"{origin}: malformed training config ({err})") from None
+
+
+def load_train_config(source: str) -> TrainConfig:
+    """A preset name (paper, small, tiny) or a JSON file written by a previous run."""
+    if source in TRAIN_PRESETS:
+        return TRAIN_PRESETS[source]()
+    path = Path(source)
+    if not path.is_file():
+        raise M2LError(f"{source}: neither a training preset ({', '.join(TRAIN_PRESETS)}) "
+                       f"nor a config file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise M2LError(f"{path}: not a JSON training config ({err})") from None
+    if not isinstance(data, dict):
+        raise M2LError(f"{path}: not a JSON training config (expected an object)")
+    return train_config_from_dict(data, str(path))
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `field=value` strings; values are parsed with the type of the field's default."""
+    changes: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise M2LError(f"override {item!r}: expected FIELD=VALUE with FIELD one of the "
+                           f"training config fields (see config.json of a run)")
+        changes[key] = _parse_value(key, raw.strip(), type(getattr(cfg, key)))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _parse_value(key: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(float(raw)) if raw.lower().replace("e", "").isdigit() else int(raw)
+        return kind(raw)
+    except ValueError:
+        raise M2LError(f"override {key}={raw}: not a valid {kind.__name__}") from None

@@ -1,0 +1,359 @@
+"""The training loop: one process or many (torchrun), resumable, observable.
+
+Run directory layout:
+    config.json            resolved training config (a valid CONFIG for `m2l train`)
+    data_index.json        cached file index (train / validation split, unreadable files)
+    log.jsonl              one JSON object per logged step and per validation
+    checkpoints/step-*.safetensors   the last `keep_last` training states
+    checkpoints/best.safetensors     the state with the lowest validation mel distance
+    val/step-*/            reconstructions (wav) and spectrograms (png) of a few validation crops
+    tb/                    TensorBoard scalars (when the tensorboard package is installed)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from m2l.config import preset
+from m2l.consistency.schedule import delta_exponential
+from m2l.errors import M2LError
+from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
+from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
+from m2l.train.objective import ConsistencyObjective, sample_seeds
+from m2l.train.state import EMA, list_checkpoints, read_state, restore, save_state, step_path
+from m2l.train.validate import Validator
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> Dist:
+    """Join the torchrun process group when launched by torchrun (nccl on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cpu":
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return Dist(rank, world, local, dev)
+
+
+def precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a grad scaler is needed)."""
+    choice = cfg.precision
+    if choice == "auto":
+        if device.type != "cuda":
+            return None, False
+        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if choice == "fp16":
+        if device.type != "cuda":
+            raise M2LError("precision=fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        return torch.float16, True
+    return (torch.bfloat16, False) if choice == "bf16" else (None, False)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.min_lr at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = min((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> TrainConfig:
+    """Create the run folder and record the config; an existing run must have the same config
+    (apart from `steps`, which may be extended to continue a finished run)."""
+    path = run_dir / "config.json"
+    if path.is_file():
+        old = train_config_from_dict(json.loads(path.read_text()), str(path))
+        a, b = train_config_to_dict(old), train_config_to_dict(cfg)
+        a.pop("steps"), b.pop("steps")
+        diff = sorted(k for k in a if a[k] != b[k])
+        if diff:
+            raise M2LError(f"{run_dir}: holds a run with a different config ({', '.join(diff)}); "
+                           f"use another --out or the run's own config.json")
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(train_config_to_dict(cfg), indent=1))
+        os.replace(tmp, path)
+    return cfg
+
+
+class Trainer:
+    """Builds everything from a config and runs `train()`; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, sources: list[Source], run_dir: Path, *,
+                 val_sources: list[Source] | None = None, device: str | None = None,
+                 show_progress: bool = True) -> None:
+        self.dist = setup_distributed(device)
+        self.cfg = prepare_run_dir(Path(run_dir), cfg, self.dist.main)
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.show_progress = show_progress
+        torch.manual_seed(cfg.seed)
+        self.model = self._build_model()
+        self.autocast, use_scaler = precision(cfg, self.dist.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+        self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=cfg.lr,
+                                           betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.objective: nn.Module = ConsistencyObjective(self.model, cfg, self.autocast)
+        if self.dist.world > 1:
+            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+        if cfg.compile:
+            self.objective = torch.compile(self.objective)
+        self.step = 0
+        self.counters: dict[str, Any] = {"nonfinite": 0, "unreadable": 0, "best_mel": None}
+        self._resume()
+        self.index = self._index(sources, val_sources)
+        self.counters["unreadable"] = max(self.counters["unreadable"], len(self.index["unreadable"]))
+        self.validator = Validator(self, self._val_set()) if self.dist.main else None
+        self.stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ building
+    def _build_model(self) -> nn.Module:
+        from m2l.models.v1 import Music2Latent
+
+        model = Music2Latent(preset(self.cfg.model)).to(self.dist.device)
+        if self.cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _index(self, sources: list[Source], val_sources: list[Source] | None) -> dict:
+        cache = self.run_dir / "data_index.json"
+        if self.dist.main:
+            index = build_index(sources, cache, val_sources=val_sources, val_fraction=self.cfg.val_fraction)
+        if self.dist.world > 1:
+            dist.barrier()
+        if not self.dist.main:
+            index = build_index(sources, cache, val_sources=val_sources, val_fraction=self.cfg.val_fraction)
+        return index
+
+    def _val_set(self) -> torch.Tensor:
+        spectral = self.model.cfg.spectral
+        return validation_crops(self.index["val"], items=self.cfg.val_items, seconds=self.cfg.val_seconds,
+                                sample_rate=spectral.sample_rate, channels=self.model.audio_channels,
+                                seed=self.cfg.seed)
+
+    def crop_samples(self) -> int:
+        sp = self.model.cfg.spectral
+        return self.cfg.crop_frames * sp.hop_length + sp.n_fft - sp.hop_length
+
+    def _resume(self) -> None:
+        for step, path in reversed(list_checkpoints(self.ckpt_dir)):
+            try:
+                parts = read_state(path)
+            except M2LError as err:
+                if self.dist.main:
+                    print(f"warning: {err}; trying an older checkpoint", flush=True)
+                continue
+            restore(parts, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler)
+            self.step = parts["step"]
+            self.counters.update(parts["counters"])
+            if self.dist.main:
+                print(f"resuming {self.run_dir} from step {step}", flush=True)
+            return
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, audio: torch.Tensor) -> dict[str, float]:
+        """One optimiser step on this rank's share of the global batch."""
+        cfg, d = self.cfg, self.dist
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        local = audio.shape[0]
+        seeds = sample_seeds(cfg.seed, self.step, d.rank * local, local)
+        delta = delta_exponential(self.step, cfg.steps, cfg.delta_start, cfg.delta_end)
+        loss = self.objective(audio.to(d.device, non_blocking=True), seeds, delta).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        stats = torch.stack([loss.detach().float(), torch.isfinite(loss).float()])
+        if d.world > 1:
+            dist.all_reduce(stats)
+            stats = stats / d.world
+        finite = bool(stats[1] == 1.0)
+        grad_norm = float("nan")
+        if finite:
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            if cfg.grad_clip > 0:
+                grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.ema.update(self.model)
+        self.step += 1
+        return {"loss": float(stats[0]), "finite": finite, "lr": lr, "grad_norm": grad_norm}
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, until: int | None = None) -> int:
+        """Train until cfg.steps, step `until` or a signal (SIGINT/SIGTERM), saving a checkpoint
+        at the end; returns the step reached."""
+        cfg = self.cfg
+        stop_at = cfg.steps if until is None else min(until, cfg.steps)
+        if self.step >= stop_at:
+            if self.dist.main:
+                print(f"{self.run_dir}: already trained for {self.step} steps", flush=True)
+            return self.step
+        dataset = CropDataset(self.index["train"], self.index["weights"], crop_samples=self.crop_samples(),
+                              sample_rate=self.model.cfg.spectral.sample_rate,
+                              channels=self.model.audio_channels, seed=cfg.seed, min_rms=cfg.min_rms)
+        sampler = StepSampler(cfg.batch_size, self.dist.rank, self.dist.world, self.step, stop_at)
+        loader = make_loader(dataset, sampler, cfg.workers)
+        logger = Logger(self.run_dir, cfg, self.dist.main)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.dist.main and self.show_progress),
+                   unit="step", dynamic_ncols=True)
+        previous = _install_signal_handlers(self)
+        consecutive, tick, tick_step = 0, time.perf_counter(), self.step
+        try:
+            for audio, unreadable in loader:
+                self.counters["unreadable"] += int(unreadable.sum())
+                out = self.train_step(audio)
+                consecutive = 0 if out["finite"] else consecutive + 1
+                if not out["finite"]:
+                    self.counters["nonfinite"] += 1
+                    if consecutive >= cfg.max_nonfinite:
+                        raise M2LError(f"loss was not finite for {consecutive} steps in a row (step "
+                                       f"{self.step}); lower lr or check the data")
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = (self.step - tick_step) / max(now - tick, 1e-9)
+                    tick, tick_step = now, self.step
+                    bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
+                    logger.log({"step": self.step, "loss": out["loss"], "lr": out["lr"],
+                                "grad_norm": out["grad_norm"], "steps_per_s": rate,
+                                "audio_s_per_s": rate * cfg.batch_size * self.crop_samples()
+                                / self.model.cfg.spectral.sample_rate, **self.counters})
+                self._periodic(logger)
+                if self._should_stop():
+                    break
+        finally:
+            bar.close()
+            _restore_signal_handlers(previous)
+        if self.stop_signal or self.step == stop_at:
+            self.save(self.step)
+        if self.stop_signal and self.dist.main:
+            print(f"stopped by {self.stop_signal} at step {self.step}; checkpoint saved in "
+                  f"{self.ckpt_dir} (run the same command to resume)", flush=True)
+        logger.close()
+        return self.step
+
+    def _periodic(self, logger: Logger) -> None:
+        cfg = self.cfg
+        if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+            if self.dist.main:
+                metrics = self.validator.run(self.step)
+                logger.log({"step": self.step, "split": "val", **metrics})
+                best = self.counters.get("best_mel")
+                if best is None or metrics["mel_distance"] < best:
+                    self.counters["best_mel"] = metrics["mel_distance"]
+                    self.counters["best_step"] = self.step
+                    self._save_file(self.ckpt_dir / "best.safetensors")
+            if self.dist.world > 1:
+                dist.barrier()
+        if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+            self.save(self.step)
+
+    def _should_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self.stop_signal else 0.0])
+        if self.dist.world > 1:
+            dist.all_reduce(flag)
+        if flag.item() > 0 and not self.stop_signal:
+            self.stop_signal = "a signal on another rank"
+        return flag.item() > 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_file(self, path: Path) -> None:
+        save_state(path, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
+                   step=self.step, train_cfg=self.cfg, counters=self.counters)
+
+    def save(self, step: int) -> None:
+        """Write checkpoints/step-N (rank 0) and keep only the newest `keep_last`."""
+        if self.dist.main:
+            self._save_file(step_path(self.ckpt_dir, step))
+            for _, old in list_checkpoints(self.ckpt_dir)[: -self.cfg.keep_last]:
+                old.unlink(missing_ok=True)
+        if self.dist.world > 1:
+            dist.barrier()
+
+
+class Logger:
+    """JSONL log (+ TensorBoard scalars when available), rank 0 only."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, active: bool) -> None:
+        self.active = active
+        self.path = run_dir / "log.jsonl"
+        self.tb = None
+        if active and cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        record = {**record, "time": time.time()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            prefix = "val/" if record.get("split") == "val" else "train/"
+            for key, value in record.items():
+                if isinstance(value, int | float) and key not in ("step", "time"):
+                    self.tb.add_scalar(prefix + key, value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _install_signal_handlers(trainer: Trainer) -> dict:
+    def handler(signum: int, _frame: object) -> None:
+        trainer.stop_signal = signal.Signals(signum).name
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)

@@ -1,0 +1,27 @@
+import math
+
+import torch
+
+from m2l.consistency.loss import consistency_loss, pseudo_huber
+
+
+def test_pseudo_huber_known_values():
+    a = torch.zeros(2, 1, 100)
+    b = torch.zeros(2, 1, 100)
+    b[0, 0, 0] = 3.0
+    b[1, 0, :4] = 2.0  # norm 4
+    c = 0.00054 * math.sqrt(100)
+    out = pseudo_huber(a, b, 0.00054)
+    expected = torch.tensor([[math.sqrt(9 + c * c) - c], [math.sqrt(16 + c * c) - c]])
+    torch.testing.assert_close(out, expected)
+    assert pseudo_huber(a, a, 0.00054).abs().max() == 0
+
+
+def test_consistency_loss_weights_by_inverse_delta_sigma_and_sums_groups():
+    a = torch.zeros(1, 2, 4)
+    b = torch.ones(1, 2, 4)  # distance sqrt(4 + c^2) - c per group
+    sigma = torch.tensor([[1.0, 2.0]])
+    teacher = torch.tensor([[0.5, 1.0]])
+    per_group = pseudo_huber(a, b, 0.1)[0]
+    out = consistency_loss(a, b, sigma, teacher, 0.1)
+    torch.testing.assert_close(out, (per_group / torch.tensor([0.5, 1.0])).sum().reshape(1))

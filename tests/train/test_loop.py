@@ -1,0 +1,167 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_testing import fast_config
+
+import m2l
+from m2l.cli import main
+from m2l.errors import M2LError
+from m2l.train.data import parse_source
+from m2l.train.export import export
+from m2l.train.loop import Trainer, lr_at
+from m2l.train.objective import ConsistencyObjective
+from m2l.train.state import list_checkpoints, read_state
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable")
+REPO = Path(__file__).parents[2]
+
+
+def trainer(audio_dirs, run, cfg):
+    return Trainer(cfg, [parse_source(str(audio_dirs["train"]))], run,
+                   val_sources=[parse_source(str(audio_dirs["val"]))], device="cpu", show_progress=False)
+
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    cfg = fast_config(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lr_at(100, cfg) == pytest.approx(1e-5)
+
+
+def test_n_steps_plus_resume_plus_n_steps_equals_2n_steps(audio_dirs, tmp_path):
+    cfg = fast_config(steps=6)
+    straight = trainer(audio_dirs, tmp_path / "a", cfg)
+    straight.train()
+    first = trainer(audio_dirs, tmp_path / "b", cfg)
+    assert first.train(until=3) == 3
+    resumed = trainer(audio_dirs, tmp_path / "b", cfg)
+    assert resumed.step == 3
+    resumed.train()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.ema.state.items():
+        assert torch.equal(value, resumed.ema.state[key]), key
+    steps = [t.optimizer.state_dict()["state"][0]["step"] for t in (straight, resumed)]
+    assert steps[0] == steps[1] == 6
+
+
+def test_writes_config_log_validation_and_keeps_last_checkpoints(audio_dirs, tmp_path):
+    run = tmp_path / "run"
+    t = trainer(audio_dirs, run, fast_config(steps=4, ckpt_every=1, keep_last=2, val_every=2))
+    t.train()
+    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [3, 4]
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train = [r for r in records if r.get("split") != "val"]
+    val = [r for r in records if r.get("split") == "val"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4] and [r["step"] for r in val] == [2, 4]
+    assert {"loss", "lr", "steps_per_s", "unreadable"} <= set(train[0])
+    assert {"loss", "si_sdr", "mel_distance", "stft_distance"} <= set(val[0])
+    assert train[0]["unreadable"] == 1  # broken.wav
+    folder = run / "val" / "step-000000004"
+    assert {p.name for p in folder.iterdir()} == {"item0-original.wav", "item0-reconstruction.wav",
+                                                 "item0-original.png", "item0-reconstruction.png"}
+    with pytest.raises(M2LError, match="different config"):
+        trainer(audio_dirs, run, fast_config(steps=4, lr=0.5))
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(audio_dirs, tmp_path, monkeypatch):
+    forward = ConsistencyObjective.forward
+    monkeypatch.setattr(ConsistencyObjective, "forward", lambda self, *a: forward(self, *a) * float("nan"))
+    t = trainer(audio_dirs, tmp_path / "run", fast_config(steps=10, max_nonfinite=3))
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    with pytest.raises(M2LError, match="not finite for 3 steps"):
+        t.train()
+    assert t.counters["nonfinite"] == 3
+    assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_path):
+    run = tmp_path / "run"
+    trainer(audio_dirs, run, fast_config(steps=2)).train()
+    out = tmp_path / "model.safetensors"
+    model_id = export(run, out)
+    assert model_id.startswith("m2l-v1-tiny@")
+    codec = m2l.load(out, device="cpu")
+    z = codec.encode(torch.randn(1, 20000) * 0.1)
+    assert codec.decode(z, seed=0, length=20000).shape == (1, 20000)
+    parts = read_state(list_checkpoints(run / "checkpoints")[-1][1])
+    assert all(torch.equal(codec.model.state_dict()[k].contiguous(), v) for k, v in parts["ema"].items())
+    assert main(["export", str(run), str(out)]) == 1  # exists, no --force
+    assert main(["export", str(run), str(out), "--force"]) == 0
+
+
+def _cli_train(audio_dirs, run, *overrides):
+    cmd = [sys.executable, "-m", "m2l", "train", "tiny", "--data", f"{audio_dirs['train']}:1",
+           "--val", str(audio_dirs["val"]), "--out", str(run), "--no-progress",
+           "--set", "batch_size=4", "--set", "workers=0", "--set", "val_items=2",
+           "--set", "val_seconds=1", "--set", "tensorboard=false"]
+    cmd += [arg for o in overrides for arg in ("--set", o)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(predicate, timeout=120.0, poll=0.0005):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path):
+    run = tmp_path / "run"
+    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=100000")
+    log = run / "log.jsonl"
+    assert _wait_for(lambda: log.is_file() and len(log.read_text().splitlines()) >= 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in out
+    (step, path), = list_checkpoints(run / "checkpoints")
+    assert step >= 2 and read_state(path)["step"] == step
+
+
+def test_sigkill_mid_save_leaves_the_previous_checkpoint_loadable(audio_dirs, tmp_path):
+    run = tmp_path / "run"
+    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=1", "keep_last=2")
+    ckpts = run / "checkpoints"
+
+    def saving() -> bool:
+        names = os.listdir(ckpts) if ckpts.is_dir() else []
+        return any(".tmp-" in n for n in names) and any(n.startswith("step-") for n in names)
+
+    caught = _wait_for(saving)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert caught, "never saw a checkpoint being written"
+    steps = list_checkpoints(ckpts)
+    assert steps and read_state(steps[-1][1])["step"] == steps[-1][0]
+    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=1", "keep_last=2")
+    assert _wait_for(lambda: len(list_checkpoints(ckpts)) and list_checkpoints(ckpts)[-1][0] > steps[-1][0])
+    proc.kill()
+    proc.communicate(timeout=60)
+
+
+def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "tiny", "--data", str(audio_dirs["train"]), "--val", str(audio_dirs["val"]),
+            "--out", str(run), "--no-progress", "--set", "batch_size=2", "--set", "workers=0",
+            "--set", "val_items=1", "--set", "val_seconds=1", "--set", "tensorboard=false"]
+    assert main([*base, "--set", "steps=2"]) == 0
+    assert json.loads((run / "config.json").read_text())["steps"] == 2
+    assert main([*base, "--set", "steps=2", "--set", "lr=9"]) == 1
+    assert main([*base, "--set", "nosuch=1"]) == 1
+    assert main(["train", "tiny", "--data", str(tmp_path / "none"), "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "different config" in err and "nosuch" in err and "not a folder" in err
+    assert all(line.startswith(("m2l: error:", "m2l: warning:")) for line in err.strip().splitlines()), err
