@@ -236,6 +236,8 @@ class Trainer:
         logger = Logger(self.run_dir, cfg, self.dist.main)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.dist.main and self.show_progress),
                    unit="step", dynamic_ncols=True)
+        if self.step == 0 and self.dist.main:  # the untrained baseline of the validation curve
+            logger.log({"step": 0, "split": "val", **self.validator.run(0)})
         previous = _install_signal_handlers(self)
         consecutive, tick, tick_step = 0, time.perf_counter(), self.step
         try:
