@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from m2l.codec import Codec
 from m2l.config import PRESETS, V1Config, config_hash, preset
@@ -24,6 +25,14 @@ def _is_safetensors(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(9)
     return len(head) == 9 and head[8:9] == b"{"
+
+
+def _safetensors_format(path: Path) -> str | None:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None  # load_checkpoint reports the problem
 
 
 def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -80,6 +89,12 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
         raise M2LError(f"{source}: no such checkpoint file or preset "
                        f"(presets: {', '.join(sorted(PRESETS))}, or {AUTHORS_NAME!r})")
     if _is_safetensors(path):
+        if _safetensors_format(path) == "m2l-train-state":  # a training checkpoint: its EMA weights
+            from m2l.train.state import read_state
+
+            parts = read_state(path)
+            config, state = parts["model_config"], parts["ema"]
+            return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
         state, config, meta = load_checkpoint(path)
         return build_model(config, state, str(path)), f"{config.name}@{meta['sha256'][:12]}"
     config = preset("m2l-v1")

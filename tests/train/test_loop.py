@@ -95,6 +95,8 @@ def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_pat
     assert codec.decode(z, seed=0, length=20000).shape == (1, 20000)
     parts = read_state(list_checkpoints(run / "checkpoints")[-1][1])
     assert all(torch.equal(codec.model.state_dict()[k].contiguous(), v) for k, v in parts["ema"].items())
+    direct = m2l.load(list_checkpoints(run / "checkpoints")[-1][1], device="cpu")  # EMA weights too
+    assert direct.model_id == model_id
     assert main(["export", str(run), str(out)]) == 1  # exists, no --force
     assert main(["export", str(run), str(out), "--force"]) == 0
 
@@ -165,3 +167,16 @@ def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs,
     err = capsys.readouterr().err
     assert "different config" in err and "nosuch" in err and "not a folder" in err
     assert all(line.startswith(("m2l: error:", "m2l: warning:")) for line in err.strip().splitlines()), err
+
+
+def test_bf16_autocast_trains_on_cpu(audio_dirs, tmp_path):
+    t = trainer(audio_dirs, tmp_path / "run", fast_config(steps=2, precision="bf16"))
+    assert t.autocast == torch.bfloat16 and t.scaler is None
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.train()
+    assert t.counters["nonfinite"] == 0
+    assert any(not torch.equal(v, t.model.state_dict()[k]) for k, v in before.items())
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())  # fp32 master weights
+    with pytest.raises(M2LError, match="fp16 needs a CUDA"):
+        trainer(audio_dirs, tmp_path / "run16", fast_config(precision="fp16"))
+    assert not (tmp_path / "run16").exists()

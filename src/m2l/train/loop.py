@@ -116,13 +116,13 @@ class Trainer:
                  val_sources: list[Source] | None = None, device: str | None = None,
                  show_progress: bool = True) -> None:
         self.dist = setup_distributed(device)
+        self.autocast, use_scaler = precision(cfg, self.dist.device)  # checked before any write
         self.cfg = prepare_run_dir(Path(run_dir), cfg, self.dist.main)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = show_progress
         torch.manual_seed(cfg.seed)
         self.model = self._build_model()
-        self.autocast, use_scaler = precision(cfg, self.dist.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
         self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=cfg.lr,
                                            betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
