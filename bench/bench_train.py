@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from m2l.audio.spectral import num_samples
 from m2l.config import preset
 from m2l.models.v1 import Music2Latent
 from m2l.train.config import TRAIN_PRESETS
@@ -31,7 +32,7 @@ def measure(name: str, steps: int, warmup: int, device: str, batch: int | None) 
     optimizer = torch.optim.RAdam(model.parameters(), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
     sp = model.cfg.spectral
-    crop = cfg.crop_frames * sp.hop_length + sp.n_fft - sp.hop_length
+    crop = num_samples(cfg.crop_frames, sp)
     bs = batch or cfg.batch_size
     audio = torch.randn(bs, 1, crop, device=dev) * 0.1
     times = []

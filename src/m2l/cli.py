@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from m2l.audio.io import AUDIO_EXTENSIONS, WRITE_EXTENSIONS, save_audio
 from m2l.config import PRESETS, config_to_dict
 from m2l.errors import M2LError
-from m2l.formats import load_latents, save_latents
+from m2l.formats import load_latents, safetensors_metadata, save_latents
 from m2l.train import cli as train_cli
 
 PROG = "m2l"
@@ -428,24 +427,6 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- info
-def _safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The `__metadata__` of a safetensors file, or None if `path` does not look like one."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n < 2 or n > min(size - 8, 100 << 20):
-                return None
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -496,7 +477,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
         raise M2LError(f"{path}: no such file")
     if path.is_dir():
         raise M2LError(f"{path}: is a directory; give .m2l files or checkpoints")
-    meta = _safetensors_metadata(path)
+    meta = safetensors_metadata(path)
     fmt = meta.get("format") if meta else None
     if fmt == "m2l-latents" or (fmt is None and path.suffix.lower() == LATENT_SUFFIX):
         return _latent_info(path, meta)
@@ -624,7 +605,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 @dataclass(frozen=True)
 class Command:
     """A subcommand: `add_arguments(parser)` declares its options, `run(args)` returns the exit
-    code. Expensive imports belong inside `run` so that `m2l --help` stays fast."""
+    code; an `M2LError` it raises is reported as one line with exit code 1. Expensive imports
+    belong inside `run` so that `m2l --help` stays fast."""
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
@@ -672,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.run(args))
+    except M2LError as err:  # a command's bad input: one line, exit 1
+        _error(_describe(err))
+        return 1
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,24 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def safetensors_metadata(path: Path) -> dict[str, str] | None:
+    """The `__metadata__` of a safetensors file, or None if `path` does not look like one."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            (n,) = struct.unpack("<Q", head)
+            if n < 2 or n > min(size - 8, 100 << 20):
+                return None
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:

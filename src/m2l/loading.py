@@ -8,14 +8,14 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from m2l.codec import Codec
 from m2l.config import PRESETS, V1Config, config_hash, preset
 from m2l.errors import M2LError
-from m2l.formats import load_checkpoint, save_checkpoint, tensors_digest
+from m2l.formats import load_checkpoint, safetensors_metadata, save_checkpoint, tensors_digest
 from m2l.models.v1 import Music2Latent
 from m2l.models.v1_official import convert_official_state_dict
+from m2l.train.state import STATE_FORMAT, read_state
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
@@ -25,14 +25,6 @@ def _is_safetensors(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(9)
     return len(head) == 9 and head[8:9] == b"{"
-
-
-def _safetensors_format(path: Path) -> str | None:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format")
-    except (SafetensorError, OSError, ValueError, RuntimeError):
-        return None  # load_checkpoint reports the problem
 
 
 def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -89,9 +81,7 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
         raise M2LError(f"{source}: no such checkpoint file or preset "
                        f"(presets: {', '.join(sorted(PRESETS))}, or {AUTHORS_NAME!r})")
     if _is_safetensors(path):
-        if _safetensors_format(path) == "m2l-train-state":  # a training checkpoint: its EMA weights
-            from m2l.train.state import read_state
-
+        if (safetensors_metadata(path) or {}).get("format") == STATE_FORMAT:  # training checkpoint: EMA
             parts = read_state(path)
             config, state = parts["model_config"], parts["ema"]
             return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"

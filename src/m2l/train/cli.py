@@ -1,17 +1,9 @@
-"""`m2l train` and `m2l export` (registered in `m2l.cli.COMMANDS`)."""
+"""`m2l train` and `m2l export` (registered in `m2l.cli.COMMANDS`, which reports their errors)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-from m2l.errors import M2LError
-
-
-def _error(message: str) -> int:
-    print(f"m2l: error: {' '.join(message.split())}", file=sys.stderr)
-    return 1
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
@@ -36,15 +28,12 @@ def run_train(args: argparse.Namespace) -> int:
     from m2l.train.data import parse_source
     from m2l.train.loop import Trainer
 
-    try:
-        cfg = apply_overrides(load_train_config(args.config), args.overrides)
-        sources = [parse_source(s) for s in args.data]
-        val = [parse_source(s) for s in args.val] or None
-        trainer = Trainer(cfg, sources, Path(args.out), val_sources=val, device=args.device,
-                          show_progress=not args.no_progress)
-        trainer.train(until=args.until)
-    except M2LError as err:
-        return _error(str(err))
+    cfg = apply_overrides(load_train_config(args.config), args.overrides)
+    sources = [parse_source(s) for s in args.data]
+    val = [parse_source(s) for s in args.val] or None
+    trainer = Trainer(cfg, sources, Path(args.out), val_sources=val, device=args.device,
+                      show_progress=not args.no_progress)
+    trainer.train(until=args.until)
     return 0
 
 
@@ -58,9 +47,5 @@ def add_export(p: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from m2l.train.export import export
 
-    try:
-        model_id = export(Path(args.source), Path(args.out), force=args.force)
-    except M2LError as err:
-        return _error(str(err))
-    print(model_id)
+    print(export(Path(args.source), Path(args.out), force=args.force))
     return 0

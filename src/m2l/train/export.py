@@ -26,8 +26,6 @@ def export(source: Path, out: Path, *, force: bool = False) -> str:
     """Write the EMA weights + model config of `source` to `out`; returns the new model id."""
     from m2l.loading import load_model
 
-    if out.exists() and not force:
-        raise M2LError(f"{out}: already exists (pass --force to overwrite)")
     path = pick_checkpoint(source)
     parts = read_state(path)
     extra = {"exported_from": str(path), "step": parts["step"], "train_config": parts["train_config"].name}

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from m2l.audio.spectral import num_samples
 from m2l.config import preset
 from m2l.consistency.schedule import delta_exponential
 from m2l.errors import M2LError
@@ -89,7 +90,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> TrainConfig:
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
     """Create the run folder and record the config; an existing run must have the same config
     (apart from `steps`, which may be extended to continue a finished run)."""
     path = run_dir / "config.json"
@@ -106,7 +107,6 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> TrainConf
         tmp = path.with_name("config.json.tmp")
         tmp.write_text(json.dumps(train_config_to_dict(cfg), indent=1))
         os.replace(tmp, path)
-    return cfg
 
 
 class Trainer:
@@ -117,7 +117,8 @@ class Trainer:
                  show_progress: bool = True) -> None:
         self.dist = setup_distributed(device)
         self.autocast, use_scaler = precision(cfg, self.dist.device)  # checked before any write
-        self.cfg = prepare_run_dir(Path(run_dir), cfg, self.dist.main)
+        prepare_run_dir(Path(run_dir), cfg, self.dist.main)
+        self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = show_progress
@@ -167,8 +168,7 @@ class Trainer:
                                 seed=self.cfg.seed)
 
     def crop_samples(self) -> int:
-        sp = self.model.cfg.spectral
-        return self.cfg.crop_frames * sp.hop_length + sp.n_fft - sp.hop_length
+        return num_samples(self.cfg.crop_frames, self.model.cfg.spectral)
 
     def _resume(self) -> None:
         for step, path in reversed(list_checkpoints(self.ckpt_dir)):

@@ -131,8 +131,3 @@ def restore(parts: dict[str, Any], *, model: nn.Module, ema: EMA, optimizer: tor
         scaler.load_state_dict(parts["scaler"])
     if parts["rng"] is not None:
         torch.set_rng_state(parts["rng"])
-
-
-def ema_model_state(parts: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The EMA weights of a training checkpoint, as a model state dict."""
-    return dict(parts["ema"])
