@@ -105,6 +105,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _device(text: str) -> str:
     try:
         torch.device(text)
@@ -348,6 +358,8 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=_positive_int, default=1,
                    help="consistency steps (default: %(default)s)")
     g.add_argument("--seed", type=_seed, help="seed for reproducible decoding (default: random)")
+    g.add_argument("--sigma-cond", type=_non_negative_float, metavar="SIGMA",
+                   help="v2 models: noise level of the re-noised previous chunk (default: 0.4)")
 
 
 def _add_downmix(p: argparse.ArgumentParser) -> None:
@@ -400,7 +412,7 @@ def _run_decode(args: argparse.Namespace) -> int:
 
     def work(codec: Any, job: Job) -> None:
         lf = load_latents(job.src)
-        audio = codec.decode(lf, steps=args.steps, seed=args.seed,
+        audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond,
                              allow_model_mismatch=args.allow_model_mismatch)
         save_audio(job.dst, audio, lf.sample_rate, force=args.force)
 
@@ -420,7 +432,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
     def work(codec: Any, job: Job) -> None:
         lf = codec.encode_file(_read_audio(codec, job.src, args.downmix))
-        audio = codec.decode(lf, steps=args.steps, seed=args.seed)
+        audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
         save_audio(job.dst, audio, codec.sample_rate, force=args.force)
 
     return _run_files(args, jobs, errors, work, "reconstructed")
@@ -441,13 +453,21 @@ def _latent_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
         "model_id": lf.model_id, "config_hash": lf.config_hash, "kind": lf.kind,
         "sample_rate": lf.sample_rate, "channels": lf.channels, "length": lf.length,
         "duration_seconds": lf.length / lf.sample_rate,
-        "latent_shape": shape, "latent_frames": shape[-1], "latent_dim": shape[-2],
+        "latent_shape": shape, **_latent_layout(lf.kind, shape),
         "latent_scale": lf.latent_scale, "left_pad": lf.left_pad,
         "stats": {"min": _finite(float(z.min())), "max": _finite(float(z.max())),
                   "mean": _finite(float(z.mean())),
                   "std": _finite(float(z.std(correction=0)))},
         "extra": lf.extra,
     }
+
+
+def _latent_layout(kind: str, shape: list[int]) -> dict[str, int]:
+    """v1: [channels, latent_dim, frames]; v2: [rows, chunks, K, latent_dim]."""
+    if kind == "v2":
+        return {"chunks": shape[1], "latents_per_chunk": shape[2], "latent_dim": shape[3],
+                "latent_frames": shape[1] * shape[2]}
+    return {"latent_frames": shape[-1], "latent_dim": shape[-2]}
 
 
 def _checkpoint_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
@@ -521,6 +541,9 @@ def format_info(info: dict[str, Any]) -> str:
         add("channels", info["channels"])
         add("length", f"{info['length']} samples ({info['duration_seconds']:.3f} s)")
         add("latent shape", _fmt(info["latent_shape"]))
+        if info["kind"] == "v2":
+            add("layout", "[rows, chunks, K, latent_dim] (Music2Latent2 summary embeddings)")
+            add("chunks", f"{info['chunks']} x {info['latents_per_chunk']} latents")
         add("latent frames", info["latent_frames"])
         add("latent scale", _fmt(info["latent_scale"]))
         add("left pad", f"{info['left_pad']} samples")

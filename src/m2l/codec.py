@@ -102,16 +102,7 @@ class Codec:
                  dtype: torch.dtype | None = None, window_seconds: float = 10.0,
                  context: int = 4, batch_size: int = 4) -> None:
         cfg = model.cfg
-        self.cfg = cfg
-        self.device = torch.device(device or _auto_device())
-        self.dtype = dtype or torch.float32
-        self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
-        if self.device.type in ("cpu", "cuda"):
-            # convolutions run without layout reorders (2x faster on CPU, see BENCHMARKS.md)
-            self.model.to(memory_format=torch.channels_last)
-        self.model_id = model_id
-        self.config_hash = config_hash(cfg)
-        self.sample_rate = cfg.spectral.sample_rate
+        self._place(model, model_id, device, dtype)
         self.hop_length = cfg.samples_per_latent
         self.latent_rate = self.sample_rate / self.hop_length
         self.latent_dim = cfg.latent_dim
@@ -119,6 +110,20 @@ class Codec:
         self.context = context
         self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
         self.batch_size = batch_size
+
+    def _place(self, model: torch.nn.Module, model_id: str, device: str | torch.device | None,
+               dtype: torch.dtype | None) -> None:
+        """Move the model to its device/dtype for inference and record its identity."""
+        self.cfg = model.cfg
+        self.device = torch.device(device or _auto_device())
+        self.dtype = dtype or torch.float32
+        self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
+        if self.device.type in ("cpu", "cuda"):
+            # convolutions run without layout reorders (2x faster on CPU, see BENCHMARKS.md)
+            self.model.to(memory_format=torch.channels_last)
+        self.model_id = model_id
+        self.config_hash = config_hash(model.cfg)
+        self.sample_rate = model.cfg.spectral.sample_rate
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
@@ -206,7 +211,8 @@ class Codec:
     @torch.inference_mode()
     def decode(self, z: torch.Tensor | np.ndarray | LatentFile, steps: int = 1,
                seed: int | None = None, length: int | None = None, *,
-               left_pad: int | None = None, allow_model_mismatch: bool = False) -> torch.Tensor:
+               left_pad: int | None = None, allow_model_mismatch: bool = False,
+               sigma_cond: float | None = None) -> torch.Tensor:
         """Decode latents to audio.
 
         Args:
@@ -218,6 +224,7 @@ class Codec:
             left_pad: padding used at encoding time (the codec default if None).
             allow_model_mismatch: decode a latent file made with other weights of the same
                 architecture instead of refusing.
+            sigma_cond: v2 only (see `Codec2.decode`); must be None for v1 models.
 
         Returns:
             [channels, samples] or [batch, channels, samples] float32 waveform on the CPU.
@@ -226,6 +233,8 @@ class Codec:
             self.check_latent_file(z, allow_model_mismatch)
             length = z.length if length is None else length
             left_pad, z = z.left_pad, z.latents
+        if sigma_cond is not None:
+            raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
         z = self._check_latents(z)
         if steps < 1:
             raise M2LError(f"steps must be >= 1, got {steps}")

@@ -103,41 +103,134 @@ def _small() -> V1Config:
                     bottleneck_blocks=2)
 
 
+@dataclass(frozen=True)
+class V2Config:
+    """Music2Latent2 architecture. Defaults are the paper's model (see `m2l.models.v2`).
+
+    Choices the paper leaves open, and ours:
+    - "5 resolution levels" with 6 entries of layers/channels: 6 stages of conv ResBlocks with 5
+      downsamplings between them; the first is frequency-only x4 and the others x2 on both axes,
+      so a chunk of 1024 x 64 bins/frames becomes 16 x 4 = 64 tokens (`token_grid`).
+    - Tokens get learned positional embeddings (per position of the two-chunk sequence); the
+      encoder/decoder transformers see one chunk, the consistency transformer two.
+    - The conv blocks of the consistency model are conditioned with adaptive GroupNorm (scale and
+      shift from the noise embedding) and its transformer with adaLN-zero (scale, shift, gate).
+    - Ordered ablation: with a 16 x 4 token grid, each of the 4 token columns (time steps) maps
+      through one linear layer to K / 4 latents of latent_dim, and back in the decoder.
+    """
+
+    kind: str = "v2"
+    name: str = "m2l2"
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    audio_channels: int = 1  # 2: the two channels' spectrograms concatenated (4 input channels)
+    chunk_frames: int = 64  # STFT frames per chunk
+    channels: tuple[int, ...] = (64, 128, 256, 256, 256, 256)
+    layers: tuple[int, ...] = (3, 3, 3, 4, 5, 1)  # ResBlocks per stage (mirrored when upsampling)
+    freq_only_down: tuple[bool, ...] = (True, False, False, False, False)
+    dim: int = 256  # transformer width
+    depth: int = 16  # transformer blocks per module
+    heads: int = 4
+    mlp_ratio: int = 4
+    cond_channels: int = 256  # sinusoidal noise embedding width
+    summary: bool = True  # False: the "ordered latents" ablation
+    num_latents: int = 8  # K latents per chunk
+    latent_dim: int = 64
+    latent_scale: float = 1.0  # user latents = tanh(encoder) / latent_scale
+
+    def __post_init__(self) -> None:
+        if len(self.layers) != len(self.channels) or len(self.freq_only_down) != len(self.channels) - 1:
+            raise M2LError(f"config {self.name}: layers need {len(self.channels)} and "
+                           f"freq_only_down {len(self.channels) - 1} entries")
+        f, t = self.token_grid
+        if f * self.freq_factor != self.spectral.freq_bins or t * self.time_factor != self.chunk_frames:
+            raise M2LError(f"config {self.name}: a chunk of {self.spectral.freq_bins} x "
+                           f"{self.chunk_frames} does not divide into whole patches")
+        if self.dim % self.heads or (not self.summary and self.num_latents % t):
+            raise M2LError(f"config {self.name}: dim must divide by heads and (ordered) K by "
+                           f"the {t} token columns")
+
+    @property
+    def freq_factor(self) -> int:
+        return 4 ** sum(self.freq_only_down) * 2 ** (len(self.freq_only_down) - sum(self.freq_only_down))
+
+    @property
+    def time_factor(self) -> int:
+        return 2 ** (len(self.freq_only_down) - sum(self.freq_only_down))
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(frequency, time) positions of the patch grid of one chunk."""
+        return self.spectral.freq_bins // self.freq_factor, self.chunk_frames // self.time_factor
+
+    @property
+    def tokens(self) -> int:
+        """Audio tokens per chunk."""
+        return self.token_grid[0] * self.token_grid[1]
+
+    @property
+    def samples_per_chunk(self) -> int:
+        return self.chunk_frames * self.spectral.hop_length
+
+
+def _v2_small(**kw: Any) -> V2Config:
+    base = {"name": "m2l2-small", "channels": (16, 32, 64, 64, 128, 128), "layers": (1, 1, 1, 2, 2, 1),
+            "dim": 128, "depth": 4, "heads": 4, "cond_channels": 128}
+    return V2Config(**{**base, **kw})
+
+
+def _v2_tiny(**kw: Any) -> V2Config:
+    base = {"name": "m2l2-tiny", "channels": (8, 16, 32, 32, 64, 64), "layers": (1, 1, 1, 1, 1, 1),
+            "dim": 64, "depth": 2, "heads": 2, "cond_channels": 64}
+    return V2Config(**{**base, **kw})
+
+
 PRESETS: dict[str, Any] = {
     "m2l-v1": V1Config,
     "m2l-v1-small": _small,
     "m2l-v1-tiny": _tiny,
+    "m2l2": V2Config,
+    "m2l2-stereo": lambda: V2Config(name="m2l2-stereo", audio_channels=2),
+    "m2l2-small": _v2_small,
+    "m2l2-tiny": _v2_tiny,
+    # the paper's ablation pair: [2, 2, 2, 2, 2, 1] layers, summary vs ordered latents
+    "m2l2-ordered": lambda: V2Config(name="m2l2-ordered", layers=(2, 2, 2, 2, 2, 1), summary=False),
+    "m2l2-ordered-tiny": lambda: _v2_tiny(name="m2l2-ordered-tiny", summary=False),
 }
 
+ModelConfig = V1Config | V2Config
 
-def preset(name: str) -> V1Config:
+
+def preset(name: str) -> ModelConfig:
     """Return the named preset config (see `PRESETS`)."""
     if name not in PRESETS:
         raise M2LError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     return PRESETS[name]()
 
 
-def config_to_dict(config: V1Config) -> dict[str, Any]:
+def config_to_dict(config: ModelConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(data: dict[str, Any]) -> V1Config:
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild a config from `config_to_dict` output (e.g. JSON from a checkpoint)."""
     data = dict(data)
     kind = data.get("kind")
-    if kind != "v1":
+    cls = {"v1": V1Config, "v2": V2Config}.get(kind)  # type: ignore[arg-type]
+    if cls is None:
         raise M2LError(f"unsupported model kind {kind!r} in config")
     try:
         data["spectral"] = SpectralConfig(**data["spectral"])
         data["consistency"] = ConsistencyConfig(**data["consistency"])
-        for key in ("multipliers", "attention", "freq_only_down"):
-            data[key] = tuple(data[key])
-        return V1Config(**data)
+        for key, value in data.items():
+            if isinstance(value, list):
+                data[key] = tuple(value)
+        return cls(**data)
     except (KeyError, TypeError) as err:
         raise M2LError(f"malformed model config: {err}") from None
 
 
-def config_hash(config: V1Config) -> str:
+def config_hash(config: ModelConfig) -> str:
     """Short stable hash of everything that shapes the latents (the name is left out)."""
     data = config_to_dict(config)
     data.pop("name")

@@ -6,7 +6,9 @@ replace an existing file unless `force`.
 
 Latent file metadata: format="m2l-latents", version, model_id, config_hash, kind, sample_rate,
 length (original samples), channels, latent_scale, left_pad (samples of padding before the audio),
-sha256. Tensor "latents": [channels, latent_dim, frames] (v1), already divided by latent_scale.
+extra (JSON), sha256. Tensor "latents", already divided by latent_scale: [channels, latent_dim,
+frames] for v1 (kind "v1"); [rows, chunks, K, latent_dim] for v2 (kind "v2"; rows = channels for a
+mono model, 1 for a stereo model, whose extra["audio_channels"] records the input's channels).
 
 Checkpoint metadata: format="m2l-checkpoint", version, config (JSON of the model config), sha256.
 """
@@ -26,7 +28,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from m2l.config import V1Config, config_from_dict, config_to_dict
+from m2l.config import ModelConfig, config_from_dict, config_to_dict
 from m2l.errors import M2LError
 
 LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 1
@@ -111,7 +113,7 @@ def _check_version(path: Path, meta: dict, supported: int) -> int:
 class LatentFile:
     """Latents of one audio file plus what is needed to decode them faithfully."""
 
-    latents: torch.Tensor  # [channels, latent_dim, frames]
+    latents: torch.Tensor  # v1: [channels, latent_dim, frames]; v2: [rows, chunks, K, latent_dim]
     sample_rate: int
     length: int
     model_id: str
@@ -151,7 +153,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                         extra=json.loads(meta.get("extra", "{}")))
     except (KeyError, ValueError) as err:
         raise M2LError(f"{path}: malformed latent file metadata ({err})") from None
-    if latents.dim() != 3 or int(meta.get("channels", -1)) != latents.shape[0]:
+    dims = {"v1": 3, "v2": 4}.get(lf.kind)
+    if latents.dim() != dims or int(meta.get("channels", -1)) != latents.shape[0]:
         raise M2LError(f"{path}: latents have shape {tuple(latents.shape)}, inconsistent with "
                        f"its metadata")
     if lf.length < 1 or lf.sample_rate < 1 or lf.left_pad < 0:
@@ -159,7 +162,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     return lf
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: V1Config, *,
+def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: ModelConfig, *,
                     force: bool = False, extra: dict[str, Any] | None = None) -> None:
     """Write model weights + config as an m2l checkpoint (safetensors), atomically."""
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -169,7 +172,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], con
     atomic_save(tensors, meta, Path(path), force)
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], V1Config, dict]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
     """Read and verify an m2l checkpoint -> (state dict, config, metadata)."""
     path = Path(path)
     tensors, meta = read_safetensors(path, CHECKPOINT_FORMAT)

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from m2l.codec import Codec
-from m2l.config import PRESETS, V1Config, config_hash, preset
+from m2l.config import PRESETS, ModelConfig, V2Config, config_hash, preset
 from m2l.errors import M2LError
 from m2l.formats import load_checkpoint, safetensors_metadata, save_checkpoint, tensors_digest
+from m2l.models import create
 from m2l.models.v1 import Music2Latent
 from m2l.models.v1_official import convert_official_state_dict
 from m2l.train.state import STATE_FORMAT, read_state
@@ -42,10 +43,10 @@ def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(config: V1Config, state: dict[str, torch.Tensor] | None, source: str
-                ) -> Music2Latent:
+def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str
+                ) -> torch.nn.Module:
     """Instantiate a model and load `state` strictly (every key, every shape)."""
-    model = Music2Latent(config)
+    model = create(config)
     if state is None:
         return model
     ours = model.state_dict()
@@ -62,14 +63,14 @@ def build_model(config: V1Config, state: dict[str, torch.Tensor] | None, source:
 
 
 def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
-               ) -> tuple[Music2Latent, str]:
+               ) -> tuple[torch.nn.Module, str]:
     """Resolve a source to (model, model_id). See `load` for the accepted sources."""
     name = str(source)
     if name in PRESETS:
         config = preset(name)
         if checkpoint is None:
             warnings.warn(f"{name}: no checkpoint given, using untrained weights", stacklevel=3)
-            return Music2Latent(config), f"{name}@untrained"
+            return create(config), f"{name}@untrained"
         model, model_id = load_model(checkpoint)
         if config_hash(model.cfg) != config_hash(config):
             raise M2LError(f"{checkpoint}: checkpoint is a {model.cfg.name} model, not {name}")
@@ -107,13 +108,23 @@ def load(source: str | os.PathLike, device: str | torch.device | None = None,
         device: "cpu", "cuda", "mps"...; the best available if None.
         dtype: compute dtype (float32 if None).
         checkpoint: weights for a preset source.
-        **codec_options: passed to `Codec` (window_seconds, context, batch_size).
+        **codec_options: passed to the codec (v1 `Codec`: window_seconds, context, batch_size;
+            v2 `Codec2`: batch_size, chunk_batch).
 
     Returns:
-        A ready `Codec`.
+        A ready `Codec` (v1) or `Codec2` (v2).
     """
     model, model_id = load_model(source, checkpoint)
-    return Codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
+    return make_codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
+
+
+def make_codec(model: torch.nn.Module, **options: object) -> Codec:
+    """The codec class of the model's architecture around `model`."""
+    if isinstance(model.cfg, V2Config):
+        from m2l.codec_v2 import Codec2
+
+        return Codec2(model, **options)
+    return Codec(model, **options)
 
 
 def convert(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> str:

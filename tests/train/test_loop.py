@@ -36,8 +36,9 @@ def test_lr_schedule_warms_up_then_decays_to_min():
     assert lr_at(100, cfg) == pytest.approx(1e-5)
 
 
-def test_n_steps_plus_resume_plus_n_steps_equals_2n_steps(audio_dirs, tmp_path):
-    cfg = fast_config(steps=6)
+@pytest.mark.parametrize("model,crop", [("m2l-v1-tiny", 64), ("m2l2-tiny", 128)])
+def test_n_steps_plus_resume_plus_n_steps_equals_2n_steps(audio_dirs, tmp_path, model, crop):
+    cfg = fast_config(steps=6, model=model, crop_frames=crop)
     straight = trainer(audio_dirs, tmp_path / "a", cfg)
     straight.train()
     first = trainer(audio_dirs, tmp_path / "b", cfg)
@@ -180,3 +181,18 @@ def test_bf16_autocast_trains_on_cpu(audio_dirs, tmp_path):
     with pytest.raises(M2LError, match="fp16 needs a CUDA"):
         trainer(audio_dirs, tmp_path / "run16", fast_config(precision="fp16"))
     assert not (tmp_path / "run16").exists()
+
+
+def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_path):
+    with pytest.raises(M2LError, match="crop_frames=128"):
+        trainer(audio_dirs, tmp_path / "bad", fast_config(model="m2l2-tiny"))
+    run = tmp_path / "run"
+    t = trainer(audio_dirs, run, fast_config(steps=2, model="m2l2-tiny", crop_frames=128, val_every=2))
+    t.train()
+    assert t.validator.crops.shape[-1] >= t.crop_samples()  # validation crops hold a training pair
+    assert (run / "val" / "step-000000002" / "item0-reconstruction.wav").is_file()
+    export(run, tmp_path / "v2.safetensors")
+    codec = m2l.load(tmp_path / "v2.safetensors", device="cpu")
+    assert type(codec).__name__ == "Codec2"
+    z = codec.encode(torch.randn(1, 50000) * 0.1)
+    assert z.shape == (1, 2, 8, 64) and codec.decode(z, seed=0, length=50000).shape == (1, 50000)

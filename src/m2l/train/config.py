@@ -81,7 +81,20 @@ def _tiny() -> TrainConfig:
                        ckpt_every=250, val_items=6, val_seconds=2.0, workers=1)
 
 
-TRAIN_PRESETS = {"paper": TrainConfig, "small": _small, "tiny": _tiny}
+def _v2(base: TrainConfig, model: str) -> TrainConfig:
+    """Music2Latent2 variant of a recipe: pairs of 64-frame chunks (67,072 samples)."""
+    return dataclasses.replace(base, name=f"{base.name}-v2", model=model, crop_frames=128)
+
+
+TRAIN_PRESETS = {
+    "paper": TrainConfig,
+    "small": _small,
+    "tiny": _tiny,
+    # v2: the paper's recipe is v1's (RAdam 1e-4, cosine to 1e-6, EMA 0.9999, batch 16), 1M steps
+    "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l2"),
+    "small-v2": lambda: _v2(_small(), "m2l2-small"),
+    "tiny-v2": lambda: _v2(_tiny(), "m2l2-tiny"),
+}
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from m2l.audio.spectral import num_samples
 from m2l.config import preset
 from m2l.consistency.schedule import delta_exponential
 from m2l.errors import M2LError
+from m2l.models import create
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds
@@ -144,9 +145,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ building
     def _build_model(self) -> nn.Module:
-        from m2l.models.v1 import Music2Latent
-
-        model = Music2Latent(preset(self.cfg.model)).to(self.dist.device)
+        config = preset(self.cfg.model)
+        groups = getattr(config, "chunk_frames", 0) * 2
+        if groups and self.cfg.crop_frames != groups:
+            raise M2LError(f"{config.name} trains on pairs of {config.chunk_frames}-frame chunks: "
+                           f"set crop_frames={groups} (the *-v2 training presets do)")
+        model = create(config).to(self.dist.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -163,7 +167,8 @@ class Trainer:
 
     def _val_set(self) -> torch.Tensor:
         spectral = self.model.cfg.spectral
-        return validation_crops(self.index["val"], items=self.cfg.val_items, seconds=self.cfg.val_seconds,
+        seconds = max(self.cfg.val_seconds, self.crop_samples() / spectral.sample_rate)  # loss needs a crop
+        return validation_crops(self.index["val"], items=self.cfg.val_items, seconds=seconds,
                                 sample_rate=spectral.sample_rate, channels=self.model.audio_channels,
                                 seed=self.cfg.seed)
 

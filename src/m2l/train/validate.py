@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from m2l.audio.io import save_audio
-from m2l.codec import Codec
 from m2l.evaluate.images import spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
+from m2l.loading import make_codec
 from m2l.train.objective import ConsistencyObjective, sample_seeds
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Validator:
         objective = ConsistencyObjective(model, cfg, self.trainer.autocast)
         crops = self.crops[..., : self.trainer.crop_samples()].to(device)
         loss = float(objective(crops, self.seeds, cfg.delta_end).mean())
-        codec = Codec(model, model_id=f"{cfg.model}@step{step}", device=device)
+        codec = make_codec(model, model_id=f"{cfg.model}@step{step}", device=device)
         ref = self.crops
         rec = codec.decode(codec.encode(ref.to(device)), seed=0, length=ref.shape[-1]).cpu()
         metrics = {"loss": loss, "si_sdr": float(si_sdr(rec, ref).mean()),
