@@ -34,8 +34,11 @@ from tqdm import tqdm
 
 from m2l.audio.io import AUDIO_EXTENSIONS, WRITE_EXTENSIONS, save_audio
 from m2l.config import PRESETS, config_to_dict
+from m2l.datasets import cli as data_cli
 from m2l.errors import M2LError
+from m2l.evaluate import cli as eval_cli
 from m2l.formats import load_latents, safetensors_metadata, save_latents
+from m2l.probe import cli as probe_cli
 from m2l.train import cli as train_cli
 
 PROG = "m2l"
@@ -648,6 +651,12 @@ COMMANDS: dict[str, Command] = {
                      train_cli.run_train),
     "export": Command("write a training checkpoint's EMA weights as an inference checkpoint",
                       train_cli.add_export, train_cli.run_export),
+    "eval": Command("reconstruct a fixed item set with one or more models; metrics + HTML report",
+                    eval_cli.add_eval, eval_cli.run_eval),
+    "probe": Command("MIR probes (pitch, pitch class, instrument) on a labelled note set",
+                     probe_cli.add_probe, probe_cli.run_probe),
+    "data": Command("build open music/speech/note data sets with manifests (m2l data fetch DATA_DIR)",
+                    data_cli.add_data, data_cli.run_data),
 }
 
 

@@ -102,14 +102,15 @@ def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_pat
     assert main(["export", str(run), str(out), "--force"]) == 0
 
 
-def _cli_train(audio_dirs, run, *overrides):
+def _cli_train(audio_dirs, run, *overrides, new_group=False):
     cmd = [sys.executable, "-m", "m2l", "train", "tiny", "--data", f"{audio_dirs['train']}:1",
            "--val", str(audio_dirs["val"]), "--out", str(run), "--no-progress",
            "--set", "batch_size=4", "--set", "workers=0", "--set", "val_items=2",
            "--set", "val_seconds=1", "--set", "tensorboard=false"]
     cmd += [arg for o in overrides for arg in ("--set", o)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=new_group)
 
 
 def _wait_for(predicate, timeout=120.0, poll=0.0005):
@@ -121,12 +122,19 @@ def _wait_for(predicate, timeout=120.0, poll=0.0005):
     return False
 
 
-def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path):
+@pytest.mark.parametrize("workers,group", [(0, False), (1, True)])
+def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path, workers, group):
+    """Also when the whole process group is signalled (Ctrl-C, `timeout`, SLURM), loader workers
+    included: they must leave the stop to the trainer instead of dying under it."""
     run = tmp_path / "run"
-    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=100000")
+    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=100000",
+                      f"workers={workers}", new_group=group)
     log = run / "log.jsonl"
     assert _wait_for(lambda: log.is_file() and len(log.read_text().splitlines()) >= 2)
-    proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM" in out
@@ -196,3 +204,29 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     assert type(codec).__name__ == "Codec2"
     z = codec.encode(torch.randn(1, 50000) * 0.1)
     assert z.shape == (1, 2, 8, 64) and codec.decode(z, seed=0, length=50000).shape == (1, 50000)
+
+
+def test_compile_option_traces_the_objective_and_trains_like_eager(audio_dirs, tmp_path, monkeypatch):
+    """`compile=true` runs the objective through torch.compile. The inductor backend takes
+    minutes to build on CPU, so the test uses dynamo's graph capture with the eager backend: the
+    same traced graphs, without code generation."""
+    import torch._dynamo
+
+    real_compile, compiled = torch.compile, []
+
+    def eager_compile(module, **kwargs):
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    runs = {}
+    for flag in (False, True):
+        t = trainer(audio_dirs, tmp_path / f"run-{flag}", fast_config(steps=2, compile=flag))
+        t.train()
+        runs[flag] = t.model.state_dict()
+    assert len(compiled) == 1 and isinstance(compiled[0], ConsistencyObjective)
+    assert sum(torch._dynamo.utils.counters["stats"].values()) > 0  # dynamo really traced frames
+    for key, value in runs[False].items():
+        torch.testing.assert_close(runs[True][key], value, rtol=1e-4, atol=1e-5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -238,9 +239,18 @@ class StepSampler(Sampler[list[int]]):
         return max(self.steps - self.start, 0)
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the trainer: Ctrl-C, `timeout`, SLURM and docker
+    signal the whole process group, and a worker dying first would crash the run before the
+    trainer saves. The trainer shuts its workers down when it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(dataset: CropDataset, sampler: StepSampler, workers: int) -> DataLoader:
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      persistent_workers=False, prefetch_factor=4 if workers else None,
+                      worker_init_fn=_ignore_stop_signals if workers else None)
 
 
 def validation_crops(files: list[FileEntry], *, items: int, seconds: float, sample_rate: int,

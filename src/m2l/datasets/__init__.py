@@ -1,0 +1,139 @@
+"""Open evaluation data, built reproducibly from Debian packages: music, speech, labelled notes.
+
+`m2l data fetch DATA_DIR` (`m2l.datasets.fetch`) builds::
+
+    DATA_DIR/music/{train,val,test}/<package>/...    one manifest.jsonl per split
+    DATA_DIR/speech/{train,val,test}/<package>/...   one manifest.jsonl per split
+    DATA_DIR/notes/{train,val,test}/<instrument>/... one notes/manifest.jsonl (labels + "split")
+
+A manifest has one JSON object per line. Every line has the fields of `COMMON_FIELDS`:
+`path` (relative to DATA_DIR, with "/" separators), `duration` (seconds), `sample_rate`, `channels`,
+`licence` and `source` (the Debian package). Lines of notes/manifest.jsonl add the labels of
+`NOTE_FIELDS`: `program` (General MIDI number, 1-128), `instrument`, `family` (the GM family),
+`pitch` (MIDI note), `pitch_class` (pitch % 12), `velocity` (MIDI, 1-127) and `split`.
+`read_manifest` reads and checks one; `data_root` finds DATA_DIR from a manifest's path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from m2l.errors import M2LError
+
+SETS = ("music", "speech", "notes")
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.jsonl"
+
+COMMON_FIELDS: dict[str, str] = {
+    "path": "a relative path", "duration": "a number >= 0", "sample_rate": "a positive integer",
+    "channels": "a positive integer", "licence": "a non-empty string", "source": "a non-empty string",
+}
+NOTE_FIELDS: dict[str, str] = {
+    "program": "an integer in 1..128", "instrument": "a non-empty string",
+    "family": "a non-empty string", "pitch": "an integer in 0..127",
+    "pitch_class": "an integer in 0..11", "velocity": "an integer in 1..127",
+    "split": "one of train, val, test",
+}
+
+
+def _is_int(value: Any, low: int, high: float = math.inf) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _relative(value: Any) -> bool:
+    if not _is_text(value) or "\\" in value:
+        return False
+    parts = PurePosixPath(value).parts
+    return not PurePosixPath(value).is_absolute() and ".." not in parts and "." not in value.split("/")
+
+
+def _duration(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= 0)
+
+
+_CHECKS = {
+    "path": _relative, "duration": _duration,
+    "sample_rate": lambda v: _is_int(v, 1), "channels": lambda v: _is_int(v, 1),
+    "licence": _is_text, "source": _is_text,
+    "program": lambda v: _is_int(v, 1, 128), "instrument": _is_text, "family": _is_text,
+    "pitch": lambda v: _is_int(v, 0, 127), "pitch_class": lambda v: _is_int(v, 0, 11),
+    "velocity": lambda v: _is_int(v, 1, 127), "split": lambda v: v in SPLITS,
+}
+
+
+def check_entry(entry: Any, where: str) -> dict[str, Any]:
+    """Check one manifest entry; returns it, or raises `M2LError` naming `where` and the field.
+
+    The common fields are required. A line with any note label must have all of them, and
+    `pitch_class` must equal `pitch % 12`. Other fields are allowed and kept.
+    """
+    if not isinstance(entry, dict):
+        raise M2LError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+    required = dict(COMMON_FIELDS)
+    if any(name in entry for name in NOTE_FIELDS):
+        required.update(NOTE_FIELDS)
+    for name, what in required.items():
+        if name not in entry:
+            raise M2LError(f"{where}: missing field {name!r}")
+        if not _CHECKS[name](entry[name]):
+            raise M2LError(f"{where}: field {name!r} must be {what}, got {entry[name]!r}")
+    if "pitch" in entry and entry["pitch_class"] != entry["pitch"] % 12:
+        raise M2LError(f"{where}: pitch_class {entry['pitch_class']} is not pitch {entry['pitch']} % 12")
+    return entry
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Read a manifest.jsonl written by `m2l data fetch`, checking every line.
+
+    Args:
+        path: the manifest file. Entry paths are relative to DATA_DIR (see `data_root`).
+
+    Returns:
+        The entries in file order (blank lines are skipped).
+
+    Raises:
+        M2LError: one line naming the file (and line number) when the file is missing or a line
+            is not a JSON object with the fields described in the module docstring.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise M2LError(f"{path}: no such manifest") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise M2LError(f"{path}: cannot read the manifest ({err})") from None
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise M2LError(f"{where}: not valid JSON ({err.msg})") from None
+        entries.append(check_entry(entry, where))
+    return entries
+
+
+def data_root(manifest: str | Path) -> Path:
+    """DATA_DIR for a manifest of the fetched layout (the folder its entry paths are relative to).
+
+    DATA_DIR/notes/manifest.jsonl -> DATA_DIR; DATA_DIR/<set>/<split>/manifest.jsonl -> DATA_DIR.
+
+    Raises:
+        M2LError: the path is not laid out like that.
+    """
+    manifest = Path(manifest)
+    if manifest.parent.name == "notes":
+        return manifest.parent.parent
+    if manifest.parent.name in SPLITS and manifest.parent.parent.name in SETS:
+        return manifest.parent.parent.parent
+    raise M2LError(f"{manifest}: not DATA_DIR/notes/{MANIFEST} or DATA_DIR/<set>/<split>/{MANIFEST}")

@@ -1,0 +1,206 @@
+"""The HTML report of `m2l eval`, rendered from its results (the content of results.json).
+
+results.json (format "m2l-eval", version 1):
+
+- "format", "version", "m2l_version", "created" (UTC, ISO 8601), "command" (the command line);
+- "data": {"source", "kind" ("folder" | "manifest"), "items" (the limit, None = all), "seconds"
+  (crop length, None = whole files), "crop"}; "options": the sweep and scoring options;
+- "items": [{"index", "name", "path", "start_seconds", "seconds", "channels", "media"}], where
+  "media" is {"audio", "image"} (paths relative to the report folder) for the first
+  `audio_items` items and None for the others;
+- "models": [{"label", "source", "slug", "model_id", "version" ("v1" | "v2"), "config",
+  "sample_rate", "hop_length", "boundary_spacing" (samples between seams), "latent_stats"
+  (`m2l.evaluate.latents.latent_stats` over all items), "settings": [{"label", "slug", "steps",
+  "sigma_cond", "metrics": {"si_sdr", "mel_distance", "stft_distance", "visqol" (item means),
+  "fad", "boundary_ratio" (pooled over items), "decode_seconds"}, "items": [{"item", "name",
+  "si_sdr", "mel_distance", "stft_distance", "visqol", "boundary" (see
+  `m2l.evaluate.boundaries.boundary_analysis`), "media"}]}]}];
+- "notes": strings (metrics that could not be computed, ignored options).
+
+Missing values are JSON null and shown as "n/a". The page uses relative links only, so the output
+folder can be moved or served as it is; it has no scripts and needs no network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+from urllib.parse import quote
+
+# (key, column title, higher is better; None: no "best" highlight)
+METRIC_COLUMNS: tuple[tuple[str, str, bool | None], ...] = (
+    ("si_sdr", "SI-SDR (dB) &uarr;", True),
+    ("mel_distance", "Mel distance &darr;", False),
+    ("stft_distance", "STFT distance &darr;", False),
+    ("visqol", "ViSQOL &uarr;", True),
+    ("fad", "FAD &darr;", False),
+    ("boundary_ratio", "Boundary / interior &darr;", False),
+    ("decode_seconds", "Decode time (s)", None),
+)
+ITEM_COLUMNS = METRIC_COLUMNS[:4]
+ITEMS_ATTRS = ' class="items"'
+LATENT_KEYS = ("dim", "count", "mean", "std", "abs_max", "saturation")
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f4; } td.text, th.text { text-align: left; }
+td.text { white-space: nowrap; }
+td.best { font-weight: bold; background: #e8f5e9; }
+pre { background: #f6f6f6; padding: 0.6em; white-space: pre-wrap; word-break: break-all; }
+.listen { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 1em; }
+figure { margin: 0; border: 1px solid #ddd; padding: 0.5em; }
+figure img { width: 100%; height: 160px; image-rendering: pixelated; display: block; }
+figure audio { width: 100%; margin-top: 0.3em; }
+figcaption { font-size: 0.9em; margin-bottom: 0.3em; }
+"""
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _url(relative: str) -> str:
+    """A relative POSIX path as an href / src value."""
+    return _esc(quote(relative, safe="/"))
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    """Numbers for a table cell: floats to `digits` decimals, None as "n/a"."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 10 ** (-digits) or value == 0 else f"{value:.2e}"
+    return _esc(value)
+
+
+def _table(head: list[str], rows: list[str], attrs: str = "") -> str:
+    cells = "".join(head)
+    return f"<table{attrs}><thead><tr>{cells}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+
+
+def _best(values: list[float | None], higher: bool | None) -> float | None:
+    present = [v for v in values if v is not None]
+    if higher is None or len(present) < 2:
+        return None
+    return max(present) if higher else min(present)
+
+
+def _cells(values: dict[str, Any], columns: tuple[tuple[str, str, bool | None], ...],
+           best: dict[str, float | None]) -> str:
+    out = []
+    for key, _, _ in columns:
+        value = values.get(key)
+        mark = ' class="best"' if value is not None and value == best.get(key) else ""
+        out.append(f"<td{mark}>{fmt(value)}</td>")
+    return "".join(out)
+
+
+def _header(results: dict[str, Any]) -> str:
+    data, options = results.get("data", {}), results.get("options", {})
+    crop = "whole files" if data.get("seconds") is None else f"{data['seconds']:g} s centred crops"
+    lines = [
+        f"<p>Created {_esc(results.get('created', ''))} with m2l {_esc(results.get('m2l_version', ''))}.",
+        f"Data: {_esc(data.get('source', ''))} ({_esc(data.get('kind', ''))}), "
+        f"{len(results.get('items', []))} items, {crop}. Decoding seed {_esc(options.get('seed'))}; "
+        f"FAD embedding {_esc(options.get('embedding'))}.</p>",
+        f"<pre>{_esc(results.get('command', ''))}</pre>",
+    ]
+    rows = [f"<tr><td class=\"text\">{_esc(m['label'])}</td><td class=\"text\">{_esc(m['model_id'])}</td>"
+            f"<td class=\"text\">{_esc(m['version'])} ({_esc(m['config'])})</td>"
+            f"<td>{fmt(m['sample_rate'])}</td><td>{fmt(m['boundary_spacing'])}</td></tr>"
+            for m in results.get("models", [])]
+    head = ['<th class="text">Model</th>', '<th class="text">Model id</th>', '<th class="text">Kind</th>',
+            "<th>Sample rate</th>", "<th>Seam every (samples)</th>"]
+    return "\n".join(lines) + "\n<h2>Models</h2>\n" + _table(head, rows, ' id="models"')
+
+
+def metrics_table(results: dict[str, Any]) -> str:
+    """Every setting-level metric, one row per model x setting (the best value of a column in bold)."""
+    pairs = [(m, s) for m in results.get("models", []) for s in m["settings"]]
+    best = {key: _best([s["metrics"].get(key) for _, s in pairs], higher)
+            for key, _, higher in METRIC_COLUMNS}
+    rows = [f'<tr class="metric-row" data-model="{_esc(m["label"])}" data-setting="{_esc(s["label"])}">'
+            f'<td class="text">{_esc(m["label"])}</td><td class="text">{_esc(s["label"])}</td>'
+            f"{_cells(s['metrics'], METRIC_COLUMNS, best)}</tr>" for m, s in pairs]
+    head = ['<th class="text">Model</th>', '<th class="text">Setting</th>'] + [
+        f"<th>{title}</th>" for _, title, _ in METRIC_COLUMNS]
+    return _table(head, rows, ' id="metrics"')
+
+
+def _latent_table(results: dict[str, Any]) -> str:
+    rows = []
+    for m in results.get("models", []):
+        stats = m.get("latent_stats") or {}
+        cells = "".join(f"<td>{fmt(stats.get(k))}</td>" for k in LATENT_KEYS)
+        rows.append(f'<tr><td class="text">{_esc(m["label"])}</td>{cells}</tr>')
+    head = ['<th class="text">Model</th>'] + [f"<th>{k}</th>" for k in LATENT_KEYS]
+    return _table(head, rows, ' id="latents"')
+
+
+def _item_tables(results: dict[str, Any]) -> str:
+    parts = []
+    for m in results.get("models", []):
+        for s in m["settings"]:
+            rows = []
+            for r in s["items"]:
+                b = r.get("boundary") or {}
+                rows.append(f'<tr class="item-row"><td class="text">{_esc(r["name"])}</td>'
+                            f"{_cells(r, ITEM_COLUMNS, {})}<td>{fmt(b.get('ratio'))}</td>"
+                            f"<td>{fmt(b.get('boundaries'))}</td></tr>")
+            head = ['<th class="text">Item</th>'] + [f"<th>{t}</th>" for _, t, _ in ITEM_COLUMNS] + [
+                "<th>Boundary / interior</th>", "<th>Seams</th>"]
+            parts.append(f"<details><summary>{_esc(m['label'])} &mdash; {_esc(s['label'])}</summary>\n"
+                         f"{_table(head, rows, ITEMS_ATTRS)}</details>")
+    return "\n".join(parts)
+
+
+def _figure(caption: str, media: dict[str, str]) -> str:
+    return (f"<figure><figcaption>{caption}</figcaption>"
+            f'<img src="{_url(media["image"])}" alt="spectrogram: {caption}">'
+            f'<audio controls preload="metadata" src="{_url(media["audio"])}"></audio></figure>')
+
+
+def _listening(results: dict[str, Any]) -> str:
+    parts = []
+    for item in results.get("items", []):
+        if not item.get("media"):
+            continue
+        figures = [_figure("Original", item["media"])]
+        for m in results.get("models", []):
+            for s in m["settings"]:
+                row = next((r for r in s["items"] if r["item"] == item["index"]), None)
+                if row is not None and row.get("media"):
+                    caption = (f"{_esc(m['label'])} &mdash; {_esc(s['label'])} "
+                               f"(SI-SDR {fmt(row['si_sdr'], 1)} dB)")
+                    figures.append(_figure(caption, row["media"]))
+        parts.append(f"<h3>{_esc(item['name'])}</h3>\n<div class=\"listen\">" + "\n".join(figures) + "</div>")
+    return "\n".join(parts) or "<p>No audio examples (--audio-items 0).</p>"
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """The complete report page (UTF-8 HTML) for `results`."""
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in results.get("notes", [])) or "<li>none</li>"
+    body = [
+        "<h1>m2l evaluation</h1>", _header(results),
+        "<h2>Metrics</h2>", metrics_table(results),
+        "<p>Per setting: item means of SI-SDR, mel and STFT distances and ViSQOL; FAD between the "
+        "original items and their reconstructions; error near codec seams (chunk or window "
+        "boundaries) over error elsewhere, pooled over items (1 = seams add no error).</p>",
+        "<h2>Latent statistics</h2>", _latent_table(results),
+        "<h2>Per-item scores</h2>", _item_tables(results),
+        "<h2>Listen</h2>", _listening(results),
+        "<h2>Notes</h2>", f"<ul id=\"notes\">{notes}</ul>",
+        "<details><summary>Options</summary><pre>"
+        + _esc(json.dumps(results.get("options", {}), indent=1)) + "</pre></details>",
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>m2l evaluation</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

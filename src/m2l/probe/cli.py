@@ -1,0 +1,211 @@
+"""`m2l probe`: MIR probes (pitch, pitch class, instrument) on a labelled note set.
+
+    m2l probe --model A [--model B ...] --notes DATA/notes/manifest.jsonl --out OUT_DIR
+              [--tasks pitch,pitch_class,instrument] [--probes linear,mlp] [--force]
+
+For every model: its paper MIR features and its plain latents (see `m2l.probe.features`); once per
+architecture, the same encoder with untrained (seeded) weights; once overall, log-mel statistics.
+Each feature set x task x probe is trained on the train split, tuned on val and scored on test
+(`m2l.probe.probes`). Results go to OUT_DIR/probe.json (never overwritten without --force) and a
+table on stdout; features are cached under OUT_DIR/cache (or --cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from m2l.errors import M2LError
+
+if TYPE_CHECKING:
+    from m2l.probe.features import NoteSet
+
+RESULT_FILE = "probe.json"
+RESULT_FORMAT, RESULT_VERSION = "m2l-probe", 1
+DEFAULT_TASKS = "pitch,pitch_class,instrument"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One feature matrix to probe.
+
+    Attributes:
+        model: the --model argument, "untrained NAME" or "log-mel".
+        model_id: the weights' id (or the baseline's).
+        feature: "features", "latents", "untrained" or "logmel".
+        matrix: [notes, dim] float32.
+    """
+
+    model: str
+    model_id: str
+    feature: str
+    matrix: np.ndarray
+
+
+def _choices(known: tuple[str, ...], what: str) -> Any:
+    """An argparse type for a comma-separated subset of `known` (order kept, duplicates dropped)."""
+
+    def parse(text: str) -> list[str]:
+        items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        bad = [t for t in items if t not in known]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)} "
+                                             f"(choose from {', '.join(known)})")
+        return items
+
+    return parse
+
+
+def add_probe(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l probe`."""
+    from m2l.cli import _device
+    from m2l.probe.features import TASK_FIELDS
+    from m2l.probe.probes import PROBES
+
+    p.add_argument("--model", action="append", default=[], metavar="SOURCE",
+                   help="model to probe: preset (untrained), checkpoint path or 'music2latent'; "
+                        "repeatable (none: only the log-mel baseline)")
+    p.add_argument("--notes", required=True, metavar="MANIFEST",
+                   help="labelled note manifest (JSON lines, e.g. DATA/notes/manifest.jsonl)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for probe.json (and cache/)")
+    p.add_argument("--tasks", type=_choices(tuple(TASK_FIELDS), "task"), default=DEFAULT_TASKS.split(","),
+                   help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
+    p.add_argument("--probes", type=_choices(PROBES, "probe"), default=list(PROBES),
+                   help=f"comma-separated probes (default: {','.join(PROBES)})")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: OUT_DIR/cache)")
+    p.add_argument("--device", type=_device, help="cpu, cuda, cuda:N, mps (default: best available)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT_DIR/probe.json")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def extract_feature_sets(notes: NoteSet, sources: list[str], cache_dir: Path, device: str | None,
+                         quiet: bool) -> list[FeatureSet]:
+    """Every model's features and latents, one untrained baseline per architecture, log-mel stats.
+
+    Args:
+        notes: the `NoteSet`.
+        sources: --model arguments (duplicates are probed once).
+        cache_dir: the feature cache folder.
+        device: torch device of the encoders (None: best available).
+        quiet: no progress bars.
+
+    Returns:
+        The feature sets in report order.
+    """
+    from m2l.loading import load_model, make_codec
+    from m2l.models import create
+    from m2l.probe import features as F
+
+    def extractor(model: Any, model_id: str) -> Any:
+        return lambda: F.codec_extractor(make_codec(model, model_id=model_id, device=device))
+
+    sets: list[FeatureSet] = []
+    baselines: dict[str, FeatureSet] = {}
+    for source in dict.fromkeys(sources):
+        model, model_id = F.seeded(lambda source=source: load_model(source))
+        # a preset without weights is the seeded untrained encoder: share its cache entry
+        key = F.untrained_id(model.cfg) if model_id.endswith("@untrained") else model_id
+        feats = F.cached_features(notes, cache_dir, key, ("features", "latents"),
+                                  extractor(model, model_id), f"{source} features", quiet)
+        sets += [FeatureSet(source, model_id, kind, feats[kind]) for kind in ("features", "latents")]
+        uid = F.untrained_id(model.cfg)
+        if uid not in baselines:
+            cfg = model.cfg
+            untrained = F.cached_features(
+                notes, cache_dir, uid, ("features",),
+                lambda cfg=cfg, uid=uid: extractor(F.seeded(lambda: create(cfg)), uid)(),
+                f"untrained {cfg.name} features", quiet)
+            baselines[uid] = FeatureSet(f"untrained {cfg.name}", uid, "untrained", untrained["features"])
+    logmel = F.cached_features(notes, cache_dir, F.LOGMEL_ID, ("logmel",), F.logmel_extractor,
+                               "log-mel features", quiet)
+    return [*sets, *baselines.values(), FeatureSet("log-mel", F.LOGMEL_ID, "logmel", logmel["logmel"])]
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Test accuracies as a text table: a row per feature set, a column per task x probe."""
+    columns = [(t, p) for t in report["tasks"] for p in report["probes"]]
+    by_key = {(r["model"], r["feature"], r["task"], r["probe"]): r for r in report["results"]}
+    heads = ["model", "feature", "dim", *[f"{t}/{p}" for t, p in columns]]
+    rows = []
+    for fs in report["feature_sets"]:
+        cells = []
+        for t, p in columns:
+            acc = by_key[(fs["model"], fs["feature"], t, p)]["accuracy"]
+            cells.append("-" if acc is None else f"{acc:.3f}")
+        rows.append([fs["model"], fs["feature"], str(fs["dim"]), *cells])
+    first = {t: next(r for r in report["results"] if r["task"] == t) for t in report["tasks"]}
+    for label, key in (("chance (majority)", "chance_majority"), ("chance (1/classes)", "chance_uniform")):
+        rows.append([label, "", "", *[f"{first[t][key]:.3f}" for t, _ in columns]])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    n = report["splits"]
+    title = (f"test accuracy ({report['manifest']}: train {n['train']}, val {n['val']}, "
+             f"test {n['test']} notes)")
+    return "\n".join([title, line(heads), *(line(r) for r in rows)])
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    """Run `m2l probe`; returns the exit code (errors are raised as `M2LError`)."""
+    from m2l.cli import _check_device
+    from m2l.probe import probes
+    from m2l.probe.features import read_notes
+
+    probes.require_sklearn()
+    out = Path(args.out)
+    result = out / RESULT_FILE
+    if out.exists() and not out.is_dir():
+        raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
+    if result.exists() and not args.force:
+        raise M2LError(f"{result}: already exists (pass --force to overwrite)")
+    _check_device(args.device)
+    notes = read_notes(args.notes, args.tasks)
+    cache_dir = Path(args.cache) if args.cache else out / "cache"
+    sets = extract_feature_sets(notes, args.model, cache_dir, args.device, args.quiet)
+    results = []
+    for fs in sets:
+        for task in args.tasks:
+            for probe in args.probes:
+                scores = probes.evaluate_probe(fs.matrix, notes.labels[task], notes.splits, probe)
+                results.append({"model": fs.model, "model_id": fs.model_id, "feature": fs.feature,
+                                "dim": int(fs.matrix.shape[1]), "task": task, "probe": probe, **scores})
+    report = {
+        "format": RESULT_FORMAT, "version": RESULT_VERSION,
+        "manifest": str(notes.manifest), "manifest_sha256": notes.sha256,
+        "splits": {s: notes.count(s) for s in ("train", "val", "test")},
+        "tasks": list(args.tasks), "probes": list(args.probes),
+        "protocol": {"standardise": "train mean and std", "selection": "val accuracy",
+                     "seed": probes.SEED, "linear": {"C": list(probes.LINEAR_C)},
+                     "mlp": {"hidden": probes.MLP_HIDDEN, "alpha": list(probes.MLP_ALPHA),
+                             "max_iter": probes.MLP_MAX_ITER}},
+        "feature_sets": [{"model": fs.model, "model_id": fs.model_id, "feature": fs.feature,
+                          "dim": int(fs.matrix.shape[1])} for fs in sets],
+        "results": results,
+    }
+    try:
+        write_json_atomic(result, report)
+    except OSError as err:
+        raise M2LError(f"{result}: cannot write ({err.strerror or err})") from None
+    print(format_table(report), flush=True)
+    return 0

@@ -1,0 +1,82 @@
+"""Reading and checking manifest.jsonl files; the `m2l data` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from m2l.cli import main
+from m2l.datasets import data_root, read_manifest
+from m2l.errors import M2LError
+
+GOOD = {"path": "music/train/pkg/a.ogg", "duration": 12.5, "sample_rate": 44100, "channels": 2,
+        "licence": "GPL-2+", "source": "pkg"}
+NOTE = {**GOOD, "path": "notes/train/p001-piano/n060-v080.wav", "program": 1, "instrument": "Piano",
+        "family": "Piano", "pitch": 60, "pitch_class": 0, "velocity": 80, "split": "train"}
+
+
+def _write(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_reads_common_and_note_entries(tmp_path: Path) -> None:
+    extra = {**GOOD, "path": "music/train/pkg/b.ogg", "duration": 3, "comment": "kept"}
+    path = _write(tmp_path / "manifest.jsonl", json.dumps(GOOD), "", json.dumps(NOTE), json.dumps(extra))
+    assert read_manifest(path) == [GOOD, NOTE, extra]
+    assert read_manifest(_write(tmp_path / "empty.jsonl")) == []
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "duration"}), "missing field 'duration'"),
+    (json.dumps({**GOOD, "sample_rate": "44100"}), "field 'sample_rate' must be a positive integer"),
+    (json.dumps({**GOOD, "channels": True}), "field 'channels'"),
+    (json.dumps({**GOOD, "channels": 0}), "field 'channels'"),
+    (json.dumps({**GOOD, "duration": -1}), "field 'duration'"),
+    (json.dumps({**GOOD, "path": "/abs/a.ogg"}), "field 'path'"),
+    (json.dumps({**GOOD, "path": "music/../../etc/passwd"}), "field 'path'"),
+    (json.dumps({**GOOD, "licence": ""}), "field 'licence'"),
+    (json.dumps({**GOOD, "pitch": 60}), "missing field 'program'"),
+    (json.dumps({**NOTE, "pitch_class": 1}), "pitch_class 1 is not pitch 60 % 12"),
+    (json.dumps({**NOTE, "split": "dev"}), "field 'split' must be one of train, val, test"),
+    (json.dumps({**NOTE, "program": 0}), "field 'program' must be an integer in 1..128"),
+])
+def test_malformed_lines_are_one_line_errors_naming_file_and_line(tmp_path: Path, line: str,
+                                                                   message: str) -> None:
+    path = _write(tmp_path / "manifest.jsonl", json.dumps(GOOD), line)
+    with pytest.raises(M2LError) as info:
+        read_manifest(path)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{path}:2: ") and message in text
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(M2LError, match="no such manifest"):
+        read_manifest(tmp_path / "nope.jsonl")
+
+
+def test_data_root(tmp_path: Path) -> None:
+    assert data_root(tmp_path / "notes/manifest.jsonl") == tmp_path
+    assert data_root(tmp_path / "speech/val/manifest.jsonl") == tmp_path
+    with pytest.raises(M2LError, match="not DATA_DIR"):
+        data_root(tmp_path / "elsewhere/manifest.jsonl")
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["data", "fetch", str(tmp_path), "--what", "music,video"]) == 2
+    assert "--what" in capsys.readouterr().err
+    assert main(["data"]) == 2
+
+
+def test_cli_reports_missing_tools_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["data", "fetch", str(tmp_path / "data"), "--what", "speech", "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip() == ("m2l: error: apt-get not found: `m2l data fetch` needs a Debian or Ubuntu "
+                           "system (apt-get and dpkg-deb)")
+    assert out == ""
