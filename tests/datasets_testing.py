@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from m2l.datasets.fetch import Extracted
+from m2l.datasets.debian import Extracted
 
 SINE_RATE = 44000  # 440 Hz is then exactly 100 samples per period, so the loop is seamless
 

@@ -20,6 +20,8 @@ import json
 import os
 import struct
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,20 +47,39 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path,
-                force: bool) -> None:
-    """Write a safetensors file via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path, force: bool) -> Iterator[Path]:
+    """A temp path in `path`'s folder, renamed onto `path` when the block succeeds, else removed."""
     if path.exists() and not force:
         raise M2LError(f"{path}: already exists (use --force / force=True to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata=metadata)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path,
+                force: bool) -> None:
+    """Write a safetensors file via a temp file in the same folder and an atomic rename."""
+    with _replacing(Path(path), force) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata=metadata)
+
+
+def atomic_write_text(path: Path, text: str, force: bool) -> None:
+    """Write UTF-8 `text` via a synced temp file in the same folder and an atomic rename.
+
+    Raises:
+        M2LError: `path` exists and not `force`.
+        OSError: the file cannot be written (no temporary file is left behind).
+    """
+    with _replacing(Path(path), force) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def safetensors_metadata(path: Path) -> dict[str, str] | None:

@@ -14,7 +14,8 @@ import soundfile as sf
 from datasets_testing import KLETTRES_LANGUAGES, FakePackages
 
 from m2l.datasets import read_manifest
-from m2l.datasets.fetch import DebianPackages, Fetcher, dep5_file_licences, split_by_language
+from m2l.datasets.debian import DebianPackages
+from m2l.datasets.fetch import Fetcher, dep5_file_licences, split_by_language
 from m2l.datasets.notes import INSTRUMENTS, plan_notes
 from m2l.errors import M2LError
 
@@ -146,6 +147,23 @@ def test_changed_recipe_rebuilds_the_part(tmp_path: Path, fake_packages: FakePac
     content["recipe"]["version"] = -1
     marker.write_text(json.dumps(content))
     _fetcher(data, fake_packages).run(["speech"])
+    assert fake_packages.extracted["alsa-utils"] == 2 and fake_packages.extracted["klettres-data"] == 1
+
+
+@pytest.mark.parametrize("tamper", ["no entries", "entry without path", "path outside a split"])
+def test_tampered_marker_rebuilds_the_part(tmp_path: Path, fake_packages: FakePackages, tamper: str) -> None:
+    data = tmp_path / "data"
+    first = _fetcher(data, fake_packages).run(["speech"])
+    marker = data / ".m2l" / "parts" / "speech.alsa-utils.json"
+    content = json.loads(marker.read_text())
+    if tamper == "no entries":
+        del content["entries"]
+    elif tamper == "entry without path":
+        del content["entries"][0]["path"]
+    else:
+        content["entries"][0]["path"] = "speech"
+    marker.write_text(json.dumps(content))
+    assert _fetcher(data, fake_packages).run(["speech"]) == first
     assert fake_packages.extracted["alsa-utils"] == 2 and fake_packages.extracted["klettres-data"] == 1
 
 

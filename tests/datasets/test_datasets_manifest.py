@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from m2l.cli import main
-from m2l.datasets import data_root, read_manifest
+from m2l.datasets import data_root, manifest_rows, read_manifest
 from m2l.errors import M2LError
 
 GOOD = {"path": "music/train/pkg/a.ogg", "duration": 12.5, "sample_rate": 44100, "channels": 2,
@@ -57,6 +57,20 @@ def test_malformed_lines_are_one_line_errors_naming_file_and_line(tmp_path: Path
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(M2LError, match="no such manifest"):
         read_manifest(tmp_path / "nope.jsonl")
+    with pytest.raises(M2LError, match="is a directory"):
+        read_manifest(tmp_path)
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(json.dumps({**GOOD, "source": "caf\u00e9"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(M2LError, match="not a UTF-8 text file"):
+        read_manifest(latin1)
+
+
+def test_rows_split_on_newlines_only(tmp_path: Path) -> None:
+    odd = {**GOOD, "path": "music/train/pkg/a\u2028b\x85c.ogg"}  # json.dumps leaves both unescaped
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps(GOOD) + "\r\n" + json.dumps(odd, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert manifest_rows(path) == [(f"{path}:1", GOOD), (f"{path}:2", odd)]
+    assert read_manifest(path) == [GOOD, odd]
 
 
 def test_data_root(tmp_path: Path) -> None:

@@ -201,5 +201,7 @@ def test_fad_errors() -> None:
         fad([torch.zeros(8000)], [clip], 16000, emb)  # one window only
     with pytest.raises(M2LError, match="estimate clip 0"):
         fad([clip], [torch.zeros(2, 2, 100)], 16000, emb)
+    with pytest.raises(M2LError, match="reference clip 1 must be a waveform"):
+        fad([clip, torch.zeros(0, 32000)], [clip], 16000, emb)  # no channels
     with pytest.raises(M2LError, match="NaN"):
         fad([clip], [torch.full((100,), float("nan"))], 16000, emb)

@@ -39,6 +39,7 @@ def test_missing_package_gives_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     [
         (torch.zeros(2, 2, 10), torch.zeros(10), 48000, "estimate must be a waveform"),
         (torch.zeros(10), torch.zeros(0), 48000, "reference must be a waveform"),
+        (torch.zeros(0, 10), torch.zeros(10), 48000, "estimate must be a waveform"),  # no channels
         (torch.zeros(10), torch.full((10,), float("inf")), 48000, "NaN or Inf"),
         (torch.zeros(10), torch.zeros(10), 0, "sample rate"),
     ],

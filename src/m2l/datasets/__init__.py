@@ -11,7 +11,8 @@ A manifest has one JSON object per line. Every line has the fields of `COMMON_FI
 `licence` and `source` (the Debian package). Lines of notes/manifest.jsonl add the labels of
 `NOTE_FIELDS`: `program` (General MIDI number, 1-128), `instrument`, `family` (the GM family),
 `pitch` (MIDI note), `pitch_class` (pitch % 12), `velocity` (MIDI, 1-127) and `split`.
-`read_manifest` reads and checks one; `data_root` finds DATA_DIR from a manifest's path.
+`read_manifest` reads and checks one (`manifest_rows` only parses one); `data_root` finds DATA_DIR
+from a manifest's path.
 """
 
 from __future__ import annotations
@@ -90,6 +91,60 @@ def check_entry(entry: Any, where: str) -> dict[str, Any]:
     return entry
 
 
+def manifest_bytes(path: str | Path) -> bytes:
+    """The bytes of a manifest file (e.g. to hash them before `manifest_rows` parses them).
+
+    Raises:
+        M2LError: one line naming the file when it is missing, a directory or unreadable.
+    """
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise M2LError(f"{path}: no such manifest") from None
+    except IsADirectoryError:
+        raise M2LError(f"{path}: is a directory; give the manifest.jsonl file") from None
+    except OSError as err:
+        raise M2LError(f"{path}: cannot read the manifest ({err.strerror or err})") from None
+
+
+def manifest_rows(path: str | Path, data: bytes | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The JSON object of every non-blank line of a JSON-lines manifest, fields not checked.
+
+    The shared reader of `read_manifest`, `m2l eval` and `m2l probe`, which check the fields they
+    need. Lines end at "\\n" only (JSON strings may hold other line separators).
+
+    Args:
+        path: the manifest file, named in errors.
+        data: its bytes when the caller has read them (`manifest_bytes`); otherwise it is read.
+
+    Returns:
+        ("FILE:LINE", object) pairs in file order; the first names the line in error messages.
+
+    Raises:
+        M2LError: one line naming the file (and line) when it cannot be read, is not UTF-8, or a
+            line is not valid JSON or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        text = (manifest_bytes(path) if data is None else data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise M2LError(f"{path}: not a UTF-8 text file (expected JSON lines)") from None
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise M2LError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(entry, dict):
+            raise M2LError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+        rows.append((where, entry))
+    return rows
+
+
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     """Read a manifest.jsonl written by `m2l data fetch`, checking every line.
 
@@ -103,24 +158,7 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
         M2LError: one line naming the file (and line number) when the file is missing or a line
             is not a JSON object with the fields described in the module docstring.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise M2LError(f"{path}: no such manifest") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise M2LError(f"{path}: cannot read the manifest ({err})") from None
-    entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise M2LError(f"{where}: not valid JSON ({err.msg})") from None
-        entries.append(check_entry(entry, where))
-    return entries
+    return [check_entry(entry, where) for where, entry in manifest_rows(path)]
 
 
 def data_root(manifest: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """`m2l data fetch`: music, speech and notes from Debian packages, split, with manifests.
 
 Packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x` (no root, nothing
-installed), inside DATA_DIR/.m2l/cache, then only their audio files are moved into place.
+installed; `m2l.datasets.debian`), inside DATA_DIR/.m2l/cache, then only their audio files are
+moved into place.
 
 Splits. Music is split by package, so no composer is in two splits: train = ufoai-music,
 wesnoth-1.16-music, hedgewars-data (Data/Music only); val = supertux-data (music/ only); test =
@@ -26,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -37,11 +37,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
-from m2l.datasets import MANIFEST, SETS, SPLITS
+from m2l.datasets import MANIFEST, SETS, SPLITS, check_entry
 from m2l.datasets import notes as notes_mod
+from m2l.datasets.debian import DebianPackages, Packages, disk_full
 from m2l.errors import M2LError
+from m2l.formats import atomic_write_text
 
 RECIPE_VERSION = 1
 AUDIO_SUFFIXES = frozenset({".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3"})
@@ -85,83 +87,6 @@ SOURCES = (
     Source("klettres-data", "speech", BY_LANGUAGE, (Pick("usr/share/klettres"),), "GPL-2+"),
     Source("alsa-utils", "speech", "test", (Pick("usr/share/sounds/alsa"),), "GPL-2"),
 )
-
-
-@dataclass(frozen=True)
-class Extracted:
-    """An unpacked package: the root of its file tree and its version."""
-
-    root: Path
-    version: str
-
-
-class Packages(Protocol):
-    """Where packages come from (`DebianPackages`; tests use a fake): `check()` raises `M2LError`
-    when none can be fetched (e.g. missing tools); `extract(package, work)` unpacks one under the
-    empty folder `work`."""
-
-    def check(self) -> None: ...
-
-    def extract(self, package: str, work: Path) -> Extracted: ...
-
-
-def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("E:")]
-    return (errors or lines or ["no output"])[-1]
-
-
-def _disk_full(where: Path | str) -> M2LError:
-    return M2LError(f"{where}: disk full (no space left on device); free some space and run again "
-                    f"(finished parts are kept)")
-
-
-class DebianPackages:
-    """`apt-get download` + `dpkg-deb -x`: works as any user once `apt-get update` has run."""
-
-    def check(self) -> None:
-        """Both tools must be on PATH."""
-        for tool in ("apt-get", "dpkg-deb"):
-            if shutil.which(tool) is None:
-                raise M2LError(f"{tool} not found: `m2l data fetch` needs a Debian or Ubuntu system "
-                               f"(apt-get and dpkg-deb)")
-
-    def extract(self, package: str, work: Path) -> Extracted:
-        """Download `package` into `work`, check the disk has room, unpack it, drop the .deb."""
-        self.check()
-        if shutil.which("apt-cache"):
-            shown = _run(["apt-cache", "show", "--no-all-versions", package])
-            size = re.search(r"^Size:\s*(\d+)", shown.stdout, re.MULTILINE)
-            if shown.returncode != 0 or size is None:
-                raise M2LError(f"package {package} is not available from apt ({_last_line(shown.stderr)}); "
-                               f"check the apt sources and run `apt-get update` as root")
-            free = shutil.disk_usage(work).free
-            if free < 3 * int(size.group(1)):
-                raise M2LError(f"{work}: not enough disk space for {package}: need about "
-                               f"{3 * int(size.group(1)) >> 20} MiB, {free >> 20} MiB free")
-        done = _run(["apt-get", "download", package], cwd=work)
-        debs = sorted(work.glob("*.deb"))
-        if done.returncode != 0 or not debs:
-            message = done.stderr + done.stdout
-            if "No space left" in message:
-                raise _disk_full(work)
-            if re.search(r"Unable to locate|no installation candidate|Can't select", message):
-                raise M2LError(f"package {package} is not available from apt; check the apt sources "
-                               f"and run `apt-get update` as root")
-            raise M2LError(f"apt-get download {package} failed: {_last_line(message)}")
-        version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip() or "unknown"
-        root = work / "root"
-        unpacked = _run(["dpkg-deb", "-x", str(debs[0]), str(root)])
-        if unpacked.returncode != 0:
-            if "No space left" in unpacked.stderr:
-                raise _disk_full(work)
-            raise M2LError(f"dpkg-deb -x {debs[0].name} failed: {_last_line(unpacked.stderr)}")
-        debs[0].unlink()
-        return Extracted(root, version)
 
 
 # ----------------------------------------------------------------------------- splits, licences
@@ -287,24 +212,26 @@ def _audio_info(path: Path) -> Any | None:
 
 
 def _atomic_text(path: Path, text: str) -> bool:
-    """Write `text` to `path` through a synced temp file + rename; False when it was already so."""
+    """Write `text` to `path` atomically (`atomic_write_text`); False when it was already so."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text, force=True)
     return True
+
+
+def _usable_entries(entries: Any, where: str) -> bool:
+    """True when a part marker's entries are manifest entries under <set>/<split>/."""
+    if not isinstance(entries, list):
+        return False
+    try:
+        for entry in entries:
+            check_entry(entry, where)
+    except M2LError:
+        return False
+    return all(len(parts := e["path"].split("/")) > 2 and parts[1] in SPLITS for e in entries)
 
 
 # ----------------------------------------------------------------------------- the fetcher
@@ -341,7 +268,7 @@ class Fetcher:
                 return {name: self._run_set(name) for name in SETS if name in what}
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _disk_full(err.filename or self.data_dir) from None
+                raise disk_full(err.filename or self.data_dir) from None
             raise
 
     @contextmanager
@@ -357,15 +284,17 @@ class Fetcher:
         return self.state / "parts" / f"{part}.json"
 
     def _done(self, part: str, recipe: dict[str, Any]) -> dict[str, Any] | None:
-        """The marker of `part` when it is finished with this recipe (and not --force)."""
+        """The marker of `part` when it is finished with this recipe (and not --force); a marker
+        that cannot be read or whose entries are malformed (tampered with) means "rebuild"."""
         if self.force:
             return None
+        path = self._marker(part)
         try:
-            marker = json.loads(self._marker(part).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            marker = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
         same = isinstance(marker, dict) and marker.get("recipe") == json.loads(json.dumps(recipe))
-        return marker if same else None
+        return marker if same and _usable_entries(marker.get("entries"), str(path)) else None
 
     def _work(self) -> tempfile.TemporaryDirectory[str]:
         work = self.state / "cache" / "work"

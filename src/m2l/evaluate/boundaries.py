@@ -12,10 +12,10 @@ before the clip, see `m2l.codec`):
 Error per frame: log-mel L1 error, |log10(mel_ref + 1e-5) - log10(mel_est + 1e-5)| averaged over
 mel bands and channels, with the framing of `m2l.evaluate.metrics.stft_magnitude` (uncentred
 frames of n_fft = 2048 with hop 512, 64 Slaney mel bands). A frame is a boundary frame when its
-centre (k * hop + n_fft / 2) lies within `radius` samples (default 2048, 46 ms at 44.1 kHz) of a
-seam, an interior frame otherwise. The ratio is mean boundary error / mean interior error: about 1
-when seams are inaudible, above 1 when they add error. It is None when the clip has no seam, or no
-interior frame.
+centre (k * hop + n_fft / 2) lies within `radius` samples (`RADIUS` unless given; 2048 samples
+are 46 ms at 44.1 kHz) of a seam, an interior frame otherwise. The ratio is mean boundary error /
+mean interior error: about 1 when seams are inaudible, above 1 when they add error. It is None
+when the clip has no seam, or no interior frame.
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ def boundary_mask(frames: int, boundaries: list[int], radius: int = RADIUS) -> t
 def boundary_analysis(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
                       boundaries: list[int], radius: int = RADIUS) -> dict[str, Any]:
     """Per-item error near seams vs elsewhere.
+
+    Args:
+        estimate: [channels, samples] reconstruction.
+        reference: [channels, samples] original.
+        sample_rate: rate of both in Hz.
+        boundaries: seam positions in samples (`boundary_positions`).
+        radius: frames whose centre is this close to a seam (in samples) are boundary frames.
 
     Returns:
         {"boundaries": seam count, "boundary_frames", "interior_frames", "boundary_error",

@@ -85,7 +85,7 @@ class MelStatsEmbedder:
         Returns:
             [windows, 16000] float64 windows (see the module docstring for their placement).
         """
-        wave = check_waveform(audio, self.name)
+        wave = check_waveform(audio, f"{self.name}: audio")
         n = wave.shape[0]
         if n <= self.window:
             return F.pad(wave, (0, self.window - n))[None]
@@ -140,7 +140,7 @@ class ClapEmbedder:
         Returns:
             [ceil(samples / 480000), dim] float32 embeddings (dim 512 for the released models).
         """
-        wave = check_waveform(audio, self.name).to(torch.float32).numpy()
+        wave = check_waveform(audio, f"{self.name}: audio").to(torch.float32).numpy()
         pieces = [np.ascontiguousarray(wave[s:s + self.window]) for s in range(0, wave.shape[0], self.window)]
         with torch.no_grad():
             emb = self.model.get_audio_embedding_from_data(x=pieces, use_tensor=False)
@@ -227,8 +227,8 @@ def load_embedder(name: str = "mel-stats", weights: str | Path | None = None) ->
     """Build an embedding model by name.
 
     Args:
-        name: a registry name (`available_embedders()`): "mel-stats" (default, offline, no
-            weights), "vggish" or "clap".
+        name: a registry name (`available_embedders()`): "mel-stats" (offline, no weights),
+            "vggish" or "clap".
         weights: local weights file for the models that need one; nothing is ever downloaded.
 
     Returns:

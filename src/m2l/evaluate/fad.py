@@ -28,6 +28,7 @@ import torch
 from m2l.audio.io import resample
 from m2l.errors import M2LError
 from m2l.evaluate.embeddings import Embedder
+from m2l.evaluate.vggish import check_waveform
 
 
 def _check_embeddings(emb: torch.Tensor, what: str) -> torch.Tensor:
@@ -156,14 +157,7 @@ def _embed_clips(clips: Sequence[torch.Tensor], sample_rate: int, embedder: Embe
     frames = []
     for i, clip in enumerate(clips):
         name = f"fad: {what} clip {i}"
-        if not isinstance(clip, torch.Tensor) or clip.dim() not in (1, 2) or clip.shape[-1] == 0:
-            shape = list(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
-            raise M2LError(f"{name}: expected a waveform [samples] or [channels, samples], got {shape}")
-        if clip.is_complex() or clip.dtype == torch.bool:
-            raise M2LError(f"{name}: expected real samples, got dtype {clip.dtype}")
-        wave = clip.detach().to(torch.float32)
-        if not torch.isfinite(wave).all():
-            raise M2LError(f"{name}: waveform contains NaN or Inf")
+        wave = check_waveform(clip, name, channels=True)
         if wave.dim() == 2:
             wave = wave.mean(dim=0)
         wave = resample(wave, sample_rate, embedder.sample_rate)

@@ -16,14 +16,15 @@ the same items.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from m2l.audio.io import AUDIO_EXTENSIONS, load_audio
+from m2l.datasets import manifest_rows
 from m2l.errors import M2LError
 
 MANIFEST_SUFFIX = ".jsonl"
@@ -67,11 +68,8 @@ def _walk_audio(root: Path) -> list[ItemSource]:
     return found
 
 
-def _manifest_path(manifest: Path, lineno: int, entry: object) -> ItemSource:
-    """Resolve one manifest entry to a file that exists."""
-    where = f"{manifest}:{lineno}"
-    if not isinstance(entry, dict):
-        raise M2LError(f"{where}: expected a JSON object per line, got {type(entry).__name__}")
+def _manifest_path(manifest: Path, where: str, entry: dict[str, Any]) -> ItemSource:
+    """Resolve one manifest entry (`where` names its line) to a file that exists."""
     rel = entry.get("path")
     if not isinstance(rel, str) or not rel.strip():
         raise M2LError(f"{where}: entry has no \"path\" string")
@@ -92,24 +90,13 @@ def _manifest_path(manifest: Path, lineno: int, entry: object) -> ItemSource:
 def read_manifest(manifest: Path) -> list[ItemSource]:
     """The files listed in a `manifest.jsonl` (see the module notes for path resolution).
 
+    Lines are parsed by `m2l.datasets.manifest_rows`; only "path" is required here.
+
     Raises:
         M2LError: naming the manifest (and line) when it cannot be read, a line is not a JSON
             object with a "path", a listed file is missing, or it lists nothing.
     """
-    try:
-        text = manifest.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or type(err).__name__
-        raise M2LError(f"{manifest}: cannot read manifest ({reason})") from None
-    sources = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise M2LError(f"{manifest}:{lineno}: not valid JSON ({err.msg})") from None
-        sources.append(_manifest_path(manifest, lineno, entry))
+    sources = [_manifest_path(manifest, where, entry) for where, entry in manifest_rows(manifest)]
     if not sources:
         raise M2LError(f"{manifest}: manifest lists no audio files")
     return sources

@@ -7,7 +7,7 @@ Both encoders end in tanh, and the codecs hand out tanh(encoder) / latent_scale:
 
 `latent_stats` measures means and standard deviations on the latents as given, and saturation on
 the raw tanh outputs, z * latent_scale: the fraction of values whose magnitude exceeds the
-threshold (0.99 by default, i.e. a pre-tanh magnitude above atanh(0.99) ~ 2.65). Standard
+threshold (a pre-tanh magnitude above atanh(threshold); atanh(0.99) ~ 2.65). Standard
 deviations are population ones (dividing by the count), so a single value has std 0.
 """
 

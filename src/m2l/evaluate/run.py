@@ -29,7 +29,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from m2l.evaluate.boundaries import (
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
+from m2l.formats import atomic_write_text
 
 RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
@@ -145,17 +145,12 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise M2LError(f"{out}: already exists and is not empty (pass --force to overwrite)")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+def write_text_atomic(path: Path, text: str, force: bool) -> None:
+    """`m2l.formats.atomic_write_text`, with a write failure as a one-line `M2LError`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text, force)
     except OSError as err:
         raise M2LError(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -191,7 +186,7 @@ def sweep(codec: Any, steps: tuple[int, ...], sigma_cond: tuple[float, ...]) -> 
 
 
 def match_channels(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Average a stereo model's 2-channel output of a mono item back to mono."""
+    """Average a stereo model's 2-channel output [2, samples] of a mono item [1, samples] to mono."""
     if estimate.shape[0] != reference.shape[0] and reference.shape[0] == 1:
         return estimate.mean(dim=0, keepdim=True)
     return estimate
@@ -200,7 +195,11 @@ def match_channels(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Ten
 # ----------------------------------------------------------------------------- scoring
 def item_scores(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int, ctx: EvalContext
                 ) -> dict[str, float | None]:
-    """SI-SDR, mel and STFT distances (channel means) and ViSQOL of one reconstruction."""
+    """SI-SDR, mel and STFT distances (channel means) and ViSQOL of one reconstruction.
+
+    `estimate` and `reference` are [channels, samples] at `sample_rate`; a ViSQOL failure turns
+    ViSQOL off for the rest of the run (with a note), and its score is None.
+    """
     from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 
     scores: dict[str, float | None] = {
@@ -233,7 +232,10 @@ def setting_fad(reference: list[torch.Tensor], estimate: list[torch.Tensor], sam
 
 
 def model_latent_stats(latents: list[torch.Tensor], codec: Any) -> dict[str, Any]:
-    """Latent statistics over the latent vectors of every item of one model."""
+    """Latent statistics over the latent vectors of every item of one model.
+
+    `latents` are the codec's, v1 [channels, 64, frames] or v2 [rows, chunks, K, 64], one per item.
+    """
     from m2l.evaluate.latents import latent_stats
 
     dim = -1 if is_v2(codec) else -2
@@ -402,6 +404,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         ctx.notes.append("ViSQOL disabled (--no-visqol)")
     results["notes"] = ctx.notes
     results = json_safe(results)
-    write_text_atomic(opts.out / "results.json", json.dumps(results, indent=1, allow_nan=False) + "\n")
-    write_text_atomic(opts.out / "report.html", render_report(results))
+    text = json.dumps(results, indent=1, allow_nan=False) + "\n"
+    write_text_atomic(opts.out / "results.json", text, opts.force)
+    write_text_atomic(opts.out / "report.html", render_report(results), opts.force)
     return results

@@ -89,7 +89,7 @@ def vggish_log_mel(audio: torch.Tensor) -> torch.Tensor:
     Raises:
         M2LError: When `audio` is not a non-empty, finite, real 1-D tensor.
     """
-    wave = check_waveform(audio, "vggish")
+    wave = check_waveform(audio, "vggish: audio")
     if wave.shape[0] < MIN_SAMPLES:
         wave = F.pad(wave, (0, MIN_SAMPLES - wave.shape[0]))
     frames = wave.unfold(0, WINDOW, HOP)  # [frames, 400]
@@ -100,16 +100,24 @@ def vggish_log_mel(audio: torch.Tensor) -> torch.Tensor:
     return log_mel[: examples * EXAMPLE_FRAMES].reshape(examples, EXAMPLE_FRAMES, N_MELS).float()
 
 
-def check_waveform(audio: torch.Tensor, what: str) -> torch.Tensor:
-    """Validate a mono waveform [samples]; return it as float64 on the CPU, or raise M2LError."""
-    if not isinstance(audio, torch.Tensor) or audio.dim() != 1 or audio.shape[0] == 0:
+def check_waveform(audio: torch.Tensor, what: str, channels: bool = False) -> torch.Tensor:
+    """Validate a waveform and return it as float64 on the CPU, or raise a one-line M2LError.
+
+    Args:
+        audio: [samples], or [channels, samples] too when `channels`; finite real samples.
+        what: the subject of the error message, e.g. "visqol: estimate".
+        channels: accept [channels, samples] as well as mono [samples].
+    """
+    layout = "a waveform [samples] or [channels, samples]" if channels else "a mono waveform [samples]"
+    if not isinstance(audio, torch.Tensor) or audio.dim() not in ((1, 2) if channels else (1,)) or (
+            audio.numel() == 0):
         shape = list(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
-        raise M2LError(f"{what}: expected a mono waveform [samples], got {shape}")
+        raise M2LError(f"{what} must be {layout}, got {shape}")
     if audio.is_complex() or audio.dtype == torch.bool:
-        raise M2LError(f"{what}: expected real samples, got dtype {audio.dtype}")
+        raise M2LError(f"{what} must hold real samples, got dtype {audio.dtype}")
     wave = audio.detach().to("cpu", torch.float64)
     if not torch.isfinite(wave).all():
-        raise M2LError(f"{what}: waveform contains NaN or Inf")
+        raise M2LError(f"{what} contains NaN or Inf")
     return wave
 
 

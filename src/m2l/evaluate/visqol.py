@@ -17,6 +17,7 @@ import torch
 
 from m2l.audio.io import resample
 from m2l.errors import M2LError
+from m2l.evaluate.vggish import check_waveform
 
 VISQOL_RATE = 48000
 """Sample rate of ViSQOL's audio mode; inputs are resampled to it."""
@@ -38,15 +39,8 @@ def _api() -> object:
 
 def _mono(audio: torch.Tensor, what: str) -> torch.Tensor:
     """Validate a waveform [samples] or [channels, samples] and average it to mono float32."""
-    if not isinstance(audio, torch.Tensor) or audio.dim() not in (1, 2) or audio.shape[-1] == 0:
-        shape = list(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
-        raise M2LError(f"visqol: {what} must be a waveform [samples] or [channels, samples], got {shape}")
-    if audio.is_complex() or audio.dtype == torch.bool:
-        raise M2LError(f"visqol: {what} must hold real samples, got dtype {audio.dtype}")
-    wave = audio.detach().to("cpu", torch.float32)
-    if not torch.isfinite(wave).all():
-        raise M2LError(f"visqol: {what} contains NaN or Inf")
-    return wave.mean(dim=0) if wave.dim() == 2 else wave
+    wave = check_waveform(audio, f"visqol: {what}", channels=True)
+    return (wave.mean(dim=0) if wave.dim() == 2 else wave).to(torch.float32)
 
 
 def visqol(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> float:

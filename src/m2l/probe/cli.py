@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2l.datasets import SPLITS
 from m2l.errors import M2LError
+from m2l.formats import atomic_write_text
 
 if TYPE_CHECKING:
     from m2l.probe.features import NoteSet
@@ -128,17 +128,6 @@ def extract_feature_sets(notes: NoteSet, sources: list[str], cache_dir: Path, de
     return [*sets, *baselines.values(), FeatureSet("log-mel", F.LOGMEL_ID, "logmel", logmel["logmel"])]
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def format_table(report: dict[str, Any]) -> str:
     """Test accuracies as a text table: a row per feature set, a column per task x probe."""
     columns = [(t, p) for t in report["tasks"] for p in report["probes"]]
@@ -193,7 +182,7 @@ def run_probe(args: argparse.Namespace) -> int:
     report = {
         "format": RESULT_FORMAT, "version": RESULT_VERSION,
         "manifest": str(notes.manifest), "manifest_sha256": notes.sha256,
-        "splits": {s: notes.count(s) for s in ("train", "val", "test")},
+        "splits": {s: notes.count(s) for s in SPLITS},
         "tasks": list(args.tasks), "probes": list(args.probes),
         "protocol": {"standardise": "train mean and std", "selection": "val accuracy",
                      "seed": probes.SEED, "linear": {"C": list(probes.LINEAR_C)},
@@ -204,7 +193,7 @@ def run_probe(args: argparse.Namespace) -> int:
         "results": results,
     }
     try:
-        write_json_atomic(result, report)
+        atomic_write_text(result, json.dumps(report, indent=2) + "\n", args.force)
     except OSError as err:
         raise M2LError(f"{result}: cannot write ({err.strerror or err})") from None
     print(format_table(report), flush=True)

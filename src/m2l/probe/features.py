@@ -25,7 +25,6 @@ cache must be deleted by hand.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 import warnings
@@ -40,11 +39,11 @@ from tqdm import tqdm
 
 from m2l.audio.io import load_audio
 from m2l.config import ModelConfig, V2Config, config_hash
+from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
 from m2l.formats import atomic_save, read_safetensors, tensors_digest
 
-SPLITS = ("train", "val", "test")
 TASK_FIELDS = {"pitch": "pitch", "pitch_class": "pitch_class", "instrument": "program"}
 """Probe task -> the manifest field that labels it."""
 
@@ -129,30 +128,11 @@ def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
             no notes.
     """
     path = Path(manifest)
-    if not path.exists():
-        raise M2LError(f"{path}: no such manifest file")
-    if path.is_dir():
-        raise M2LError(f"{path}: is a directory; give the manifest.jsonl file")
-    try:
-        data = path.read_bytes()
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise M2LError(f"{path}: not a UTF-8 text file (expected JSON lines)") from None
-    except OSError as err:
-        raise M2LError(f"{path}: cannot read the manifest ({err.strerror or err})") from None
+    data = manifest_bytes(path)
     paths: list[Path] = []
     splits: list[str] = []
     labels: dict[str, list[int]] = {task: [] for task in tasks}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise M2LError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise M2LError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for where, row in manifest_rows(path, data):
         rel, split = row.get("path"), row.get("split")
         if not isinstance(rel, str) or not rel:
             raise M2LError(f"{where}: 'path' must be a non-empty string, got {rel!r}")
@@ -253,7 +233,17 @@ def cached_features(notes: NoteSet, cache_dir: Path, model_id: str, kinds: Seque
 
 # ----------------------------------------------------------------------------- extractors
 def clip_vector(out: torch.Tensor, kind: str, v2: bool) -> np.ndarray:
-    """Average one note's encoder output to a clip vector (see the module doc)."""
+    """Average one note's encoder output to a clip vector (see the module doc).
+
+    Args:
+        out: v1 [channels, dim, frames] (features or latents); v2 [rows, K * dim] (features) or
+            [rows, chunks, K, dim] (latents).
+        kind: "features" or "latents".
+        v2: `out` comes from a Music2Latent2 encoder.
+
+    Returns:
+        [dim] (v1), [K * dim] (v2) float64.
+    """
     if v2:
         vec = out.mean(0) if kind == "features" else out.mean(dim=(0, 1)).flatten()
     else:
@@ -274,7 +264,11 @@ def codec_extractor(codec: Any) -> Extractor:
 
 
 def logmel_stats(wave: torch.Tensor) -> np.ndarray:
-    """Mean and std over time of the log-mel bands of a mono waveform [samples] at 44.1 kHz."""
+    """Mean and std over time of the log-mel bands of a mono waveform [samples] at 44.1 kHz.
+
+    Returns:
+        [2 * LOGMEL_BANDS] float64: the band means, then the band standard deviations.
+    """
     bank = mel_filterbank(LOGMEL_RATE, LOGMEL_FFT, LOGMEL_BANDS, dtype=torch.float64)
     mel = bank @ stft_magnitude(wave.to(torch.float64), LOGMEL_FFT, LOGMEL_HOP)
     logmel = torch.log10(mel + LOGMEL_FLOOR)
