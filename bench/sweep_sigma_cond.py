@@ -1,8 +1,9 @@
 """Held-out reconstruction metrics of trained runs, with a sigma_cond sweep for v2 models.
 
-Every model (a run folder: its best checkpoint, else its latest; or a checkpoint file) is scored
-on the same fixed crops of a validation folder, and next to its untrained twin (same preset, its
-initial weights). v2 models are decoded once per sigma_cond value; v1 models once.
+Every model (a run folder: its latest checkpoint, i.e. the state at the end of its budget; or a
+checkpoint file) is scored on the same fixed crops of a validation folder, next to its untrained
+twin (same preset, initial weights of seed 0). v2 models are decoded once per sigma_cond value;
+v1 models once. EMA weights, one evaluation per chunk (steps=1), seed 0.
 
     python bench/sweep_sigma_cond.py --val /work/data/music/val --runs RUN_V1 RUN_V2 RUN_ORDERED \
         --out bench/results/sweep.json
@@ -22,7 +23,7 @@ from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import load_model, make_codec
 from m2l.models import create
 from m2l.train.data import Source, build_index, validation_crops
-from m2l.train.export import pick_checkpoint
+from m2l.train.state import list_checkpoints
 
 SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
@@ -57,7 +58,7 @@ def main() -> None:
                              channels=1, seed=123)[:, 0]
     rows = []
     for run in args.runs:
-        ckpt = pick_checkpoint(run)
+        ckpt = run if run.is_file() else list_checkpoints(run / "checkpoints")[-1][1]
         model, model_id = load_model(ckpt)
         torch.manual_seed(0)
         untrained = create(model.cfg)

@@ -494,6 +494,17 @@ def _checkpoint_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
                     "conversion to m2l (m2l convert writes it as an m2l checkpoint)"}
 
 
+def _training_info(path: Path) -> dict[str, Any]:
+    from m2l.train.state import read_state
+
+    parts = read_state(path)
+    cfg, ema = parts["model_config"], parts["ema"]
+    return {"path": str(path), "type": "training-checkpoint", "step": parts["step"],
+            "name": cfg.name, "kind": cfg.kind, "train_config": parts["train_config"].name,
+            "parameters": sum(t.numel() for t in ema.values() if t.is_floating_point()),
+            "config": config_to_dict(cfg)}
+
+
 def inspect_path(path: Path) -> dict[str, Any]:
     """Describe a `.m2l` latent file or a checkpoint as a JSON-able dict."""
     if not path.exists():
@@ -504,6 +515,8 @@ def inspect_path(path: Path) -> dict[str, Any]:
     fmt = meta.get("format") if meta else None
     if fmt == "m2l-latents" or (fmt is None and path.suffix.lower() == LATENT_SUFFIX):
         return _latent_info(path, meta)
+    if fmt == "m2l-train-state":
+        return _training_info(path)
     if meta is not None and fmt != "m2l-checkpoint":
         raise M2LError(f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
                        f"checkpoint (format={fmt!r})")
@@ -567,6 +580,11 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("  config fields:")
         for key, value in _flatten(info["config"]):
             lines.append(f"    {key} = {_fmt(value)}")
+    elif info["type"] == "training-checkpoint":
+        add("type", "m2l training checkpoint (m2l.load / --model use its EMA weights)")
+        add("step", info["step"])
+        add("config", f"{info['name']} ({info['kind']}), recipe {info['train_config']}")
+        add("parameters", f"{info['parameters']:,}")
     else:
         add("type", "the authors' Music2Latent checkpoint (torch .pt)")
         add("model id", info["model_id"])

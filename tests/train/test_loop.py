@@ -191,7 +191,7 @@ def test_bf16_autocast_trains_on_cpu(audio_dirs, tmp_path):
     assert not (tmp_path / "run16").exists()
 
 
-def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_path):
+def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_path, capsys):
     with pytest.raises(M2LError, match="crop_frames=128"):
         trainer(audio_dirs, tmp_path / "bad", fast_config(model="m2l2-tiny"))
     run = tmp_path / "run"
@@ -199,6 +199,10 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     t.train()
     assert t.validator.crops.shape[-1] >= t.crop_samples()  # validation crops hold a training pair
     assert (run / "val" / "step-000000002" / "item0-reconstruction.wav").is_file()
+    (step, ckpt), = list_checkpoints(run / "checkpoints")
+    assert main(["info", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "training checkpoint" in out and f"step:              {step}" in out and "m2l2-tiny (v2)" in out
     export(run, tmp_path / "v2.safetensors")
     codec = m2l.load(tmp_path / "v2.safetensors", device="cpu")
     assert type(codec).__name__ == "Codec2"
