@@ -55,7 +55,7 @@ def main() -> None:
     index = build_index([Source(args.val, 1.0)], args.out.with_suffix(".index.json"),
                         val_sources=[Source(args.val, 1.0)])
     crops = validation_crops(index["val"], items=args.items, seconds=args.seconds, sample_rate=44100,
-                             channels=1, seed=123)[:, 0]
+                             channels=1, seed=123)  # [items, 1, samples]
     rows = []
     for run in args.runs:
         ckpt = run if run.is_file() else list_checkpoints(run / "checkpoints")[-1][1]
