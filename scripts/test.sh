@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_env.sh test,oracle
+# The note renderer's tests: tinysoundfont's metadata asks for pyaudio (live playback, unused).
+python -m pip install -q --no-deps tinysoundfont || echo "test.sh: no tinysoundfont; its tests are skipped" >&2
 # The eval report's browser test drives headless Chromium (it is skipped without it): install it
 # when running as root and it is missing; best effort, the tests run either way.
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
