@@ -199,6 +199,9 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     t.train()
     assert t.validator.crops.shape[-1] >= t.crop_samples()  # validation crops hold a training pair
     assert (run / "val" / "step-000000002" / "item0-reconstruction.wav").is_file()
+    records = map(json.loads, (run / "log.jsonl").read_text().splitlines())
+    val = [r for r in records if r.get("split") == "val"]
+    assert val and all(r["select"] == r["mel_distance_cond0"] for r in val)  # best chosen at sigma_cond 0
     (step, ckpt), = list_checkpoints(run / "checkpoints")
     assert main(["info", str(ckpt)]) == 0
     out = capsys.readouterr().out

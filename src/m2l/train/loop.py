@@ -5,7 +5,7 @@ Run directory layout:
     data_index.json        cached file index (train / validation split, unreadable files)
     log.jsonl              one JSON object per logged step and per validation
     checkpoints/step-*.safetensors   the last `keep_last` training states
-    checkpoints/best.safetensors     the state with the lowest validation mel distance
+    checkpoints/best.safetensors     the state with the lowest validation mel distance (v2: at sigma_cond 0)
     val/step-*/            reconstructions (wav) and spectrograms (png) of a few validation crops
     tb/                    TensorBoard scalars (when the tensorboard package is installed)
 """
@@ -286,8 +286,8 @@ class Trainer:
                 metrics = self.validator.run(self.step)
                 logger.log({"step": self.step, "split": "val", **metrics})
                 best = self.counters.get("best_mel")
-                if best is None or metrics["mel_distance"] < best:
-                    self.counters["best_mel"] = metrics["mel_distance"]
+                if best is None or metrics["select"] < best:
+                    self.counters["best_mel"] = metrics["select"]
                     self.counters["best_step"] = self.step
                     self._save_file(self.ckpt_dir / "best.safetensors")
             if self.dist.world > 1:

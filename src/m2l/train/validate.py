@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class Validator:
-    """Consistency loss, SI-SDR, mel and STFT distances of one-step reconstructions.
+    """Consistency loss, SI-SDR, mel and STFT distances of one-step reconstructions; `select`
+    is the distance the best checkpoint is chosen by (v2: mel distance at sigma_cond 0).
 
     Args:
         trainer: the running trainer (model builder, EMA, config, run folder).
@@ -45,10 +46,18 @@ class Validator:
         loss = float(objective(crops, self.seeds, cfg.delta_end).mean())
         codec = make_codec(model, model_id=f"{cfg.model}@step{step}", device=device)
         ref = self.crops
-        rec = codec.decode(codec.encode(ref.to(device)), seed=0, length=ref.shape[-1]).cpu()
+        z = codec.encode(ref.to(device))
+        rec = codec.decode(z, seed=0, length=ref.shape[-1]).cpu()
         metrics = {"loss": loss, "si_sdr": float(si_sdr(rec, ref).mean()),
                    "mel_distance": float(mel_distance(rec, ref, sr).mean()),
                    "stft_distance": float(stft_distance(rec, ref).mean())}
+        metrics["select"] = metrics["mel_distance"]
+        if hasattr(codec, "chunk_batch"):  # v2: also without re-noised context (see below)
+            plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
+            metrics["mel_distance_cond0"] = float(mel_distance(plain, ref, sr).mean())
+            # at sigma_cond 0.4 an untrained model's output is re-noised context, noise near the
+            # signal's level that log-mel distances flatter: the best checkpoint is chosen at 0
+            metrics["select"] = metrics["mel_distance_cond0"]
         folder = self.trainer.run_dir / "val" / f"step-{step:09d}"
         for i in range(min(cfg.val_audio, ref.shape[0])):
             for tag, audio in (("original", ref[i]), ("reconstruction", rec[i])):
