@@ -19,7 +19,7 @@ size, device or batch layout.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +111,8 @@ class Codec:
         self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
         self.batch_size = batch_size
 
+    unit_name = "latent frames"  # what one unit of `num_latents` is, for messages
+
     def _place(self, model: torch.nn.Module, model_id: str, device: str | torch.device | None,
                dtype: torch.dtype | None) -> None:
         """Move the model to its device/dtype for inference and record its identity."""
@@ -134,6 +136,26 @@ class Codec:
 
     def _padded_length(self, latents: int) -> int:
         return latents * self.hop_length + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+
+    def _pad_rows(self, rows: torch.Tensor, left_pad: int | None) -> tuple[torch.Tensor, int]:
+        """[..., samples] -> (float waveforms padded to whole units (latent frames for v1, chunks for
+        v2) with `left_pad` samples in front, number of units)."""
+        pad = self.default_left_pad if left_pad is None else left_pad
+        m = self.num_latents(rows.shape[-1], pad)
+        return torch.nn.functional.pad(rows.float(), (pad, self._padded_length(m) - pad - rows.shape[-1])), m
+
+    def _decode_span(self, units: int, steps: int, length: int | None, left_pad: int | None,
+                     seed: int | None) -> tuple[int, int, int]:
+        """Check decoding options -> (left pad, output length, seed)."""
+        if steps < 1:
+            raise M2LError(f"steps must be >= 1, got {steps}")
+        pad = self.default_left_pad if left_pad is None else left_pad
+        available = self._padded_length(units) - pad
+        length = available if length is None else length
+        if not 1 <= length <= available:
+            raise M2LError(f"length {length} is outside what {units} {self.unit_name} cover "
+                           f"(1..{available} samples)")
+        return pad, length, secrets.randbits(63) if seed is None else int(seed)
 
     def _windows(self, total: int) -> list[Window]:
         return plan_windows(total, self.window, self.context)
@@ -179,9 +201,7 @@ class Codec:
     def encode_rows(self, rows: torch.Tensor, *, features: bool = False,
                     left_pad: int | None = None) -> torch.Tensor:
         """[rows, samples] waveforms at the model rate -> [rows, dim, frames] on the CPU."""
-        pad = self.default_left_pad if left_pad is None else left_pad
-        m = self.num_latents(rows.shape[-1], pad)
-        rows = torch.nn.functional.pad(rows.float(), (pad, self._padded_length(m) - pad - rows.shape[-1]))
+        rows, m = self._pad_rows(rows, left_pad)
         out: torch.Tensor | None = None
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
         for win in self._windows(m):
@@ -236,16 +256,7 @@ class Codec:
         if sigma_cond is not None:
             raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
         z = self._check_latents(z)
-        if steps < 1:
-            raise M2LError(f"steps must be >= 1, got {steps}")
-        pad = self.default_left_pad if left_pad is None else left_pad
-        available = self._padded_length(z.shape[-1]) - pad
-        if length is None:
-            length = available
-        if not 1 <= length <= available:
-            raise M2LError(f"length {length} is outside what {z.shape[-1]} latent frames cover "
-                           f"(1..{available} samples)")
-        seed = secrets.randbits(63) if seed is None else int(seed)
+        pad, length, seed = self._decode_span(z.shape[-1], steps, length, left_pad, seed)
         lead = z.shape[:-2]
         rows = z.reshape(-1, *z.shape[-2:]) * self.cfg.latent_scale
         wave = self.decode_rows(rows, steps=steps, seed=seed)
@@ -279,19 +290,9 @@ class Codec:
 
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: object) -> torch.Tensor:
-        if isinstance(z, np.ndarray):
-            z = torch.from_numpy(np.ascontiguousarray(z))
-        if not isinstance(z, torch.Tensor):
-            raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
-        if z.dim() not in (3, 4) or z.shape[-2] != self.latent_dim or z.shape[-1] < 1:
-            raise M2LError(f"latents: expected shape [channels, {self.latent_dim}, frames] or "
-                           f"[batch, channels, {self.latent_dim}, frames], got {tuple(z.shape)}")
-        if not z.is_floating_point():
-            raise M2LError(f"latents: expected floating point values, got {z.dtype}")
-        z = z.detach().float().cpu()
-        if not torch.isfinite(z).all():
-            raise M2LError("latents: contain NaN or Inf")
-        return z
+        d = self.latent_dim
+        return checked_latents(z, lambda t: t.dim() in (3, 4) and t.shape[-2] == d and t.shape[-1] >= 1,
+                               f"[channels, {d}, frames] or [batch, channels, {d}, frames]")
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:
         """Refuse latents made by another architecture (or other weights, unless allowed)."""
@@ -301,6 +302,22 @@ class Codec:
         if lf.model_id != self.model_id and not allow_model_mismatch:
             raise M2LError(f"latents were made by {lf.model_id}, not {self.model_id}; pass "
                            f"--allow-model-mismatch to decode them anyway")
+
+
+def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expected: str) -> torch.Tensor:
+    """A float32 CPU tensor from a tensor or array, or a one-line error (shape, dtype, NaN/Inf)."""
+    if isinstance(z, np.ndarray):
+        z = torch.from_numpy(np.ascontiguousarray(z))
+    if not isinstance(z, torch.Tensor):
+        raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
+    if not shape_ok(z):
+        raise M2LError(f"latents: expected shape {expected}, got {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise M2LError(f"latents: expected floating point values, got {z.dtype}")
+    z = z.detach().float().cpu()
+    if not torch.isfinite(z).all():
+        raise M2LError("latents: contain NaN or Inf")
+    return z
 
 
 def _auto_device() -> str:

@@ -20,13 +20,12 @@ left chunk stays fixed. Noise is a deterministic function of (seed, row, chunk, 
 from __future__ import annotations
 
 import math
-import secrets
 
 import numpy as np
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.codec import Codec
+from m2l.codec import Codec, checked_latents
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
@@ -46,6 +45,8 @@ class Codec2(Codec):
         latent_rate: latent vectors per second (K per chunk).
         latent_dim: channels of a latent vector.
     """
+
+    unit_name = "chunks"
 
     def __init__(self, model: torch.nn.Module, *, model_id: str,
                  device: str | torch.device | None = None, dtype: torch.dtype | None = None,
@@ -91,9 +92,7 @@ class Codec2(Codec):
     def encode_rows(self, rows: torch.Tensor, *, features: bool = False,
                     left_pad: int | None = None) -> torch.Tensor:
         """[R, audio_channels, samples] -> latents [R, chunks, K, d] (or features [R, K * dim])."""
-        pad = self.default_left_pad if left_pad is None else left_pad
-        m = self.num_latents(rows.shape[-1], pad)
-        rows = torch.nn.functional.pad(rows.float(), (pad, self._padded_length(m) - pad - rows.shape[-1]))
+        rows, m = self._pad_rows(rows, left_pad)
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
         parts = []
         for c0 in range(0, m, self.chunk_batch):
@@ -151,15 +150,7 @@ class Codec2(Codec):
         sigma_cond = 0.4 if sigma_cond is None else float(sigma_cond)
         if not 0.0 <= sigma_cond <= self.cfg.consistency.sigma_max:
             raise M2LError(f"sigma_cond must be in [0, {self.cfg.consistency.sigma_max}], got {sigma_cond}")
-        if steps < 1:
-            raise M2LError(f"steps must be >= 1, got {steps}")
-        pad = self.default_left_pad if left_pad is None else left_pad
-        available = self._padded_length(z.shape[-3]) - pad
-        length = available if length is None else length
-        if not 1 <= length <= available:
-            raise M2LError(f"length {length} is outside what {z.shape[-3]} chunks cover "
-                           f"(1..{available} samples)")
-        seed = secrets.randbits(63) if seed is None else int(seed)
+        pad, length, seed = self._decode_span(z.shape[-3], steps, length, left_pad, seed)
         lead = z.shape[:-3]
         rows = z.reshape(-1, *z.shape[-3:]) * self.cfg.latent_scale
         wave = torch.cat([self.decode_rows(rows[sl], steps=steps, seed=seed, sigma_cond=sigma_cond,
@@ -232,20 +223,10 @@ class Codec2(Codec):
 
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: object) -> torch.Tensor:
-        if isinstance(z, np.ndarray):
-            z = torch.from_numpy(np.ascontiguousarray(z))
-        if not isinstance(z, torch.Tensor):
-            raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
         k, d = self.cfg.num_latents, self.latent_dim
-        if z.dim() not in (4, 5) or tuple(z.shape[-2:]) != (k, d) or z.shape[-3] < 1:
-            raise M2LError(f"latents: expected shape [channels, chunks, {k}, {d}] or "
-                           f"[batch, channels, chunks, {k}, {d}], got {tuple(z.shape)}")
-        if not z.is_floating_point():
-            raise M2LError(f"latents: expected floating point values, got {z.dtype}")
-        z = z.detach().float().cpu()
-        if not torch.isfinite(z).all():
-            raise M2LError("latents: contain NaN or Inf")
-        return z
+        return checked_latents(
+            z, lambda t: t.dim() in (4, 5) and tuple(t.shape[-2:]) == (k, d) and t.shape[-3] >= 1,
+            f"[channels, chunks, {k}, {d}] or [batch, channels, chunks, {k}, {d}]")
 
 
 def _chunk_noise(seed: int, row: int, chunk: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
