@@ -13,14 +13,12 @@ import argparse
 import json
 import math
 import os
-import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from child import peak_rss_mb, run_child
 
 SR = 44100
 
@@ -74,13 +72,6 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's peak,
-    which Linux carries across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def count_flops(op: str, seconds: float, ckpt: str) -> float:
@@ -101,12 +92,6 @@ def count_flops(op: str, seconds: float, ckpt: str) -> float:
     return float(counter.get_total_flops())
 
 
-def run_child(impl: str, op: str, seconds: float, ckpt: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", impl, op, str(seconds), str(ckpt)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -133,7 +118,7 @@ def main() -> None:
         for op in args.ops:
             flops = count_flops(op, seconds, str(ckpt))
             for impl in args.impls:
-                r = run_child(impl, op, seconds, ckpt)
+                r = run_child(__file__, impl, op, seconds, ckpt)
                 r.update(impl=impl, op=op, seconds=seconds, flops=flops)
                 if "wall_s" in r:
                     r["rtf"] = seconds / r["wall_s"]

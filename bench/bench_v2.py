@@ -13,23 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from child import peak_rss_mb, run_child
 
 SR = 44100
 MODELS = {"v1": "m2l-v1", "v2": "m2l2"}
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(model: str, op: str, seconds: float, device: str) -> dict:
@@ -52,12 +46,6 @@ def child(model: str, op: str, seconds: float, device: str) -> dict:
     return {"wall_s": wall, "out_shape": list(out.shape), "peak_rss_mb": peak_rss_mb()}
 
 
-def run_child(model: str, op: str, seconds: float, device: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", model, op, str(seconds), device]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -79,7 +67,7 @@ def main() -> None:
     for seconds in args.seconds:
         for op in args.ops:
             for model in args.models:
-                r = run_child(model, op, seconds, args.device)
+                r = run_child(__file__, model, op, seconds, args.device)
                 r.update(model=model, preset=MODELS[model], op=op, seconds=seconds)
                 if "wall_s" in r:
                     r["rtf"] = seconds / r["wall_s"]

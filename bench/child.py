@@ -1,0 +1,28 @@
+"""Helpers shared by the codec benchmarks: one measurement per fresh child process."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's peak,
+    which Linux carries across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, *args: object) -> dict:
+    """Run `script --child ARGS...` in a fresh interpreter; its last stdout line is a JSON dict
+    (or {"error": last stderr line} when it fails)."""
+    cmd = [sys.executable, script, "--child", *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
