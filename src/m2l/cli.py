@@ -98,24 +98,23 @@ _positive_int = _int_at_least(1, "positive integer")
 _seed = _int_at_least(0, "non-negative integer")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _finite_float(what: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type for finite floats that `accept` takes, described as `what` in errors."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+_positive_float = _finite_float("a positive number", lambda v: v > 0)
+_non_negative_float = _finite_float("a number >= 0", lambda v: v >= 0)
 
 
 def _device(text: str) -> str:

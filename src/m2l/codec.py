@@ -74,14 +74,18 @@ def crossfade_weights(win: Window, total: int, ramp: int, scale: int = 1) -> tor
     return w.float()
 
 
+def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
+    """Unit Gaussian noise of `shape` that is a pure function of the integer `key`."""
+    state = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint32)
+    gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randn(*shape, generator=gen)
+
+
 def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tuple[int, int]
                ) -> torch.Tensor:
     """Unit noise [shape..., last - first] for frames [first, last) of one row."""
-    tiles = []
-    for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1):
-        state = np.random.SeedSequence([seed, row, k, step]).generate_state(2, dtype=np.uint32)
-        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        tiles.append(torch.randn(*shape, NOISE_TILE, generator=gen))
+    tiles = [keyed_randn((*shape, NOISE_TILE), seed, row, k, step)
+             for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1)]
     noise = torch.cat(tiles, dim=-1)
     offset = (first // NOISE_TILE) * NOISE_TILE
     return noise[..., first - offset : last - offset]

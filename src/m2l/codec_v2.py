@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.codec import Codec, checked_latents
+from m2l.codec import Codec, checked_latents, keyed_randn
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
@@ -175,10 +175,10 @@ class Codec2(Codec):
         for t in range(m):
             feat = self.model.decode_features(rows[:, t].to(self.device, self.dtype))
             if prev is None:
-                est, _ = self._sample(None, [f[:, None] for f in feat], levels, s_cond, seed, first_row, t)
+                est, _ = self._sample(None, feat, levels, s_cond, seed, first_row, t)
             else:
                 left = prev + cond_scale * self._noise(seed, first_row, r, t - 1, COND_STEP)
-                both = [torch.stack((a, b), dim=1) for a, b in zip(prev_feat, feat, strict=True)]
+                both = [torch.stack(pair, dim=1).flatten(0, 1) for pair in zip(prev_feat, feat, strict=True)]
                 est, refined = self._sample(left, both, levels, s_cond, seed, first_row, t)
                 self._emit(out, refined, t - 1)
             prev, prev_feat = est, feat
@@ -190,9 +190,11 @@ class Codec2(Codec):
     def _sample(self, left: torch.Tensor | None, feats: list[torch.Tensor], levels: list[float],
                 s_cond: float, seed: int, first_row: int, t: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sample chunk t (with the fixed left chunk, if any) -> (chunk t, refined left chunk)."""
-        r = feats[0].shape[0]
-        feats = [f.flatten(0, 1) for f in feats]
+        """Sample chunk t (with the fixed left chunk, if any) -> (chunk t, refined left chunk).
+
+        `feats` are the decoder features of chunk t, or of chunks (t - 1, t) interleaved per row.
+        """
+        r = feats[0].shape[0] // (1 if left is None else 2)
         x = self._noise(seed, first_row, r, t, 0) * levels[0]
         refined = None
         for i, level in enumerate(levels):
@@ -211,7 +213,7 @@ class Codec2(Codec):
     def _noise(self, seed: int, first_row: int, r: int, chunk: int, step: int) -> torch.Tensor:
         """Unit noise [R, C_in, F, chunk_frames] of one chunk, a function of (seed, row, chunk, step)."""
         shape = (2 * self.cfg.audio_channels, self.cfg.spectral.freq_bins, self.cfg.chunk_frames)
-        noise = [_chunk_noise(seed, first_row + i, chunk, step, shape) for i in range(r)]
+        noise = [keyed_randn(shape, seed, first_row + i, chunk, step) for i in range(r)]
         return torch.stack(noise).to(self.device, self.dtype)
 
     def _emit(self, out: torch.Tensor, chunk: torch.Tensor, t: int) -> None:
@@ -228,8 +230,3 @@ class Codec2(Codec):
             z, lambda t: t.dim() in (4, 5) and tuple(t.shape[-2:]) == (k, d) and t.shape[-3] >= 1,
             f"[channels, chunks, {k}, {d}] or [batch, channels, chunks, {k}, {d}]")
 
-
-def _chunk_noise(seed: int, row: int, chunk: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
-    state = np.random.SeedSequence([seed, row, chunk, step]).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    return torch.randn(*shape, generator=gen)

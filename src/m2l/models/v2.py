@@ -117,6 +117,14 @@ def from_tokens(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return x.unflatten(1, grid).permute(0, 3, 1, 2)
 
 
+def conv_stages(cfg: V2Config, emb_ch: int | None) -> nn.ModuleList:
+    """`layers[i]` ResBlocks of `channels[i]` per stage, noise-conditioned when `emb_ch` is set."""
+    return nn.ModuleList(
+        nn.ModuleList(CondResBlock(c, emb_ch) if emb_ch else ResBlock(c, c) for _ in range(n))
+        for c, n in zip(cfg.channels, cfg.layers, strict=True)
+    )
+
+
 class Patchifier(nn.Module):
     """Stages of ResBlocks with downsampling: [B, C_in, F, T] -> tokens [B, L, dim].
 
@@ -128,11 +136,7 @@ class Patchifier(nn.Module):
         super().__init__()
         ch = cfg.channels
         self.conv_in = nn.Conv2d(2 * cfg.audio_channels, ch[0], 3, padding=1)
-        self.stages = nn.ModuleList(
-            nn.ModuleList(CondResBlock(ch[i], emb_ch) if emb_ch else ResBlock(ch[i], ch[i])
-                          for _ in range(cfg.layers[i]))
-            for i in range(len(ch))
-        )
+        self.stages = conv_stages(cfg, emb_ch)
         self.downs = nn.ModuleList(Downsample(ch[i], ch[i + 1], freq_only=cfg.freq_only_down[i], norm=True)
                                    for i in range(len(ch) - 1))
         self.norm = nn.LayerNorm(ch[-1])
@@ -165,11 +169,7 @@ class DePatchifier(nn.Module):
         ch = cfg.channels
         self.grid = cfg.token_grid
         self.proj = nn.Linear(cfg.dim, ch[-1])
-        self.stages = nn.ModuleList(
-            nn.ModuleList(CondResBlock(ch[i], emb_ch) if emb_ch else ResBlock(ch[i], ch[i])
-                          for _ in range(cfg.layers[i]))
-            for i in range(len(ch))
-        )
+        self.stages = conv_stages(cfg, emb_ch)
         self.ups = nn.ModuleList(Upsample(ch[i + 1], ch[i], freq_only=cfg.freq_only_down[i])
                                  for i in range(len(ch) - 1))
 

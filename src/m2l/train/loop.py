@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
-from m2l.config import preset
+from m2l.config import V2Config, preset
 from m2l.consistency.schedule import delta_exponential
 from m2l.errors import M2LError
 from m2l.models import create
@@ -146,10 +146,9 @@ class Trainer:
     # ------------------------------------------------------------------ building
     def _build_model(self) -> nn.Module:
         config = preset(self.cfg.model)
-        groups = getattr(config, "chunk_frames", 0) * 2
-        if groups and self.cfg.crop_frames != groups:
+        if isinstance(config, V2Config) and self.cfg.crop_frames != 2 * config.chunk_frames:
             raise M2LError(f"{config.name} trains on pairs of {config.chunk_frames}-frame chunks: "
-                           f"set crop_frames={groups} (the *-v2 training presets do)")
+                           f"set crop_frames={2 * config.chunk_frames} (the *-v2 training presets do)")
         model = create(config).to(self.dist.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from m2l.audio.io import save_audio
+from m2l.config import V2Config
 from m2l.evaluate.images import spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import make_codec
@@ -52,7 +53,7 @@ class Validator:
                    "mel_distance": float(mel_distance(rec, ref, sr).mean()),
                    "stft_distance": float(stft_distance(rec, ref).mean())}
         metrics["select"] = metrics["mel_distance"]
-        if hasattr(codec, "chunk_batch"):  # v2: also without re-noised context (see below)
+        if isinstance(model.cfg, V2Config):  # also without re-noised context (see below)
             plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
             metrics["mel_distance_cond0"] = float(mel_distance(plain, ref, sr).mean())
             # at sigma_cond 0.4 an untrained model's output is re-noised context, noise near the
