@@ -40,7 +40,7 @@ def measure(name: str, steps: int, warmup: int, device: str, batch: int | None) 
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = objective(audio, sample_seeds(0, i, 0, bs), 0.01).mean()
+        loss = objective(audio, sample_seeds(0, i, 0, bs), i).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

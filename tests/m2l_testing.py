@@ -44,3 +44,20 @@ def tone_and_noise(seconds: float, sr: int = 44100, channels: int = 1, seed: int
     t = torch.arange(n) / sr
     rows = [0.2 * torch.sin(2 * math.pi * (440 + 110 * c) * t) for c in range(channels)]
     return torch.stack(rows) + 0.1 * torch.randn(channels, n, generator=gen)
+
+
+def music_like(seconds: float, sr: int = 44100, seed: int = 0) -> torch.Tensor:
+    """A non-stationary test signal [1, samples]: plucked harmonic notes of a melody over a bass."""
+    gen = torch.Generator().manual_seed(seed)
+    n = int(seconds * sr)
+    t = torch.arange(n) / sr
+    out = torch.zeros(n)
+    note = 0.25
+    for i in range(int(seconds / note)):
+        start = int(i * note * sr)
+        local = t[: n - start]
+        freq = 220.0 * 2 ** (int(torch.randint(0, 12, (1,), generator=gen)) / 12)
+        env = torch.exp(-local * 6.0)
+        out[start:] += sum(0.15 / k * torch.sin(2 * math.pi * freq * k * local) for k in (1, 2, 3, 4)) * env
+    bass = 0.1 * torch.sin(2 * math.pi * 55.0 * t) * (0.6 + 0.4 * torch.sin(2 * math.pi * 0.5 * t))
+    return (out + bass)[None] + 0.003 * torch.randn(1, n, generator=gen)

@@ -43,7 +43,7 @@ from m2l.train import cli as train_cli
 
 PROG = "m2l"
 LATENT_SUFFIX = ".m2l"
-DEFAULT_MODEL = "music2latent"
+DEFAULT_MODEL = "default"
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -316,6 +316,8 @@ def _run_files(args: argparse.Namespace, jobs: list[Job], errors: list[str],
         except EXPECTED_ERRORS as err:
             _error(_describe(err))
             return 1
+        if not args.quiet:
+            print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
         disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
         for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable,
                         dynamic_ncols=True):
@@ -334,9 +336,9 @@ def _run_files(args: argparse.Namespace, jobs: list[Job], errors: list[str],
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL, metavar="SOURCE",
-                   help=f"model: {DEFAULT_MODEL!r} (the authors' checkpoint, fetched from the hub), "
-                        f"a checkpoint path, or a preset name ({', '.join(sorted(PRESETS))}) "
-                        f"(default: %(default)s)")
+                   help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
+                        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
+                        f"preset name ({', '.join(sorted(PRESETS))}) (default: %(default)s)")
     g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
     g.add_argument("--device", type=_device, help="cpu, cuda, cuda:N, mps (default: best available)")
     g.add_argument("--window", type=_positive_float, metavar="SECONDS",
@@ -619,8 +621,8 @@ def _run_info(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- convert
 def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
-                   help=f"the authors' music2latent.pt, an m2l checkpoint, {DEFAULT_MODEL!r} "
-                        f"(fetched from the hub) or a preset name (untrained weights)")
+                   help="the authors' music2latent.pt, an m2l checkpoint, 'music2latent' (fetched "
+                        f"from the hub), {DEFAULT_MODEL!r} (shipped) or a preset name (untrained)")
     p.add_argument("out", metavar="OUT", help="m2l checkpoint to write (.safetensors)")
     p.add_argument("--force", action="store_true", help="overwrite OUT")
 

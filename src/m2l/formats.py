@@ -184,9 +184,11 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: ModelConfig, *,
-                    force: bool = False, extra: dict[str, Any] | None = None) -> None:
-    """Write model weights + config as an m2l checkpoint (safetensors), atomically."""
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+                    force: bool = False, extra: dict[str, Any] | None = None,
+                    dtype: torch.dtype = torch.float32) -> None:
+    """Write model weights + config as an m2l checkpoint (safetensors), atomically; floating
+    tensors are stored as `dtype` (float16 halves the file; loading casts back to float32)."""
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION),
             "config": json.dumps(config_to_dict(config)), "extra": json.dumps(extra or {}),
             "sha256": tensors_digest(tensors)}

@@ -20,6 +20,17 @@ from m2l.train.state import STATE_FORMAT, read_state
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
+DEFAULT_NAME = "default"
+"""The model shipped inside the package (`m2l.load()`, every CLI command without --model)."""
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped default model (package data)."""
+    path = Path(__file__).parent / "weights" / "m2l-default.safetensors"
+    if not path.is_file():
+        raise M2LError(f"the shipped default model is missing ({path}); reinstall m2l or pass "
+                       f"--model")
+    return path
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -77,10 +88,13 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
         return model, model_id
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
+    if name == DEFAULT_NAME:
+        model, model_id = load_model(default_checkpoint())
+        return model, f"{DEFAULT_NAME}:{model_id}"
     path = Path(source)
     if not path.is_file():
         raise M2LError(f"{source}: no such checkpoint file or preset "
-                       f"(presets: {', '.join(sorted(PRESETS))}, or {AUTHORS_NAME!r})")
+                       f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})")
     if _is_safetensors(path):
         if (safetensors_metadata(path) or {}).get("format") == STATE_FORMAT:  # training checkpoint: EMA
             parts = read_state(path)
@@ -96,15 +110,16 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
 
 
-def load(source: str | os.PathLike, device: str | torch.device | None = None,
+def load(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device | None = None,
          dtype: torch.dtype | None = None, *, checkpoint: str | os.PathLike | None = None,
          **codec_options: object) -> Codec:
     """Load a codec.
 
     Args:
-        source: a preset name (with `checkpoint`, or alone for untrained weights), a path to an
-            m2l checkpoint (safetensors), a path to the authors' `music2latent.pt`, or
-            "music2latent" to fetch the authors' checkpoint from the model hub (needs network).
+        source: "default" (the model shipped with m2l, offline), a preset name (with
+            `checkpoint`, or alone for untrained weights), a path to an m2l checkpoint
+            (safetensors), a path to the authors' `music2latent.pt`, or "music2latent" to fetch
+            the authors' checkpoint from the model hub (needs network).
         device: "cpu", "cuda", "mps"...; the best available if None.
         dtype: compute dtype (float32 if None).
         checkpoint: weights for a preset source.

@@ -97,3 +97,21 @@ def test_multistep_renoise_is_reproducible_with_a_generator():
     b = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(1))
     c = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_curriculum_gap_starts_with_denoising_and_halves_per_stage_down_to_its_floor():
+    from m2l.consistency.schedule import curriculum_gap
+
+    assert [curriculum_gap(s, 100, 1 / 8) for s in (0, 99, 100, 199, 200, 300, 400, 10_000)] == [
+        1.0, 1.0, 0.5, 0.5, 0.25, 0.125, 0.125, 0.125]
+
+
+def test_relative_teacher_sigma_spans_sigma_min_to_sigma():
+    from m2l.consistency.schedule import teacher_sigma_relative
+
+    cfg = ConsistencyConfig()
+    sigma = torch.tensor([[0.002, 0.3, 80.0]])
+    torch.testing.assert_close(teacher_sigma_relative(sigma, 1.0, cfg), torch.full_like(sigma, 0.002))
+    torch.testing.assert_close(teacher_sigma_relative(sigma, 0.0, cfg), sigma)
+    half = teacher_sigma_relative(sigma, 0.5, cfg)
+    torch.testing.assert_close(half, 0.002 + (sigma - 0.002) / 2)

@@ -43,3 +43,20 @@ def test_config_file_round_trip(tmp_path):
         load_train_config(str(path))
     with pytest.raises(M2LError, match="neither"):
         load_train_config(str(tmp_path / "missing.json"))
+
+
+def test_paper_is_the_published_recipe_and_recipe_bundles_apply_before_single_options():
+    from m2l.train.config import RECIPES
+
+    paper = TRAIN_PRESETS["paper"]()
+    assert (paper.recipe, paper.teacher, paper.weighting, paper.spectral_weight) == (
+        "published", "index_delta", "inverse_gap", 0.0)
+    fast = apply_overrides(paper, ["spectral_weight=3", "recipe=fast"])  # order does not matter
+    assert fast.recipe == "fast" and fast.teacher == RECIPES["fast"]["teacher"]
+    assert fast.weighting == RECIPES["fast"]["weighting"] and fast.spectral_weight == 3.0
+    back = apply_overrides(fast, ["recipe=published"])
+    assert {k: getattr(back, k) for k in RECIPES["published"]} == RECIPES["published"]
+    for bad in ["recipe=turbo", "teacher=ema", "weighting=none", "gap_min=0", "spectral_weight=-1",
+                "gap_stage_steps=0"]:
+        with pytest.raises(M2LError):
+            apply_overrides(paper, [bad])

@@ -94,16 +94,17 @@ def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, start_frame: int, 
     out[:, begin : begin + added.shape[-1]] += added
 
 
-def from_spectrogram(spec: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+def from_spectrogram(spec: torch.Tensor, cfg: SpectralConfig, clamp: bool = True) -> torch.Tensor:
     """Compressed spectrogram -> waveform (inverse of `to_spectrogram`), clamped to [-1, 1].
 
     Args:
         spec: [batch, 2, freq_bins, frames].
         cfg: spectral settings.
+        clamp: clamp to [-1, 1] (off for training losses, which need gradients everywhere).
 
     Returns:
         [batch, (frames - 1) * hop + n_fft] waveform. The first and last n_fft - hop samples are
         covered by fewer frames and are attenuated; callers pad to keep them out of the signal.
     """
-    frames = spectrogram_to_frames(spec, cfg)
-    return _overlap_add(frames, cfg.hop_length).clamp(-1.0, 1.0)
+    wave = _overlap_add(spectrogram_to_frames(spec, cfg), cfg.hop_length)
+    return wave.clamp(-1.0, 1.0) if clamp else wave

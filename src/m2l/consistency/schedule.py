@@ -36,6 +36,21 @@ def delta_exponential(step: int, total_steps: int, start: float = 0.1, end: floa
     return start * (end / start) ** frac
 
 
+def curriculum_gap(step: int, stage_steps: int, gap_min: float) -> float:
+    """Relative teacher gap of the denoising-to-consistency curriculum (after Easy Consistency
+    Tuning): 1 during the first `stage_steps` steps (the teacher is the clean data: plain
+    denoising), then halved every `stage_steps` steps down to `gap_min`."""
+    return max(0.5 ** (max(step, 0) // max(stage_steps, 1)), gap_min)
+
+
+def teacher_sigma_relative(sigma: torch.Tensor, gap: float, cfg: ConsistencyConfig) -> torch.Tensor:
+    """Teacher noise level sigma_min + (sigma - sigma_min) * (1 - gap), any shape.
+
+    gap = 1 puts the teacher at sigma_min, where the consistency function is the identity.
+    """
+    return cfg.sigma_min + (sigma - cfg.sigma_min) * (1.0 - gap)
+
+
 def sample_index_lognormal(
     batch: int, cfg: ConsistencyConfig, p_mean: float, p_std: float, generator: torch.Generator
 ) -> torch.Tensor:

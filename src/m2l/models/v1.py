@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2l.audio.spectral import to_spectrogram
+from m2l.audio.spectral import from_spectrogram, to_spectrogram
 from m2l.config import V1Config
 from m2l.consistency.precond import Denoiser
 from m2l.consistency.schedule import noise_embedding
@@ -229,3 +229,7 @@ class Music2Latent(nn.Module):
     def group_view(self, x: torch.Tensor) -> torch.Tensor:
         """[B, ...] -> [B, sigma_groups, d] for the per-group loss."""
         return x.reshape(x.shape[0], 1, -1)
+
+    def to_waveform(self, x: torch.Tensor) -> torch.Tensor:
+        """Training spectrograms [B, 2, F, T] -> unclamped waveforms [B, samples] (for losses)."""
+        return from_spectrogram(x, self.cfg.spectral, clamp=False)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2l.audio.spectral import to_spectrogram
+from m2l.audio.spectral import from_spectrogram, to_spectrogram
 from m2l.config import V2Config
 from m2l.consistency.precond import Denoiser
 from m2l.consistency.schedule import noise_embedding
@@ -353,3 +353,9 @@ class Music2Latent2(nn.Module):
     def group_view(self, x: torch.Tensor) -> torch.Tensor:
         """[B, G, ...] -> [B, G, d] for the per-chunk loss."""
         return x.flatten(2)
+
+    def to_waveform(self, x: torch.Tensor) -> torch.Tensor:
+        """Training chunks [B, G, 2C, F, Tc] -> unclamped waveforms [B * C, samples] (for losses)."""
+        b, g, c2, f, t = x.shape
+        spec = x.permute(0, 2, 3, 1, 4).reshape(b * c2 // 2, 2, f, g * t)  # chunks joined in time
+        return from_spectrogram(spec, self.cfg.spectral, clamp=False)

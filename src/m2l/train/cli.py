@@ -42,10 +42,11 @@ def add_export(p: argparse.ArgumentParser) -> None:
                    help="a training checkpoint, or a run folder (its best checkpoint, else the latest)")
     p.add_argument("out", metavar="OUT", help="inference checkpoint to write (.safetensors)")
     p.add_argument("--force", action="store_true", help="overwrite OUT")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
 
 
 def run_export(args: argparse.Namespace) -> int:
     from m2l.train.export import export
 
-    print(export(Path(args.source), Path(args.out), force=args.force))
+    print(export(Path(args.source), Path(args.out), force=args.force, half=args.fp16))
     return 0

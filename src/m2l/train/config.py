@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
 
 
@@ -39,6 +40,16 @@ class TrainConfig:
     delta_start: float = 0.1  # teacher offset in index space, exponential decay
     delta_end: float = 0.001
     huber_c: float = 0.00054  # pseudo-Huber c = huber_c * sqrt(elements per sample)
+    # recipe options (see RECIPES; the defaults are the published recipe)
+    recipe: str = "published"  # the bundle the options below came from (a record; see RECIPES)
+    teacher: str = "index_delta"  # index_delta: published delta schedule | curriculum: see gap_*
+    gap_stage_steps: int = 1000  # curriculum: denoising for this many steps, then gap halves each
+    gap_min: float = 1 / 64  # curriculum: smallest relative teacher gap
+    weighting: str = "inverse_gap"  # inverse_gap: 1 / (sigma - sigma_teacher) | edm: 1 / c_out
+    spectral_weight: float = 0.0  # multi-resolution STFT loss of the one-step decode from sigma_max
+    # 0: an extra one-step pass over every sample | p > 0: a fraction p of the samples is drawn at
+    # sigma_max and its student output is scored (no extra pass)
+    spectral_share: float = 0.0
     # execution
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
     compile: bool = False
@@ -67,6 +78,30 @@ class TrainConfig:
                 raise M2LError(f"training config: {key} must be >= 1, got {getattr(self, key)}")
         if not 0 < self.delta_end <= self.delta_start <= 1:
             raise M2LError("training config: need 0 < delta_end <= delta_start <= 1")
+        choices = {"recipe": tuple(RECIPES), "teacher": TEACHERS, "weighting": WEIGHTINGS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise M2LError(f"training config: {key} must be one of {', '.join(allowed)}, "
+                               f"got {getattr(self, key)!r}")
+        if not 0 < self.gap_min <= 1 or self.gap_stage_steps < 1 or not self.spectral_weight >= 0:
+            raise M2LError("training config: need 0 < gap_min <= 1, gap_stage_steps >= 1 and "
+                           "spectral_weight >= 0")
+        if not 0 <= self.spectral_share <= 1:
+            raise M2LError("training config: need 0 <= spectral_share <= 1")
+
+
+TEACHERS = ("index_delta", "curriculum")
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # the released Music2Latent recipe: fixed schedule of small teacher offsets, 1 / gap weights
+    "published": {"teacher": "index_delta", "weighting": "inverse_gap", "spectral_weight": 0.0,
+                  "spectral_share": 0.0},
+    # learns in CPU-hours (BENCHMARKS.md, recipe study): denoising first, gap halved per stage,
+    # EDM weighting, and a multi-resolution spectral loss on the one-step reconstruction
+    "fast": {"teacher": "curriculum", "weighting": "edm", "spectral_weight": 8.0,
+             "spectral_share": 0.0},
+}
+"""Named bundles of the recipe options; `--set recipe=NAME` applies one before other overrides."""
 
 
 def _small() -> TrainConfig:
@@ -133,7 +168,15 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply `field=value` strings; values are parsed with the type of the field's default."""
     changes: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for item in overrides:  # a recipe bundle first, so that single options can refine it
+        key, _, raw = item.partition("=")
+        if key.strip() == "recipe":
+            if raw.strip() not in RECIPES:
+                raise M2LError(f"override {item!r}: recipe must be one of {', '.join(RECIPES)}")
+            changes.update(RECIPES[raw.strip()], recipe=raw.strip())
     for item in overrides:
+        if item.partition("=")[0].strip() == "recipe":
+            continue
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
 from m2l.config import V2Config, preset
-from m2l.consistency.schedule import delta_exponential
 from m2l.errors import M2LError
 from m2l.models import create
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
@@ -198,8 +197,7 @@ class Trainer:
             group["lr"] = lr
         local = audio.shape[0]
         seeds = sample_seeds(cfg.seed, self.step, d.rank * local, local)
-        delta = delta_exponential(self.step, cfg.steps, cfg.delta_start, cfg.delta_end)
-        loss = self.objective(audio.to(d.device, non_blocking=True), seeds, delta).mean()
+        loss = self.objective(audio.to(d.device, non_blocking=True), seeds, self.step).mean()
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         stats = torch.stack([loss.detach().float(), torch.isfinite(loss).float()])
@@ -220,7 +218,15 @@ class Trainer:
                 self.optimizer.step()
             self.ema.update(self.model)
         self.step += 1
-        return {"loss": float(stats[0]), "finite": finite, "lr": lr, "grad_norm": grad_norm}
+        terms = self.objective_terms()
+        return {"loss": float(stats[0]), "finite": finite, "lr": lr, "grad_norm": grad_norm, **terms}
+
+    def objective_terms(self) -> dict[str, float]:
+        """This rank's loss terms and teacher gap of the last step (for the log)."""
+        objective = self.objective
+        for attr in ("_orig_mod", "module"):  # torch.compile, then DDP wrappers
+            objective = getattr(objective, attr, objective)
+        return dict(objective.last_terms)
 
     # ------------------------------------------------------------------ the loop
     def train(self, until: int | None = None) -> int:
@@ -260,8 +266,8 @@ class Trainer:
                     rate = (self.step - tick_step) / max(now - tick, 1e-9)
                     tick, tick_step = now, self.step
                     bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
-                    logger.log({"step": self.step, "loss": out["loss"], "lr": out["lr"],
-                                "grad_norm": out["grad_norm"], "steps_per_s": rate,
+                    logger.log({**{k: v for k, v in out.items() if k != "finite"},
+                                "step": self.step, "steps_per_s": rate, "cpu_s": time.process_time(),
                                 "audio_s_per_s": rate * cfg.batch_size * self.crop_samples()
                                 / self.model.cfg.spectral.sample_rate, **self.counters})
                 self._periodic(logger)

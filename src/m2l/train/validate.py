@@ -44,7 +44,7 @@ class Validator:
         device = self.trainer.dist.device
         objective = ConsistencyObjective(model, cfg, self.trainer.autocast)
         crops = self.crops[..., : self.trainer.crop_samples()].to(device)
-        loss = float(objective(crops, self.seeds, cfg.delta_end).mean())
+        loss = float(objective(crops, self.seeds, cfg.steps).mean())
         codec = make_codec(model, model_id=f"{cfg.model}@step{step}", device=device)
         ref = self.crops
         z = codec.encode(ref.to(device))

@@ -1,0 +1,55 @@
+"""The model shipped inside the package: found offline, verified, and it really reconstructs."""
+
+import shutil
+
+import pytest
+import torch
+from m2l_testing import music_like
+
+import m2l
+from m2l.errors import M2LError
+from m2l.evaluate.metrics import mel_distance, stft_distance
+from m2l.formats import safetensors_metadata
+from m2l.loading import default_checkpoint, load_model, make_codec
+from m2l.models import create
+
+
+def test_default_model_is_package_data_fp16_and_under_25_mb():
+    path = default_checkpoint()
+    assert path.stat().st_size < 25 * 2**20
+    meta = safetensors_metadata(path)
+    assert meta["format"] == "m2l-checkpoint" and "sha256" in meta
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 (not iterable)
+    assert dtypes == {"F16"}
+
+
+def test_load_without_arguments_uses_the_shipped_model():
+    codec = m2l.load(device="cpu")
+    assert codec.model_id.startswith("default:")
+    assert codec.latent_dim == 64
+
+
+def test_a_tampered_copy_of_the_shipped_file_is_refused(tmp_path):
+    copy = tmp_path / "m.safetensors"
+    shutil.copy(default_checkpoint(), copy)
+    data = bytearray(copy.read_bytes())
+    data[-100] ^= 0x01  # one bit of one weight
+    copy.write_bytes(bytes(data))
+    with pytest.raises(M2LError):
+        load_model(copy)
+
+
+def test_shipped_model_reconstructs_far_better_than_its_untrained_twin():
+    x = music_like(4.0)
+    trained = m2l.load(device="cpu")
+    torch.manual_seed(0)
+    twin = make_codec(create(trained.model.cfg), model_id="twin", device="cpu")
+    scores = {}
+    for name, codec in (("trained", trained), ("twin", twin)):
+        y = codec.decode(codec.encode(x), seed=0, length=x.shape[-1])
+        scores[name] = (float(mel_distance(y, x, 44100).mean()), float(stft_distance(y, x).mean()))
+    assert scores["trained"][0] < 0.4 * scores["twin"][0], scores
+    assert scores["trained"][1] < 0.7 * scores["twin"][1], scores
