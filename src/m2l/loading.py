@@ -16,7 +16,7 @@ from m2l.formats import load_checkpoint, safetensors_metadata, save_checkpoint, 
 from m2l.models import create
 from m2l.models.v1 import Music2Latent
 from m2l.models.v1_official import convert_official_state_dict
-from m2l.train.state import STATE_FORMAT, read_state
+from m2l.train.state import STATE_FORMAT, list_checkpoints, read_state
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
@@ -52,6 +52,17 @@ def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise M2LError(f"{path}: torch checkpoint has no 'gen_state_dict' (not Music2Latent)")
     return state
+
+
+def run_checkpoint(run: Path) -> Path:
+    """The checkpoint a training run folder stands for: its best, else its newest."""
+    ckpts = run / "checkpoints"
+    if (ckpts / "best.safetensors").is_file():
+        return ckpts / "best.safetensors"
+    found = list_checkpoints(ckpts)
+    if not found:
+        raise M2LError(f"{run}: no training checkpoint found (expected {ckpts}/step-*.safetensors)")
+    return found[-1][1]
 
 
 def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str
@@ -92,6 +103,8 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
         model, model_id = load_model(default_checkpoint())
         return model, f"{DEFAULT_NAME}:{model_id}"
     path = Path(source)
+    if path.is_dir():
+        return load_model(run_checkpoint(path))
     if not path.is_file():
         raise M2LError(f"{source}: no such checkpoint file or preset "
                        f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})")
@@ -118,7 +131,8 @@ def load(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device | 
     Args:
         source: "default" (the model shipped with m2l, offline), a preset name (with
             `checkpoint`, or alone for untrained weights), a path to an m2l checkpoint
-            (safetensors), a path to the authors' `music2latent.pt`, or "music2latent" to fetch
+            (safetensors), a training run folder (its best checkpoint, else its newest), a path to
+            the authors' `music2latent.pt`, or "music2latent" to fetch
             the authors' checkpoint from the model hub (needs network).
         device: "cpu", "cuda", "mps"...; the best available if None.
         dtype: compute dtype (float32 if None).

@@ -98,8 +98,15 @@ def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_pat
     assert all(torch.equal(codec.model.state_dict()[k].contiguous(), v) for k, v in parts["ema"].items())
     direct = m2l.load(list_checkpoints(run / "checkpoints")[-1][1], device="cpu")  # EMA weights too
     assert direct.model_id == model_id
+    assert m2l.load(run, device="cpu").model_id == model_id  # a run folder is a model
     assert main(["export", str(run), str(out)]) == 1  # exists, no --force
     assert main(["export", str(run), str(out), "--force"]) == 0
+    half = tmp_path / "half.safetensors"
+    assert main(["export", str(run), str(half), "--fp16"]) == 0
+    assert half.stat().st_size < 0.6 * out.stat().st_size
+    x = torch.randn(1, 20000, generator=torch.Generator().manual_seed(0)) * 0.1
+    z16, z32 = m2l.load(half, device="cpu").encode(x), codec.encode(x)
+    assert 0 < float((z16 - z32).norm() / z32.norm()) < 0.01  # float16 rounding only
 
 
 def _cli_train(audio_dirs, run, *overrides, new_group=False):

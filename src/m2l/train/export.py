@@ -6,22 +6,15 @@ from pathlib import Path
 
 import torch
 
-from m2l.errors import M2LError
 from m2l.formats import save_checkpoint
-from m2l.train.state import list_checkpoints, read_state
+from m2l.train.state import read_state
 
 
 def pick_checkpoint(source: Path) -> Path:
     """A training checkpoint file, or a run folder's best checkpoint (else its latest)."""
-    if source.is_file():
-        return source
-    ckpts = source / "checkpoints"
-    if (ckpts / "best.safetensors").is_file():
-        return ckpts / "best.safetensors"
-    found = list_checkpoints(ckpts)
-    if not found:
-        raise M2LError(f"{source}: no training checkpoint found (expected {ckpts}/step-*.safetensors)")
-    return found[-1][1]
+    from m2l.loading import run_checkpoint
+
+    return source if source.is_file() else run_checkpoint(source)
 
 
 def export(source: Path, out: Path, *, force: bool = False, half: bool = False) -> str:
