@@ -1,7 +1,7 @@
 """Validation curves of training runs against CPU time: one PNG (needs matplotlib, `[plot]`).
 
-Reads each RUN/log.jsonl (training records carry the trainer's CPU seconds `cpu_s`; a validation
-record gets the CPU time of the training record logged just before it) and plots the validation
+Reads each RUN/log.jsonl (records carry the trainer's CPU seconds `cpu_s`; a validation record
+without it gets the CPU time of the training record logged just before it) and plots the validation
 mel distance and SI-SDR against CPU-minutes.
 
     python bench/plot_study.py --out BENCH.png published=runs/a fast=runs/b
@@ -20,7 +20,7 @@ def curve(run: Path) -> list[dict]:
     for line in (run / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if rec.get("split") == "val":
-            points.append({**rec, "cpu_s": cpu if rec["step"] else 0.0})
+            points.append({"cpu_s": cpu if rec["step"] else 0.0, **rec})
         elif "cpu_s" in rec:
             cpu = rec["cpu_s"]
     return points

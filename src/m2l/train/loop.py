@@ -135,8 +135,9 @@ class Trainer:
         if cfg.compile:
             self.objective = torch.compile(self.objective)
         self.step = 0
-        self.counters: dict[str, Any] = {"nonfinite": 0, "unreadable": 0, "best_mel": None}
+        self.counters: dict[str, Any] = {"nonfinite": 0, "unreadable": 0, "best_mel": None, "cpu_s": 0.0}
         self._resume()
+        self._cpu_base = (self.counters.get("cpu_s") or 0.0) - time.process_time()
         self.index = self._index(sources, val_sources)
         self.counters["unreadable"] = max(self.counters["unreadable"], len(self.index["unreadable"]))
         self.validator = Validator(self, self._val_set()) if self.dist.main else None
@@ -266,10 +267,10 @@ class Trainer:
                     rate = (self.step - tick_step) / max(now - tick, 1e-9)
                     tick, tick_step = now, self.step
                     bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
-                    logger.log({**{k: v for k, v in out.items() if k != "finite"},
-                                "step": self.step, "steps_per_s": rate, "cpu_s": time.process_time(),
+                    logger.log({**self.counters, **{k: v for k, v in out.items() if k != "finite"},
+                                "step": self.step, "steps_per_s": rate, "cpu_s": self.cpu_seconds(),
                                 "audio_s_per_s": rate * cfg.batch_size * self.crop_samples()
-                                / self.model.cfg.spectral.sample_rate, **self.counters})
+                                / self.model.cfg.spectral.sample_rate})
                 self._periodic(logger)
                 if self._should_stop():
                     break
@@ -284,12 +285,16 @@ class Trainer:
         logger.close()
         return self.step
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds this run's training process has used, over all its resumptions."""
+        return self._cpu_base + time.process_time()
+
     def _periodic(self, logger: Logger) -> None:
         cfg = self.cfg
         if self.step % cfg.val_every == 0 or self.step == cfg.steps:
             if self.dist.main:
                 metrics = self.validator.run(self.step)
-                logger.log({"step": self.step, "split": "val", **metrics})
+                logger.log({"step": self.step, "split": "val", **metrics, "cpu_s": self.cpu_seconds()})
                 best = self.counters.get("best_mel")
                 if best is None or metrics["select"] < best:
                     self.counters["best_mel"] = metrics["select"]
@@ -310,6 +315,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_file(self, path: Path) -> None:
+        self.counters["cpu_s"] = self.cpu_seconds()
         save_state(path, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
                    step=self.step, train_cfg=self.cfg, counters=self.counters)
 
