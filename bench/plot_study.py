@@ -2,7 +2,7 @@
 
 Reads each RUN/log.jsonl (records carry the trainer's CPU seconds `cpu_s`; a validation record
 without it gets the CPU time of the training record logged just before it) and plots the validation
-mel distance and SI-SDR against CPU-minutes.
+mel and STFT distances against CPU-minutes.
 
     python bench/plot_study.py --out BENCH.png published=runs/a fast=runs/b
 """
@@ -43,9 +43,9 @@ def main() -> None:
         pts = curve(Path(folder))
         minutes = [p["cpu_s"] / 60 for p in pts]
         axes[0].plot(minutes, [p["mel_distance"] for p in pts], marker="o", label=label)
-        axes[1].plot(minutes, [p["si_sdr"] for p in pts], marker="o", label=label)
+        axes[1].plot(minutes, [p["stft_distance"] for p in pts], marker="o", label=label)
     axes[0].set_ylabel("mel distance (lower is better)")
-    axes[1].set_ylabel("SI-SDR, dB (higher is better)")
+    axes[1].set_ylabel("multi-resolution STFT distance (lower is better)")
     for ax in axes:
         ax.set_xlabel("CPU-minutes of the training process")
         ax.grid(alpha=0.3)

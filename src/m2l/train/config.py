@@ -107,18 +107,26 @@ RECIPES: dict[str, dict[str, Any]] = {
 def _small() -> TrainConfig:
     return TrainConfig(name="small", model="m2l-v1-small", batch_size=8, steps=100_000, lr=2e-4,
                        warmup_steps=1000, ema_decay=0.999, val_every=500, ckpt_every=500,
-                       val_items=8, precision="auto")
+                       val_items=8, precision="auto", gap_stage_steps=800, **_fast())
 
 
 def _tiny() -> TrainConfig:
     return TrainConfig(name="tiny", model="m2l-v1-tiny", batch_size=8, steps=3000, lr=1e-3,
                        min_lr=1e-5, warmup_steps=100, ema_decay=0.995, val_every=250,
-                       ckpt_every=250, val_items=6, val_seconds=2.0, workers=1)
+                       ckpt_every=250, val_items=6, val_seconds=2.0, workers=1, gap_stage_steps=300,
+                       **_fast())
+
+
+def _fast() -> dict[str, Any]:
+    """The CPU presets learn with the `fast` recipe (BENCHMARKS.md, recipe study)."""
+    return {"recipe": "fast", **RECIPES["fast"]}
 
 
 def _v2(base: TrainConfig, model: str) -> TrainConfig:
     """Music2Latent2 variant of a recipe: pairs of 64-frame chunks (67,072 samples)."""
-    return dataclasses.replace(base, name=f"{base.name}-v2", model=model, crop_frames=128)
+    # the recipe study (BENCHMARKS.md) ran on v1; v2 keeps the published recipe until it is checked
+    return dataclasses.replace(base, name=f"{base.name}-v2", model=model, crop_frames=128,
+                               recipe="published", **RECIPES["published"])
 
 
 TRAIN_PRESETS = {
