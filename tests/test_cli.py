@@ -340,5 +340,6 @@ def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("m2l: error: ") and "noise.wav" in lines[0]
+    assert lines[0].startswith("m2l: model m2l-v1-tiny@")  # which model ran, then one error line
+    assert len(lines) == 2 and lines[1].startswith("m2l: error: ") and "noise.wav" in lines[1]
     assert proc.stdout == ""

@@ -10,11 +10,12 @@ from m2l.config import preset
 from m2l.consistency.loss import consistency_loss
 from m2l.consistency.schedule import delta_exponential, sigma_from_index
 from m2l.models import create
+from m2l.train.config import RECIPES
 from m2l.train.objective import ConsistencyObjective, sample_seeds
 
 
 def _setup(**changes):
-    cfg = fast_config(**changes)
+    cfg = fast_config(**{"recipe": "published", **RECIPES["published"], **changes})
     torch.manual_seed(0)
     model = create(preset(cfg.model))
     torch.manual_seed(1)
