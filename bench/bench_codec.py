@@ -68,10 +68,7 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
     start = time.perf_counter()
     out = encode() if op == "encode" else decode(z)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "out_shape": list(out.shape),
-            "peak_rss_mb": peak_rss_mb()}
-
-
+    return {"wall_s": wall, "out_shape": list(out.shape), "peak_rss_mb": peak_rss_mb()}
 
 
 def count_flops(op: str, seconds: float, ckpt: str) -> float:
@@ -92,8 +89,6 @@ def count_flops(op: str, seconds: float, ckpt: str) -> float:
     return float(counter.get_total_flops())
 
 
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
@@ -111,8 +106,13 @@ def main() -> None:
     if not ckpt.exists():
         make_checkpoint(ckpt)
     rate = matmul_rate()
-    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-               "matmul_fp32_flops": rate, "cases": []}
+    results = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "matmul_fp32_flops": rate,
+        "cases": [],
+    }
     print(f"fp32 matmul: {rate / 1e9:.1f} GFLOP/s, threads {torch.get_num_threads()}", flush=True)
     for seconds in args.seconds:
         for op in args.ops:

@@ -26,8 +26,7 @@ from m2l.train.objective import ConsistencyObjective, sample_seeds
 from m2l.train.state import EMA
 
 
-def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str], at_step: int
-            ) -> dict:
+def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str], at_step: int) -> dict:
     cfg = apply_overrides(TRAIN_PRESETS[name](), overrides)
     dev = torch.device(device)
     model = create(preset(cfg.model)).to(dev)
@@ -58,11 +57,20 @@ def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
     per_step = sum(wall) / len(wall)
-    out = {"preset": name, "overrides": overrides, "model": cfg.model, "batch": cfg.batch_size,
-           "device": device, "threads": torch.get_num_threads(), "precision": str(autocast or "fp32"),
-           "params": sum(p.numel() for p in model.parameters()), "s_per_step": per_step,
-           "cpu_s_per_step": sum(cpu) / len(cpu), "steps_per_s": 1 / per_step,
-           "audio_s_per_s": cfg.batch_size * crop / sp.sample_rate / per_step}
+    out = {
+        "preset": name,
+        "overrides": overrides,
+        "model": cfg.model,
+        "batch": cfg.batch_size,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "precision": str(autocast or "fp32"),
+        "params": sum(p.numel() for p in model.parameters()),
+        "s_per_step": per_step,
+        "cpu_s_per_step": sum(cpu) / len(cpu),
+        "steps_per_s": 1 / per_step,
+        "audio_s_per_s": cfg.batch_size * crop / sp.sample_rate / per_step,
+    }
     if dev.type == "cuda":
         out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out
@@ -75,15 +83,21 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--at-step", type=int, default=10**6,
-                    help="training step to time (sets the teacher gap; default: late in training)")
+    ap.add_argument(
+        "--at-step",
+        type=int,
+        default=10**6,
+        help="training step to time (sets the teacher gap; default: late in training)",
+    )
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="FIELD=VALUE")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in args.presets:
-        print(json.dumps(measure(name, args.steps, args.warmup, args.device, args.overrides,
-                                 args.at_step)), flush=True)
+        print(
+            json.dumps(measure(name, args.steps, args.warmup, args.device, args.overrides, args.at_step)),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

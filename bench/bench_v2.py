@@ -24,8 +24,6 @@ SR = 44100
 MODELS = {"v1": "m2l-v1", "v2": "m2l2"}
 
 
-
-
 def child(model: str, op: str, seconds: float, device: str) -> dict:
     """Runs in a subprocess: one encode or decode of `seconds` of noise, timed."""
     import warnings
@@ -46,8 +44,6 @@ def child(model: str, op: str, seconds: float, device: str) -> dict:
     return {"wall_s": wall, "out_shape": list(out.shape), "peak_rss_mb": peak_rss_mb()}
 
 
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 20, 40])
@@ -62,8 +58,13 @@ def main() -> None:
         print(json.dumps(child(model, op, float(seconds), device)))
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-               "cpu_count": os.cpu_count(), "device": args.device, "cases": []}
+    results = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": args.device,
+        "cases": [],
+    }
     for seconds in args.seconds:
         for op in args.ops:
             for model in args.models:

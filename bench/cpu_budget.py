@@ -64,8 +64,13 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             sent = True
         time.sleep(2.0)
-    report = {"cpu_s": used, "wall_s": time.time() - start, "returncode": proc.returncode,
-              "stopped_by_budget": sent, "command": cmd}
+    report = {
+        "cpu_s": used,
+        "wall_s": time.time() - start,
+        "returncode": proc.returncode,
+        "stopped_by_budget": sent,
+        "command": cmd,
+    }
     print(json.dumps(report), file=sys.stderr)
     if args.report:
         args.report.write_text(json.dumps(report, indent=1))

@@ -1,6 +1,6 @@
 """Markdown table of `m2l eval` results (one row per model x setting), for BENCHMARKS.md.
 
-    python bench/eval_table.py eval/results.json [more/results.json ...]
+python bench/eval_table.py eval/results.json [more/results.json ...]
 """
 
 from __future__ import annotations
@@ -9,8 +9,13 @@ import argparse
 import json
 from pathlib import Path
 
-COLUMNS = (("visqol", "ViSQOL", 2), ("mel_distance", "mel dist.", 3), ("stft_distance", "STFT dist.", 2),
-           ("si_sdr", "SI-SDR (dB)", 1), ("fad", "FAD (mel-stats)", 1))
+COLUMNS = (
+    ("visqol", "ViSQOL", 2),
+    ("mel_distance", "mel dist.", 3),
+    ("stft_distance", "STFT dist.", 2),
+    ("si_sdr", "SI-SDR (dB)", 1),
+    ("fad", "FAD (mel-stats)", 1),
+)
 
 
 def rows(path: Path) -> list[str]:

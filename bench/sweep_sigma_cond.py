@@ -31,9 +31,11 @@ SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 def score(codec: object, crops: torch.Tensor, sigma_cond: float | None) -> dict[str, float]:
     sr = codec.sample_rate
     rec = codec.decode(codec.encode(crops), seed=0, length=crops.shape[-1], sigma_cond=sigma_cond)
-    return {"si_sdr": float(si_sdr(rec, crops).mean()),
-            "mel_distance": float(mel_distance(rec, crops, sr).mean()),
-            "stft_distance": float(stft_distance(rec, crops).mean())}
+    return {
+        "si_sdr": float(si_sdr(rec, crops).mean()),
+        "mel_distance": float(mel_distance(rec, crops, sr).mean()),
+        "stft_distance": float(stft_distance(rec, crops).mean()),
+    }
 
 
 def evaluate(model: torch.nn.Module, name: str, crops: torch.Tensor) -> list[dict]:
@@ -52,10 +54,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    index = build_index([Source(args.val, 1.0)], args.out.with_suffix(".index.json"),
-                        val_sources=[Source(args.val, 1.0)])
-    crops = validation_crops(index["val"], items=args.items, seconds=args.seconds, sample_rate=44100,
-                             channels=1, seed=123)  # [items, 1, samples]
+    index = build_index(
+        [Source(args.val, 1.0)], args.out.with_suffix(".index.json"), val_sources=[Source(args.val, 1.0)]
+    )
+    crops = validation_crops(
+        index["val"], items=args.items, seconds=args.seconds, sample_rate=44100, channels=1, seed=123
+    )  # [items, 1, samples]
     rows = []
     for run in args.runs:
         ckpt = run if run.is_file() else list_checkpoints(run / "checkpoints")[-1][1]

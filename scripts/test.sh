@@ -12,4 +12,5 @@ if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && command -v apt
         || echo "test.sh: could not install chromium; the browser test will be skipped" >&2
 fi
 ruff check src tests bench
+ruff format --check src tests bench
 pytest

@@ -22,8 +22,9 @@ from m2l.datasets.debian import Extracted
 SINE_RATE = 44000  # 440 Hz is then exactly 100 samples per period, so the loop is seamless
 
 
-def write_audio(path: Path, seconds: float = 0.2, rate: int = 22050, channels: int = 1,
-                fmt: str | None = None) -> Path:
+def write_audio(
+    path: Path, seconds: float = 0.2, rate: int = 22050, channels: int = 1, fmt: str | None = None
+) -> Path:
     """A short tone at `path` (format from the suffix unless `fmt`)."""
     t = np.arange(int(seconds * rate)) / rate
     data = np.stack([0.2 * np.sin(2 * np.pi * (300 + 50 * c) * t) for c in range(channels)], axis=1)
@@ -48,28 +49,45 @@ def write_sf2(path: Path, programs: tuple[int, ...] = (0, 1)) -> Path:
     sine = np.sin(2 * np.pi * np.arange(100 * cycles) / 100)
     pcm = (0.5 * 32767 * sine).astype("<i2").tobytes() + b"\0" * 92  # 46 zero samples after it
     name = lambda text: text.encode().ljust(20, b"\0")  # noqa: E731
-    phdr = b"".join(struct.pack("<20sHHHIII", name(f"sine{p}"), p, 0, i, 0, 0, 0)
-                    for i, p in enumerate(programs))
+    phdr = b"".join(
+        struct.pack("<20sHHHIII", name(f"sine{p}"), p, 0, i, 0, 0, 0) for i, p in enumerate(programs)
+    )
     phdr += struct.pack("<20sHHHIII", name("EOP"), 0, 0, len(programs), 0, 0, 0)
     pbag = b"".join(struct.pack("<HH", i, 0) for i in range(len(programs) + 1))
     pgen = struct.pack("<HH", 41, 0) * len(programs) + struct.pack("<HH", 0, 0)  # 41 = instrument
     inst = struct.pack("<20sH", name("sine"), 0) + struct.pack("<20sH", name("EOI"), 1)
-    igen = (struct.pack("<HBB", 43, 0, 100)  # keyRange (first)
-            + struct.pack("<Hh", 38, -2786)  # releaseVolEnv: 2 ** (-2786 / 1200) = 0.2 s
-            + struct.pack("<HH", 54, 1)  # sampleModes: loop
-            + struct.pack("<HH", 53, 0)  # sampleID (last)
-            + struct.pack("<HH", 0, 0))
+    igen = (
+        struct.pack("<HBB", 43, 0, 100)  # keyRange (first)
+        + struct.pack("<Hh", 38, -2786)  # releaseVolEnv: 2 ** (-2786 / 1200) = 0.2 s
+        + struct.pack("<HH", 54, 1)  # sampleModes: loop
+        + struct.pack("<HH", 53, 0)  # sampleID (last)
+        + struct.pack("<HH", 0, 0)
+    )
     ibag = struct.pack("<HH", 0, 0) + struct.pack("<HH", 4, 0)
-    shdr = struct.pack("<20sIIIIIBbHH", name("sine"), 0, 100 * cycles, 100, 100 * cycles, SINE_RATE,
-                       69, 0, 0, 1)
+    shdr = struct.pack(
+        "<20sIIIIIBbHH", name("sine"), 0, 100 * cycles, 100, 100 * cycles, SINE_RATE, 69, 0, 0, 1
+    )
     shdr += struct.pack("<20sIIIIIBbHH", name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0)
     mod_end = b"\0" * 10
-    body = b"sfbk" + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)),
-                           _chunk(b"isng", b"EMU8000\0"), _chunk(b"INAM", b"m2l test\0"))
+    body = b"sfbk" + _list(
+        b"INFO",
+        _chunk(b"ifil", struct.pack("<HH", 2, 1)),
+        _chunk(b"isng", b"EMU8000\0"),
+        _chunk(b"INAM", b"m2l test\0"),
+    )
     body += _list(b"sdta", _chunk(b"smpl", pcm))
-    body += _list(b"pdta", _chunk(b"phdr", phdr), _chunk(b"pbag", pbag), _chunk(b"pmod", mod_end),
-                  _chunk(b"pgen", pgen), _chunk(b"inst", inst), _chunk(b"ibag", ibag),
-                  _chunk(b"imod", mod_end), _chunk(b"igen", igen), _chunk(b"shdr", shdr))
+    body += _list(
+        b"pdta",
+        _chunk(b"phdr", phdr),
+        _chunk(b"pbag", pbag),
+        _chunk(b"pmod", mod_end),
+        _chunk(b"pgen", pgen),
+        _chunk(b"inst", inst),
+        _chunk(b"ibag", ibag),
+        _chunk(b"imod", mod_end),
+        _chunk(b"igen", igen),
+        _chunk(b"shdr", shdr),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
@@ -86,8 +104,24 @@ def _ogg_bytes(tmp: Path, seconds: float = 0.3) -> bytes:
     return write_audio(tmp / "t.ogg", seconds, 22050, 2).read_bytes()
 
 
-KLETTRES_LANGUAGES = ("ar", "cs", "da", "de", "en", "en_GB", "es", "fr", "he", "hu", "it", "lt", "nl",
-                      "pt_BR", "ru", "uk")
+KLETTRES_LANGUAGES = (
+    "ar",
+    "cs",
+    "da",
+    "de",
+    "en",
+    "en_GB",
+    "es",
+    "fr",
+    "he",
+    "hu",
+    "it",
+    "lt",
+    "nl",
+    "pt_BR",
+    "ru",
+    "uk",
+)
 
 
 def build_package(package: str, root: Path) -> None:
@@ -95,12 +129,21 @@ def build_package(package: str, root: Path) -> None:
     share = root / "usr/share"
     if package == "ufoai-music":
         ogg = _ogg_bytes(root)
-        _zip(share / "games/ufoai/base/0music.pk3", {"music/": b"", "music/a.ogg": ogg, "music/b.ogg": ogg,
-                                                      "music/notes.txt": b"x", "sound/boom.ogg": ogg})
+        _zip(
+            share / "games/ufoai/base/0music.pk3",
+            {
+                "music/": b"",
+                "music/a.ogg": ogg,
+                "music/b.ogg": ogg,
+                "music/notes.txt": b"x",
+                "sound/boom.ogg": ogg,
+            },
+        )
         (share / "doc/ufoai-music").mkdir(parents=True)
         (share / "doc/ufoai-music/copyright").write_text(
             "Files: *\nCopyright: team\nLicense: GPL-2+\n\nFiles:\n base/music/b.ogg\n"
-            " base/sound/boom.ogg\nCopyright: someone\nLicense: CC-BY-3.0\n")
+            " base/sound/boom.ogg\nCopyright: someone\nLicense: CC-BY-3.0\n"
+        )
         (root / "t.ogg").unlink()
     elif package == "wesnoth-1.16-music":
         music = share / "games/wesnoth/1.16/data/core/music"
@@ -123,7 +166,7 @@ def build_package(package: str, root: Path) -> None:
         (root / "t.wav").unlink()
         data = bytearray(pk3.read_bytes())
         at = data.index(b"zz.wav") + 6 + 100  # inside the member's data: its CRC no longer matches
-        data[at:at + 8] = b"garbage!"
+        data[at : at + 8] = b"garbage!"
         pk3.write_bytes(bytes(data))
     elif package == "klettres-data":
         for i, lang in enumerate(KLETTRES_LANGUAGES):

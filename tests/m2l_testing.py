@@ -10,11 +10,26 @@ from m2l.config import V1Config, V2Config, preset
 from m2l.models import create
 
 # A model far smaller than the tiny preset, for tests over very long audio.
-MICRO = V1Config(name="m2l-v1-micro", base_channels=4, multipliers=(1, 1, 1, 1, 2),
-                 attention=(False, False, False, False, True), unet_blocks=1, cond_channels=16,
-                 bottleneck_channels=16, bottleneck_blocks=1, heads=2)
-MICRO2 = V2Config(name="m2l2-micro", channels=(4, 4, 4, 4, 8, 8), layers=(1, 1, 1, 1, 1, 1),
-                  dim=16, depth=1, heads=2, cond_channels=16)
+MICRO = V1Config(
+    name="m2l-v1-micro",
+    base_channels=4,
+    multipliers=(1, 1, 1, 1, 2),
+    attention=(False, False, False, False, True),
+    unet_blocks=1,
+    cond_channels=16,
+    bottleneck_channels=16,
+    bottleneck_blocks=1,
+    heads=2,
+)
+MICRO2 = V2Config(
+    name="m2l2-micro",
+    channels=(4, 4, 4, 4, 8, 8),
+    layers=(1, 1, 1, 1, 1, 1),
+    dim=16,
+    depth=1,
+    heads=2,
+    cond_channels=16,
+)
 
 
 def randomize(model: torch.nn.Module, seed: int = 0, zero_scale: float = 0.3) -> torch.nn.Module:
@@ -30,8 +45,7 @@ def randomize(model: torch.nn.Module, seed: int = 0, zero_scale: float = 0.3) ->
     return model
 
 
-def random_model(name_or_cfg: str | V1Config | V2Config = "m2l-v1-tiny", seed: int = 0
-                 ) -> torch.nn.Module:
+def random_model(name_or_cfg: str | V1Config | V2Config = "m2l-v1-tiny", seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     cfg = preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg
     return randomize(create(cfg), seed).eval()

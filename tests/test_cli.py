@@ -20,8 +20,9 @@ from m2l.cli import COMMANDS, main
 from m2l.formats import load_latents
 
 
-def write_tone(path: Path, seconds: float = 0.5, rate: int = 44100, channels: int = 1,
-               subtype: str = "PCM_16") -> Path:
+def write_tone(
+    path: Path, seconds: float = 0.5, rate: int = 44100, channels: int = 1, subtype: str = "PCM_16"
+) -> Path:
     t = np.arange(int(round(seconds * rate))) / rate
     data = np.stack([0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(channels)], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,13 +101,35 @@ def test_round_trip_encode_info_decode(tmp_path, capsys, model, tiny_checkpoint)
 
 def test_preset_with_checkpoint_and_single_file_output(tmp_path, capsys, tiny_checkpoint):
     src = write_tone(tmp_path / "a.wav")
-    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "named.m2l", "--model", "m2l-v1-tiny",
-                       "--checkpoint", tiny_checkpoint, "--device", "cpu", "-q")
+    code, _, err = run(
+        capsys,
+        "encode",
+        src,
+        "-o",
+        tmp_path / "named.m2l",
+        "--model",
+        "m2l-v1-tiny",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--device",
+        "cpu",
+        "-q",
+    )
     assert code == 0, err
     assert (tmp_path / "named.m2l").is_file()
     # --checkpoint with a non-preset model is refused in one line
-    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "o", "--model", tiny_checkpoint,
-                       "--checkpoint", tiny_checkpoint, "-q")
+    code, _, err = run(
+        capsys,
+        "encode",
+        src,
+        "-o",
+        tmp_path / "o",
+        "--model",
+        tiny_checkpoint,
+        "--checkpoint",
+        tiny_checkpoint,
+        "-q",
+    )
     assert code == 1
     assert_one_line_error(err, "--checkpoint")
 
@@ -160,8 +183,9 @@ def test_seed_makes_decoding_reproducible(tmp_path, capsys, model):
     lat = tmp_path / "a.m2l"
     outs = {}
     for name, seed in (("s1", "7"), ("s2", "7"), ("s3", "8")):
-        code, _, err = run(capsys, "decode", lat, "-o", tmp_path / f"{name}.wav", "--seed", seed,
-                           "--steps", "2", *model)
+        code, _, err = run(
+            capsys, "decode", lat, "-o", tmp_path / f"{name}.wav", "--seed", seed, "--steps", "2", *model
+        )
         assert code == 0, err
         outs[name] = sf.read(tmp_path / f"{name}.wav")[0]
     np.testing.assert_array_equal(outs["s1"], outs["s2"])
@@ -204,8 +228,7 @@ def make_latents(tmp_path, capfd, model):
     return make
 
 
-@pytest.mark.parametrize("case", ["corrupt", "empty", "three_channels", "missing", "tampered",
-                                  "truncated"])
+@pytest.mark.parametrize("case", ["corrupt", "empty", "three_channels", "missing", "tampered", "truncated"])
 def test_bad_input_gives_one_line_error(tmp_path, capfd, model, make_latents, case):
     command, path = _bad_inputs(tmp_path, make_latents)[case]
     capfd.readouterr()
@@ -228,8 +251,9 @@ def test_bad_file_does_not_stop_the_others(tmp_path, capsys, model):
 
 def test_downmix_accepts_many_channels(tmp_path, capsys, model):
     src = write_tone(tmp_path / "six.wav", channels=6)
-    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "o.wav", "--downmix", "--seed", "0",
-                       *model)
+    code, _, err = run(
+        capsys, "reconstruct", src, "-o", tmp_path / "o.wav", "--downmix", "--seed", "0", *model
+    )
     assert code == 0, err
     assert sf.info(tmp_path / "o.wav").channels == 1
 
@@ -254,8 +278,15 @@ def test_usage_and_resolution_errors(tmp_path, capsys, model):
     assert_one_line_error(err, "a.m2l")
     assert not (tmp_path / "out").exists()
     # several inputs need an output folder, not a file name
-    code, _, err = run(capsys, "encode", tmp_path / "clash" / "a.wav", tmp_path / "clash" / "a.flac",
-                       "-o", tmp_path / "both.m2l", *model)
+    code, _, err = run(
+        capsys,
+        "encode",
+        tmp_path / "clash" / "a.wav",
+        tmp_path / "clash" / "a.flac",
+        "-o",
+        tmp_path / "both.m2l",
+        *model,
+    )
     assert code == 1
     assert_one_line_error(err, "both.m2l")
     assert not (tmp_path / "both.m2l").exists()
@@ -279,8 +310,9 @@ def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_othe
     code, _, err = run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d1.wav", *other)
     assert code == 1
     assert_one_line_error(err, "--allow-model-mismatch")
-    code, _, err = run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d2.wav",
-                       "--allow-model-mismatch", *other)
+    code, _, err = run(
+        capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d2.wav", "--allow-model-mismatch", *other
+    )
     assert code == 0, err
 
 
@@ -334,9 +366,24 @@ def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "m2l", "encode", str(bad), "-o", str(tmp_path / "out"),
-         "--model", str(tiny_checkpoint), "--device", "cpu"],
-        capture_output=True, text=True, timeout=120, env=env)
+        [
+            sys.executable,
+            "-m",
+            "m2l",
+            "encode",
+            str(bad),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -68,8 +68,9 @@ def test_seed_reproducible_and_window_independent_noise(codec):
     assert torch.equal(a, b)
     assert not torch.equal(a, codec.decode(z, seed=8))
     whole = tile_noise(5, 0, 0, 200, 0, (2, 3))
-    assert torch.equal(torch.cat([tile_noise(5, 0, 0, 70, 0, (2, 3)),
-                                  tile_noise(5, 0, 70, 200, 0, (2, 3))], -1), whole)
+    assert torch.equal(
+        torch.cat([tile_noise(5, 0, 0, 70, 0, (2, 3)), tile_noise(5, 0, 70, 200, 0, (2, 3))], -1), whole
+    )
     assert not torch.equal(tile_noise(5, 1, 0, 200, 0, (2, 3)), whole)
 
 
@@ -126,25 +127,31 @@ def test_silence_encodes_and_decodes_finite(codec):
     assert torch.isfinite(codec.decode(z, seed=0)).all()
 
 
-@pytest.mark.parametrize("bad, match", [
-    (torch.full((1, 5000), float("nan")), "NaN"),
-    (torch.zeros(3, 5000), "channels"),
-    (torch.zeros(0), "0 samples|empty"),
-    (torch.zeros(1, 1, 1, 10), "dim"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.full((1, 5000), float("nan")), "NaN"),
+        (torch.zeros(3, 5000), "channels"),
+        (torch.zeros(0), "0 samples|empty"),
+        (torch.zeros(1, 1, 1, 10), "dim"),
+    ],
+)
 def test_bad_audio_is_one_line_error(codec, bad, match):
     with pytest.raises(M2LError, match=match) as info:
         codec.encode(bad)
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (torch.zeros(1, 32, 4), "shape"),
-    (torch.zeros(64, 4), "shape"),
-    (torch.full((1, 64, 4), float("inf")), "NaN or Inf"),
-    (torch.zeros(1, 64, 4, dtype=torch.int64), "floating"),
-    ("abc", "tensor"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.zeros(1, 32, 4), "shape"),
+        (torch.zeros(64, 4), "shape"),
+        (torch.full((1, 64, 4), float("inf")), "NaN or Inf"),
+        (torch.zeros(1, 64, 4, dtype=torch.int64), "floating"),
+        ("abc", "tensor"),
+    ],
+)
 def test_bad_latents_are_one_line_errors(codec, bad, match):
     with pytest.raises(M2LError, match=match):
         codec.decode(bad, seed=0)

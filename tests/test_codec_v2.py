@@ -56,7 +56,7 @@ def test_encoding_is_chunk_independent_and_batch_invariant(codec):
     x = torch.randn(1, 4 * CHUNK) * 0.1
     z = codec.encode(x)
     y = x.clone()
-    y[:, 2 * CHUNK:] = torch.randn(1, 2 * CHUNK) * 0.1  # chunk 1 ends at 2 * CHUNK - 1536 + 2048
+    y[:, 2 * CHUNK :] = torch.randn(1, 2 * CHUNK) * 0.1  # chunk 1 ends at 2 * CHUNK - 1536 + 2048
     z2 = codec.encode(y)
     torch.testing.assert_close(z2[:, :1], z[:, :1], rtol=0, atol=1e-6)
     assert (z2[:, 2:] - z[:, 2:]).abs().max() > 1e-3
@@ -106,8 +106,7 @@ def test_steps_add_evaluations_per_chunk(micro):
 
 
 def test_stereo_model_encodes_jointly_and_handles_mono():
-    stereo = Codec2(random_model(dataclasses.replace(MICRO2, audio_channels=2)), model_id="s@t",
-                    device="cpu")
+    stereo = Codec2(random_model(dataclasses.replace(MICRO2, audio_channels=2)), model_id="s@t", device="cpu")
     x = torch.randn(2, CHUNK) * 0.1
     z = stereo.encode(x)
     assert z.shape == (1, stereo.num_latents(CHUNK), 8, 64)
@@ -131,8 +130,7 @@ def test_features_are_averaged_summary_embeddings(codec):
     assert f.shape == (2, 8 * codec.cfg.dim)
     spec = codec.model.spectrogram(torch.nn.functional.pad(x[:1], (1536, 0))[:, None])
     chunks = spec.unflatten(-1, (2, 64)).permute(0, 3, 1, 2, 4).flatten(0, 1)
-    torch.testing.assert_close(f[0], codec.model.encode(chunks, features=True).mean(0),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(f[0], codec.model.encode(chunks, features=True).mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_latent_file_round_trip_and_shape_checks(codec, tmp_path):

@@ -11,8 +11,15 @@ from m2l.formats import LatentFile, load_checkpoint, load_latents, save_checkpoi
 
 
 def _lf(frames: int = 5) -> LatentFile:
-    return LatentFile(latents=torch.randn(2, 64, frames), sample_rate=44100, length=frames * 4096,
-                      model_id="m@1", config_hash="abc", latent_scale=0.06, left_pad=1536)
+    return LatentFile(
+        latents=torch.randn(2, 64, frames),
+        sample_rate=44100,
+        length=frames * 4096,
+        model_id="m@1",
+        config_hash="abc",
+        latent_scale=0.06,
+        left_pad=1536,
+    )
 
 
 def test_latent_round_trip_and_no_temp_files(tmp_path):
@@ -20,8 +27,13 @@ def test_latent_round_trip_and_no_temp_files(tmp_path):
     save_latents(tmp_path / "a.m2l", lf)
     back = load_latents(tmp_path / "a.m2l")
     assert torch.equal(back.latents, lf.latents)
-    assert (back.sample_rate, back.length, back.model_id, back.config_hash, back.left_pad) == \
-        (44100, lf.length, "m@1", "abc", 1536)
+    assert (back.sample_rate, back.length, back.model_id, back.config_hash, back.left_pad) == (
+        44100,
+        lf.length,
+        "m@1",
+        "abc",
+        1536,
+    )
     assert back.channels == 2 and back.latent_scale == 0.06
     assert [p.name for p in tmp_path.iterdir()] == ["a.m2l"]
 

@@ -39,7 +39,18 @@ def make_audio_dirs(root: Path) -> dict[str, Path]:
 
 def fast_config(**changes: object) -> TrainConfig:
     """The tiny preset shrunk to seconds: batch 4, short validation, no worker processes."""
-    base = dataclasses.replace(TRAIN_PRESETS["tiny"](), batch_size=4, steps=6, warmup_steps=2,
-                               val_every=1000, ckpt_every=1000, val_items=2, val_seconds=1.0,
-                               val_audio=1, workers=0, log_every=1, tensorboard=False)
+    base = dataclasses.replace(
+        TRAIN_PRESETS["tiny"](),
+        batch_size=4,
+        steps=6,
+        warmup_steps=2,
+        val_every=1000,
+        ckpt_every=1000,
+        val_items=2,
+        val_seconds=1.0,
+        val_audio=1,
+        workers=0,
+        log_every=1,
+        tensorboard=False,
+    )
     return dataclasses.replace(base, **changes)

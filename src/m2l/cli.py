@@ -70,8 +70,14 @@ def _naming(message: str, *paths: Path) -> str:
     return f"{paths[0]}: {message}"
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     tqdm.write(f"{PROG}: warning: {_one_line(str(message))}", file=sys.stderr)
 
 
@@ -121,8 +127,7 @@ def _device(text: str) -> str:
     try:
         torch.device(text)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. cpu, cuda, cuda:1, mps)"
-                                         ) from None
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
     return text
 
 
@@ -160,10 +165,12 @@ def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d)
-                             and (skip is None or _resolved(here / d) != skip))
-        found.extend(here / f for f in sorted(filenames)
-                     if not _is_hidden(f) and Path(f).suffix.lower() in suffixes)
+        dirnames[:] = sorted(
+            d for d in dirnames if not _is_hidden(d) and (skip is None or _resolved(here / d) != skip)
+        )
+        found.extend(
+            here / f for f in sorted(filenames) if not _is_hidden(f) and Path(f).suffix.lower() in suffixes
+        )
     return found
 
 
@@ -174,9 +181,14 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def resolve_jobs(inputs: Sequence[str], out: str, in_suffixes: frozenset[str],
-                 out_suffixes: frozenset[str], out_ext: str, what: str
-                 ) -> tuple[list[Job], list[str]]:
+def resolve_jobs(
+    inputs: Sequence[str],
+    out: str,
+    in_suffixes: frozenset[str],
+    out_suffixes: frozenset[str],
+    out_ext: str,
+    what: str,
+) -> tuple[list[Job], list[str]]:
     """Map inputs to outputs.
 
     Args:
@@ -194,21 +206,23 @@ def resolve_jobs(inputs: Sequence[str], out: str, in_suffixes: frozenset[str],
     errors: list[str] = []
     jobs: list[Job] = []
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    out_is_file = (single_file and out_path.suffix.lower() in out_suffixes
-                   and not out_path.is_dir())
+    out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
     if not out_is_file and out_path.exists() and not out_path.is_dir():
         return [], [f"{out_path}: exists and is not a directory (output folder expected)"]
     if not out_is_file and not out_path.exists() and out_path.suffix.lower() in out_suffixes:
-        return [], [f"{out_path}: looks like a file, but several inputs or a directory input "
-                    f"need an output folder"]
+        return [], [
+            f"{out_path}: looks like a file, but several inputs or a directory input need an output folder"
+        ]
     skip = _resolved(out_path)
     for item in inputs:
         src = Path(item)
         if src.is_dir():
             files = _walk(src, in_suffixes, skip)
             if not files:
-                errors.append(f"{src}: no {what} files found in this directory (looked for "
-                              f"{', '.join(sorted(in_suffixes))})")
+                errors.append(
+                    f"{src}: no {what} files found in this directory (looked for "
+                    f"{', '.join(sorted(in_suffixes))})"
+                )
             for f in files:
                 rel = f.relative_to(src)
                 jobs.append(Job(f, out_path / rel.with_suffix(out_ext)))
@@ -232,8 +246,10 @@ def resolve_jobs(inputs: Sequence[str], out: str, in_suffixes: frozenset[str],
         seen_src.add(key)
         dst_key = _resolved(job.dst)
         if dst_key in by_dst:
-            errors.append(f"{by_dst[dst_key].src} and {job.src} would both be written to "
-                          f"{job.dst}; rename one or run them separately")
+            errors.append(
+                f"{by_dst[dst_key].src} and {job.src} would both be written to "
+                f"{job.dst}; rename one or run them separately"
+            )
             continue
         by_dst[dst_key] = job
         unique.append(job)
@@ -244,8 +260,13 @@ def _check_format_conflict(args: argparse.Namespace, jobs: list[Job]) -> None:
     """-o x.wav --format flac: refuse rather than guess."""
     out = Path(args.output)
     suffix = out.suffix.lower()
-    if (len(jobs) == 1 and jobs[0].dst == out and suffix in WRITE_EXTENSIONS
-            and args.format is not None and suffix != f".{args.format}"):
+    if (
+        len(jobs) == 1
+        and jobs[0].dst == out
+        and suffix in WRITE_EXTENSIONS
+        and args.format is not None
+        and suffix != f".{args.format}"
+    ):
         raise M2LError(f"-o {out} does not match --format {args.format}")
 
 
@@ -286,8 +307,10 @@ def _load_codec(args: argparse.Namespace) -> Any:
     from m2l.loading import load
 
     if args.checkpoint is not None and args.model not in PRESETS:
-        raise M2LError(f"--checkpoint only applies to a preset --model "
-                       f"({', '.join(sorted(PRESETS))}), not {args.model!r}")
+        raise M2LError(
+            f"--checkpoint only applies to a preset --model "
+            f"({', '.join(sorted(PRESETS))}), not {args.model!r}"
+        )
     _check_device(args.device)
     options: dict[str, Any] = {}
     if args.window is not None:
@@ -295,8 +318,9 @@ def _load_codec(args: argparse.Namespace) -> Any:
     return load(args.model, device=args.device, checkpoint=args.checkpoint, **options)
 
 
-def _run_files(args: argparse.Namespace, jobs: list[Job], errors: list[str],
-               work: Callable[[Any, Job], None], verb: str) -> int:
+def _run_files(
+    args: argparse.Namespace, jobs: list[Job], errors: list[str], work: Callable[[Any, Job], None], verb: str
+) -> int:
     """Report resolution errors, skip existing outputs, load the model once, run `work` per job."""
     if errors:
         for message in errors:
@@ -319,8 +343,7 @@ def _run_files(args: argparse.Namespace, jobs: list[Job], errors: list[str],
         if not args.quiet:
             print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
         disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
-        for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable,
-                        dynamic_ncols=True):
+        for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable, dynamic_ncols=True):
             try:
                 work(codec, job)
             except EXPECTED_ERRORS as err:
@@ -335,40 +358,63 @@ def _run_files(args: argparse.Namespace, jobs: list[Job], errors: list[str],
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL, metavar="SOURCE",
-                   help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
-                        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
-                        f"preset name ({', '.join(sorted(PRESETS))}) (default: %(default)s)")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="SOURCE",
+        help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
+        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
+        f"preset name ({', '.join(sorted(PRESETS))}) (default: %(default)s)",
+    )
     g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
     g.add_argument("--device", type=_device, help="cpu, cuda, cuda:N, mps (default: best available)")
-    g.add_argument("--window", type=_positive_float, metavar="SECONDS",
-                   help="process audio in windows of this length (bounds memory; default 10)")
+    g.add_argument(
+        "--window",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="process audio in windows of this length (bounds memory; default 10)",
+    )
 
 
 def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help=f"{inputs} files or directories (walked recursively)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output directory (or output file for a single input file)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help=f"{inputs} files or directories (walked recursively)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output directory (or output file for a single input file)",
+    )
     if with_format:
-        p.add_argument("--format", choices=sorted(e.lstrip(".") for e in WRITE_EXTENSIONS),
-                       help="audio format of the outputs (default: wav, or the suffix of -o FILE)")
+        p.add_argument(
+            "--format",
+            choices=sorted(e.lstrip(".") for e in WRITE_EXTENSIONS),
+            help="audio format of the outputs (default: wav, or the suffix of -o FILE)",
+        )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
 def _add_decode_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
-    g.add_argument("--steps", type=_positive_int, default=1,
-                   help="consistency steps (default: %(default)s)")
+    g.add_argument("--steps", type=_positive_int, default=1, help="consistency steps (default: %(default)s)")
     g.add_argument("--seed", type=_seed, help="seed for reproducible decoding (default: random)")
-    g.add_argument("--sigma-cond", type=_non_negative_float, metavar="SIGMA",
-                   help="v2 models: noise level of the re-noised previous chunk (default: 0.4)")
+    g.add_argument(
+        "--sigma-cond",
+        type=_non_negative_float,
+        metavar="SIGMA",
+        help="v2 models: noise level of the re-noised previous chunk (default: 0.4)",
+    )
 
 
 def _add_downmix(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--downmix", action="store_true",
-                   help="average audio with more than 2 channels to mono (instead of refusing it)")
+    p.add_argument(
+        "--downmix",
+        action="store_true",
+        help="average audio with more than 2 channels to mono (instead of refusing it)",
+    )
 
 
 # ----------------------------------------------------------------------------- encode
@@ -380,8 +426,7 @@ def _add_encode(p: argparse.ArgumentParser) -> None:
 
 def _run_encode(args: argparse.Namespace) -> int:
     suffixes = frozenset({LATENT_SUFFIX})
-    jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX,
-                                "audio")
+    jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
 
     def work(codec: Any, job: Job) -> None:
         lf = codec.encode_file(_read_audio(codec, job.src, args.downmix))
@@ -394,13 +439,17 @@ def _run_encode(args: argparse.Namespace) -> int:
 def _add_decode(p: argparse.ArgumentParser) -> None:
     _add_io_options(p, ".m2l", with_format=True)
     _add_decode_options(p)
-    p.add_argument("--allow-model-mismatch", action="store_true",
-                   help="decode latents made with other weights of the same architecture")
+    p.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="decode latents made with other weights of the same architecture",
+    )
     _add_model_options(p)
 
 
-def _audio_jobs(args: argparse.Namespace, in_suffixes: frozenset[str], what: str
-                ) -> tuple[list[Job], list[str]]:
+def _audio_jobs(
+    args: argparse.Namespace, in_suffixes: frozenset[str], what: str
+) -> tuple[list[Job], list[str]]:
     ext = f".{args.format or 'wav'}"
     jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what)
     if not errors:
@@ -416,8 +465,13 @@ def _run_decode(args: argparse.Namespace) -> int:
 
     def work(codec: Any, job: Job) -> None:
         lf = load_latents(job.src)
-        audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond,
-                             allow_model_mismatch=args.allow_model_mismatch)
+        audio = codec.decode(
+            lf,
+            steps=args.steps,
+            seed=args.seed,
+            sigma_cond=args.sigma_cond,
+            allow_model_mismatch=args.allow_model_mismatch,
+        )
         save_audio(job.dst, audio, lf.sample_rate, force=args.force)
 
     return _run_files(args, jobs, errors, work, "decoded")
@@ -452,16 +506,26 @@ def _latent_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
     z = lf.latents.float()
     shape = list(z.shape)
     return {
-        "path": str(path), "type": "latents",
+        "path": str(path),
+        "type": "latents",
         "format_version": int(meta.get("version", 0)) if meta else None,
-        "model_id": lf.model_id, "config_hash": lf.config_hash, "kind": lf.kind,
-        "sample_rate": lf.sample_rate, "channels": lf.channels, "length": lf.length,
+        "model_id": lf.model_id,
+        "config_hash": lf.config_hash,
+        "kind": lf.kind,
+        "sample_rate": lf.sample_rate,
+        "channels": lf.channels,
+        "length": lf.length,
         "duration_seconds": lf.length / lf.sample_rate,
-        "latent_shape": shape, **_latent_layout(lf.kind, shape),
-        "latent_scale": lf.latent_scale, "left_pad": lf.left_pad,
-        "stats": {"min": _finite(float(z.min())), "max": _finite(float(z.max())),
-                  "mean": _finite(float(z.mean())),
-                  "std": _finite(float(z.std(correction=0)))},
+        "latent_shape": shape,
+        **_latent_layout(lf.kind, shape),
+        "latent_scale": lf.latent_scale,
+        "left_pad": lf.left_pad,
+        "stats": {
+            "min": _finite(float(z.min())),
+            "max": _finite(float(z.max())),
+            "mean": _finite(float(z.mean())),
+            "std": _finite(float(z.std(correction=0))),
+        },
         "extra": lf.extra,
     }
 
@@ -469,8 +533,12 @@ def _latent_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
 def _latent_layout(kind: str, shape: list[int]) -> dict[str, int]:
     """v1: [channels, latent_dim, frames]; v2: [rows, chunks, K, latent_dim]."""
     if kind == "v2":
-        return {"chunks": shape[1], "latents_per_chunk": shape[2], "latent_dim": shape[3],
-                "latent_frames": shape[1] * shape[2]}
+        return {
+            "chunks": shape[1],
+            "latents_per_chunk": shape[2],
+            "latent_dim": shape[3],
+            "latent_frames": shape[1] * shape[2],
+        }
     return {"latent_frames": shape[-1], "latent_dim": shape[-2]}
 
 
@@ -485,14 +553,28 @@ def _checkpoint_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
             extra = json.loads(meta.get("extra", "{}"))
         except json.JSONDecodeError:
             extra = {}
-        return {"path": str(path), "type": "checkpoint",
-                "format_version": int(meta.get("version", 0)), "model_id": model_id,
-                "name": cfg.name, "kind": cfg.kind, "parameters": params,
-                "sha256": meta.get("sha256"), "config": config_to_dict(cfg), "extra": extra}
-    return {"path": str(path), "type": "authors-checkpoint", "model_id": model_id,
-            "name": cfg.name, "kind": cfg.kind, "parameters": params,
-            "note": "the authors' Music2Latent checkpoint (torch); parameters counted after "
-                    "conversion to m2l (m2l convert writes it as an m2l checkpoint)"}
+        return {
+            "path": str(path),
+            "type": "checkpoint",
+            "format_version": int(meta.get("version", 0)),
+            "model_id": model_id,
+            "name": cfg.name,
+            "kind": cfg.kind,
+            "parameters": params,
+            "sha256": meta.get("sha256"),
+            "config": config_to_dict(cfg),
+            "extra": extra,
+        }
+    return {
+        "path": str(path),
+        "type": "authors-checkpoint",
+        "model_id": model_id,
+        "name": cfg.name,
+        "kind": cfg.kind,
+        "parameters": params,
+        "note": "the authors' Music2Latent checkpoint (torch); parameters counted after "
+        "conversion to m2l (m2l convert writes it as an m2l checkpoint)",
+    }
 
 
 def _training_info(path: Path) -> dict[str, Any]:
@@ -500,10 +582,16 @@ def _training_info(path: Path) -> dict[str, Any]:
 
     parts = read_state(path)
     cfg, ema = parts["model_config"], parts["ema"]
-    return {"path": str(path), "type": "training-checkpoint", "step": parts["step"],
-            "name": cfg.name, "kind": cfg.kind, "train_config": parts["train_config"].name,
-            "parameters": sum(t.numel() for t in ema.values() if t.is_floating_point()),
-            "config": config_to_dict(cfg)}
+    return {
+        "path": str(path),
+        "type": "training-checkpoint",
+        "step": parts["step"],
+        "name": cfg.name,
+        "kind": cfg.kind,
+        "train_config": parts["train_config"].name,
+        "parameters": sum(t.numel() for t in ema.values() if t.is_floating_point()),
+        "config": config_to_dict(cfg),
+    }
 
 
 def inspect_path(path: Path) -> dict[str, Any]:
@@ -519,8 +607,10 @@ def inspect_path(path: Path) -> dict[str, Any]:
     if fmt == "m2l-train-state":
         return _training_info(path)
     if meta is not None and fmt != "m2l-checkpoint":
-        raise M2LError(f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
-                       f"checkpoint (format={fmt!r})")
+        raise M2LError(
+            f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
+            f"checkpoint (format={fmt!r})"
+        )
     return _checkpoint_info(path, meta)
 
 
@@ -565,8 +655,10 @@ def format_info(info: dict[str, Any]) -> str:
         add("latent scale", _fmt(info["latent_scale"]))
         add("left pad", f"{info['left_pad']} samples")
         s = info["stats"]
-        add("latent values", f"min {_fmt(s['min'])}  max {_fmt(s['max'])}  mean {_fmt(s['mean'])}"
-                             f"  std {_fmt(s['std'])}")
+        add(
+            "latent values",
+            f"min {_fmt(s['min'])}  max {_fmt(s['max'])}  mean {_fmt(s['mean'])}  std {_fmt(s['std'])}",
+        )
     elif info["type"] == "checkpoint":
         add("type", "m2l checkpoint")
         add("format version", info["format_version"])
@@ -620,9 +712,12 @@ def _run_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- convert
 def _add_convert(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE",
-                   help="the authors' music2latent.pt, an m2l checkpoint, 'music2latent' (fetched "
-                        f"from the hub), {DEFAULT_MODEL!r} (shipped) or a preset name (untrained)")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the authors' music2latent.pt, an m2l checkpoint, 'music2latent' (fetched "
+        f"from the hub), {DEFAULT_MODEL!r} (shipped) or a preset name (untrained)",
+    )
     p.add_argument("out", metavar="OUT", help="m2l checkpoint to write (.safetensors)")
     p.add_argument("--force", action="store_true", help="overwrite OUT")
 
@@ -661,21 +756,34 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "encode": Command("encode audio files to .m2l latent files", _add_encode, _run_encode),
     "decode": Command("decode .m2l latent files to audio", _add_decode, _run_decode),
-    "reconstruct": Command("encode and decode audio (audio -> audio)", _add_reconstruct,
-                           _run_reconstruct),
+    "reconstruct": Command("encode and decode audio (audio -> audio)", _add_reconstruct, _run_reconstruct),
     "info": Command("describe .m2l latent files and model checkpoints", _add_info, _run_info),
-    "convert": Command("write a model (e.g. the authors' music2latent.pt) as an m2l checkpoint",
-                       _add_convert, _run_convert),
-    "train": Command("train a model (one process, or many under torchrun)", train_cli.add_train,
-                     train_cli.run_train),
-    "export": Command("write a training checkpoint's EMA weights as an inference checkpoint",
-                      train_cli.add_export, train_cli.run_export),
-    "eval": Command("reconstruct a fixed item set with one or more models; metrics + HTML report",
-                    eval_cli.add_eval, eval_cli.run_eval),
-    "probe": Command("MIR probes (pitch, pitch class, instrument) on a labelled note set",
-                     probe_cli.add_probe, probe_cli.run_probe),
-    "data": Command("build open music/speech/note data sets with manifests (m2l data fetch DATA_DIR)",
-                    data_cli.add_data, data_cli.run_data),
+    "convert": Command(
+        "write a model (e.g. the authors' music2latent.pt) as an m2l checkpoint", _add_convert, _run_convert
+    ),
+    "train": Command(
+        "train a model (one process, or many under torchrun)", train_cli.add_train, train_cli.run_train
+    ),
+    "export": Command(
+        "write a training checkpoint's EMA weights as an inference checkpoint",
+        train_cli.add_export,
+        train_cli.run_export,
+    ),
+    "eval": Command(
+        "reconstruct a fixed item set with one or more models; metrics + HTML report",
+        eval_cli.add_eval,
+        eval_cli.run_eval,
+    ),
+    "probe": Command(
+        "MIR probes (pitch, pitch class, instrument) on a labelled note set",
+        probe_cli.add_probe,
+        probe_cli.run_probe,
+    ),
+    "data": Command(
+        "build open music/speech/note data sets with manifests (m2l data fetch DATA_DIR)",
+        data_cli.add_data,
+        data_cli.run_data,
+    ),
 }
 
 
@@ -683,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
     from m2l import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Consistency autoencoders for audio (Music2Latent).")
+        prog=PROG, description="Consistency autoencoders for audio (Music2Latent)."
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():

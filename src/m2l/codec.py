@@ -81,11 +81,12 @@ def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen)
 
 
-def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tuple[int, int]
-               ) -> torch.Tensor:
+def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tuple[int, int]) -> torch.Tensor:
     """Unit noise [shape..., last - first] for frames [first, last) of one row."""
-    tiles = [keyed_randn((*shape, NOISE_TILE), seed, row, k, step)
-             for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1)]
+    tiles = [
+        keyed_randn((*shape, NOISE_TILE), seed, row, k, step)
+        for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1)
+    ]
     noise = torch.cat(tiles, dim=-1)
     offset = (first // NOISE_TILE) * NOISE_TILE
     return noise[..., first - offset : last - offset]
@@ -102,9 +103,17 @@ class Codec:
         model_id: identifies the weights (name@digest); stored in latent files.
     """
 
-    def __init__(self, model: Music2Latent, *, model_id: str, device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None, window_seconds: float = 10.0,
-                 context: int = 4, batch_size: int = 4) -> None:
+    def __init__(
+        self,
+        model: Music2Latent,
+        *,
+        model_id: str,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        window_seconds: float = 10.0,
+        context: int = 4,
+        batch_size: int = 4,
+    ) -> None:
         cfg = model.cfg
         self._place(model, model_id, device, dtype)
         self.hop_length = cfg.samples_per_latent
@@ -117,8 +126,13 @@ class Codec:
 
     unit_name = "latent frames"  # what one unit of `num_latents` is, for messages
 
-    def _place(self, model: torch.nn.Module, model_id: str, device: str | torch.device | None,
-               dtype: torch.dtype | None) -> None:
+    def _place(
+        self,
+        model: torch.nn.Module,
+        model_id: str,
+        device: str | torch.device | None,
+        dtype: torch.dtype | None,
+    ) -> None:
         """Move the model to its device/dtype for inference and record its identity."""
         self.cfg = model.cfg
         self.device = torch.device(device or _auto_device())
@@ -148,8 +162,9 @@ class Codec:
         m = self.num_latents(rows.shape[-1], pad)
         return torch.nn.functional.pad(rows.float(), (pad, self._padded_length(m) - pad - rows.shape[-1])), m
 
-    def _decode_span(self, units: int, steps: int, length: int | None, left_pad: int | None,
-                     seed: int | None) -> tuple[int, int, int]:
+    def _decode_span(
+        self, units: int, steps: int, length: int | None, left_pad: int | None, seed: int | None
+    ) -> tuple[int, int, int]:
         """Check decoding options -> (left pad, output length, seed)."""
         if steps < 1:
             raise M2LError(f"steps must be >= 1, got {steps}")
@@ -157,8 +172,9 @@ class Codec:
         available = self._padded_length(units) - pad
         length = available if length is None else length
         if not 1 <= length <= available:
-            raise M2LError(f"length {length} is outside what {units} {self.unit_name} cover "
-                           f"(1..{available} samples)")
+            raise M2LError(
+                f"length {length} is outside what {units} {self.unit_name} cover (1..{available} samples)"
+            )
         return pad, length, secrets.randbits(63) if seed is None else int(seed)
 
     def _windows(self, total: int) -> list[Window]:
@@ -169,8 +185,7 @@ class Codec:
             yield slice(i, min(i + self.batch_size, count))
 
     # ----------------------------------------------------------------------------- encoding
-    def load(self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
-             ) -> torch.Tensor:
+    def load(self, audio: object, sample_rate: int | None = None, *, downmix: bool = False) -> torch.Tensor:
         """Path or array -> float32 waveform at the model rate, [channels, samples] or batched."""
         if isinstance(audio, str | bytes) or hasattr(audio, "__fspath__"):
             if sample_rate is not None:
@@ -179,8 +194,15 @@ class Codec:
         return to_waveform(audio, sample_rate, self.sample_rate, downmix=downmix)
 
     @torch.inference_mode()
-    def encode(self, audio: object, sample_rate: int | None = None, features: bool = False, *,
-               downmix: bool = False, left_pad: int | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        audio: object,
+        sample_rate: int | None = None,
+        features: bool = False,
+        *,
+        downmix: bool = False,
+        left_pad: int | None = None,
+    ) -> torch.Tensor:
         """Encode audio.
 
         Args:
@@ -198,12 +220,12 @@ class Codec:
         """
         wave = self.load(audio, sample_rate, downmix=downmix)
         lead = wave.shape[:-1]
-        out = self.encode_rows(wave.reshape(-1, wave.shape[-1]), features=features,
-                               left_pad=left_pad)
+        out = self.encode_rows(wave.reshape(-1, wave.shape[-1]), features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
 
-    def encode_rows(self, rows: torch.Tensor, *, features: bool = False,
-                    left_pad: int | None = None) -> torch.Tensor:
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
         """[rows, samples] waveforms at the model rate -> [rows, dim, frames] on the CPU."""
         rows, m = self._pad_rows(rows, left_pad)
         out: torch.Tensor | None = None
@@ -220,23 +242,37 @@ class Codec:
         assert out is not None
         return out if features else out / self.cfg.latent_scale
 
-    def encode_file(self, audio: object, sample_rate: int | None = None, *,
-                    downmix: bool = False) -> LatentFile:
+    def encode_file(
+        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+    ) -> LatentFile:
         """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
         wave = self.load(audio, sample_rate, downmix=downmix)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         z = self.encode_rows(wave)
-        return LatentFile(latents=z, sample_rate=self.sample_rate, length=wave.shape[-1],
-                          model_id=self.model_id, config_hash=self.config_hash,
-                          latent_scale=self.cfg.latent_scale, left_pad=self.default_left_pad)
+        return LatentFile(
+            latents=z,
+            sample_rate=self.sample_rate,
+            length=wave.shape[-1],
+            model_id=self.model_id,
+            config_hash=self.config_hash,
+            latent_scale=self.cfg.latent_scale,
+            left_pad=self.default_left_pad,
+        )
 
     # ----------------------------------------------------------------------------- decoding
     @torch.inference_mode()
-    def decode(self, z: torch.Tensor | np.ndarray | LatentFile, steps: int = 1,
-               seed: int | None = None, length: int | None = None, *,
-               left_pad: int | None = None, allow_model_mismatch: bool = False,
-               sigma_cond: float | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        z: torch.Tensor | np.ndarray | LatentFile,
+        steps: int = 1,
+        seed: int | None = None,
+        length: int | None = None,
+        *,
+        left_pad: int | None = None,
+        allow_model_mismatch: bool = False,
+        sigma_cond: float | None = None,
+    ) -> torch.Tensor:
         """Decode latents to audio.
 
         Args:
@@ -279,15 +315,18 @@ class Codec:
                 ids = range(sl.start, sl.stop)
 
                 def noise(step: int, ids: range = ids, first: int = first, last: int = last):
-                    return torch.stack([tile_noise(seed, r, first, last, step, (2, spc.freq_bins))
-                                        for r in ids]).to(self.device, self.dtype)
+                    return torch.stack(
+                        [tile_noise(seed, r, first, last, step, (2, spc.freq_bins)) for r in ids]
+                    ).to(self.device, self.dtype)
 
-                pyramid = self.model.decode_features(rows[sl, :, win.lo : win.hi].to(
-                    self.device, self.dtype))
+                pyramid = self.model.decode_features(rows[sl, :, win.lo : win.hi].to(self.device, self.dtype))
                 spec = sample_multistep(
                     lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
-                    noise(0), self.cfg.consistency, sigmas=sigmas,
-                    renoise=lambda i, f=noise: f(i + 1))
+                    noise(0),
+                    self.cfg.consistency,
+                    sigmas=sigmas,
+                    renoise=lambda i, f=noise: f(i + 1),
+                )
                 frames = spectrogram_to_frames(spec.float(), spc).cpu()
                 overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
         return out.clamp_(-1.0, 1.0)
@@ -295,17 +334,24 @@ class Codec:
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: object) -> torch.Tensor:
         d = self.latent_dim
-        return checked_latents(z, lambda t: t.dim() in (3, 4) and t.shape[-2] == d and t.shape[-1] >= 1,
-                               f"[channels, {d}, frames] or [batch, channels, {d}, frames]")
+        return checked_latents(
+            z,
+            lambda t: t.dim() in (3, 4) and t.shape[-2] == d and t.shape[-1] >= 1,
+            f"[channels, {d}, frames] or [batch, channels, {d}, frames]",
+        )
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:
         """Refuse latents made by another architecture (or other weights, unless allowed)."""
         if lf.config_hash != self.config_hash or lf.latent_scale != self.cfg.latent_scale:
-            raise M2LError(f"latents were made by model {lf.model_id} (config {lf.config_hash}), "
-                           f"incompatible with {self.model_id} (config {self.config_hash})")
+            raise M2LError(
+                f"latents were made by model {lf.model_id} (config {lf.config_hash}), "
+                f"incompatible with {self.model_id} (config {self.config_hash})"
+            )
         if lf.model_id != self.model_id and not allow_model_mismatch:
-            raise M2LError(f"latents were made by {lf.model_id}, not {self.model_id}; pass "
-                           f"--allow-model-mismatch to decode them anyway")
+            raise M2LError(
+                f"latents were made by {lf.model_id}, not {self.model_id}; pass "
+                f"--allow-model-mismatch to decode them anyway"
+            )
 
 
 def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expected: str) -> torch.Tensor:

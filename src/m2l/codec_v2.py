@@ -48,10 +48,17 @@ class Codec2(Codec):
 
     unit_name = "chunks"
 
-    def __init__(self, model: torch.nn.Module, *, model_id: str,
-                 device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                 batch_size: int = 4, chunk_batch: int = 16,
-                 window_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        model_id: str,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        batch_size: int = 4,
+        chunk_batch: int = 16,
+        window_seconds: float | None = None,
+    ) -> None:
         self._place(model, model_id, device, dtype)
         cfg = self.cfg
         if window_seconds is not None:  # the CLI's --window: audio per encoder pass
@@ -74,8 +81,15 @@ class Codec2(Codec):
         return wave.reshape(-1, 2, wave.shape[-1]), (*wave.shape[:-2], 1)
 
     @torch.inference_mode()
-    def encode(self, audio: object, sample_rate: int | None = None, features: bool = False, *,
-               downmix: bool = False, left_pad: int | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        audio: object,
+        sample_rate: int | None = None,
+        features: bool = False,
+        *,
+        downmix: bool = False,
+        left_pad: int | None = None,
+    ) -> torch.Tensor:
         """Encode audio (a path, or an array [samples], [channels, samples] or batched).
 
         Returns:
@@ -89,8 +103,9 @@ class Codec2(Codec):
         out = self.encode_rows(rows, features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
 
-    def encode_rows(self, rows: torch.Tensor, *, features: bool = False,
-                    left_pad: int | None = None) -> torch.Tensor:
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
         """[R, audio_channels, samples] -> latents [R, chunks, K, d] (or features [R, K * dim])."""
         rows, m = self._pad_rows(rows, left_pad)
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
@@ -105,25 +120,39 @@ class Codec2(Codec):
         z = torch.cat(parts, dim=1)  # [R, chunks, ...]
         return z.mean(1) if features else z / self.cfg.latent_scale
 
-    def encode_file(self, audio: object, sample_rate: int | None = None, *,
-                    downmix: bool = False) -> LatentFile:
+    def encode_file(
+        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+    ) -> LatentFile:
         """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
         wave = self.load(audio, sample_rate, downmix=downmix)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self._rows_of(wave)
-        return LatentFile(latents=self.encode_rows(rows), sample_rate=self.sample_rate,
-                          length=wave.shape[-1], model_id=self.model_id,
-                          config_hash=self.config_hash, latent_scale=self.cfg.latent_scale,
-                          left_pad=self.default_left_pad, kind="v2",
-                          extra={"audio_channels": int(wave.shape[0])})
+        return LatentFile(
+            latents=self.encode_rows(rows),
+            sample_rate=self.sample_rate,
+            length=wave.shape[-1],
+            model_id=self.model_id,
+            config_hash=self.config_hash,
+            latent_scale=self.cfg.latent_scale,
+            left_pad=self.default_left_pad,
+            kind="v2",
+            extra={"audio_channels": int(wave.shape[0])},
+        )
 
     # ----------------------------------------------------------------------------- decoding
     @torch.inference_mode()
-    def decode(self, z: torch.Tensor | np.ndarray | LatentFile, steps: int = 1,
-               seed: int | None = None, length: int | None = None, *,
-               left_pad: int | None = None, allow_model_mismatch: bool = False,
-               sigma_cond: float | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        z: torch.Tensor | np.ndarray | LatentFile,
+        steps: int = 1,
+        seed: int | None = None,
+        length: int | None = None,
+        *,
+        left_pad: int | None = None,
+        allow_model_mismatch: bool = False,
+        sigma_cond: float | None = None,
+    ) -> torch.Tensor:
         """Decode latents to audio, chunk by chunk.
 
         Args:
@@ -153,8 +182,12 @@ class Codec2(Codec):
         pad, length, seed = self._decode_span(z.shape[-3], steps, length, left_pad, seed)
         lead = z.shape[:-3]
         rows = z.reshape(-1, *z.shape[-3:]) * self.cfg.latent_scale
-        wave = torch.cat([self.decode_rows(rows[sl], steps=steps, seed=seed, sigma_cond=sigma_cond,
-                                           first_row=sl.start) for sl in self._rows(rows.shape[0])])
+        wave = torch.cat(
+            [
+                self.decode_rows(rows[sl], steps=steps, seed=seed, sigma_cond=sigma_cond, first_row=sl.start)
+                for sl in self._rows(rows.shape[0])
+            ]
+        )
         wave = wave[..., pad : pad + length]  # [R, audio_channels, length]
         if self.cfg.audio_channels == 1:
             return wave.reshape(*lead, length)
@@ -162,8 +195,9 @@ class Codec2(Codec):
             wave = wave.mean(1, keepdim=True)
         return wave.reshape(*lead[:-1], lead[-1] * wave.shape[1], length)
 
-    def decode_rows(self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float,
-                    first_row: int = 0) -> torch.Tensor:
+    def decode_rows(
+        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float, first_row: int = 0
+    ) -> torch.Tensor:
         """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]."""
         cc = self.cfg.consistency
         r, m = rows.shape[:2]
@@ -187,9 +221,16 @@ class Codec2(Codec):
         self._emit(out, self.model.denoise(left[:, None], sigma, prev_feat)[:, 0], m - 1)
         return out.clamp_(-1.0, 1.0).view(r, self.cfg.audio_channels, -1)
 
-    def _sample(self, left: torch.Tensor | None, feats: list[torch.Tensor], levels: list[float],
-                s_cond: float, seed: int, first_row: int, t: int
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sample(
+        self,
+        left: torch.Tensor | None,
+        feats: list[torch.Tensor],
+        levels: list[float],
+        s_cond: float,
+        seed: int,
+        first_row: int,
+        t: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sample chunk t (with the fixed left chunk, if any) -> (chunk t, refined left chunk).
 
         `feats` are the decoder features of chunk t, or of chunks (t - 1, t) interleaved per row.
@@ -227,6 +268,7 @@ class Codec2(Codec):
     def _check_latents(self, z: object) -> torch.Tensor:
         k, d = self.cfg.num_latents, self.latent_dim
         return checked_latents(
-            z, lambda t: t.dim() in (4, 5) and tuple(t.shape[-2:]) == (k, d) and t.shape[-3] >= 1,
-            f"[channels, chunks, {k}, {d}] or [batch, channels, chunks, {k}, {d}]")
-
+            z,
+            lambda t: t.dim() in (4, 5) and tuple(t.shape[-2:]) == (k, d) and t.shape[-3] >= 1,
+            f"[channels, chunks, {k}, {d}] or [batch, channels, chunks, {k}, {d}]",
+        )

@@ -26,27 +26,42 @@ class EncoderDecoder:
 
     def _options(self, max_waveform_length: int | None, max_batch_size: int | None) -> None:
         if max_waveform_length is not None:
-            self.codec.window = max(int(max_waveform_length) // self.codec.hop_length,
-                                    2 * self.codec.context + 1)
+            self.codec.window = max(
+                int(max_waveform_length) // self.codec.hop_length, 2 * self.codec.context + 1
+            )
         if max_batch_size is not None:
             self.codec.batch_size = max(int(max_batch_size), 1)
 
-    def encode(self, path_or_audio: object, max_waveform_length: int | None = None,
-               max_batch_size: int | None = None, extract_features: bool = False) -> np.ndarray:
+    def encode(
+        self,
+        path_or_audio: object,
+        max_waveform_length: int | None = None,
+        max_batch_size: int | None = None,
+        extract_features: bool = False,
+    ) -> np.ndarray:
         """Path or waveform ([samples], [channels, samples] or [samples, channels]) at the model
         rate -> latents [channels, 64, frames] (or features [channels, dim, frames])."""
         self._options(max_waveform_length, max_batch_size)
         audio = path_or_audio
-        if isinstance(audio, np.ndarray | torch.Tensor) and audio.ndim == 2 \
-                and audio.shape[1] <= 2 < audio.shape[0]:
+        if (
+            isinstance(audio, np.ndarray | torch.Tensor)
+            and audio.ndim == 2
+            and audio.shape[1] <= 2 < audio.shape[0]
+        ):
             audio = audio.T  # the authors' documented [samples, channels] layout
         if isinstance(audio, np.ndarray | torch.Tensor) and audio.ndim > 2:
             raise M2LError(f"audio: expected [samples] or [channels, samples], got {audio.shape}")
         z = self.codec.encode(audio, features=extract_features, left_pad=0)
         return z.numpy()
 
-    def decode(self, latent: object, denoising_steps: int = 1, max_waveform_length: int | None = None,
-               max_batch_size: int | None = None, seed: int | None = None) -> np.ndarray:
+    def decode(
+        self,
+        latent: object,
+        denoising_steps: int = 1,
+        max_waveform_length: int | None = None,
+        max_batch_size: int | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
         """Latents [channels, 64, frames] (or [64, frames]) -> waveform [channels, samples]."""
         self._options(max_waveform_length, max_batch_size)
         z = latent if isinstance(latent, torch.Tensor) else torch.as_tensor(np.asarray(latent))

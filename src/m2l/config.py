@@ -61,8 +61,9 @@ class V1Config:
     def __post_init__(self) -> None:
         levels = len(self.multipliers)
         if len(self.attention) != levels or len(self.freq_only_down) != levels - 1:
-            raise M2LError(f"config {self.name}: attention needs {levels} and "
-                           f"freq_only_down {levels - 1} entries")
+            raise M2LError(
+                f"config {self.name}: attention needs {levels} and freq_only_down {levels - 1} entries"
+            )
         if self.spectral.freq_bins % self.freq_factor:
             raise M2LError(f"config {self.name}: freq_bins not divisible by {self.freq_factor}")
 
@@ -92,15 +93,28 @@ class V1Config:
 
 
 def _tiny() -> V1Config:
-    return V1Config(name="m2l-v1-tiny", base_channels=8, multipliers=(1, 2, 2, 2, 2),
-                    unet_blocks=1, cond_channels=64, bottleneck_channels=64,
-                    bottleneck_blocks=1, heads=2)
+    return V1Config(
+        name="m2l-v1-tiny",
+        base_channels=8,
+        multipliers=(1, 2, 2, 2, 2),
+        unet_blocks=1,
+        cond_channels=64,
+        bottleneck_channels=64,
+        bottleneck_blocks=1,
+        heads=2,
+    )
 
 
 def _small() -> V1Config:
-    return V1Config(name="m2l-v1-small", base_channels=16, multipliers=(1, 2, 4, 4, 4),
-                    unet_blocks=1, cond_channels=128, bottleneck_channels=256,
-                    bottleneck_blocks=2)
+    return V1Config(
+        name="m2l-v1-small",
+        base_channels=16,
+        multipliers=(1, 2, 4, 4, 4),
+        unet_blocks=1,
+        cond_channels=128,
+        bottleneck_channels=256,
+        bottleneck_blocks=2,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,15 +154,20 @@ class V2Config:
 
     def __post_init__(self) -> None:
         if len(self.layers) != len(self.channels) or len(self.freq_only_down) != len(self.channels) - 1:
-            raise M2LError(f"config {self.name}: layers need {len(self.channels)} and "
-                           f"freq_only_down {len(self.channels) - 1} entries")
+            raise M2LError(
+                f"config {self.name}: layers need {len(self.channels)} and "
+                f"freq_only_down {len(self.channels) - 1} entries"
+            )
         f, t = self.token_grid
         if f * self.freq_factor != self.spectral.freq_bins or t * self.time_factor != self.chunk_frames:
-            raise M2LError(f"config {self.name}: a chunk of {self.spectral.freq_bins} x "
-                           f"{self.chunk_frames} does not divide into whole patches")
+            raise M2LError(
+                f"config {self.name}: a chunk of {self.spectral.freq_bins} x "
+                f"{self.chunk_frames} does not divide into whole patches"
+            )
         if self.dim % self.heads or (not self.summary and self.num_latents % t):
-            raise M2LError(f"config {self.name}: dim must divide by heads and (ordered) K by "
-                           f"the {t} token columns")
+            raise M2LError(
+                f"config {self.name}: dim must divide by heads and (ordered) K by the {t} token columns"
+            )
 
     @property
     def freq_factor(self) -> int:
@@ -174,14 +193,28 @@ class V2Config:
 
 
 def _v2_small(**kw: Any) -> V2Config:
-    base = {"name": "m2l2-small", "channels": (16, 32, 64, 64, 128, 128), "layers": (1, 1, 1, 2, 2, 1),
-            "dim": 128, "depth": 4, "heads": 4, "cond_channels": 128}
+    base = {
+        "name": "m2l2-small",
+        "channels": (16, 32, 64, 64, 128, 128),
+        "layers": (1, 1, 1, 2, 2, 1),
+        "dim": 128,
+        "depth": 4,
+        "heads": 4,
+        "cond_channels": 128,
+    }
     return V2Config(**{**base, **kw})
 
 
 def _v2_tiny(**kw: Any) -> V2Config:
-    base = {"name": "m2l2-tiny", "channels": (8, 16, 32, 32, 64, 64), "layers": (1, 1, 1, 1, 1, 1),
-            "dim": 64, "depth": 2, "heads": 2, "cond_channels": 64}
+    base = {
+        "name": "m2l2-tiny",
+        "channels": (8, 16, 32, 32, 64, 64),
+        "layers": (1, 1, 1, 1, 1, 1),
+        "dim": 64,
+        "depth": 2,
+        "heads": 2,
+        "cond_channels": 64,
+    }
     return V2Config(**{**base, **kw})
 
 

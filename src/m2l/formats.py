@@ -61,12 +61,10 @@ def _replacing(path: Path, force: bool) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path,
-                force: bool) -> None:
+def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path, force: bool) -> None:
     """Write a safetensors file via a temp file in the same folder and an atomic rename."""
     with _replacing(Path(path), force) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata=metadata)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def atomic_write_text(path: Path, text: str, force: bool) -> None:
@@ -125,8 +123,9 @@ def _check_version(path: Path, meta: dict, supported: int) -> int:
     except ValueError:
         raise M2LError(f"{path}: missing or malformed format version") from None
     if version > supported:
-        raise M2LError(f"{path}: format version {version} is newer than this m2l supports "
-                       f"({supported}); upgrade m2l")
+        raise M2LError(
+            f"{path}: format version {version} is newer than this m2l supports ({supported}); upgrade m2l"
+        )
     return version
 
 
@@ -152,11 +151,20 @@ class LatentFile:
 def save_latents(path: str | os.PathLike, lf: LatentFile, *, force: bool = False) -> None:
     """Write a `.m2l` latent file atomically."""
     tensors = {"latents": lf.latents.float()}
-    meta = {"format": LATENT_FORMAT, "version": str(LATENT_VERSION), "model_id": lf.model_id,
-            "config_hash": lf.config_hash, "kind": lf.kind, "sample_rate": str(lf.sample_rate),
-            "length": str(lf.length), "channels": str(lf.channels),
-            "latent_scale": repr(lf.latent_scale), "left_pad": str(lf.left_pad),
-            "extra": json.dumps(lf.extra), "sha256": tensors_digest(tensors)}
+    meta = {
+        "format": LATENT_FORMAT,
+        "version": str(LATENT_VERSION),
+        "model_id": lf.model_id,
+        "config_hash": lf.config_hash,
+        "kind": lf.kind,
+        "sample_rate": str(lf.sample_rate),
+        "length": str(lf.length),
+        "channels": str(lf.channels),
+        "latent_scale": repr(lf.latent_scale),
+        "left_pad": str(lf.left_pad),
+        "extra": json.dumps(lf.extra),
+        "sha256": tensors_digest(tensors),
+    }
     atomic_save(tensors, meta, Path(path), force)
 
 
@@ -167,31 +175,46 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     _check_version(path, meta, LATENT_VERSION)
     try:
         latents = tensors["latents"]
-        lf = LatentFile(latents=latents, sample_rate=int(meta["sample_rate"]),
-                        length=int(meta["length"]), model_id=meta["model_id"],
-                        config_hash=meta["config_hash"], latent_scale=float(meta["latent_scale"]),
-                        left_pad=int(meta["left_pad"]), kind=meta.get("kind", "v1"),
-                        extra=json.loads(meta.get("extra", "{}")))
+        lf = LatentFile(
+            latents=latents,
+            sample_rate=int(meta["sample_rate"]),
+            length=int(meta["length"]),
+            model_id=meta["model_id"],
+            config_hash=meta["config_hash"],
+            latent_scale=float(meta["latent_scale"]),
+            left_pad=int(meta["left_pad"]),
+            kind=meta.get("kind", "v1"),
+            extra=json.loads(meta.get("extra", "{}")),
+        )
     except (KeyError, ValueError) as err:
         raise M2LError(f"{path}: malformed latent file metadata ({err})") from None
     dims = {"v1": 3, "v2": 4}.get(lf.kind)
     if latents.dim() != dims or int(meta.get("channels", -1)) != latents.shape[0]:
-        raise M2LError(f"{path}: latents have shape {tuple(latents.shape)}, inconsistent with "
-                       f"its metadata")
+        raise M2LError(f"{path}: latents have shape {tuple(latents.shape)}, inconsistent with its metadata")
     if lf.length < 1 or lf.sample_rate < 1 or lf.left_pad < 0:
         raise M2LError(f"{path}: malformed latent file metadata (length/sample_rate/left_pad)")
     return lf
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: ModelConfig, *,
-                    force: bool = False, extra: dict[str, Any] | None = None,
-                    dtype: torch.dtype = torch.float32) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    *,
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> None:
     """Write model weights + config as an m2l checkpoint (safetensors), atomically; floating
     tensors are stored as `dtype` (float16 halves the file; loading casts back to float32)."""
     tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    meta = {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION),
-            "config": json.dumps(config_to_dict(config)), "extra": json.dumps(extra or {}),
-            "sha256": tensors_digest(tensors)}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": str(CHECKPOINT_VERSION),
+        "config": json.dumps(config_to_dict(config)),
+        "extra": json.dumps(extra or {}),
+        "sha256": tensors_digest(tensors),
+    }
     atomic_save(tensors, meta, Path(path), force)
 
 

@@ -28,8 +28,7 @@ def default_checkpoint() -> Path:
     """Path of the shipped default model (package data)."""
     path = Path(__file__).parent / "weights" / "m2l-default.safetensors"
     if not path.is_file():
-        raise M2LError(f"the shipped default model is missing ({path}); reinstall m2l or pass "
-                       f"--model")
+        raise M2LError(f"the shipped default model is missing ({path}); reinstall m2l or pass --model")
     return path
 
 
@@ -65,8 +64,7 @@ def run_checkpoint(run: Path) -> Path:
     return found[-1][1]
 
 
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str
-                ) -> torch.nn.Module:
+def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str) -> torch.nn.Module:
     """Instantiate a model and load `state` strictly (every key, every shape)."""
     model = create(config)
     if state is None:
@@ -74,18 +72,22 @@ def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, sour
     ours = model.state_dict()
     missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
     if missing or unexpected:
-        raise M2LError(f"{source}: weights do not fit {config.name}: {len(missing)} missing, "
-                       f"{len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})")
+        raise M2LError(
+            f"{source}: weights do not fit {config.name}: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})"
+        )
     for key, value in state.items():
         if value.shape != ours[key].shape:
-            raise M2LError(f"{source}: tensor {key} has shape {tuple(value.shape)}, expected "
-                           f"{tuple(ours[key].shape)}")
+            raise M2LError(
+                f"{source}: tensor {key} has shape {tuple(value.shape)}, expected {tuple(ours[key].shape)}"
+            )
     model.load_state_dict(state)
     return model
 
 
-def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
-               ) -> tuple[torch.nn.Module, str]:
+def load_model(
+    source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+) -> tuple[torch.nn.Module, str]:
     """Resolve a source to (model, model_id). See `load` for the accepted sources."""
     name = str(source)
     if name in PRESETS:
@@ -106,8 +108,10 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
     if path.is_dir():
         return load_model(run_checkpoint(path))
     if not path.is_file():
-        raise M2LError(f"{source}: no such checkpoint file or preset "
-                       f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})")
+        raise M2LError(
+            f"{source}: no such checkpoint file or preset "
+            f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})"
+        )
     if _is_safetensors(path):
         if (safetensors_metadata(path) or {}).get("format") == STATE_FORMAT:  # training checkpoint: EMA
             parts = read_state(path)
@@ -117,15 +121,19 @@ def load_model(source: str | os.PathLike, checkpoint: str | os.PathLike | None =
         return build_model(config, state, str(path)), f"{config.name}@{meta['sha256'][:12]}"
     config = preset("m2l-v1")
     ours = Music2Latent(config)
-    state = convert_official_state_dict(read_authors_checkpoint(path), config, ours.state_dict(),
-                                        str(path))
+    state = convert_official_state_dict(read_authors_checkpoint(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
 
 
-def load(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device | None = None,
-         dtype: torch.dtype | None = None, *, checkpoint: str | os.PathLike | None = None,
-         **codec_options: object) -> Codec:
+def load(
+    source: str | os.PathLike = DEFAULT_NAME,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    **codec_options: object,
+) -> Codec:
     """Load a codec.
 
     Args:
@@ -159,8 +167,7 @@ def make_codec(model: torch.nn.Module, **options: object) -> Codec:
 def convert(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> str:
     """Write any loadable source as an m2l checkpoint; returns the model id."""
     model, model_id = load_model(source)
-    save_checkpoint(out, model.state_dict(), model.cfg, force=force,
-                    extra={"converted_from": str(source)})
+    save_checkpoint(out, model.state_dict(), model.cfg, force=force, extra={"converted_from": str(source)})
     return model_id
 
 
@@ -169,11 +176,15 @@ def fetch_authors_checkpoint() -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise M2LError("fetching 'music2latent' needs huggingface_hub (pip install "
-                       "'m2l[hub]'); or pass the checkpoint file with --model PATH") from None
+        raise M2LError(
+            "fetching 'music2latent' needs huggingface_hub (pip install "
+            "'m2l[hub]'); or pass the checkpoint file with --model PATH"
+        ) from None
     try:
         return Path(hf_hub_download(HUB_REPO, HUB_FILE))
     except Exception as err:  # offline, hub down, repo moved: one clear line
         kind = type(err).__name__
-        raise M2LError(f"cannot fetch the authors' checkpoint {HUB_REPO}/{HUB_FILE} ({kind}); "
-                       f"offline? download music2latent.pt elsewhere and pass --model PATH") from None
+        raise M2LError(
+            f"cannot fetch the authors' checkpoint {HUB_REPO}/{HUB_FILE} ({kind}); "
+            f"offline? download music2latent.pt elsewhere and pass --model PATH"
+        ) from None

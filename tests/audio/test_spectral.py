@@ -29,8 +29,9 @@ def test_round_trip_reconstructs_interior():
 def test_compression_matches_definition():
     x = _bandlimited(4096, batch=1)
     spec = to_spectrogram(x, CFG)
-    ref = torch.stft(x, CFG.n_fft, CFG.hop_length, window=torch.hann_window(CFG.n_fft),
-                     center=False, return_complex=True)[:, : CFG.freq_bins]
+    ref = torch.stft(
+        x, CFG.n_fft, CFG.hop_length, window=torch.hann_window(CFG.n_fft), center=False, return_complex=True
+    )[:, : CFG.freq_bins]
     mag = torch.complex(spec[:, 0], spec[:, 1]).abs()
     assert torch.allclose(mag, CFG.beta * ref.abs() ** CFG.alpha, atol=1e-4)
     phase_ok = torch.angle(torch.complex(spec[:, 0], spec[:, 1])) - torch.angle(ref)

@@ -103,7 +103,15 @@ def test_curriculum_gap_starts_with_denoising_and_halves_per_stage_down_to_its_f
     from m2l.consistency.schedule import curriculum_gap
 
     assert [curriculum_gap(s, 100, 1 / 8) for s in (0, 99, 100, 199, 200, 300, 400, 10_000)] == [
-        1.0, 1.0, 0.5, 0.5, 0.25, 0.125, 0.125, 0.125]
+        1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.25,
+        0.125,
+        0.125,
+        0.125,
+    ]
 
 
 def test_relative_teacher_sigma_spans_sigma_min_to_sigma():

@@ -48,5 +48,11 @@ def test_unknown_weighting_is_refused():
     import pytest
 
     with pytest.raises(ValueError, match="weighting"):
-        consistency_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1),
-                         torch.zeros(1, 1), 0.1, weighting="nope")
+        consistency_loss(
+            torch.zeros(1, 1, 2),
+            torch.zeros(1, 1, 2),
+            torch.ones(1, 1),
+            torch.zeros(1, 1),
+            0.1,
+            weighting="nope",
+        )

@@ -19,8 +19,11 @@ from m2l.datasets.fetch import Fetcher, dep5_file_licences, split_by_language
 from m2l.datasets.notes import INSTRUMENTS, plan_notes
 from m2l.errors import M2LError
 
-MUSIC = {"train": {"ufoai-music", "wesnoth-1.16-music", "hedgewars-data"}, "val": {"supertux-data"},
-         "test": {"nexuiz-music"}}
+MUSIC = {
+    "train": {"ufoai-music", "wesnoth-1.16-music", "hedgewars-data"},
+    "val": {"supertux-data"},
+    "test": {"nexuiz-music"},
+}
 
 
 def _fetcher(data: Path, packages: FakePackages, **options: object) -> Fetcher:
@@ -30,8 +33,9 @@ def _fetcher(data: Path, packages: FakePackages, **options: object) -> Fetcher:
 
 
 def _manifests(data: Path, name: str) -> dict[str, list[dict]]:
-    return {split: read_manifest(data / name / split / "manifest.jsonl")
-            for split in ("train", "val", "test")}
+    return {
+        split: read_manifest(data / name / split / "manifest.jsonl") for split in ("train", "val", "test")
+    }
 
 
 def test_music_is_split_by_package_with_manifests(tmp_path: Path, fake_packages: FakePackages) -> None:
@@ -40,20 +44,28 @@ def test_music_is_split_by_package_with_manifests(tmp_path: Path, fake_packages:
         summary = _fetcher(data, fake_packages).run(["music"])
     assert sorted(str(w.message) for w in record) == [
         "nexuiz-music: 1 file(s) that soundfile cannot read were left out: zz.wav",  # a corrupt member
-        "wesnoth-1.16-music: 1 file(s) that soundfile cannot read were left out: broken.ogg"]
+        "wesnoth-1.16-music: 1 file(s) that soundfile cannot read were left out: broken.ogg",
+    ]
     manifests = _manifests(data, "music")
     for split, packages in MUSIC.items():
         assert {e["source"] for e in manifests[split]} == packages
         assert summary["music"][split]["files"] == len(manifests[split])
     paths = sorted(e["path"] for m in manifests.values() for e in m)
     assert paths == [
-        "music/test/nexuiz-music/track1.ogg", "music/train/hedgewars-data/alias.ogg",
+        "music/test/nexuiz-music/track1.ogg",
+        "music/train/hedgewars-data/alias.ogg",
         "music/train/hedgewars-data/theme.ogg",
-        "music/train/ufoai-music/a.ogg", "music/train/ufoai-music/b.ogg",
-        "music/train/wesnoth-1.16-music/battle.ogg", "music/train/wesnoth-1.16-music/calm.flac",
-        "music/val/supertux-data/forest/woods.ogg"]
-    on_disk = sorted(p.relative_to(data).as_posix() for p in (data / "music").rglob("*")
-                     if p.is_file() and p.name != "manifest.jsonl")
+        "music/train/ufoai-music/a.ogg",
+        "music/train/ufoai-music/b.ogg",
+        "music/train/wesnoth-1.16-music/battle.ogg",
+        "music/train/wesnoth-1.16-music/calm.flac",
+        "music/val/supertux-data/forest/woods.ogg",
+    ]
+    on_disk = sorted(
+        p.relative_to(data).as_posix()
+        for p in (data / "music").rglob("*")
+        if p.is_file() and p.name != "manifest.jsonl"
+    )
     assert on_disk == paths  # the unreadable file and non-music files were not copied
     assert not any(p.is_symlink() for p in (data / "music").rglob("*"))  # a symlink's target is copied
     by_path = {e["path"]: e for m in manifests.values() for e in m}
@@ -81,14 +93,17 @@ def test_speech_is_split_by_language(tmp_path: Path, fake_packages: FakePackages
     assert set(language) == {lang.split("_")[0] for lang in KLETTRES_LANGUAGES}
     assert set(language.values()) == {"train", "val", "test"}
     assert [e["path"] for e in manifests["test"] if e["source"] == "alsa-utils"] == [
-        "speech/test/alsa-utils/Front_Center.wav"]
+        "speech/test/alsa-utils/Front_Center.wav"
+    ]
     assert not (data / "music").exists() and not (data / "notes").exists()
 
 
 def test_split_by_language_rule() -> None:
-    paths = [f"{lang}/alpha/{i}.ogg" for n, lang in enumerate(["de", "en", "en_GB", "fr", "it", "ml", "nl",
-                                                               "ru", "uk", "es", "cs", "da"])
-             for i in range(3 + 7 * n % 11)]
+    paths = [
+        f"{lang}/alpha/{i}.ogg"
+        for n, lang in enumerate(["de", "en", "en_GB", "fr", "it", "ml", "nl", "ru", "uk", "es", "cs", "da"])
+        for i in range(3 + 7 * n % 11)
+    ]
     splits = split_by_language(paths)
     assert splits == split_by_language(list(reversed(paths)))
     assert splits["en/alpha/0.ogg"] == splits["en_GB/alpha/0.ogg"]
@@ -99,11 +114,16 @@ def test_split_by_language_rule() -> None:
 
 
 def test_dep5_explicit_files_only() -> None:
-    text = ("Files: *\nLicense: GPL-2+\n\nFiles: data/music/*\nLicense: GPL-3\n\n"
-            "Files: base/music/x.ogg\n base/music/y.ogg\nCopyright: a\nLicense: CC-BY-SA-3.0\n Text.\n\n"
-            "Files: other/y.ogg\nLicense: MIT\n")
-    assert dep5_file_licences(text) == {("music", "x.ogg"): "CC-BY-SA-3.0",
-                                        ("music", "y.ogg"): "CC-BY-SA-3.0", ("other", "y.ogg"): "MIT"}
+    text = (
+        "Files: *\nLicense: GPL-2+\n\nFiles: data/music/*\nLicense: GPL-3\n\n"
+        "Files: base/music/x.ogg\n base/music/y.ogg\nCopyright: a\nLicense: CC-BY-SA-3.0\n Text.\n\n"
+        "Files: other/y.ogg\nLicense: MIT\n"
+    )
+    assert dep5_file_licences(text) == {
+        ("music", "x.ogg"): "CC-BY-SA-3.0",
+        ("music", "y.ogg"): "CC-BY-SA-3.0",
+        ("other", "y.ogg"): "MIT",
+    }
 
 
 def test_second_run_does_nothing_and_force_redoes(tmp_path: Path, fake_packages: FakePackages) -> None:
@@ -113,8 +133,9 @@ def test_second_run_does_nothing_and_force_redoes(tmp_path: Path, fake_packages:
     music = sorted(MUSIC["train"] | MUSIC["val"] | MUSIC["test"])
     assert fake_packages.extracted == Counter(music + ["klettres-data", "alsa-utils"])
     markers = sorted(p.name for p in (data / ".m2l" / "parts").iterdir())
-    assert markers == sorted([f"music.{p}.json" for p in music]
-                             + ["speech.klettres-data.json", "speech.alsa-utils.json"])
+    assert markers == sorted(
+        [f"music.{p}.json" for p in music] + ["speech.klettres-data.json", "speech.alsa-utils.json"]
+    )
     stamps = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file() and p.name != "lock"}
     again = _fetcher(data, fake_packages).run(["music", "speech"])
     assert again == first
@@ -187,17 +208,30 @@ def _tool(folder: Path, name: str, script: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-@pytest.mark.parametrize("apt_cache, apt_get, message", [
-    ("echo 'N: Unable to locate package nope' >&2; echo 'E: No packages found' >&2; exit 100", "exit 0",
-     "package nope is not available from apt"),
-    ("echo 'Package: nope'; echo 'Size: 10'", "echo 'E: Unable to locate package nope' >&2; exit 100",
-     "package nope is not available from apt"),
-    ("echo 'Package: nope'; echo 'Size: 10'",
-     "echo 'E: Write error - write (28: No space left on device)' >&2; exit 100", "disk full"),
-    ("echo 'Package: nope'; echo 'Size: 1000000000000000'", "exit 0", "not enough disk space for nope"),
-])
-def test_debian_package_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, apt_cache: str,
-                                            apt_get: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "apt_cache, apt_get, message",
+    [
+        (
+            "echo 'N: Unable to locate package nope' >&2; echo 'E: No packages found' >&2; exit 100",
+            "exit 0",
+            "package nope is not available from apt",
+        ),
+        (
+            "echo 'Package: nope'; echo 'Size: 10'",
+            "echo 'E: Unable to locate package nope' >&2; exit 100",
+            "package nope is not available from apt",
+        ),
+        (
+            "echo 'Package: nope'; echo 'Size: 10'",
+            "echo 'E: Write error - write (28: No space left on device)' >&2; exit 100",
+            "disk full",
+        ),
+        ("echo 'Package: nope'; echo 'Size: 1000000000000000'", "exit 0", "not enough disk space for nope"),
+    ],
+)
+def test_debian_package_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, apt_cache: str, apt_get: str, message: str
+) -> None:
     bin_dir = tmp_path / "bin"
     _tool(bin_dir, "apt-cache", apt_cache)
     _tool(bin_dir, "apt-get", apt_get)
@@ -230,8 +264,9 @@ def test_notes_part_renders_labelled_notes(tmp_path: Path, fake_packages: FakePa
     assert fake_packages.extracted == Counter({"fluid-soundfont-gm": 1})
 
 
-def test_notes_without_renderer_is_one_line(tmp_path: Path, fake_packages: FakePackages,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notes_without_renderer_is_one_line(
+    tmp_path: Path, fake_packages: FakePackages, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "tinysoundfont", None)

@@ -11,10 +11,25 @@ from m2l.cli import main
 from m2l.datasets import data_root, manifest_rows, read_manifest
 from m2l.errors import M2LError
 
-GOOD = {"path": "music/train/pkg/a.ogg", "duration": 12.5, "sample_rate": 44100, "channels": 2,
-        "licence": "GPL-2+", "source": "pkg"}
-NOTE = {**GOOD, "path": "notes/train/p001-piano/n060-v080.wav", "program": 1, "instrument": "Piano",
-        "family": "Piano", "pitch": 60, "pitch_class": 0, "velocity": 80, "split": "train"}
+GOOD = {
+    "path": "music/train/pkg/a.ogg",
+    "duration": 12.5,
+    "sample_rate": 44100,
+    "channels": 2,
+    "licence": "GPL-2+",
+    "source": "pkg",
+}
+NOTE = {
+    **GOOD,
+    "path": "notes/train/p001-piano/n060-v080.wav",
+    "program": 1,
+    "instrument": "Piano",
+    "family": "Piano",
+    "pitch": 60,
+    "pitch_class": 0,
+    "velocity": 80,
+    "split": "train",
+}
 
 
 def _write(path: Path, *lines: str) -> Path:
@@ -29,24 +44,28 @@ def test_reads_common_and_note_entries(tmp_path: Path) -> None:
     assert read_manifest(_write(tmp_path / "empty.jsonl")) == []
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    (json.dumps({k: v for k, v in GOOD.items() if k != "duration"}), "missing field 'duration'"),
-    (json.dumps({**GOOD, "sample_rate": "44100"}), "field 'sample_rate' must be a positive integer"),
-    (json.dumps({**GOOD, "channels": True}), "field 'channels'"),
-    (json.dumps({**GOOD, "channels": 0}), "field 'channels'"),
-    (json.dumps({**GOOD, "duration": -1}), "field 'duration'"),
-    (json.dumps({**GOOD, "path": "/abs/a.ogg"}), "field 'path'"),
-    (json.dumps({**GOOD, "path": "music/../../etc/passwd"}), "field 'path'"),
-    (json.dumps({**GOOD, "licence": ""}), "field 'licence'"),
-    (json.dumps({**GOOD, "pitch": 60}), "missing field 'program'"),
-    (json.dumps({**NOTE, "pitch_class": 1}), "pitch_class 1 is not pitch 60 % 12"),
-    (json.dumps({**NOTE, "split": "dev"}), "field 'split' must be one of train, val, test"),
-    (json.dumps({**NOTE, "program": 0}), "field 'program' must be an integer in 1..128"),
-])
-def test_malformed_lines_are_one_line_errors_naming_file_and_line(tmp_path: Path, line: str,
-                                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "duration"}), "missing field 'duration'"),
+        (json.dumps({**GOOD, "sample_rate": "44100"}), "field 'sample_rate' must be a positive integer"),
+        (json.dumps({**GOOD, "channels": True}), "field 'channels'"),
+        (json.dumps({**GOOD, "channels": 0}), "field 'channels'"),
+        (json.dumps({**GOOD, "duration": -1}), "field 'duration'"),
+        (json.dumps({**GOOD, "path": "/abs/a.ogg"}), "field 'path'"),
+        (json.dumps({**GOOD, "path": "music/../../etc/passwd"}), "field 'path'"),
+        (json.dumps({**GOOD, "licence": ""}), "field 'licence'"),
+        (json.dumps({**GOOD, "pitch": 60}), "missing field 'program'"),
+        (json.dumps({**NOTE, "pitch_class": 1}), "pitch_class 1 is not pitch 60 % 12"),
+        (json.dumps({**NOTE, "split": "dev"}), "field 'split' must be one of train, val, test"),
+        (json.dumps({**NOTE, "program": 0}), "field 'program' must be an integer in 1..128"),
+    ],
+)
+def test_malformed_lines_are_one_line_errors_naming_file_and_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = _write(tmp_path / "manifest.jsonl", json.dumps(GOOD), line)
     with pytest.raises(M2LError) as info:
         read_manifest(path)
@@ -86,11 +105,14 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert main(["data"]) == 2
 
 
-def test_cli_reports_missing_tools_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_reports_missing_tools_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert main(["data", "fetch", str(tmp_path / "data"), "--what", "speech", "-q"]) == 1
     out, err = capsys.readouterr()
-    assert err.strip() == ("m2l: error: apt-get not found: `m2l data fetch` needs a Debian or Ubuntu "
-                           "system (apt-get and dpkg-deb)")
+    assert err.strip() == (
+        "m2l: error: apt-get not found: `m2l data fetch` needs a Debian or Ubuntu "
+        "system (apt-get and dpkg-deb)"
+    )
     assert out == ""

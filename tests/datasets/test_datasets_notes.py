@@ -30,14 +30,28 @@ try:
     import tinysoundfont  # noqa: F401
 except ImportError:
     HAS_RENDERER = False
-needs_renderer = pytest.mark.skipif(not HAS_RENDERER, reason="tinysoundfont is not installed "
-                                    "(optional extra m2l[data]); rendering is not tested")
+needs_renderer = pytest.mark.skipif(
+    not HAS_RENDERER,
+    reason="tinysoundfont is not installed (optional extra m2l[data]); rendering is not tested",
+)
 
 
 # ----------------------------------------------------------------------------- MIDI
-@pytest.mark.parametrize("value, encoded", [
-    (0, "00"), (0x40, "40"), (0x7F, "7f"), (0x80, "8100"), (0x2000, "c000"), (0x3FFF, "ff7f"),
-    (0x4000, "818000"), (0x1FFFFF, "ffff7f"), (0x200000, "81808000"), (0x0FFFFFFF, "ffffff7f")])
+@pytest.mark.parametrize(
+    "value, encoded",
+    [
+        (0, "00"),
+        (0x40, "40"),
+        (0x7F, "7f"),
+        (0x80, "8100"),
+        (0x2000, "c000"),
+        (0x3FFF, "ff7f"),
+        (0x4000, "818000"),
+        (0x1FFFFF, "ffff7f"),
+        (0x200000, "81808000"),
+        (0x0FFFFFFF, "ffffff7f"),
+    ],
+)
 def test_variable_length_quantities_match_the_midi_specification(value: int, encoded: str) -> None:
     assert _vlq(value).hex() == encoded
 
@@ -76,30 +90,83 @@ def test_read_midi_handles_format_1_running_status_and_tempo_changes() -> None:
     def track(body: bytes) -> bytes:
         return b"MTrk" + len(body).to_bytes(4, "big") + body
 
-    conductor = track(bytes([0, 0xFF, 0x51, 3, 0x0F, 0x42, 0x40,  # 1 s per beat
-                             0x60, 0xFF, 0x51, 3, 0x07, 0xA1, 0x20,  # 96 ticks later: 0.5 s per beat
-                             0, 0xFF, 0x2F, 0]))
-    notes = track(bytes([0, 0xF0, 2, 0x7E, 0xF7,  # a sysex event, skipped
-                         0x30, 0x91, 60, 100,  # tick 48: 0.5 s
-                         0x60, 62, 100,  # running status, tick 144: 1 s + 48 ticks at 0.5 s = 1.25 s
-                         0x60, 0x81, 60, 0,  # tick 240
-                         0, 0xFF, 0x2F, 0]))
+    conductor = track(
+        bytes(
+            [
+                0,
+                0xFF,
+                0x51,
+                3,
+                0x0F,
+                0x42,
+                0x40,  # 1 s per beat
+                0x60,
+                0xFF,
+                0x51,
+                3,
+                0x07,
+                0xA1,
+                0x20,  # 96 ticks later: 0.5 s per beat
+                0,
+                0xFF,
+                0x2F,
+                0,
+            ]
+        )
+    )
+    notes = track(
+        bytes(
+            [
+                0,
+                0xF0,
+                2,
+                0x7E,
+                0xF7,  # a sysex event, skipped
+                0x30,
+                0x91,
+                60,
+                100,  # tick 48: 0.5 s
+                0x60,
+                62,
+                100,  # running status, tick 144: 1 s + 48 ticks at 0.5 s = 1.25 s
+                0x60,
+                0x81,
+                60,
+                0,  # tick 240
+                0,
+                0xFF,
+                0x2F,
+                0,
+            ]
+        )
+    )
     data = b"MThd" + bytes([0, 0, 0, 6, 0, 1, 0, 2, 0, 96]) + conductor + notes
     events, length = read_midi(data)
-    assert events == [(0.5, bytes([0x91, 60, 100])), (1.25, bytes([0x91, 62, 100])),
-                      (1.75, bytes([0x81, 60, 0]))]
+    assert events == [
+        (0.5, bytes([0x91, 60, 100])),
+        (1.25, bytes([0x91, 62, 100])),
+        (1.75, bytes([0x81, 60, 0])),
+    ]
     assert length == 1.75
 
 
-@pytest.mark.parametrize("data", [b"", b"RIFF....", note_midi(1, 60, 80)[:-3],
-                                  b"MThd" + bytes([0, 0, 0, 6, 0, 2, 0, 1, 1, 0xE0])])
+@pytest.mark.parametrize(
+    "data", [b"", b"RIFF....", note_midi(1, 60, 80)[:-3], b"MThd" + bytes([0, 0, 0, 6, 0, 2, 0, 1, 1, 0xE0])]
+)
 def test_read_midi_refuses_broken_files(data: bytes) -> None:
     with pytest.raises(M2LError, match="MIDI"):
         read_midi(data)
 
 
-@pytest.mark.parametrize("events, end", [([(0, bytes([0x90, 60]))], 10), ([(0, bytes([0x90, 200, 1]))], 10),
-                                         ([(20, bytes([0x80, 60, 0]))], 10), ([(0, b"")], 10)])
+@pytest.mark.parametrize(
+    "events, end",
+    [
+        ([(0, bytes([0x90, 60]))], 10),
+        ([(0, bytes([0x90, 200, 1]))], 10),
+        ([(20, bytes([0x80, 60, 0]))], 10),
+        ([(0, b"")], 10),
+    ],
+)
 def test_midi_file_refuses_bad_events(events: list[tuple[int, bytes]], end: int) -> None:
     with pytest.raises(M2LError, match="MIDI"):
         midi_file(events, end)
@@ -128,8 +195,10 @@ def test_gm_families_come_in_groups_of_eight() -> None:
 
 def test_splits_hold_out_instances_not_labels() -> None:
     plan = plan_notes()
-    by_split = {s: {(n.instrument.program, n.pitch, n.velocity) for n in plan if n.split == s}
-                for s in ("train", "val", "test")}
+    by_split = {
+        s: {(n.instrument.program, n.pitch, n.velocity) for n in plan if n.split == s}
+        for s in ("train", "val", "test")
+    }
     labels = {(p, pitch) for p, pitch, _ in by_split["train"]}
     assert labels == {(n.instrument.program, n.pitch) for n in plan}  # every label is in train
     held_out = by_split["val"] | by_split["test"]
@@ -172,7 +241,7 @@ def test_renderer_plays_pitch_velocity_and_release(sine_sf2: Path) -> None:
     assert abs(_peak_hz(renderer.render(note_midi(1, 81, 80))[4410:66150]) - 880.0) < 1.0
     rms = [float(np.sqrt(np.mean(renderer.render(note_midi(1, 69, v))[4410:66150] ** 2))) for v in (40, 120)]
     assert rms[1] > 2 * rms[0] > 0.01
-    assert np.abs(a4[66150:66150 + 441]).max() > 0.05  # still sounding just after note off (release)
+    assert np.abs(a4[66150 : 66150 + 441]).max() > 0.05  # still sounding just after note off (release)
     assert np.abs(a4[-4410:]).max() < 1e-3  # the 0.2 s release is over before 2 s
 
 

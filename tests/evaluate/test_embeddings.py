@@ -78,16 +78,18 @@ def test_louder_shifts_the_means_by_log_gain() -> None:
     emb = load_embedder("mel-stats")
     x = noise(2 * RATE, seed=2)
     quiet, loud = emb(x), emb(2 * x)
-    torch.testing.assert_close(loud[:, :N_MELS] - quiet[:, :N_MELS],
-                               torch.full((3, N_MELS), math.log(2.0)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        loud[:, :N_MELS] - quiet[:, :N_MELS], torch.full((3, N_MELS), math.log(2.0)), atol=1e-3, rtol=0
+    )
     torch.testing.assert_close(loud[:, N_MELS:], quiet[:, N_MELS:], atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("band", [40, 50])
 def test_a_tone_peaks_in_its_band(band: int) -> None:
     # Slaney edges are evenly spaced in mels from 0 to 8 kHz; band m peaks at edge m + 1.
-    edges = torch.linspace(0.0, float(hz_to_mel(torch.tensor(8000.0, dtype=torch.float64))), N_MELS + 2,
-                           dtype=torch.float64)
+    edges = torch.linspace(
+        0.0, float(hz_to_mel(torch.tensor(8000.0, dtype=torch.float64))), N_MELS + 2, dtype=torch.float64
+    )
     centre = float(mel_to_hz(edges[band + 1]))
     out = load_embedder("mel-stats")(tone(centre))
     assert int(out[0, :N_MELS].argmax()) == band

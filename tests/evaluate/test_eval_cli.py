@@ -36,8 +36,10 @@ def error_lines(err: str) -> list[str]:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("eval-ckpt")
-    return {"v1": save_random_checkpoint(root / "v1.safetensors", "m2l-v1-tiny", seed=0),
-            "v2": save_random_checkpoint(root / "v2.safetensors", "m2l2-tiny", seed=1)}
+    return {
+        "v1": save_random_checkpoint(root / "v1.safetensors", "m2l-v1-tiny", seed=0),
+        "v2": save_random_checkpoint(root / "v2.safetensors", "m2l2-tiny", seed=1),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +48,48 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("DATA")
     split = data / "musicset" / "test"
     paths = write_items(split)
-    lines = [json.dumps({"path": p.relative_to(data).as_posix(), "duration": 1.0, "sample_rate": RATE,
-                         "channels": 1, "licence": "CC0", "source": "generated"}) for p in reversed(paths)]
+    lines = [
+        json.dumps(
+            {
+                "path": p.relative_to(data).as_posix(),
+                "duration": 1.0,
+                "sample_rate": RATE,
+                "channels": 1,
+                "licence": "CC0",
+                "source": "generated",
+            }
+        )
+        for p in reversed(paths)
+    ]
     (split / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     return split / "manifest.jsonl"
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path], manifest: Path
-              ) -> tuple[Path, dict, int, str]:
+def evaluated(
+    tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path], manifest: Path
+) -> tuple[Path, dict, int, str]:
     out = tmp_path_factory.mktemp("eval-out") / "report"
-    argv = ["eval", "--model", f"v1={checkpoints['v1']}", "--model", f"v2={checkpoints['v2']}",
-            "--data", str(manifest), "--out", str(out), "--steps", "1,2", "--sigma-cond", "0.4",
-            "--seconds", "0.75", "--audio-items", "1", *FAST]
+    argv = [
+        "eval",
+        "--model",
+        f"v1={checkpoints['v1']}",
+        "--model",
+        f"v2={checkpoints['v2']}",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--steps",
+        "1,2",
+        "--sigma-cond",
+        "0.4",
+        "--seconds",
+        "0.75",
+        "--audio-items",
+        "1",
+        *FAST,
+    ]
     code = main(argv)
     return out, json.loads((out / "results.json").read_text()), code, " ".join(argv)
 
@@ -83,8 +114,15 @@ def test_results_structure(evaluated, checkpoints, capsys):
     assert v2["boundary_spacing"] == 32768
     for model in res["models"]:
         for s in model["settings"]:
-            assert set(s["metrics"]) == {"si_sdr", "mel_distance", "stft_distance", "visqol", "fad",
-                                         "boundary_ratio", "decode_seconds"}
+            assert set(s["metrics"]) == {
+                "si_sdr",
+                "mel_distance",
+                "stft_distance",
+                "visqol",
+                "fad",
+                "boundary_ratio",
+                "decode_seconds",
+            }
             assert [r["item"] for r in s["items"]] == [0, 1]
             assert s["metrics"]["visqol"] is None and s["metrics"]["fad"] >= 0
             assert s["metrics"]["si_sdr"] == pytest.approx(sum(r["si_sdr"] for r in s["items"]) / 2)
@@ -105,7 +143,7 @@ def test_values_match_the_metric_functions(evaluated, checkpoints, manifest):
     for item in res["items"]:
         full = load_audio(item["path"], RATE)[0]
         start = round(item["start_seconds"] * RATE)
-        waves.append(full[:, start:start + crop])
+        waves.append(full[:, start : start + crop])
     setting = res["models"][1]["settings"][1]  # steps=2 sigma_cond=0.4
     latents = []
     for wave, row in zip(waves, setting["items"], strict=True):
@@ -146,11 +184,24 @@ def test_out_dir_never_overwritten_without_force(tmp_path, capsys, checkpoints):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    base = ["eval", "--model", checkpoints["v2"], "--data", tmp_path / "data", "--out", out,
-            "--items", "1", "--audio-items", "0", *FAST]
+    base = [
+        "eval",
+        "--model",
+        checkpoints["v2"],
+        "--data",
+        tmp_path / "data",
+        "--out",
+        out,
+        "--items",
+        "1",
+        "--audio-items",
+        "0",
+        *FAST,
+    ]
     code, _, err = run(capsys, *base)
-    assert code == 1 and error_lines(err) == [f"m2l: error: {out}: already exists and is not empty "
-                                              f"(pass --force to overwrite)"]
+    assert code == 1 and error_lines(err) == [
+        f"m2l: error: {out}: already exists and is not empty (pass --force to overwrite)"
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     code, stdout, _ = run(capsys, *base, "--force")
     assert code == 0 and stdout.strip() == str(out / "report.html")
@@ -174,22 +225,29 @@ def _bad_data(root: Path, case: str) -> Path:
         (root / "list.txt").write_text("a.wav\n")
         return root / "list.txt"
     manifest = root / "manifest.jsonl"
-    lines = {"bad-json": '{"path": "b.wav"}\n{not json\n', "no-path": '{"duration": 1.0}\n',
-             "missing-file": '{"path": "gone.wav"}\n', "empty-manifest": "\n"}[case]
+    lines = {
+        "bad-json": '{"path": "b.wav"}\n{not json\n',
+        "no-path": '{"duration": 1.0}\n',
+        "missing-file": '{"path": "gone.wav"}\n',
+        "empty-manifest": "\n",
+    }[case]
     write_items(root, seconds=0.2)
     manifest.write_text(lines)
     return manifest
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("missing", "no such folder or manifest"),
-    ("empty-folder", "no audio files found"),
-    ("not-a-manifest", "expected a folder of audio or a manifest.jsonl"),
-    ("bad-json", "manifest.jsonl:2: not valid JSON"),
-    ("no-path", "manifest.jsonl:1: entry has no \"path\""),
-    ("missing-file", "manifest.jsonl:1: gone.wav: audio file not found"),
-    ("empty-manifest", "manifest lists no audio files"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "no such folder or manifest"),
+        ("empty-folder", "no audio files found"),
+        ("not-a-manifest", "expected a folder of audio or a manifest.jsonl"),
+        ("bad-json", "manifest.jsonl:2: not valid JSON"),
+        ("no-path", 'manifest.jsonl:1: entry has no "path"'),
+        ("missing-file", "manifest.jsonl:1: gone.wav: audio file not found"),
+        ("empty-manifest", "manifest lists no audio files"),
+    ],
+)
 def test_bad_data_is_one_line_naming_the_input(tmp_path, capsys, case, expected):
     data = _bad_data(tmp_path, case)
     out = tmp_path / "out"
@@ -203,32 +261,64 @@ def test_bad_data_is_one_line_naming_the_input(tmp_path, capsys, case, expected)
 def test_unreadable_item_names_the_file(tmp_path, capsys):
     write_items(tmp_path / "data", seconds=0.2)
     (tmp_path / "data" / "c.wav").write_bytes(b"RIFF not really a wave file")
-    code, _, err = run(capsys, "eval", "--model", "m2l-v1-tiny", "--data", tmp_path / "data",
-                       "--out", tmp_path / "out", *FAST)
+    code, _, err = run(
+        capsys,
+        "eval",
+        "--model",
+        "m2l-v1-tiny",
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "out",
+        *FAST,
+    )
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and str(tmp_path / "data" / "c.wav") in lines[0]
 
 
 def test_sigma_cond_refused_when_no_model_is_v2(tmp_path, capsys):
     write_items(tmp_path / "data", seconds=0.2)
-    code, _, err = run(capsys, "eval", "--model", "m2l-v1-tiny", "--data", tmp_path / "data",
-                       "--out", tmp_path / "out", "--sigma-cond", "0.2,0.4", *FAST)
+    code, _, err = run(
+        capsys,
+        "eval",
+        "--model",
+        "m2l-v1-tiny",
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "out",
+        "--sigma-cond",
+        "0.2,0.4",
+        *FAST,
+    )
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and "--sigma-cond applies to Music2Latent2 (v2)" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("argv", [["--steps", "0"], ["--steps", "1,x"], ["--sigma-cond", "-1"],
-                                  ["--items", "0"], ["--seconds", "nan"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--steps", "0"], ["--steps", "1,x"], ["--sigma-cond", "-1"], ["--items", "0"], ["--seconds", "nan"]],
+)
 def test_bad_options_are_usage_errors(tmp_path, capsys, argv):
-    code, _, err = run(capsys, "eval", "--model", "m2l-v1-tiny", "--data", tmp_path, "--out",
-                       tmp_path / "out", *argv)
+    code, _, err = run(
+        capsys, "eval", "--model", "m2l-v1-tiny", "--data", tmp_path, "--out", tmp_path / "out", *argv
+    )
     assert code == 2 and "error" in err
 
 
 def test_unknown_model_names_the_source(tmp_path, capsys):
     write_items(tmp_path / "data", seconds=0.2)
-    code, _, err = run(capsys, "eval", "--model", "x=no-such-model", "--data", tmp_path / "data",
-                       "--out", tmp_path / "out", *FAST)
+    code, _, err = run(
+        capsys,
+        "eval",
+        "--model",
+        "x=no-such-model",
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "out",
+        *FAST,
+    )
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and "no-such-model" in lines[0]

@@ -55,8 +55,12 @@ def test_manifest_paths_resolve_against_data_root_then_manifest_folder(tmp_path)
     sf.write(split / "local.wav", tone(0.1, 100.0), RATE)
     absolute = tmp_path / "elsewhere.wav"
     sf.write(absolute, tone(0.1, 100.0), RATE)
-    entries = [{"path": "set/test/sub/a.flac"}, {"path": "local.wav"}, {"path": str(absolute)},
-               {"path": "set/test/b.wav", "duration": 0.1}]
+    entries = [
+        {"path": "set/test/sub/a.flac"},
+        {"path": "local.wav"},
+        {"path": str(absolute)},
+        {"path": "set/test/b.wav", "duration": 0.1},
+    ]
     manifest = split / "manifest.jsonl"
     manifest.write_text("\n".join(json.dumps(e) for e in entries) + "\n\n")
     sources = find_items(manifest)
@@ -81,7 +85,7 @@ def test_centred_crops(tmp_path):
     long_item, short_item = load_items(sources, RATE, seconds=0.5)
     crop = RATE // 2
     assert crop_start(RATE, crop) == (RATE - crop) // 2 == long_item.start
-    assert torch.equal(long_item.wave[0], torch.from_numpy(ramp[long_item.start:long_item.start + crop, 0]))
+    assert torch.equal(long_item.wave[0], torch.from_numpy(ramp[long_item.start : long_item.start + crop, 0]))
     assert short_item.start == 0 and short_item.wave.shape == (1, 1000)
     assert load_items(sources, RATE, seconds=None)[0].wave.shape == (1, RATE)
     assert crop_start(100, None) == 0
@@ -90,8 +94,10 @@ def test_centred_crops(tmp_path):
 # ----------------------------------------------------------------------------- seams
 @pytest.fixture(scope="module")
 def codecs() -> dict[str, object]:
-    return {"v1": make_codec(random_model("m2l-v1-tiny"), model_id="v1", device="cpu", window_seconds=1.0),
-            "v2": make_codec(random_model("m2l2-tiny"), model_id="v2", device="cpu")}
+    return {
+        "v1": make_codec(random_model("m2l-v1-tiny"), model_id="v1", device="cpu", window_seconds=1.0),
+        "v2": make_codec(random_model("m2l2-tiny"), model_id="v2", device="cpu"),
+    }
 
 
 def test_v2_seams_are_chunk_starts(codecs):
@@ -114,8 +120,12 @@ def test_v1_seams_are_window_starts(codecs):
 def test_sweep_crosses_sigma_only_for_v2(codecs):
     assert [s.label for s in sweep(codecs["v1"], (1, 2), (0.2,))] == ["steps=1", "steps=2"]
     labels = [s.label for s in sweep(codecs["v2"], (1, 2), (0.2, 0.4))]
-    assert labels == ["steps=1 sigma_cond=0.2", "steps=1 sigma_cond=0.4", "steps=2 sigma_cond=0.2",
-                      "steps=2 sigma_cond=0.4"]
+    assert labels == [
+        "steps=1 sigma_cond=0.2",
+        "steps=1 sigma_cond=0.4",
+        "steps=2 sigma_cond=0.2",
+        "steps=2 sigma_cond=0.4",
+    ]
     assert [s.slug for s in sweep(codecs["v2"], (3,), ())] == ["steps3"]
 
 
@@ -130,13 +140,15 @@ def test_boundary_ratio_sees_errors_at_seams_only():
     everywhere = ref + 0.02 * torch.randn(ref.shape, generator=gen)
     seam = RATE
     at_seam = everywhere.clone()
-    at_seam[:, seam - 1000:seam + 1000] += 0.3 * torch.randn(1, 2000, generator=gen)
+    at_seam[:, seam - 1000 : seam + 1000] += 0.3 * torch.randn(1, 2000, generator=gen)
     uniform = boundary_analysis(everywhere, ref, RATE, [seam])
     local = boundary_analysis(at_seam, ref, RATE, [seam])
     assert 0.8 < uniform["ratio"] < 1.25
     assert local["ratio"] > 3
-    assert uniform["boundaries"] == 1 and uniform["boundary_frames"] + uniform["interior_frames"] == 1 + (
-        2 * RATE - N_FFT + HOP - 1) // HOP
+    assert (
+        uniform["boundaries"] == 1
+        and uniform["boundary_frames"] + uniform["interior_frames"] == 1 + (2 * RATE - N_FFT + HOP - 1) // HOP
+    )
     none = boundary_analysis(everywhere, ref, RATE, [])
     assert none["ratio"] is None and none["boundary_frames"] == 0 and none["boundary_error"] is None
 
@@ -152,7 +164,9 @@ def test_pooled_ratio_weights_by_frames():
 # ----------------------------------------------------------------------------- helpers
 def test_parse_model_arg(tmp_path):
     assert (parse_model_arg("base=m2l-v1-tiny").label, parse_model_arg("base=m2l-v1-tiny").source) == (
-        "base", "m2l-v1-tiny")
+        "base",
+        "m2l-v1-tiny",
+    )
     assert parse_model_arg("m2l2-tiny").label == "m2l2-tiny"
     assert parse_model_arg("runs/a=b/x.safetensors").source == "runs/a=b/x.safetensors"
     odd = tmp_path / "k=v.safetensors"
@@ -207,19 +221,46 @@ def test_missing_visqol_gives_none_and_one_note(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- report
 def _results() -> dict:
     media = {"audio": "audio/item 0.wav", "image": "images/item0.png"}
-    row = {"item": 0, "name": "a<b>.wav", "si_sdr": 3.5, "mel_distance": 1.0, "stft_distance": 2.0,
-           "visqol": None, "boundary": {"ratio": 1.5, "boundaries": 2}, "media": media}
+    row = {
+        "item": 0,
+        "name": "a<b>.wav",
+        "si_sdr": 3.5,
+        "mel_distance": 1.0,
+        "stft_distance": 2.0,
+        "visqol": None,
+        "boundary": {"ratio": 1.5, "boundaries": 2},
+        "media": media,
+    }
 
     def setting(label: str, si: float) -> dict:
-        metrics = {"si_sdr": si, "mel_distance": 1.0, "stft_distance": 2.0, "visqol": None,
-                   "fad": 0.5, "boundary_ratio": None, "decode_seconds": 0.1}
+        metrics = {
+            "si_sdr": si,
+            "mel_distance": 1.0,
+            "stft_distance": 2.0,
+            "visqol": None,
+            "fad": 0.5,
+            "boundary_ratio": None,
+            "decode_seconds": 0.1,
+        }
         return {"label": label, "metrics": metrics, "items": [dict(row, si_sdr=si)]}
 
-    model = {"label": "<model>", "model_id": "m@1", "version": "v2", "config": "m2l2-tiny",
-             "sample_rate": RATE, "boundary_spacing": 32768, "latent_stats": {"mean": 0.1, "std": 1.0},
-             "settings": [setting("steps=1", 3.5), setting("steps=2", 7.25)]}
-    return {"command": "m2l eval", "items": [{"index": 0, "name": "a<b>.wav", "media": media}],
-            "models": [model], "notes": ["a & b"], "options": {"seed": 0}}
+    model = {
+        "label": "<model>",
+        "model_id": "m@1",
+        "version": "v2",
+        "config": "m2l2-tiny",
+        "sample_rate": RATE,
+        "boundary_spacing": 32768,
+        "latent_stats": {"mean": 0.1, "std": 1.0},
+        "settings": [setting("steps=1", 3.5), setting("steps=2", 7.25)],
+    }
+    return {
+        "command": "m2l eval",
+        "items": [{"index": 0, "name": "a<b>.wav", "media": media}],
+        "models": [model],
+        "notes": ["a & b"],
+        "options": {"seed": 0},
+    }
 
 
 def test_report_tables_escaping_and_links():

@@ -23,9 +23,9 @@ def read_png(path: Path) -> tuple[int, int, np.ndarray]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, []
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF
         chunks.append((tag, body))
         pos += 12 + length
@@ -63,8 +63,11 @@ def test_write_png_overwrites_and_rejects_bad_arrays(tmp_path: Path) -> None:
     write_png(path, np.zeros((2, 2, 3), dtype=np.uint8))
     write_png(path, np.full((3, 1, 3), 9, dtype=np.uint8))
     assert read_png(path)[:2] == (1, 3)
-    for bad in (np.zeros((2, 2, 3), dtype=np.float32), np.zeros((2, 2), dtype=np.uint8),
-                np.zeros((0, 2, 3), dtype=np.uint8)):
+    for bad in (
+        np.zeros((2, 2, 3), dtype=np.float32),
+        np.zeros((2, 2), dtype=np.uint8),
+        np.zeros((0, 2, 3), dtype=np.uint8),
+    ):
         with pytest.raises(M2LError):
             write_png(tmp_path / "bad.png", bad)
     assert not (tmp_path / "bad.png").exists()

@@ -102,9 +102,11 @@ def test_halved_signal_gives_known_distances() -> None:
     x = white(4096, seed=7)
     # Spectral convergence 0.5 plus |log 2| per bin; mel log10 error is log10 2 per band.
     assert float(stft_distance(0.5 * x, x, resolutions=SMALL_STFT, eps=1e-12)) == pytest.approx(
-        0.5 + math.log(2), abs=1e-6)
+        0.5 + math.log(2), abs=1e-6
+    )
     assert float(mel_distance(0.5 * x, x, RATE, resolutions=SMALL_MEL)) == pytest.approx(
-        math.log10(2), abs=2e-3)
+        math.log10(2), abs=2e-3
+    )
 
 
 def test_inputs_shorter_than_n_fft_work_with_default_resolutions() -> None:

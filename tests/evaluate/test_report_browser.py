@@ -53,12 +53,27 @@ class DevToolsPipe:
             os.close(a)
             os.close(b)
 
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--no-default-browser-check", "--mute-audio",
-                "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
-        self.proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        args = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--mute-audio",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            preexec_fn=child_fds,
+            close_fds=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(commands_r)
         os.close(replies_w)
         self._buffer = b""
@@ -76,8 +91,13 @@ class DevToolsPipe:
         raw, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(raw)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         """Send one command and return its result (events in between are dropped)."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -110,8 +130,11 @@ def _page_state(browser: DevToolsPipe, session: str, timeout: float = 60.0) -> d
     while True:
         result = browser.call("Runtime.evaluate", {"expression": PAGE_STATE, "returnByValue": True}, session)
         state = json.loads(result["result"]["value"])
-        settled = (state["ready"] == "complete" and all(i["complete"] for i in state["images"])
-                   and all(a["state"] >= 1 or a["error"] is not None for a in state["audios"]))
+        settled = (
+            state["ready"] == "complete"
+            and all(i["complete"] for i in state["images"])
+            and all(a["state"] >= 1 or a["error"] is not None for a in state["audios"])
+        )
         if settled or time.monotonic() > deadline:
             return state
         time.sleep(0.2)
@@ -122,9 +145,27 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A report of two untrained tiny models on two 1 s items, moved after writing (links are relative)."""
     root = tmp_path_factory.mktemp("browser")
     write_items(root / "data", seconds=1.0)
-    code = main(["eval", "--model", "m2l-v1-tiny", "--model", "v2=m2l2-tiny", "--data", str(root / "data"),
-                 "--out", str(root / "made"), "--sigma-cond", "0.2,0.4", "--audio-items", "2",
-                 "--no-visqol", "-q", "--device", "cpu"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            "m2l-v1-tiny",
+            "--model",
+            "v2=m2l2-tiny",
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(root / "made"),
+            "--sigma-cond",
+            "0.2,0.4",
+            "--audio-items",
+            "2",
+            "--no-visqol",
+            "-q",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     moved = root / "moved" / "report"
     moved.parent.mkdir()
@@ -145,8 +186,11 @@ def test_report_in_headless_chromium(report, tmp_path):
     finally:
         browser.close()
     assert state["ready"] == "complete"
-    assert state["rows"] == [["m2l-v1-tiny", "steps=1"], ["v2", "steps=1 sigma_cond=0.2"],
-                             ["v2", "steps=1 sigma_cond=0.4"]]
+    assert state["rows"] == [
+        ["m2l-v1-tiny", "steps=1"],
+        ["v2", "steps=1 sigma_cond=0.2"],
+        ["v2", "steps=1 sigma_cond=0.4"],
+    ]
     expected_media = 2 * (1 + 3)  # two items: the original and three reconstructions each
     assert len(state["images"]) == expected_media and len(state["audios"]) == expected_media
     for image in state["images"]:

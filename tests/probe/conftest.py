@@ -18,8 +18,9 @@ INSTRUMENTS: dict[int, tuple[str, str, list[float]]] = {
 }
 
 
-def _tone(pitch: int, harmonics: list[float], sr: int, seconds: float, rng: np.random.Generator
-          ) -> np.ndarray:
+def _tone(
+    pitch: int, harmonics: list[float], sr: int, seconds: float, rng: np.random.Generator
+) -> np.ndarray:
     """One note: random level, detune (+-15 cents), phases, decay and a little noise."""
     t = np.arange(int(seconds * sr)) / sr
     f0 = 440.0 * 2 ** ((pitch - 69 + rng.uniform(-0.15, 0.15)) / 12)
@@ -32,8 +33,15 @@ def _tone(pitch: int, harmonics: list[float], sr: int, seconds: float, rng: np.r
     return (wave + rng.normal(0, 1e-3, t.shape)).astype(np.float32)
 
 
-def make_notes(data: Path, pitches: list[int], *, seconds: float = 0.3, sr: int = 22050,
-               per_split: dict[str, int] | None = None, seed: int = 0) -> Path:
+def make_notes(
+    data: Path,
+    pitches: list[int],
+    *,
+    seconds: float = 0.3,
+    sr: int = 22050,
+    per_split: dict[str, int] | None = None,
+    seed: int = 0,
+) -> Path:
     """Write notes under DATA/notes/ and DATA/notes/manifest.jsonl (paths relative to DATA).
 
     Every (instrument, pitch) pair gets `per_split[split]` notes in each split.
@@ -51,11 +59,23 @@ def make_notes(data: Path, pitches: list[int], *, seconds: float = 0.3, sr: int 
                     rel = f"notes/{name}/{name}-{pitch}-{split}-{i}.wav"
                     (data / rel).parent.mkdir(parents=True, exist_ok=True)
                     sf.write(data / rel, wave, sr)
-                    rows.append({"path": rel, "duration": seconds, "sample_rate": sr, "channels": 1,
-                                 "licence": "CC0", "source": "synthetic", "program": program,
-                                 "instrument": name, "family": family, "pitch": pitch,
-                                 "pitch_class": pitch % 12, "velocity": int(rng.integers(40, 120)),
-                                 "split": split})
+                    rows.append(
+                        {
+                            "path": rel,
+                            "duration": seconds,
+                            "sample_rate": sr,
+                            "channels": 1,
+                            "licence": "CC0",
+                            "source": "synthetic",
+                            "program": program,
+                            "instrument": name,
+                            "family": family,
+                            "pitch": pitch,
+                            "pitch_class": pitch % 12,
+                            "velocity": int(rng.integers(40, 120)),
+                            "split": split,
+                        }
+                    )
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return manifest

@@ -60,8 +60,22 @@ def count_encodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def model_run(small_notes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """One run with both tiny presets (linear probes), its output folder and report."""
     out = tmp_path_factory.mktemp("probe-models")
-    assert main(["probe", *MODELS, "--notes", str(small_notes), "--out", str(out),
-                 "--probes", "linear", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                *MODELS,
+                "--notes",
+                str(small_notes),
+                "--out",
+                str(out),
+                "--probes",
+                "linear",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out, json.loads((out / "probe.json").read_text())
 
 
@@ -119,8 +133,10 @@ def test_clip_vectors_average_as_the_papers():
 
 def test_logmel_stats_follow_the_pitch():
     t = torch.arange(F.LOGMEL_RATE // 2) / F.LOGMEL_RATE
-    peaks = [int(np.argmax(F.logmel_stats(torch.sin(2 * math.pi * f * t))[: F.LOGMEL_BANDS]))
-             for f in (250.0, 1000.0, 4000.0)]
+    peaks = [
+        int(np.argmax(F.logmel_stats(torch.sin(2 * math.pi * f * t))[: F.LOGMEL_BANDS]))
+        for f in (250.0, 1000.0, 4000.0)
+    ]
     assert peaks[0] < peaks[1] < peaks[2]
     assert F.logmel_stats(torch.zeros(100)).shape == (2 * F.LOGMEL_BANDS,)
 
@@ -140,13 +156,33 @@ def test_probe_json_structure(model_run, small_notes, capsys):
     assert report["splits"] == {"train": 12, "val": 12, "test": 12}
     assert report["manifest"] == str(small_notes) and len(report["manifest_sha256"]) == 64
     sets = [(s["model"], s["feature"], s["dim"]) for s in report["feature_sets"]]
-    assert sets == [("m2l-v1-tiny", "features", 512), ("m2l-v1-tiny", "latents", 64),
-                    ("m2l2-tiny", "features", 512), ("m2l2-tiny", "latents", 8 * 64),
-                    ("untrained m2l-v1-tiny", "untrained", 512), ("untrained m2l2-tiny", "untrained", 512),
-                    ("log-mel", "logmel", 2 * F.LOGMEL_BANDS)]
+    assert sets == [
+        ("m2l-v1-tiny", "features", 512),
+        ("m2l-v1-tiny", "latents", 64),
+        ("m2l2-tiny", "features", 512),
+        ("m2l2-tiny", "latents", 8 * 64),
+        ("untrained m2l-v1-tiny", "untrained", 512),
+        ("untrained m2l2-tiny", "untrained", 512),
+        ("log-mel", "logmel", 2 * F.LOGMEL_BANDS),
+    ]
     assert len(report["results"]) == len(sets) * 3
-    keys = {"model", "model_id", "feature", "dim", "task", "probe", "accuracy", "val_accuracy",
-            "hyperparameters", "chance_majority", "chance_uniform", "n_classes", "n_train", "n_val", "n_test"}
+    keys = {
+        "model",
+        "model_id",
+        "feature",
+        "dim",
+        "task",
+        "probe",
+        "accuracy",
+        "val_accuracy",
+        "hyperparameters",
+        "chance_majority",
+        "chance_uniform",
+        "n_classes",
+        "n_train",
+        "n_val",
+        "n_test",
+    }
     for r in report["results"]:
         assert set(r) == keys and r["probe"] == "linear"
         assert 0.0 <= r["accuracy"] <= 1.0 and r["n_test"] == 12
@@ -161,8 +197,18 @@ def test_probe_json_structure(model_run, small_notes, capsys):
 def test_second_run_reuses_the_cache(model_run, small_notes, tmp_path, monkeypatch, capsys):
     out, first = model_run
     calls = count_encodes(monkeypatch)
-    code, _, err = run(capsys, *MODELS, "--notes", small_notes, "--out", tmp_path / "again",
-                       "--cache", out / "cache", "--probes", "linear")
+    code, _, err = run(
+        capsys,
+        *MODELS,
+        "--notes",
+        small_notes,
+        "--out",
+        tmp_path / "again",
+        "--cache",
+        out / "cache",
+        "--probes",
+        "linear",
+    )
     assert code == 0, err
     assert calls == {"encode": 0, "logmel": 0}
     again = json.loads((tmp_path / "again" / "probe.json").read_text())
@@ -186,8 +232,20 @@ def test_corrupt_cache_is_recomputed(model_run, small_notes, tmp_path, monkeypat
         data = data[:40]
     target.write_bytes(bytes(data))
     calls = count_encodes(monkeypatch)
-    code, _, err = run(capsys, *MODELS, "--notes", small_notes, "--out", tmp_path / "o",
-                       "--cache", cache, "--probes", "linear", "--tasks", "pitch")
+    code, _, err = run(
+        capsys,
+        *MODELS,
+        "--notes",
+        small_notes,
+        "--out",
+        tmp_path / "o",
+        "--cache",
+        cache,
+        "--probes",
+        "linear",
+        "--tasks",
+        "pitch",
+    )
     assert code == 0, err
     assert calls == {"encode": 36, "logmel": 0}  # only the damaged entry: 36 notes x 1 kind
     warning = [line for line in err.splitlines() if "unusable feature cache" in line]
@@ -198,8 +256,18 @@ def test_corrupt_cache_is_recomputed(model_run, small_notes, tmp_path, monkeypat
 # ----------------------------------------------------------------------------- --force
 def test_existing_result_needs_force(model_run, small_notes, tmp_path, capsys):
     out, _ = model_run
-    args = ["--notes", small_notes, "--out", tmp_path, "--cache", out / "cache", "--tasks", "pitch",
-            "--probes", "linear"]
+    args = [
+        "--notes",
+        small_notes,
+        "--out",
+        tmp_path,
+        "--cache",
+        out / "cache",
+        "--tasks",
+        "pitch",
+        "--probes",
+        "linear",
+    ]
     assert run(capsys, *args)[0] == 0
     result = tmp_path / "probe.json"
     result.write_text("keep me")
@@ -217,21 +285,24 @@ def _one_note_per_split(root: Path) -> list[dict]:
     rows = []
     for i, split in enumerate(("train", "val", "test")):
         sf.write(root / f"n{i}.wav", wave, 16000)
-        rows.append({"path": f"n{i}.wav", "split": split, "pitch": 60 + i, "pitch_class": i,
-                     "program": 0})
+        rows.append({"path": f"n{i}.wav", "split": split, "pitch": 60 + i, "pitch_class": i, "program": 0})
     return rows
 
 
 BAD_MANIFESTS = {
     "bad json": (lambda rows: [json.dumps(rows[0]), "{not json", *map(json.dumps, rows[1:])], ":2:"),
     "not an object": (lambda rows: ["[1, 2]", *map(json.dumps, rows)], ":1:"),
-    "no program": (lambda rows: [json.dumps({k: v for k, v in r.items() if k != "program"})
-                                 for r in rows], "'program'"),
+    "no program": (
+        lambda rows: [json.dumps({k: v for k, v in r.items() if k != "program"}) for r in rows],
+        "'program'",
+    ),
     "string pitch": (lambda rows: [json.dumps({**r, "pitch": "C4"}) for r in rows], "'pitch'"),
     "bool program": (lambda rows: [json.dumps({**r, "program": True}) for r in rows], "'program'"),
     "unknown split": (lambda rows: [json.dumps({**r, "split": "dev"}) for r in rows], "'split'"),
-    "missing audio": (lambda rows: [json.dumps({**rows[0], "path": "missing.wav"}),
-                                    *map(json.dumps, rows[1:])], "missing.wav"),
+    "missing audio": (
+        lambda rows: [json.dumps({**rows[0], "path": "missing.wav"}), *map(json.dumps, rows[1:])],
+        "missing.wav",
+    ),
     "no val": (lambda rows: [json.dumps(r) for r in rows if r["split"] != "val"], "'val'"),
     "empty": (lambda rows: ["", "  "], "no notes"),
 }

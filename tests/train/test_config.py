@@ -25,8 +25,9 @@ def test_presets_build_and_name_models_that_exist():
 
 
 def test_overrides_parse_with_the_field_type():
-    cfg = apply_overrides(TrainConfig(), ["lr=3e-4", "batch_size=32", "compile=true", "steps=1e3",
-                                          "precision=bf16"])
+    cfg = apply_overrides(
+        TrainConfig(), ["lr=3e-4", "batch_size=32", "compile=true", "steps=1e3", "precision=bf16"]
+    )
     assert (cfg.lr, cfg.batch_size, cfg.compile, cfg.steps, cfg.precision) == (3e-4, 32, True, 1000, "bf16")
     for bad in ["nope=1", "lr", "batch_size=many", "compile=maybe", "precision=fp8"]:
         with pytest.raises(M2LError):
@@ -50,13 +51,23 @@ def test_paper_is_the_published_recipe_and_recipe_bundles_apply_before_single_op
 
     paper = TRAIN_PRESETS["paper"]()
     assert (paper.recipe, paper.teacher, paper.weighting, paper.spectral_weight) == (
-        "published", "index_delta", "inverse_gap", 0.0)
+        "published",
+        "index_delta",
+        "inverse_gap",
+        0.0,
+    )
     fast = apply_overrides(paper, ["spectral_weight=3", "recipe=fast"])  # order does not matter
     assert fast.recipe == "fast" and fast.teacher == RECIPES["fast"]["teacher"]
     assert fast.weighting == RECIPES["fast"]["weighting"] and fast.spectral_weight == 3.0
     back = apply_overrides(fast, ["recipe=published"])
     assert {k: getattr(back, k) for k in RECIPES["published"]} == RECIPES["published"]
-    for bad in ["recipe=turbo", "teacher=ema", "weighting=none", "gap_min=0", "spectral_weight=-1",
-                "gap_stage_steps=0"]:
+    for bad in [
+        "recipe=turbo",
+        "teacher=ema",
+        "weighting=none",
+        "gap_min=0",
+        "spectral_weight=-1",
+        "gap_stage_steps=0",
+    ]:
         with pytest.raises(M2LError):
             apply_overrides(paper, [bad])

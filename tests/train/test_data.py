@@ -45,8 +45,9 @@ def _dataset(audio_dirs, tmp_path, *dirs, crop=20000, seed=0):
     sources = [parse_source(str(audio_dirs[d])) for d in dirs]
     with pytest.warns(UserWarning):
         index = build_index(sources, tmp_path / "i.json", val_sources=[parse_source(str(audio_dirs["val"]))])
-    return CropDataset(index["train"], index["weights"], crop_samples=crop, sample_rate=44100,
-                       channels=1, seed=seed)
+    return CropDataset(
+        index["train"], index["weights"], crop_samples=crop, sample_rate=44100, channels=1, seed=seed
+    )
 
 
 def test_crops_are_exact_deterministic_and_loud_enough(audio_dirs, tmp_path):
@@ -84,8 +85,11 @@ def test_step_sampler_splits_the_global_batch_over_ranks():
 
 def test_validation_crops_are_fixed(audio_dirs, tmp_path):
     with pytest.warns(UserWarning):
-        index = build_index([parse_source(str(audio_dirs["train"]))], tmp_path / "i.json",
-                            val_sources=[parse_source(str(audio_dirs["val"]))])
+        index = build_index(
+            [parse_source(str(audio_dirs["train"]))],
+            tmp_path / "i.json",
+            val_sources=[parse_source(str(audio_dirs["val"]))],
+        )
     a = validation_crops(index["val"], items=3, seconds=0.5, sample_rate=44100, channels=1, seed=0)
     b = validation_crops(index["val"], items=3, seconds=0.5, sample_rate=44100, channels=1, seed=0)
     assert a.shape == (3, 1, 22050) and torch.equal(a, b) and np.isfinite(a.numpy()).all()

@@ -17,10 +17,34 @@ REPO = Path(__file__).parents[2]
 
 
 def _train(audio_dirs, run, launcher):
-    cmd = [*launcher, "-m", "m2l", "train", "tiny", "--data", str(audio_dirs["train"]),
-           "--val", str(audio_dirs["val"]), "--out", str(run), "--no-progress",
-           "--set", "batch_size=4", "--set", "steps=3", "--set", "workers=0", "--set", "val_items=1",
-           "--set", "val_seconds=1", "--set", "tensorboard=false", "--set", "warmup_steps=1"]
+    cmd = [
+        *launcher,
+        "-m",
+        "m2l",
+        "train",
+        "tiny",
+        "--data",
+        str(audio_dirs["train"]),
+        "--val",
+        str(audio_dirs["val"]),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "steps=3",
+        "--set",
+        "workers=0",
+        "--set",
+        "val_items=1",
+        "--set",
+        "val_seconds=1",
+        "--set",
+        "tensorboard=false",
+        "--set",
+        "warmup_steps=1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -30,9 +54,11 @@ def _train(audio_dirs, run, launcher):
 @pytest.mark.filterwarnings("ignore")
 def test_two_gloo_processes_match_one_process(audio_dirs, tmp_path):
     single = _train(audio_dirs, tmp_path / "one", [sys.executable])
-    ddp = _train(audio_dirs, tmp_path / "two",
-                 [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                  "--master_port", "29517"])
+    ddp = _train(
+        audio_dirs,
+        tmp_path / "two",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
+    )
     assert single["step"] == ddp["step"] == 3
     torch.manual_seed(0)  # the trainer's initialisation
     init = Music2Latent(preset("m2l-v1-tiny")).state_dict()

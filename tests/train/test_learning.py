@@ -16,12 +16,27 @@ def trained_scores(audio_dirs, tmp_path_factory):
     """Held-out scores of the untrained tiny model and of it trained STEPS steps per recipe."""
     scores = {}
     for recipe in ("published", "fast"):
-        cfg = apply_overrides(fast_config(steps=STEPS, lr=2e-3, warmup_steps=10, ema_decay=0.95,
-                                          val_every=STEPS, val_items=4, val_seconds=1.0, log_every=50),
-                              [f"recipe={recipe}"])
-        t = Trainer(cfg, [parse_source(str(audio_dirs["train"]))], tmp_path_factory.mktemp(recipe),
-                    val_sources=[parse_source(str(audio_dirs["val"]))], device="cpu",
-                    show_progress=False)
+        cfg = apply_overrides(
+            fast_config(
+                steps=STEPS,
+                lr=2e-3,
+                warmup_steps=10,
+                ema_decay=0.95,
+                val_every=STEPS,
+                val_items=4,
+                val_seconds=1.0,
+                log_every=50,
+            ),
+            [f"recipe={recipe}"],
+        )
+        t = Trainer(
+            cfg,
+            [parse_source(str(audio_dirs["train"]))],
+            tmp_path_factory.mktemp(recipe),
+            val_sources=[parse_source(str(audio_dirs["val"]))],
+            device="cpu",
+            show_progress=False,
+        )
         scores["untrained"] = t.validator.run(0)
         t.train()
         scores[recipe] = t.validator.run(STEPS)
@@ -53,10 +68,26 @@ def test_tiny_v2_learns_to_reconstruct_held_out_crops(audio_dirs, tmp_path):
     from m2l.evaluate.metrics import mel_distance, stft_distance
     from m2l.loading import make_codec
 
-    cfg = fast_config(model="m2l2-tiny", crop_frames=128, steps=STEPS, lr=2e-3, warmup_steps=10,
-                      ema_decay=0.95, val_every=10 * STEPS, val_items=4, val_seconds=1.0, log_every=50)
-    t = Trainer(cfg, [parse_source(str(audio_dirs["train"]))], tmp_path / "run",
-                val_sources=[parse_source(str(audio_dirs["val"]))], device="cpu", show_progress=False)
+    cfg = fast_config(
+        model="m2l2-tiny",
+        crop_frames=128,
+        steps=STEPS,
+        lr=2e-3,
+        warmup_steps=10,
+        ema_decay=0.95,
+        val_every=10 * STEPS,
+        val_items=4,
+        val_seconds=1.0,
+        log_every=50,
+    )
+    t = Trainer(
+        cfg,
+        [parse_source(str(audio_dirs["train"]))],
+        tmp_path / "run",
+        val_sources=[parse_source(str(audio_dirs["val"]))],
+        device="cpu",
+        show_progress=False,
+    )
     crops = t.validator.crops
 
     def scores() -> tuple[float, float]:

@@ -24,8 +24,14 @@ REPO = Path(__file__).parents[2]
 
 
 def trainer(audio_dirs, run, cfg):
-    return Trainer(cfg, [parse_source(str(audio_dirs["train"]))], run,
-                   val_sources=[parse_source(str(audio_dirs["val"]))], device="cpu", show_progress=False)
+    return Trainer(
+        cfg,
+        [parse_source(str(audio_dirs["train"]))],
+        run,
+        val_sources=[parse_source(str(audio_dirs["val"]))],
+        device="cpu",
+        show_progress=False,
+    )
 
 
 def test_lr_schedule_warms_up_then_decays_to_min():
@@ -68,8 +74,12 @@ def test_writes_config_log_validation_and_keeps_last_checkpoints(audio_dirs, tmp
     assert {"loss", "si_sdr", "mel_distance", "stft_distance"} <= set(val[0])
     assert train[0]["unreadable"] == 1  # broken.wav
     folder = run / "val" / "step-000000004"
-    assert {p.name for p in folder.iterdir()} == {"item0-original.wav", "item0-reconstruction.wav",
-                                                 "item0-original.png", "item0-reconstruction.png"}
+    assert {p.name for p in folder.iterdir()} == {
+        "item0-original.wav",
+        "item0-reconstruction.wav",
+        "item0-original.png",
+        "item0-reconstruction.png",
+    }
     with pytest.raises(M2LError, match="different config"):
         trainer(audio_dirs, run, fast_config(steps=4, lr=0.5))
 
@@ -110,14 +120,35 @@ def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_pat
 
 
 def _cli_train(audio_dirs, run, *overrides, new_group=False):
-    cmd = [sys.executable, "-m", "m2l", "train", "tiny", "--data", f"{audio_dirs['train']}:1",
-           "--val", str(audio_dirs["val"]), "--out", str(run), "--no-progress",
-           "--set", "batch_size=4", "--set", "workers=0", "--set", "val_items=2",
-           "--set", "val_seconds=1", "--set", "tensorboard=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "m2l",
+        "train",
+        "tiny",
+        "--data",
+        f"{audio_dirs['train']}:1",
+        "--val",
+        str(audio_dirs["val"]),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "workers=0",
+        "--set",
+        "val_items=2",
+        "--set",
+        "val_seconds=1",
+        "--set",
+        "tensorboard=false",
+    ]
     cmd += [arg for o in overrides for arg in ("--set", o)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=new_group)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=new_group
+    )
 
 
 def _wait_for(predicate, timeout=120.0, poll=0.0005):
@@ -134,8 +165,15 @@ def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path, workers, group):
     """Also when the whole process group is signalled (Ctrl-C, `timeout`, SLURM), loader workers
     included: they must leave the stop to the trainer instead of dying under it."""
     run = tmp_path / "run"
-    proc = _cli_train(audio_dirs, run, "steps=100000", "val_every=100000", "ckpt_every=100000",
-                      f"workers={workers}", new_group=group)
+    proc = _cli_train(
+        audio_dirs,
+        run,
+        "steps=100000",
+        "val_every=100000",
+        "ckpt_every=100000",
+        f"workers={workers}",
+        new_group=group,
+    )
     log = run / "log.jsonl"
     assert _wait_for(lambda: log.is_file() and len(log.read_text().splitlines()) >= 2)
     if group:
@@ -145,7 +183,7 @@ def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path, workers, group):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM" in out
-    (step, path), = list_checkpoints(run / "checkpoints")
+    ((step, path),) = list_checkpoints(run / "checkpoints")
     assert step >= 2 and read_state(path)["step"] == step
 
 
@@ -172,9 +210,27 @@ def test_sigkill_mid_save_leaves_the_previous_checkpoint_loadable(audio_dirs, tm
 
 def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs, tmp_path, capsys):
     run = tmp_path / "run"
-    base = ["train", "tiny", "--data", str(audio_dirs["train"]), "--val", str(audio_dirs["val"]),
-            "--out", str(run), "--no-progress", "--set", "batch_size=2", "--set", "workers=0",
-            "--set", "val_items=1", "--set", "val_seconds=1", "--set", "tensorboard=false"]
+    base = [
+        "train",
+        "tiny",
+        "--data",
+        str(audio_dirs["train"]),
+        "--val",
+        str(audio_dirs["val"]),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "workers=0",
+        "--set",
+        "val_items=1",
+        "--set",
+        "val_seconds=1",
+        "--set",
+        "tensorboard=false",
+    ]
     assert main([*base, "--set", "steps=2"]) == 0
     assert json.loads((run / "config.json").read_text())["steps"] == 2
     assert main([*base, "--set", "steps=2", "--set", "lr=9"]) == 1
@@ -209,7 +265,7 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     records = map(json.loads, (run / "log.jsonl").read_text().splitlines())
     val = [r for r in records if r.get("split") == "val"]
     assert val and all(r["select"] == r["mel_distance_cond0"] for r in val)  # best chosen at sigma_cond 0
-    (step, ckpt), = list_checkpoints(run / "checkpoints")
+    ((step, ckpt),) = list_checkpoints(run / "checkpoints")
     assert main(["info", str(ckpt)]) == 0
     out = capsys.readouterr().out
     assert "training checkpoint" in out and f"step:              {step}" in out and "m2l2-tiny (v2)" in out

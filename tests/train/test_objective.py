@@ -44,14 +44,17 @@ def test_published_recipe_is_the_index_delta_teacher_with_inverse_gap_weights():
     x0 = model.prepare(audio)
     index, noise = obj.draw(seeds, tuple(x0.shape[1:]), x0.device)
     delta = delta_exponential(step, obj.cfg.steps, obj.cfg.delta_start, obj.cfg.delta_end)
-    sigma, sigma_t = sigma_from_index(index, model.cfg.consistency), sigma_from_index(
-        (index - delta).clamp_min(0), model.cfg.consistency)
+    sigma, sigma_t = (
+        sigma_from_index(index, model.cfg.consistency),
+        sigma_from_index((index - delta).clamp_min(0), model.cfg.consistency),
+    )
     cond = model.conditioning(x0)
     with torch.no_grad():
         teacher = model.denoise(model.add_noise(x0, noise, sigma_t), sigma_t, cond)
     student = model.denoise(model.add_noise(x0, noise, sigma), sigma, cond)
-    expected = consistency_loss(model.group_view(student), model.group_view(teacher), sigma, sigma_t,
-                                obj.cfg.huber_c)
+    expected = consistency_loss(
+        model.group_view(student), model.group_view(teacher), sigma, sigma_t, obj.cfg.huber_c
+    )
     torch.testing.assert_close(losses, expected)
 
 
@@ -79,15 +82,23 @@ def test_denoising_stage_loss_is_the_distance_to_the_clean_input():
     sigma = sigma_from_index(index, model.cfg.consistency)
     student = model.denoise(model.add_noise(x0, noise, sigma), sigma, model.conditioning(x0))
     target = model.add_noise(x0, noise, torch.full_like(sigma, model.cfg.consistency.sigma_min))
-    expected = consistency_loss(model.group_view(student), model.group_view(target), sigma, sigma,
-                                obj.cfg.huber_c, "edm", model.cfg.consistency)
+    expected = consistency_loss(
+        model.group_view(student),
+        model.group_view(target),
+        sigma,
+        sigma,
+        obj.cfg.huber_c,
+        "edm",
+        model.cfg.consistency,
+    )
     torch.testing.assert_close(losses, expected)
 
 
 @pytest.mark.parametrize("model_name,crop", [("m2l-v1-tiny", 64), ("m2l2-tiny", 128)])
 def test_spectral_term_decodes_from_sigma_max_and_adds_to_the_loss(model_name, crop):
-    model, obj, audio, seeds = _setup(model=model_name, crop_frames=crop, teacher="curriculum",
-                                      weighting="edm", spectral_weight=2.0)
+    model, obj, audio, seeds = _setup(
+        model=model_name, crop_frames=crop, teacher="curriculum", weighting="edm", spectral_weight=2.0
+    )
     from m2l.audio.spectral import num_samples
 
     audio = 0.1 * torch.randn(2, 1, num_samples(crop, model.cfg.spectral))
@@ -100,15 +111,17 @@ def test_spectral_term_decodes_from_sigma_max_and_adds_to_the_loss(model_name, c
     assert terms["spectral"] > 0
     plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, spectral_weight=0.0))
     without = plain(audio, seeds, 0)
-    torch.testing.assert_close(with_spec.mean() - without.mean(), torch.tensor(2.0 * terms["spectral"]),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        with_spec.mean() - without.mean(), torch.tensor(2.0 * terms["spectral"]), rtol=1e-4, atol=1e-4
+    )
     with_spec.mean().backward()  # gradients reach the decoder through the spectral term
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
 
 
 def test_shared_spectral_term_scores_the_students_moved_to_sigma_max_without_an_extra_pass():
-    model, obj, audio, seeds = _setup(teacher="curriculum", weighting="edm", spectral_weight=1.0,
-                                      spectral_share=0.5)
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum", weighting="edm", spectral_weight=1.0, spectral_share=0.5
+    )
     seeds = sample_seeds(0, 5, 0, 8)
     audio = 0.1 * torch.randn(8, 1, 34304)
     with torch.no_grad():

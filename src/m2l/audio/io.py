@@ -81,9 +81,7 @@ def _as_float_tensor(audio: object, name: str) -> torch.Tensor:
         elif audio.dtype.kind == "f":
             data = audio.astype(np.float32, copy=False)
         else:
-            raise _fail(
-                name, f"unsupported sample dtype {audio.dtype}; expected float or int16/int32"
-            )
+            raise _fail(name, f"unsupported sample dtype {audio.dtype}; expected float or int16/int32")
         if not (data.flags.c_contiguous and data.flags.writeable):
             data = np.array(data, order="C")  # torch.from_numpy wants both
         return torch.from_numpy(data)
@@ -281,9 +279,7 @@ def save_audio(
     rate = _check_rate(sample_rate, name)
     wave = _as_float_tensor(audio, name)
     if wave.dim() not in (1, 2):
-        raise _fail(
-            name, f"has {wave.dim()} dims (shape {list(wave.shape)}); expected [channels, samples]"
-        )
+        raise _fail(name, f"has {wave.dim()} dims (shape {list(wave.shape)}); expected [channels, samples]")
     wave = wave.reshape(1, -1) if wave.dim() == 1 else wave
     if wave.numel() == 0:
         raise _fail(name, f"empty audio (shape {list(wave.shape)})")

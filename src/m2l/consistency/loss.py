@@ -37,8 +37,9 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c_scale: float) -> torch.Tens
     return (sq + c * c).sqrt() - c
 
 
-def loss_weight(sigma: torch.Tensor, sigma_teacher: torch.Tensor, weighting: str,
-                cfg: ConsistencyConfig) -> torch.Tensor:
+def loss_weight(
+    sigma: torch.Tensor, sigma_teacher: torch.Tensor, weighting: str, cfg: ConsistencyConfig
+) -> torch.Tensor:
     """Per-group weights [batch, groups] of a weighting named in `WEIGHTINGS`."""
     if weighting == "inverse_gap":
         return 1.0 / (sigma - sigma_teacher).clamp_min(1e-12)
@@ -47,9 +48,15 @@ def loss_weight(sigma: torch.Tensor, sigma_teacher: torch.Tensor, weighting: str
     raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {WEIGHTINGS}")
 
 
-def consistency_loss(student: torch.Tensor, teacher: torch.Tensor, sigma: torch.Tensor,
-                     sigma_teacher: torch.Tensor, c_scale: float, weighting: str = "inverse_gap",
-                     cfg: ConsistencyConfig | None = None) -> torch.Tensor:
+def consistency_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    sigma: torch.Tensor,
+    sigma_teacher: torch.Tensor,
+    c_scale: float,
+    weighting: str = "inverse_gap",
+    cfg: ConsistencyConfig | None = None,
+) -> torch.Tensor:
     """Per-sample loss: sum over groups of pseudo-Huber times the weight.
 
     Args:

@@ -66,5 +66,3 @@ def noise_embedding(sigma: torch.Tensor, dim: int) -> torch.Tensor:
     freqs = (1.0 / 10000.0) ** (torch.arange(half, device=sigma.device) / max(half - 1, 1))
     angle = (sigma.float().log() / 4.0)[:, None] * freqs[None, :].float()
     return torch.cat((angle.sin(), angle.cos()), dim=1)
-
-

@@ -29,13 +29,20 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.jsonl"
 
 COMMON_FIELDS: dict[str, str] = {
-    "path": "a relative path", "duration": "a number >= 0", "sample_rate": "a positive integer",
-    "channels": "a positive integer", "licence": "a non-empty string", "source": "a non-empty string",
+    "path": "a relative path",
+    "duration": "a number >= 0",
+    "sample_rate": "a positive integer",
+    "channels": "a positive integer",
+    "licence": "a non-empty string",
+    "source": "a non-empty string",
 }
 NOTE_FIELDS: dict[str, str] = {
-    "program": "an integer in 1..128", "instrument": "a non-empty string",
-    "family": "a non-empty string", "pitch": "an integer in 0..127",
-    "pitch_class": "an integer in 0..11", "velocity": "an integer in 1..127",
+    "program": "an integer in 1..128",
+    "instrument": "a non-empty string",
+    "family": "a non-empty string",
+    "pitch": "an integer in 0..127",
+    "pitch_class": "an integer in 0..11",
+    "velocity": "an integer in 1..127",
     "split": "one of train, val, test",
 }
 
@@ -56,17 +63,25 @@ def _relative(value: Any) -> bool:
 
 
 def _duration(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            and value >= 0)
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    )
 
 
 _CHECKS = {
-    "path": _relative, "duration": _duration,
-    "sample_rate": lambda v: _is_int(v, 1), "channels": lambda v: _is_int(v, 1),
-    "licence": _is_text, "source": _is_text,
-    "program": lambda v: _is_int(v, 1, 128), "instrument": _is_text, "family": _is_text,
-    "pitch": lambda v: _is_int(v, 0, 127), "pitch_class": lambda v: _is_int(v, 0, 11),
-    "velocity": lambda v: _is_int(v, 1, 127), "split": lambda v: v in SPLITS,
+    "path": _relative,
+    "duration": _duration,
+    "sample_rate": lambda v: _is_int(v, 1),
+    "channels": lambda v: _is_int(v, 1),
+    "licence": _is_text,
+    "source": _is_text,
+    "program": lambda v: _is_int(v, 1, 128),
+    "instrument": _is_text,
+    "family": _is_text,
+    "pitch": lambda v: _is_int(v, 0, 127),
+    "pitch_class": lambda v: _is_int(v, 0, 11),
+    "velocity": lambda v: _is_int(v, 1, 127),
+    "split": lambda v: v in SPLITS,
 }
 
 

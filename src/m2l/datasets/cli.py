@@ -15,8 +15,9 @@ def _sets(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in SETS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(SETS)}, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(SETS)}, got {text!r}"
+        )
     return names
 
 
@@ -24,14 +25,21 @@ def add_data(p: argparse.ArgumentParser) -> None:
     """Declare `m2l data fetch DATA_DIR [--what ...] [--force] [--quiet]`."""
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     fetch = sub.add_parser(
-        "fetch", help="build music/speech/notes splits with manifests from Debian packages",
+        "fetch",
+        help="build music/speech/notes splits with manifests from Debian packages",
         description="Build DATA_DIR/{music,speech}/{train,val,test} from Debian packages (apt-get "
-                    "download + dpkg-deb -x, no root) and DATA_DIR/notes, labelled notes rendered from "
-                    "the General MIDI soundfont; one manifest.jsonl per split (notes: one). Finished "
-                    "parts are skipped when run again.")
+        "download + dpkg-deb -x, no root) and DATA_DIR/notes, labelled notes rendered from "
+        "the General MIDI soundfont; one manifest.jsonl per split (notes: one). Finished "
+        "parts are skipped when run again.",
+    )
     fetch.add_argument("data_dir", metavar="DATA_DIR", help="folder to build (created if missing)")
-    fetch.add_argument("--what", type=_sets, default=list(SETS), metavar="SETS",
-                       help=f"comma-separated sets to build (default: {','.join(SETS)})")
+    fetch.add_argument(
+        "--what",
+        type=_sets,
+        default=list(SETS),
+        metavar="SETS",
+        help=f"comma-separated sets to build (default: {','.join(SETS)})",
+    )
     fetch.add_argument("--force", action="store_true", help="rebuild parts that are already finished")
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 

@@ -46,8 +46,10 @@ def _last_line(text: str) -> str:
 
 def disk_full(where: Path | str) -> M2LError:
     """The one-line error of a full disk at `where`."""
-    return M2LError(f"{where}: disk full (no space left on device); free some space and run again "
-                    f"(finished parts are kept)")
+    return M2LError(
+        f"{where}: disk full (no space left on device); free some space and run again "
+        f"(finished parts are kept)"
+    )
 
 
 class DebianPackages:
@@ -57,8 +59,10 @@ class DebianPackages:
         """Both tools must be on PATH."""
         for tool in ("apt-get", "dpkg-deb"):
             if shutil.which(tool) is None:
-                raise M2LError(f"{tool} not found: `m2l data fetch` needs a Debian or Ubuntu system "
-                               f"(apt-get and dpkg-deb)")
+                raise M2LError(
+                    f"{tool} not found: `m2l data fetch` needs a Debian or Ubuntu system "
+                    f"(apt-get and dpkg-deb)"
+                )
 
     def extract(self, package: str, work: Path) -> Extracted:
         """Download `package` into `work`, check the disk has room, unpack it, drop the .deb."""
@@ -67,12 +71,16 @@ class DebianPackages:
             shown = _run(["apt-cache", "show", "--no-all-versions", package])
             size = re.search(r"^Size:\s*(\d+)", shown.stdout, re.MULTILINE)
             if shown.returncode != 0 or size is None:
-                raise M2LError(f"package {package} is not available from apt ({_last_line(shown.stderr)}); "
-                               f"check the apt sources and run `apt-get update` as root")
+                raise M2LError(
+                    f"package {package} is not available from apt ({_last_line(shown.stderr)}); "
+                    f"check the apt sources and run `apt-get update` as root"
+                )
             free = shutil.disk_usage(work).free
             if free < 3 * int(size.group(1)):
-                raise M2LError(f"{work}: not enough disk space for {package}: need about "
-                               f"{3 * int(size.group(1)) >> 20} MiB, {free >> 20} MiB free")
+                raise M2LError(
+                    f"{work}: not enough disk space for {package}: need about "
+                    f"{3 * int(size.group(1)) >> 20} MiB, {free >> 20} MiB free"
+                )
         done = _run(["apt-get", "download", package], cwd=work)
         debs = sorted(work.glob("*.deb"))
         if done.returncode != 0 or not debs:
@@ -80,8 +88,10 @@ class DebianPackages:
             if "No space left" in message:
                 raise disk_full(work)
             if re.search(r"Unable to locate|no installation candidate|Can't select", message):
-                raise M2LError(f"package {package} is not available from apt; check the apt sources "
-                               f"and run `apt-get update` as root")
+                raise M2LError(
+                    f"package {package} is not available from apt; check the apt sources "
+                    f"and run `apt-get update` as root"
+                )
             raise M2LError(f"apt-get download {package} failed: {_last_line(message)}")
         version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip() or "unknown"
         root = work / "root"

@@ -76,14 +76,25 @@ class Source:
 
 
 SOURCES = (
-    Source("ufoai-music", "music", "train", (Pick("usr/share/games/ufoai/base/0music.pk3", "music/"),),
-           "GPL-2+"),
-    Source("wesnoth-1.16-music", "music", "train", (Pick("usr/share/games/wesnoth/1.16/data/core/music"),),
-           "GPL-2+"),
+    Source(
+        "ufoai-music", "music", "train", (Pick("usr/share/games/ufoai/base/0music.pk3", "music/"),), "GPL-2+"
+    ),
+    Source(
+        "wesnoth-1.16-music",
+        "music",
+        "train",
+        (Pick("usr/share/games/wesnoth/1.16/data/core/music"),),
+        "GPL-2+",
+    ),
     Source("hedgewars-data", "music", "train", (Pick("usr/share/games/hedgewars/Data/Music"),), "GPL-2"),
     Source("supertux-data", "music", "val", (Pick("usr/share/games/supertux2/music"),), "GPL-2+"),
-    Source("nexuiz-music", "music", "test",
-           (Pick("usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks/"),), "GPL-2+"),
+    Source(
+        "nexuiz-music",
+        "music",
+        "test",
+        (Pick("usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks/"),),
+        "GPL-2+",
+    ),
     Source("klettres-data", "speech", BY_LANGUAGE, (Pick("usr/share/klettres"),), "GPL-2+"),
     Source("alsa-utils", "speech", "test", (Pick("usr/share/sounds/alsa"),), "GPL-2"),
 )
@@ -101,8 +112,9 @@ def split_by_language(paths: Sequence[str]) -> dict[str, str]:
         size = len(groups[language])
         split = "train"
         for held in ("test", "val"):
-            if (counts[held] < HELD_OUT_SHARE * len(paths)
-                    and counts[held] + size <= HELD_OUT_CAP * len(paths)):
+            if counts[held] < HELD_OUT_SHARE * len(paths) and counts[held] + size <= HELD_OUT_CAP * len(
+                paths
+            ):
                 split = held
                 counts[held] += size
                 break
@@ -178,9 +190,13 @@ def _items(root: Path, source: Source) -> Iterator[list[Item]]:
                     raise M2LError(f"{where}: not a readable zip archive ({err})") from None
                 archives.append(archive)
                 for name in archive.namelist():
-                    rel, member = name[len(pick.inner):], PurePosixPath(name)
-                    if (name.startswith(pick.inner) and not name.endswith("/") and _safe(rel)
-                            and member.suffix.lower() in AUDIO_SUFFIXES):
+                    rel, member = name[len(pick.inner) :], PurePosixPath(name)
+                    if (
+                        name.startswith(pick.inner)
+                        and not name.endswith("/")
+                        and _safe(rel)
+                        and member.suffix.lower() in AUDIO_SUFFIXES
+                    ):
                         items.append(Item(rel, member.parent.name, partial(_member_stage, archive, name)))
                 continue
             if not where.is_dir():
@@ -193,8 +209,9 @@ def _items(root: Path, source: Source) -> Iterator[list[Item]]:
                         rel = path.relative_to(where).as_posix()
                         items.append(Item(rel, path.parent.name, partial(_file_stage, path)))
         if not items:
-            raise M2LError(f"{source.package}: no audio files found in "
-                           f"{', '.join(p.path for p in source.picks)}")
+            raise M2LError(
+                f"{source.package}: no audio files found in {', '.join(p.path for p in source.picks)}"
+            )
         yield sorted(items, key=lambda item: item.rel)
     finally:
         for archive in archives:
@@ -238,9 +255,15 @@ def _usable_entries(entries: Any, where: str) -> bool:
 class Fetcher:
     """Builds DATA_DIR part by part (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, packages: Packages | None = None, force: bool = False,
-                 quiet: bool = False, soundfonts: Sequence[Path] = SYSTEM_SOUNDFONTS,
-                 note_plan: Sequence[notes_mod.Note] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        packages: Packages | None = None,
+        force: bool = False,
+        quiet: bool = False,
+        soundfonts: Sequence[Path] = SYSTEM_SOUNDFONTS,
+        note_plan: Sequence[notes_mod.Note] | None = None,
+    ) -> None:
         """DATA_DIR, the package source (default `DebianPackages`), --force, --quiet, installed
         soundfonts used before fetching one, and the notes to render (default `notes.plan_notes()`)."""
         self.data_dir = Path(data_dir)
@@ -308,8 +331,10 @@ class Fetcher:
         else:
             entries = [e for source in SOURCES if source.set == name for e in self._source(source)]
             for split in SPLITS:
-                self._write_manifest(self.data_dir / name / split / MANIFEST,
-                                     [e for e in entries if e["path"].split("/")[1] == split])
+                self._write_manifest(
+                    self.data_dir / name / split / MANIFEST,
+                    [e for e in entries if e["path"].split("/")[1] == split],
+                )
         summary = {split: {"files": 0, "seconds": 0.0} for split in SPLITS}
         for entry in entries:
             split = entry["path"].split("/")[1]
@@ -337,14 +362,20 @@ class Fetcher:
         with self._work() as work:
             extracted = self.packages.extract(source.package, Path(work))
             copyright_file = extracted.root / "usr/share/doc" / source.package / "copyright"
-            licences = dep5_file_licences(copyright_file.read_text(encoding="utf-8", errors="replace")
-                                          if copyright_file.is_file() else "")
+            licences = dep5_file_licences(
+                copyright_file.read_text(encoding="utf-8", errors="replace")
+                if copyright_file.is_file()
+                else ""
+            )
             staging = Path(work) / "staging"
             staging.mkdir()
             entries, unreadable = [], []
             with _items(extracted.root, source) as items:
-                splits = (split_by_language([i.rel for i in items]) if source.split == BY_LANGUAGE
-                          else dict.fromkeys((i.rel for i in items), source.split))
+                splits = (
+                    split_by_language([i.rel for i in items])
+                    if source.split == BY_LANGUAGE
+                    else dict.fromkeys((i.rel for i in items), source.split)
+                )
                 for item in items:
                     try:
                         staged = item.stage(staging)
@@ -358,20 +389,42 @@ class Fetcher:
                     dest = self.data_dir / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(staged, dest)
-                    entries.append({"path": rel, "duration": info.frames / info.samplerate,
-                                    "sample_rate": info.samplerate, "channels": info.channels,
-                                    "licence": licences.get((item.parent, PurePosixPath(item.rel).name),
-                                                            source.licence),
-                                    "source": source.package})
+                    entries.append(
+                        {
+                            "path": rel,
+                            "duration": info.frames / info.samplerate,
+                            "sample_rate": info.samplerate,
+                            "channels": info.channels,
+                            "licence": licences.get(
+                                (item.parent, PurePosixPath(item.rel).name), source.licence
+                            ),
+                            "source": source.package,
+                        }
+                    )
         if unreadable:
             shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
-            warnings.warn(f"{source.package}: {len(unreadable)} file(s) that soundfile cannot read were "
-                          f"left out: {shown}", stacklevel=2)
-        _atomic_text(self._marker(part), json.dumps(
-            {"recipe": recipe, "package_version": extracted.version, "entries": entries,
-             "unreadable": unreadable}, indent=1) + "\n")
-        self.say(f"{part}: {len(entries)} files, {sum(e['duration'] for e in entries) / 60:.1f} min "
-                 f"({source.package} {extracted.version})")
+            warnings.warn(
+                f"{source.package}: {len(unreadable)} file(s) that soundfile cannot read were "
+                f"left out: {shown}",
+                stacklevel=2,
+            )
+        _atomic_text(
+            self._marker(part),
+            json.dumps(
+                {
+                    "recipe": recipe,
+                    "package_version": extracted.version,
+                    "entries": entries,
+                    "unreadable": unreadable,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
+        self.say(
+            f"{part}: {len(entries)} files, {sum(e['duration'] for e in entries) / 60:.1f} min "
+            f"({source.package} {extracted.version})"
+        )
         return entries
 
     def _soundfont(self) -> Path:
@@ -394,18 +447,25 @@ class Fetcher:
 
     def _notes(self) -> list[dict[str, Any]]:
         version = notes_mod.renderer_version()
-        recipe = {"version": RECIPE_VERSION, "renderer": f"tinysoundfont {version}",
-                  "sample_rate": notes_mod.SAMPLE_RATE, "seconds": notes_mod.NOTE_SECONDS,
-                  "hold": notes_mod.HOLD_SECONDS,
-                  "plan": hashlib.sha256(json.dumps([[n.relpath, n.labels()] for n in self.note_plan])
-                                         .encode()).hexdigest()}
+        recipe = {
+            "version": RECIPE_VERSION,
+            "renderer": f"tinysoundfont {version}",
+            "sample_rate": notes_mod.SAMPLE_RATE,
+            "seconds": notes_mod.NOTE_SECONDS,
+            "hold": notes_mod.HOLD_SECONDS,
+            "plan": hashlib.sha256(
+                json.dumps([[n.relpath, n.labels()] for n in self.note_plan]).encode()
+            ).hexdigest(),
+        }
         marker = self._done("notes", recipe)
         if marker is not None:
             self.say(f"notes: done ({len(marker['entries'])} notes), skipping")
             return marker["entries"]
         if version is None:
-            raise M2LError("rendering notes needs tinysoundfont: pip install --no-deps tinysoundfont "
-                           "(or pip install 'm2l[data]')")
+            raise M2LError(
+                "rendering notes needs tinysoundfont: pip install --no-deps tinysoundfont "
+                "(or pip install 'm2l[data]')"
+            )
         soundfont = self._soundfont()
         digest = hashlib.sha256()
         with open(soundfont, "rb") as f:
@@ -417,17 +477,28 @@ class Fetcher:
         def progress(plan: Sequence[notes_mod.Note]) -> Any:
             from tqdm import tqdm
 
-            return tqdm(plan, desc="notes", unit="note", file=sys.stderr, disable=self.quiet,
-                        dynamic_ncols=True)
+            return tqdm(
+                plan, desc="notes", unit="note", file=sys.stderr, disable=self.quiet, dynamic_ncols=True
+            )
 
-        entries, counts = notes_mod.render_notes(self.data_dir, soundfont, self.note_plan,
-                                                 SOUNDFONT_LICENCE, SOUNDFONT_PACKAGE, progress)
+        entries, counts = notes_mod.render_notes(
+            self.data_dir, soundfont, self.note_plan, SOUNDFONT_LICENCE, SOUNDFONT_PACKAGE, progress
+        )
         if counts["silent"]:
             warnings.warn(f"notes: {counts['silent']} silent note(s) left out", stacklevel=2)
         if counts["clipped"]:
             warnings.warn(f"notes: {counts['clipped']} note(s) clipped to [-1, 1]", stacklevel=2)
-        _atomic_text(self._marker("notes"), json.dumps(
-            {"recipe": recipe, "soundfont_sha256": digest.hexdigest(), "counts": counts,
-             "entries": entries}, indent=1) + "\n")
+        _atomic_text(
+            self._marker("notes"),
+            json.dumps(
+                {
+                    "recipe": recipe,
+                    "soundfont_sha256": digest.hexdigest(),
+                    "counts": counts,
+                    "entries": entries,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
         return entries
-

@@ -53,9 +53,24 @@ TICKS_PER_BEAT = 480
 TEMPO_US = 500_000  # microseconds per beat (120 bpm): one tick is 1/960 s
 FLUSH_SECONDS = 0.1  # rendered (and dropped) after every note, once its voices are stopped
 
-GM_FAMILIES = ("Piano", "Chromatic Percussion", "Organ", "Guitar", "Bass", "Strings", "Ensemble",
-               "Brass", "Reed", "Pipe", "Synth Lead", "Synth Pad", "Synth Effects", "Ethnic",
-               "Percussive", "Sound Effects")
+GM_FAMILIES = (
+    "Piano",
+    "Chromatic Percussion",
+    "Organ",
+    "Guitar",
+    "Bass",
+    "Strings",
+    "Ensemble",
+    "Brass",
+    "Reed",
+    "Pipe",
+    "Synth Lead",
+    "Synth Pad",
+    "Synth Effects",
+    "Ethnic",
+    "Percussive",
+    "Sound Effects",
+)
 
 
 @dataclass(frozen=True)
@@ -74,18 +89,30 @@ class Instrument:
 
 
 INSTRUMENTS = (
-    Instrument(1, "Acoustic Grand Piano", 36, 96), Instrument(5, "Electric Piano 1", 36, 84),
-    Instrument(12, "Vibraphone", 53, 89), Instrument(13, "Marimba", 48, 96),
-    Instrument(17, "Drawbar Organ", 36, 84), Instrument(20, "Church Organ", 36, 84),
-    Instrument(25, "Acoustic Guitar (nylon)", 40, 83), Instrument(30, "Overdriven Guitar", 40, 81),
-    Instrument(33, "Acoustic Bass", 28, 60), Instrument(34, "Electric Bass (finger)", 28, 60),
-    Instrument(41, "Violin", 55, 93), Instrument(43, "Cello", 36, 76),
-    Instrument(49, "String Ensemble 1", 36, 84), Instrument(53, "Choir Aahs", 41, 79),
-    Instrument(57, "Trumpet", 54, 82), Instrument(58, "Trombone", 40, 72),
-    Instrument(66, "Alto Sax", 49, 81), Instrument(72, "Clarinet", 50, 91),
-    Instrument(74, "Flute", 60, 96), Instrument(76, "Pan Flute", 60, 96),
-    Instrument(81, "Lead 1 (square)", 36, 84), Instrument(82, "Lead 2 (sawtooth)", 36, 84),
-    Instrument(89, "Pad 1 (new age)", 36, 84), Instrument(90, "Pad 2 (warm)", 36, 84),
+    Instrument(1, "Acoustic Grand Piano", 36, 96),
+    Instrument(5, "Electric Piano 1", 36, 84),
+    Instrument(12, "Vibraphone", 53, 89),
+    Instrument(13, "Marimba", 48, 96),
+    Instrument(17, "Drawbar Organ", 36, 84),
+    Instrument(20, "Church Organ", 36, 84),
+    Instrument(25, "Acoustic Guitar (nylon)", 40, 83),
+    Instrument(30, "Overdriven Guitar", 40, 81),
+    Instrument(33, "Acoustic Bass", 28, 60),
+    Instrument(34, "Electric Bass (finger)", 28, 60),
+    Instrument(41, "Violin", 55, 93),
+    Instrument(43, "Cello", 36, 76),
+    Instrument(49, "String Ensemble 1", 36, 84),
+    Instrument(53, "Choir Aahs", 41, 79),
+    Instrument(57, "Trumpet", 54, 82),
+    Instrument(58, "Trombone", 40, 72),
+    Instrument(66, "Alto Sax", 49, 81),
+    Instrument(72, "Clarinet", 50, 91),
+    Instrument(74, "Flute", 60, 96),
+    Instrument(76, "Pan Flute", 60, 96),
+    Instrument(81, "Lead 1 (square)", 36, 84),
+    Instrument(82, "Lead 2 (sawtooth)", 36, 84),
+    Instrument(89, "Pad 1 (new age)", 36, 84),
+    Instrument(90, "Pad 2 (warm)", 36, 84),
 )
 
 
@@ -102,19 +129,28 @@ class Note:
     def relpath(self) -> str:
         """Path under DATA_DIR, e.g. notes/train/p001-acoustic-grand-piano/n060-v080.wav."""
         slug = re.sub(r"[^a-z0-9]+", "-", self.instrument.name.lower()).strip("-")
-        return (f"notes/{self.split}/p{self.instrument.program:03d}-{slug}/"
-                f"n{self.pitch:03d}-v{self.velocity:03d}.wav")
+        return (
+            f"notes/{self.split}/p{self.instrument.program:03d}-{slug}/"
+            f"n{self.pitch:03d}-v{self.velocity:03d}.wav"
+        )
 
     def labels(self) -> dict[str, Any]:
         """The label fields of a notes/manifest.jsonl line."""
-        return {"program": self.instrument.program, "instrument": self.instrument.name,
-                "family": self.instrument.family, "pitch": self.pitch, "pitch_class": self.pitch % 12,
-                "velocity": self.velocity, "split": self.split}
+        return {
+            "program": self.instrument.program,
+            "instrument": self.instrument.name,
+            "family": self.instrument.family,
+            "pitch": self.pitch,
+            "pitch_class": self.pitch % 12,
+            "velocity": self.velocity,
+            "split": self.split,
+        }
 
 
 # ----------------------------------------------------------------------------- splits
-def assign_splits(labels: Iterable[tuple[int, int]], velocities: Sequence[int] = VELOCITIES,
-                  seed: int = SEED) -> dict[tuple[int, int, int], str]:
+def assign_splits(
+    labels: Iterable[tuple[int, int]], velocities: Sequence[int] = VELOCITIES, seed: int = SEED
+) -> dict[tuple[int, int, int], str]:
     """Split the instances (program, pitch, velocity) of `labels` as the module docstring says.
 
     Args:
@@ -143,8 +179,9 @@ def assign_splits(labels: Iterable[tuple[int, int]], velocities: Sequence[int] =
     return splits
 
 
-def plan_notes(instruments: Sequence[Instrument] = INSTRUMENTS, velocities: Sequence[int] = VELOCITIES,
-               seed: int = SEED) -> list[Note]:
+def plan_notes(
+    instruments: Sequence[Instrument] = INSTRUMENTS, velocities: Sequence[int] = VELOCITIES, seed: int = SEED
+) -> list[Note]:
     """Every note of the set, with its split, sorted by (program, pitch, velocity)."""
     by_program = {inst.program: inst for inst in instruments}
     labels = [(inst.program, pitch) for inst in instruments for pitch in range(inst.low, inst.high + 1)]
@@ -168,8 +205,12 @@ def _vlq(value: int) -> bytes:
 _MESSAGE_LENGTHS = {0x8: 3, 0x9: 3, 0xA: 3, 0xB: 3, 0xC: 2, 0xD: 2, 0xE: 3}  # by status nibble
 
 
-def midi_file(events: Sequence[tuple[int, bytes]], end_tick: int, ticks_per_beat: int = TICKS_PER_BEAT,
-              tempo_us: int = TEMPO_US) -> bytes:
+def midi_file(
+    events: Sequence[tuple[int, bytes]],
+    end_tick: int,
+    ticks_per_beat: int = TICKS_PER_BEAT,
+    tempo_us: int = TEMPO_US,
+) -> bytes:
     """A format-0 standard MIDI file.
 
     Args:
@@ -182,8 +223,11 @@ def midi_file(events: Sequence[tuple[int, bytes]], end_tick: int, ticks_per_beat
     body = bytearray(_vlq(0) + bytes([0xFF, 0x51, 3]) + tempo_us.to_bytes(3, "big"))
     now = 0
     for tick, message in sorted(events, key=lambda e: e[0]):
-        if (not message or _MESSAGE_LENGTHS.get(message[0] >> 4) != len(message)
-                or any(b > 0x7F for b in message[1:])):
+        if (
+            not message
+            or _MESSAGE_LENGTHS.get(message[0] >> 4) != len(message)
+            or any(b > 0x7F for b in message[1:])
+        ):
             raise M2LError(f"MIDI: not a channel message: {bytes(message).hex()}")
         if not 0 <= tick <= end_tick:
             raise M2LError(f"MIDI: event tick {tick} outside 0..{end_tick}")
@@ -198,13 +242,17 @@ def _ticks(seconds: float) -> int:
     return round(seconds * 1_000_000 / TEMPO_US * TICKS_PER_BEAT)
 
 
-def note_midi(program: int, pitch: int, velocity: int, hold: float = HOLD_SECONDS,
-              length: float = NOTE_SECONDS) -> bytes:
+def note_midi(
+    program: int, pitch: int, velocity: int, hold: float = HOLD_SECONDS, length: float = NOTE_SECONDS
+) -> bytes:
     """The MIDI file of one note on channel 1: GM `program` (1-128), held `hold` s, `length` s long."""
     if not (1 <= program <= 128 and 0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 < hold <= length):
         raise M2LError(f"MIDI: bad note program={program} pitch={pitch} velocity={velocity}")
-    events = [(0, bytes([0xC0, program - 1])), (0, bytes([0x90, pitch, velocity])),
-              (_ticks(hold), bytes([0x80, pitch, 64]))]
+    events = [
+        (0, bytes([0xC0, program - 1])),
+        (0, bytes([0x90, pitch, velocity])),
+        (_ticks(hold), bytes([0x80, pitch, 64])),
+    ]
     return midi_file(events, _ticks(length))
 
 
@@ -220,7 +268,7 @@ def read_midi(data: bytes) -> tuple[list[tuple[float, bytes]], float]:
     """
     if data[:4] != b"MThd" or len(data) < 14:
         raise M2LError("MIDI: no MThd header")
-    fmt, ntracks, division = (int.from_bytes(data[i:i + 2], "big") for i in (8, 10, 12))
+    fmt, ntracks, division = (int.from_bytes(data[i : i + 2], "big") for i in (8, 10, 12))
     if fmt not in (0, 1) or division & 0x8000 or division == 0:
         raise M2LError(f"MIDI: unsupported format {fmt} / division {division:#06x}")
     pos = 8 + int.from_bytes(data[4:8], "big")
@@ -228,8 +276,8 @@ def read_midi(data: bytes) -> tuple[list[tuple[float, bytes]], float]:
     tempos: list[tuple[int, int]] = [(0, TEMPO_US)]
     end = 0
     while pos + 8 <= len(data):
-        kind, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
-        chunk, pos = data[pos + 8:pos + 8 + size], pos + 8 + size
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
+        chunk, pos = data[pos + 8 : pos + 8 + size], pos + 8 + size
         if len(chunk) != size:
             raise M2LError("MIDI: truncated chunk")
         if kind == b"MTrk":
@@ -274,7 +322,7 @@ def _read_track(chunk: bytes, timed: list[tuple[int, int, bytes]], tempos: list[
             kind = chunk[pos + 1] if pos + 1 < len(chunk) else -1
             pos += 2
             size = vlq()
-            payload, pos = chunk[pos:pos + size], pos + size
+            payload, pos = chunk[pos : pos + size], pos + size
             if kind == 0x51 and size == 3:
                 tempos.append((tick, int.from_bytes(payload, "big")))
             if kind == 0x2F:
@@ -293,7 +341,7 @@ def _read_track(chunk: bytes, timed: list[tuple[int, int, bytes]], tempos: list[
         size = 1 if status >> 4 in (0xC, 0xD) else 2
         if pos + size > len(chunk):
             raise M2LError("MIDI: truncated message")
-        timed.append((tick, len(timed), bytes([status]) + chunk[pos:pos + size]))
+        timed.append((tick, len(timed), bytes([status]) + chunk[pos : pos + size]))
         pos += size
     raise M2LError("MIDI: track without end-of-track event")
 
@@ -321,8 +369,10 @@ class Renderer:
         try:
             import tinysoundfont
         except ImportError:
-            raise M2LError("rendering notes needs tinysoundfont: pip install --no-deps tinysoundfont "
-                           "(or pip install 'm2l[data]')") from None
+            raise M2LError(
+                "rendering notes needs tinysoundfont: pip install --no-deps tinysoundfont "
+                "(or pip install 'm2l[data]')"
+            ) from None
         self.soundfont = Path(soundfont)
         self.sample_rate = sample_rate
         self._synth = tinysoundfont.Synth(samplerate=sample_rate)
@@ -342,8 +392,9 @@ class Renderer:
             try:
                 self._synth.program_select(channel, self._sfid, 0, message[1])
             except Exception:
-                raise M2LError(f"{self.soundfont}: no preset for GM program {message[1] + 1} "
-                               f"in bank 0") from None
+                raise M2LError(
+                    f"{self.soundfont}: no preset for GM program {message[1] + 1} in bank 0"
+                ) from None
         elif kind == 0x9 and message[2] > 0:
             self._synth.noteon(channel, message[1], message[2])
         elif kind in (0x8, 0x9):
@@ -374,9 +425,14 @@ class Renderer:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def render_notes(data_dir: Path, soundfont: Path, plan: Sequence[Note], licence: str, source: str,
-                 progress: Callable[[Iterable[Note]], Iterable[Note]] | None = None,
-                 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def render_notes(
+    data_dir: Path,
+    soundfont: Path,
+    plan: Sequence[Note],
+    licence: str,
+    source: str,
+    progress: Callable[[Iterable[Note]], Iterable[Note]] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Render `plan` into DATA_DIR (16-bit mono wav, each written to a temp file then renamed).
 
     Returns:
@@ -389,7 +445,7 @@ def render_notes(data_dir: Path, soundfont: Path, plan: Sequence[Note], licence:
     renderer = Renderer(soundfont)
     entries = []
     counts = {"silent": 0, "clipped": 0}
-    for note in (progress(plan) if progress else plan):
+    for note in progress(plan) if progress else plan:
         audio = renderer.render(note_midi(note.instrument.program, note.pitch, note.velocity))
         peak = float(np.abs(audio).max()) if audio.size else 0.0
         if peak < 1e-4:
@@ -404,7 +460,15 @@ def render_notes(data_dir: Path, soundfont: Path, plan: Sequence[Note], licence:
         tmp.write_bytes(encoded.getvalue())
         os.replace(tmp, dest)
         info = sf.info(str(dest))
-        entries.append({"path": note.relpath, "duration": info.frames / info.samplerate,
-                        "sample_rate": info.samplerate, "channels": info.channels, "licence": licence,
-                        "source": source, **note.labels()})
+        entries.append(
+            {
+                "path": note.relpath,
+                "duration": info.frames / info.samplerate,
+                "sample_rate": info.samplerate,
+                "channels": info.channels,
+                "licence": licence,
+                "source": source,
+                **note.labels(),
+            }
+        )
     return entries, counts

@@ -81,8 +81,13 @@ def boundary_mask(frames: int, boundaries: list[int], radius: int = RADIUS) -> t
     return mask
 
 
-def boundary_analysis(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
-                      boundaries: list[int], radius: int = RADIUS) -> dict[str, Any]:
+def boundary_analysis(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    sample_rate: int,
+    boundaries: list[int],
+    radius: int = RADIUS,
+) -> dict[str, Any]:
     """Per-item error near seams vs elsewhere.
 
     Args:
@@ -103,9 +108,14 @@ def boundary_analysis(estimate: torch.Tensor, reference: torch.Tensor, sample_ra
     b_err = float(near.mean()) if near.numel() else None
     i_err = float(far.mean()) if far.numel() else None
     ratio = b_err / i_err if b_err is not None and i_err else None
-    return {"boundaries": len(boundaries), "boundary_frames": int(near.numel()),
-            "interior_frames": int(far.numel()), "boundary_error": b_err, "interior_error": i_err,
-            "ratio": ratio}
+    return {
+        "boundaries": len(boundaries),
+        "boundary_frames": int(near.numel()),
+        "interior_frames": int(far.numel()),
+        "boundary_error": b_err,
+        "interior_error": i_err,
+        "ratio": ratio,
+    }
 
 
 def pooled_ratio(analyses: list[dict[str, Any]]) -> float | None:

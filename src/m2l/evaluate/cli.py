@@ -11,8 +11,9 @@ from pathlib import Path
 DEFAULT_EMBEDDINGS = ("mel-stats", "vggish", "clap")
 
 
-def _number_list(kind: Callable[[str], float], check: Callable[[float], bool], what: str
-                 ) -> Callable[[str], tuple]:
+def _number_list(
+    kind: Callable[[str], float], check: Callable[[float], bool], what: str
+) -> Callable[[str], tuple]:
     """An argparse type for comma-separated lists ("1,2,4") whose values pass `check`."""
 
     def parse(text: str) -> tuple:
@@ -49,33 +50,81 @@ def _positive(kind: Callable[[str], float], minimum: float, what: str) -> Callab
 
 def add_eval(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l eval`."""
-    p.add_argument("--model", action="append", required=True, metavar="[LABEL=]SOURCE",
-                   help="model to evaluate (preset, checkpoint, run checkpoint or 'music2latent'); "
-                        "repeat to compare several side by side; LABEL names it in the report")
-    p.add_argument("--data", required=True, metavar="DIR|MANIFEST",
-                   help="folder of audio (recursive) or a manifest.jsonl from `m2l data fetch`")
-    p.add_argument("--out", required=True, metavar="OUT_DIR",
-                   help="report folder (results.json, report.html, audio/, images/)")
-    p.add_argument("--items", type=_positive(int, 1, "a positive integer"), metavar="N",
-                   help="evaluate the first N files in sorted order (default: all)")
-    p.add_argument("--seconds", type=_positive(float, 1e-3, "a positive number"), metavar="S",
-                   help="evaluate one centred crop of S seconds per file (default: whole files)")
-    p.add_argument("--steps", type=_steps_list, default=(1,), metavar="K[,K...]",
-                   help="consistency steps to sweep, e.g. 1,2,4 (default: 1)")
-    p.add_argument("--sigma-cond", type=_sigma_list, default=(), metavar="S[,S...]",
-                   help="v2 models: sigma_cond values to sweep, e.g. 0.2,0.4,0.6 (default: the codec's "
-                        "0.4); ignored for v1 models, refused when no model is v2")
-    p.add_argument("--embedding", default="mel-stats", metavar="NAME",
-                   help=f"FAD embedding model: {', '.join(DEFAULT_EMBEDDINGS)} (default: %(default)s; "
-                        f"mel-stats FAD is not comparable with published VGGish FAD)")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[LABEL=]SOURCE",
+        help="model to evaluate (preset, checkpoint, run checkpoint or 'music2latent'); "
+        "repeat to compare several side by side; LABEL names it in the report",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR|MANIFEST",
+        help="folder of audio (recursive) or a manifest.jsonl from `m2l data fetch`",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT_DIR",
+        help="report folder (results.json, report.html, audio/, images/)",
+    )
+    p.add_argument(
+        "--items",
+        type=_positive(int, 1, "a positive integer"),
+        metavar="N",
+        help="evaluate the first N files in sorted order (default: all)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=_positive(float, 1e-3, "a positive number"),
+        metavar="S",
+        help="evaluate one centred crop of S seconds per file (default: whole files)",
+    )
+    p.add_argument(
+        "--steps",
+        type=_steps_list,
+        default=(1,),
+        metavar="K[,K...]",
+        help="consistency steps to sweep, e.g. 1,2,4 (default: 1)",
+    )
+    p.add_argument(
+        "--sigma-cond",
+        type=_sigma_list,
+        default=(),
+        metavar="S[,S...]",
+        help="v2 models: sigma_cond values to sweep, e.g. 0.2,0.4,0.6 (default: the codec's "
+        "0.4); ignored for v1 models, refused when no model is v2",
+    )
+    p.add_argument(
+        "--embedding",
+        default="mel-stats",
+        metavar="NAME",
+        help=f"FAD embedding model: {', '.join(DEFAULT_EMBEDDINGS)} (default: %(default)s; "
+        f"mel-stats FAD is not comparable with published VGGish FAD)",
+    )
     p.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
-    p.add_argument("--audio-items", type=_positive(int, 0, "an integer >= 0"), default=4, metavar="N",
-                   help="write audio players and spectrograms for the first N items (default: 4)")
-    p.add_argument("--seed", type=_positive(int, 0, "an integer >= 0"), default=0,
-                   help="decoding seed, the same for every item (default: 0)")
+    p.add_argument(
+        "--audio-items",
+        type=_positive(int, 0, "an integer >= 0"),
+        default=4,
+        metavar="N",
+        help="write audio players and spectrograms for the first N items (default: 4)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_positive(int, 0, "an integer >= 0"),
+        default=0,
+        help="decoding seed, the same for every item (default: 0)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: best available)")
-    p.add_argument("--window", type=_positive(float, 1e-3, "a positive number"), metavar="SECONDS",
-                   help="v1 window length (sets where window seams fall; default 10 s)")
+    p.add_argument(
+        "--window",
+        type=_positive(float, 1e-3, "a positive number"),
+        metavar="SECONDS",
+        help="v1 window length (sets where window seams fall; default 10 s)",
+    )
     p.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (slow) even when installed")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -87,9 +136,13 @@ def command_line(args: argparse.Namespace) -> str:
     for model in args.model:
         parts += ["--model", model]
     parts += ["--data", args.data, "--out", args.out]
-    optional = {"--items": args.items, "--seconds": args.seconds,
-                "--embedding-weights": args.embedding_weights, "--device": args.device,
-                "--window": args.window}
+    optional = {
+        "--items": args.items,
+        "--seconds": args.seconds,
+        "--embedding-weights": args.embedding_weights,
+        "--device": args.device,
+        "--window": args.window,
+    }
     for flag, value in optional.items():
         if value is not None:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
@@ -109,11 +162,24 @@ def run_eval(args: argparse.Namespace) -> int:
 
     _check_device(args.device)
     opts = EvalOptions(
-        models=tuple(parse_model_arg(m) for m in args.model), data=Path(args.data), out=Path(args.out),
-        items=args.items, seconds=args.seconds, steps=tuple(args.steps), sigma_cond=tuple(args.sigma_cond),
-        embedding=args.embedding, embedding_weights=args.embedding_weights, audio_items=args.audio_items,
-        seed=args.seed, force=args.force, device=args.device, window=args.window,
-        visqol=not args.no_visqol, progress=not args.quiet, command=command_line(args))
+        models=tuple(parse_model_arg(m) for m in args.model),
+        data=Path(args.data),
+        out=Path(args.out),
+        items=args.items,
+        seconds=args.seconds,
+        steps=tuple(args.steps),
+        sigma_cond=tuple(args.sigma_cond),
+        embedding=args.embedding,
+        embedding_weights=args.embedding_weights,
+        audio_items=args.audio_items,
+        seed=args.seed,
+        force=args.force,
+        device=args.device,
+        window=args.window,
+        visqol=not args.no_visqol,
+        progress=not args.quiet,
+        command=command_line(args),
+    )
     try:
         run_evaluation(opts)
     except OSError as err:  # a filesystem problem that no check above foresaw: still one line

@@ -92,7 +92,7 @@ class MelStatsEmbedder:
         starts = list(range(0, n - self.window + 1, self.window_hop))
         if starts[-1] + self.window < n:
             starts.append(n - self.window)
-        return torch.stack([wave[s:s + self.window] for s in starts])
+        return torch.stack([wave[s : s + self.window] for s in starts])
 
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         """Embed a waveform.
@@ -141,7 +141,9 @@ class ClapEmbedder:
             [ceil(samples / 480000), dim] float32 embeddings (dim 512 for the released models).
         """
         wave = check_waveform(audio, f"{self.name}: audio").to(torch.float32).numpy()
-        pieces = [np.ascontiguousarray(wave[s:s + self.window]) for s in range(0, wave.shape[0], self.window)]
+        pieces = [
+            np.ascontiguousarray(wave[s : s + self.window]) for s in range(0, wave.shape[0], self.window)
+        ]
         with torch.no_grad():
             emb = self.model.get_audio_embedding_from_data(x=pieces, use_tensor=False)
         return torch.as_tensor(np.asarray(emb), dtype=torch.float32).reshape(len(pieces), -1)
@@ -194,8 +196,10 @@ def _load_mel_stats(weights: str | Path | None) -> Embedder:
 def _load_vggish(weights: str | Path | None) -> Embedder:
     """Factory of "vggish" (needs a local state dict)."""
     if weights is None:
-        raise M2LError("vggish embeddings need local weights: pass weights=PATH to a .safetensors or .pt "
-                       "state dict (m2l never downloads them)")
+        raise M2LError(
+            "vggish embeddings need local weights: pass weights=PATH to a .safetensors or .pt "
+            "state dict (m2l never downloads them)"
+        )
     return load_vggish(weights)
 
 

@@ -89,8 +89,10 @@ def _check_stats(mu: torch.Tensor, cov: torch.Tensor, what: str) -> tuple[torch.
     if not isinstance(mu, torch.Tensor) or not isinstance(cov, torch.Tensor):
         raise M2LError(f"{what}: mean and covariance must be tensors")
     if mu.dim() != 1 or mu.shape[0] < 1 or cov.shape != (mu.shape[0], mu.shape[0]):
-        raise M2LError(f"{what}: expected mean [D] and covariance [D, D], got shapes {list(mu.shape)} "
-                       f"and {list(cov.shape)}")
+        raise M2LError(
+            f"{what}: expected mean [D] and covariance [D, D], got shapes {list(mu.shape)} "
+            f"and {list(cov.shape)}"
+        )
     if mu.is_complex() or cov.is_complex():
         raise M2LError(f"{what}: expected real statistics, got a complex tensor")
     mu = mu.detach().to("cpu", torch.float64)
@@ -100,8 +102,7 @@ def _check_stats(mu: torch.Tensor, cov: torch.Tensor, what: str) -> tuple[torch.
     return mu, (cov + cov.T) / 2
 
 
-def frechet_from_stats(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor,
-                       cov2: torch.Tensor) -> float:
+def frechet_from_stats(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
     """Squared Fréchet distance between N(mu1, cov1) and N(mu2, cov2).
 
     Args:
@@ -149,8 +150,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return frechet_from_stats(*gaussian_stats(x), *gaussian_stats(y))
 
 
-def _embed_clips(clips: Sequence[torch.Tensor], sample_rate: int, embedder: Embedder,
-                 what: str) -> torch.Tensor:
+def _embed_clips(
+    clips: Sequence[torch.Tensor], sample_rate: int, embedder: Embedder, what: str
+) -> torch.Tensor:
     """Embed each clip (mono, resampled to the embedder's rate) and stack the frames [frames, D]."""
     if isinstance(clips, torch.Tensor) or not isinstance(clips, Sequence) or len(clips) == 0:
         raise M2LError(f"fad: {what} must be a non-empty list of waveforms [samples] or [channels, samples]")
@@ -172,8 +174,9 @@ def _embed_clips(clips: Sequence[torch.Tensor], sample_rate: int, embedder: Embe
     return torch.cat(frames, dim=0)
 
 
-def fad(reference: list[torch.Tensor], estimate: list[torch.Tensor], sample_rate: int,
-        embedder: Embedder) -> float:
+def fad(
+    reference: list[torch.Tensor], estimate: list[torch.Tensor], sample_rate: int, embedder: Embedder
+) -> float:
     """Fréchet Audio Distance between two collections of clips.
 
     Every clip is averaged to mono, resampled to `embedder.sample_rate` and embedded into
@@ -202,8 +205,10 @@ def fad(reference: list[torch.Tensor], estimate: list[torch.Tensor], sample_rate
     est = _embed_clips(estimate, int(sample_rate), embedder, "estimate")
     for what, emb in (("reference", ref), ("estimate", est)):
         if emb.shape[0] < 2:
-            raise M2LError(f"fad: the {what} clips gave {emb.shape[0]} embedding frame(s) with "
-                           f"{embedder.name!r}; need at least 2 (use more or longer clips)")
+            raise M2LError(
+                f"fad: the {what} clips gave {emb.shape[0]} embedding frame(s) with "
+                f"{embedder.name!r}; need at least 2 (use more or longer clips)"
+            )
     if ref.shape[1] != est.shape[1]:
         raise M2LError(f"fad: embedding dims differ between sides ({ref.shape[1]} vs {est.shape[1]})")
     return frechet_distance(ref, est)

@@ -72,20 +72,24 @@ def encode_png(rgb: np.ndarray) -> bytes:
     """
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         shape = list(getattr(rgb, "shape", ()))
-        raise M2LError(f"write_png: expected a uint8 array [height, width, 3], got "
-                       f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {shape}")
+        raise M2LError(
+            f"write_png: expected a uint8 array [height, width, 3], got "
+            f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {shape}"
+        )
     height, width = rgb.shape[:2]
     if height < 1 or width < 1 or height >= 2**31 or width >= 2**31:
         raise M2LError(f"write_png: image size {width}x{height} is not a valid PNG size")
     rows = np.zeros((height, 1 + 3 * width), dtype=np.uint8)  # leading 0 = filter type "None"
     rows[:, 1:] = rgb.reshape(height, 3 * width)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # depth 8, colour type 2 = RGB
-    return b"".join([
-        PNG_SIGNATURE,
-        _chunk(b"IHDR", header),
-        _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
-        _chunk(b"IEND", b""),
-    ])
+    return b"".join(
+        [
+            PNG_SIGNATURE,
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+            _chunk(b"IEND", b""),
+        ]
+    )
 
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
@@ -141,9 +145,11 @@ def _resize_rows(levels: np.ndarray, height: int) -> np.ndarray:
     return levels[low] * (1.0 - frac) + levels[high] * frac
 
 
-def _check_spectrogram_args(sample_rate: float, n_fft: int, hop: int, db_range: float,
-                            height: int | None) -> None:
+def _check_spectrogram_args(
+    sample_rate: float, n_fft: int, hop: int, db_range: float, height: int | None
+) -> None:
     """Raise `M2LError` for a bad option of `spectrogram_png`."""
+
     def is_int(v: object) -> bool:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -157,9 +163,16 @@ def _check_spectrogram_args(sample_rate: float, n_fft: int, hop: int, db_range: 
         raise M2LError(f"spectrogram_png: height must be a positive int or None, got {height!r}")
 
 
-def spectrogram_png(audio: torch.Tensor, path: str | os.PathLike[str], *, sample_rate: float,
-                    n_fft: int = 2048, hop: int = 512, db_range: float = 80.0,
-                    height: int | None = None) -> np.ndarray:
+def spectrogram_png(
+    audio: torch.Tensor,
+    path: str | os.PathLike[str],
+    *,
+    sample_rate: float,
+    n_fft: int = 2048,
+    hop: int = 512,
+    db_range: float = 80.0,
+    height: int | None = None,
+) -> np.ndarray:
     """Write a log-magnitude spectrogram picture of `audio` as a PNG.
 
     Columns are STFT frames (uncentred periodic-Hann frames, end zero-padded, so audio shorter
@@ -184,8 +197,10 @@ def spectrogram_png(audio: torch.Tensor, path: str | os.PathLike[str], *, sample
     if wave.dim() == 2:
         wave = wave.to(torch.float64).mean(dim=0)
     if wave.dim() != 1 or wave.numel() == 0 or wave.is_complex():
-        raise M2LError(f"spectrogram_png: expected real audio [samples] or [channels, samples], got "
-                       f"shape {list(wave.shape)}")
+        raise M2LError(
+            f"spectrogram_png: expected real audio [samples] or [channels, samples], got "
+            f"shape {list(wave.shape)}"
+        )
     wave = wave.to(torch.float64)
     if not bool(torch.isfinite(wave).all()):
         raise M2LError("spectrogram_png: audio contains NaN or infinite samples")

@@ -72,7 +72,7 @@ def _manifest_path(manifest: Path, where: str, entry: dict[str, Any]) -> ItemSou
     """Resolve one manifest entry (`where` names its line) to a file that exists."""
     rel = entry.get("path")
     if not isinstance(rel, str) or not rel.strip():
-        raise M2LError(f"{where}: entry has no \"path\" string")
+        raise M2LError(f'{where}: entry has no "path" string')
     path = Path(rel)
     if path.is_absolute():
         candidates = [path]
@@ -114,8 +114,10 @@ def find_items(data: Path, limit: int | None = None) -> list[ItemSource]:
     if data.is_dir():
         sources = _walk_audio(data)
         if not sources:
-            raise M2LError(f"{data}: no audio files found in this folder (looked for "
-                           f"{', '.join(sorted(AUDIO_EXTENSIONS))})")
+            raise M2LError(
+                f"{data}: no audio files found in this folder (looked for "
+                f"{', '.join(sorted(AUDIO_EXTENSIONS))})"
+            )
     elif data.suffix.lower() == MANIFEST_SUFFIX:
         sources = read_manifest(data)
     else:
@@ -143,6 +145,7 @@ def load_items(sources: list[ItemSource], sample_rate: int, seconds: float | Non
         wave, _ = load_audio(source.path, sample_rate)
         start = crop_start(wave.shape[-1], crop)
         end = wave.shape[-1] if crop is None else start + crop
-        items.append(Item(index, source.name, source.path, start, sample_rate,
-                          wave[:, start:end].contiguous()))
+        items.append(
+            Item(index, source.name, source.path, start, sample_rate, wave[:, start:end].contiguous())
+        )
     return items

@@ -21,8 +21,9 @@ import torch
 from m2l.errors import M2LError
 
 
-def latent_stats(z: torch.Tensor, dim: int, latent_scale: float = 1.0,
-                 threshold: float = 0.99) -> dict[str, float | int | list[float]]:
+def latent_stats(
+    z: torch.Tensor, dim: int, latent_scale: float = 1.0, threshold: float = 0.99
+) -> dict[str, float | int | list[float]]:
     """Summarise a latent tensor.
 
     Args:
@@ -48,8 +49,9 @@ def latent_stats(z: torch.Tensor, dim: int, latent_scale: float = 1.0,
     """
     if not isinstance(z, torch.Tensor) or z.dim() == 0 or z.numel() == 0:
         shape = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-        raise M2LError(f"latent_stats: expected a non-empty latent tensor with at least one axis, "
-                       f"got {shape}")
+        raise M2LError(
+            f"latent_stats: expected a non-empty latent tensor with at least one axis, got {shape}"
+        )
     if z.is_complex() or z.dtype == torch.bool:
         raise M2LError(f"latent_stats: expected real latents, got dtype {z.dtype}")
     if not isinstance(dim, numbers.Integral) or isinstance(dim, bool) or not -z.dim() <= dim < z.dim():

@@ -40,8 +40,9 @@ _MEL_BREAK = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL  # 15 mels
 _MEL_LOG_STEP = math.log(6.4) / 27.0  # natural-log frequency step per mel above the break
 
 
-def _check_pair(estimate: torch.Tensor, reference: torch.Tensor,
-                what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Size, torch.dtype]:
+def _check_pair(
+    estimate: torch.Tensor, reference: torch.Tensor, what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Size, torch.dtype]:
     """Validate a metric's inputs and flatten them.
 
     Returns:
@@ -50,11 +51,13 @@ def _check_pair(estimate: torch.Tensor, reference: torch.Tensor,
     """
     est, ref = torch.as_tensor(estimate), torch.as_tensor(reference)
     if est.shape != ref.shape:
-        raise M2LError(f"{what}: estimate shape {list(est.shape)} differs from reference shape "
-                       f"{list(ref.shape)}")
+        raise M2LError(
+            f"{what}: estimate shape {list(est.shape)} differs from reference shape {list(ref.shape)}"
+        )
     if est.dim() == 0 or est.shape[-1] == 0:
-        raise M2LError(f"{what}: expected [..., samples] with at least one sample, got shape "
-                       f"{list(est.shape)}")
+        raise M2LError(
+            f"{what}: expected [..., samples] with at least one sample, got shape {list(est.shape)}"
+        )
     if est.is_complex() or ref.is_complex():
         raise M2LError(f"{what}: expected real waveforms, got a complex tensor")
     out_dtype = est.dtype if est.is_floating_point() else torch.float32
@@ -64,8 +67,7 @@ def _check_pair(estimate: torch.Tensor, reference: torch.Tensor,
     return est, ref, lead, out_dtype
 
 
-def _check_resolutions(resolutions: Iterable[Iterable[int]], size: int,
-                       what: str) -> list[tuple[int, ...]]:
+def _check_resolutions(resolutions: Iterable[Iterable[int]], size: int, what: str) -> list[tuple[int, ...]]:
     """Validate resolution tuples of `size` positive ints with n_fft >= 2 first."""
     checked = []
     for res in resolutions:
@@ -140,9 +142,13 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
     return (10.0 * torch.log10(ratio)).reshape(lead).to(out_dtype)
 
 
-def stft_distance(estimate: torch.Tensor, reference: torch.Tensor, *,
-                  resolutions: Iterable[tuple[int, int]] = STFT_RESOLUTIONS,
-                  eps: float = 1e-7) -> torch.Tensor:
+def stft_distance(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    resolutions: Iterable[tuple[int, int]] = STFT_RESOLUTIONS,
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """Multi-resolution STFT distance (spectral convergence + mean absolute log-magnitude error).
 
     For each (n_fft, hop): || |S_ref| - |S_est| ||_F / (|| |S_ref| ||_F + eps) plus
@@ -189,8 +195,9 @@ def mel_to_hz(mel: torch.Tensor | float) -> torch.Tensor:
 def _mel_bank(sample_rate: float, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     """Cached float64 [n_mels, n_fft // 2 + 1] Slaney filterbank (arguments already validated)."""
     bin_hz = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sample_rate / n_fft)
-    mel_edges = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
-                               dtype=torch.float64)
+    mel_edges = torch.linspace(
+        float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64
+    )
     edges = mel_to_hz(mel_edges)
     low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bin_hz - low) / (centre - low)
@@ -199,8 +206,15 @@ def _mel_bank(sample_rate: float, n_fft: int, n_mels: int, f_min: float, f_max: 
     return triangles * (2.0 / (high - low))
 
 
-def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0.0,
-                   f_max: float | None = None, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: float,
+    n_fft: int,
+    n_mels: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Triangular Slaney-scale mel filters with unit area in Hz.
 
     Filter m rises linearly from edge m to a peak of 2 / (edge[m + 2] - edge[m]) at edge m + 1 and
@@ -222,17 +236,25 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0
     rate = _check_rate(sample_rate, "mel_filterbank")
     _check_resolutions([(n_fft, n_mels)], 2, "mel_filterbank")
     top = rate / 2 if f_max is None else f_max
-    if not (isinstance(f_min, numbers.Real) and isinstance(top, numbers.Real)
-            and 0 <= f_min < top <= rate / 2):
-        raise M2LError(f"mel_filterbank: need 0 <= f_min < f_max <= sample_rate / 2, got "
-                       f"f_min={f_min!r}, f_max={top!r}, sample_rate={sample_rate!r}")
+    if not (
+        isinstance(f_min, numbers.Real) and isinstance(top, numbers.Real) and 0 <= f_min < top <= rate / 2
+    ):
+        raise M2LError(
+            f"mel_filterbank: need 0 <= f_min < f_max <= sample_rate / 2, got "
+            f"f_min={f_min!r}, f_max={top!r}, sample_rate={sample_rate!r}"
+        )
     bank = _mel_bank(rate, int(n_fft), int(n_mels), float(f_min), float(top))
     return bank.to(dtype=dtype, copy=True)
 
 
-def mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: float, *,
-                 resolutions: Iterable[tuple[int, int, int]] = MEL_RESOLUTIONS,
-                 floor: float = 1e-5) -> torch.Tensor:
+def mel_distance(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    sample_rate: float,
+    *,
+    resolutions: Iterable[tuple[int, int, int]] = MEL_RESOLUTIONS,
+    floor: float = 1e-5,
+) -> torch.Tensor:
     """Multi-resolution log-mel L1 distance.
 
     For each (n_fft, hop, n_mels): magnitude (not power) STFT as in `stft_magnitude`, Slaney mel

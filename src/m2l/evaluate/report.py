@@ -92,8 +92,9 @@ def _best(values: list[float | None], higher: bool | None) -> float | None:
     return max(present) if higher else min(present)
 
 
-def _cells(values: dict[str, Any], columns: tuple[tuple[str, str, bool | None], ...],
-           best: dict[str, float | None]) -> str:
+def _cells(
+    values: dict[str, Any], columns: tuple[tuple[str, str, bool | None], ...], best: dict[str, float | None]
+) -> str:
     out = []
     for key, _, _ in columns:
         value = values.get(key)
@@ -112,25 +113,37 @@ def _header(results: dict[str, Any]) -> str:
         f"FAD embedding {_esc(options.get('embedding'))}.</p>",
         f"<pre>{_esc(results.get('command', ''))}</pre>",
     ]
-    rows = [f"<tr><td class=\"text\">{_esc(m['label'])}</td><td class=\"text\">{_esc(m['model_id'])}</td>"
-            f"<td class=\"text\">{_esc(m['version'])} ({_esc(m['config'])})</td>"
-            f"<td>{fmt(m['sample_rate'])}</td><td>{fmt(m['boundary_spacing'])}</td></tr>"
-            for m in results.get("models", [])]
-    head = ['<th class="text">Model</th>', '<th class="text">Model id</th>', '<th class="text">Kind</th>',
-            "<th>Sample rate</th>", "<th>Seam every (samples)</th>"]
+    rows = [
+        f'<tr><td class="text">{_esc(m["label"])}</td><td class="text">{_esc(m["model_id"])}</td>'
+        f'<td class="text">{_esc(m["version"])} ({_esc(m["config"])})</td>'
+        f"<td>{fmt(m['sample_rate'])}</td><td>{fmt(m['boundary_spacing'])}</td></tr>"
+        for m in results.get("models", [])
+    ]
+    head = [
+        '<th class="text">Model</th>',
+        '<th class="text">Model id</th>',
+        '<th class="text">Kind</th>',
+        "<th>Sample rate</th>",
+        "<th>Seam every (samples)</th>",
+    ]
     return "\n".join(lines) + "\n<h2>Models</h2>\n" + _table(head, rows, ' id="models"')
 
 
 def metrics_table(results: dict[str, Any]) -> str:
     """Every setting-level metric, one row per model x setting (the best value of a column in bold)."""
     pairs = [(m, s) for m in results.get("models", []) for s in m["settings"]]
-    best = {key: _best([s["metrics"].get(key) for _, s in pairs], higher)
-            for key, _, higher in METRIC_COLUMNS}
-    rows = [f'<tr class="metric-row" data-model="{_esc(m["label"])}" data-setting="{_esc(s["label"])}">'
-            f'<td class="text">{_esc(m["label"])}</td><td class="text">{_esc(s["label"])}</td>'
-            f"{_cells(s['metrics'], METRIC_COLUMNS, best)}</tr>" for m, s in pairs]
+    best = {
+        key: _best([s["metrics"].get(key) for _, s in pairs], higher) for key, _, higher in METRIC_COLUMNS
+    }
+    rows = [
+        f'<tr class="metric-row" data-model="{_esc(m["label"])}" data-setting="{_esc(s["label"])}">'
+        f'<td class="text">{_esc(m["label"])}</td><td class="text">{_esc(s["label"])}</td>'
+        f"{_cells(s['metrics'], METRIC_COLUMNS, best)}</tr>"
+        for m, s in pairs
+    ]
     head = ['<th class="text">Model</th>', '<th class="text">Setting</th>'] + [
-        f"<th>{title}</th>" for _, title, _ in METRIC_COLUMNS]
+        f"<th>{title}</th>" for _, title, _ in METRIC_COLUMNS
+    ]
     return _table(head, rows, ' id="metrics"')
 
 
@@ -151,20 +164,29 @@ def _item_tables(results: dict[str, Any]) -> str:
             rows = []
             for r in s["items"]:
                 b = r.get("boundary") or {}
-                rows.append(f'<tr class="item-row"><td class="text">{_esc(r["name"])}</td>'
-                            f"{_cells(r, ITEM_COLUMNS, {})}<td>{fmt(b.get('ratio'))}</td>"
-                            f"<td>{fmt(b.get('boundaries'))}</td></tr>")
-            head = ['<th class="text">Item</th>'] + [f"<th>{t}</th>" for _, t, _ in ITEM_COLUMNS] + [
-                "<th>Boundary / interior</th>", "<th>Seams</th>"]
-            parts.append(f"<details><summary>{_esc(m['label'])} &mdash; {_esc(s['label'])}</summary>\n"
-                         f"{_table(head, rows, ITEMS_ATTRS)}</details>")
+                rows.append(
+                    f'<tr class="item-row"><td class="text">{_esc(r["name"])}</td>'
+                    f"{_cells(r, ITEM_COLUMNS, {})}<td>{fmt(b.get('ratio'))}</td>"
+                    f"<td>{fmt(b.get('boundaries'))}</td></tr>"
+                )
+            head = (
+                ['<th class="text">Item</th>']
+                + [f"<th>{t}</th>" for _, t, _ in ITEM_COLUMNS]
+                + ["<th>Boundary / interior</th>", "<th>Seams</th>"]
+            )
+            parts.append(
+                f"<details><summary>{_esc(m['label'])} &mdash; {_esc(s['label'])}</summary>\n"
+                f"{_table(head, rows, ITEMS_ATTRS)}</details>"
+            )
     return "\n".join(parts)
 
 
 def _figure(caption: str, media: dict[str, str]) -> str:
-    return (f"<figure><figcaption>{caption}</figcaption>"
-            f'<img src="{_url(media["image"])}" alt="spectrogram: {caption}">'
-            f'<audio controls preload="metadata" src="{_url(media["audio"])}"></audio></figure>')
+    return (
+        f"<figure><figcaption>{caption}</figcaption>"
+        f'<img src="{_url(media["image"])}" alt="spectrogram: {caption}">'
+        f'<audio controls preload="metadata" src="{_url(media["audio"])}"></audio></figure>'
+    )
 
 
 def _listening(results: dict[str, Any]) -> str:
@@ -177,10 +199,11 @@ def _listening(results: dict[str, Any]) -> str:
             for s in m["settings"]:
                 row = next((r for r in s["items"] if r["item"] == item["index"]), None)
                 if row is not None and row.get("media"):
-                    caption = (f"{_esc(m['label'])} &mdash; {_esc(s['label'])} "
-                               f"(SI-SDR {fmt(row['si_sdr'], 1)} dB)")
+                    caption = (
+                        f"{_esc(m['label'])} &mdash; {_esc(s['label'])} (SI-SDR {fmt(row['si_sdr'], 1)} dB)"
+                    )
                     figures.append(_figure(caption, row["media"]))
-        parts.append(f"<h3>{_esc(item['name'])}</h3>\n<div class=\"listen\">" + "\n".join(figures) + "</div>")
+        parts.append(f'<h3>{_esc(item["name"])}</h3>\n<div class="listen">' + "\n".join(figures) + "</div>")
     return "\n".join(parts) or "<p>No audio examples (--audio-items 0).</p>"
 
 
@@ -188,19 +211,29 @@ def render_report(results: dict[str, Any]) -> str:
     """The complete report page (UTF-8 HTML) for `results`."""
     notes = "".join(f"<li>{_esc(n)}</li>" for n in results.get("notes", [])) or "<li>none</li>"
     body = [
-        "<h1>m2l evaluation</h1>", _header(results),
-        "<h2>Metrics</h2>", metrics_table(results),
+        "<h1>m2l evaluation</h1>",
+        _header(results),
+        "<h2>Metrics</h2>",
+        metrics_table(results),
         "<p>Per setting: item means of SI-SDR, mel and STFT distances and ViSQOL; FAD between the "
         "original items and their reconstructions; error near codec seams (chunk or window "
         "boundaries) over error elsewhere, pooled over items (1 = seams add no error).</p>",
-        "<h2>Latent statistics</h2>", _latent_table(results),
-        "<h2>Per-item scores</h2>", _item_tables(results),
-        "<h2>Listen</h2>", _listening(results),
-        "<h2>Notes</h2>", f"<ul id=\"notes\">{notes}</ul>",
+        "<h2>Latent statistics</h2>",
+        _latent_table(results),
+        "<h2>Per-item scores</h2>",
+        _item_tables(results),
+        "<h2>Listen</h2>",
+        _listening(results),
+        "<h2>Notes</h2>",
+        f'<ul id="notes">{notes}</ul>',
         "<details><summary>Options</summary><pre>"
-        + _esc(json.dumps(results.get("options", {}), indent=1)) + "</pre></details>",
+        + _esc(json.dumps(results.get("options", {}), indent=1))
+        + "</pre></details>",
     ]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>m2l evaluation</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>m2l evaluation</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

@@ -193,8 +193,9 @@ def match_channels(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Ten
 
 
 # ----------------------------------------------------------------------------- scoring
-def item_scores(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int, ctx: EvalContext
-                ) -> dict[str, float | None]:
+def item_scores(
+    estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int, ctx: EvalContext
+) -> dict[str, float | None]:
     """SI-SDR, mel and STFT distances (channel means) and ViSQOL of one reconstruction.
 
     `estimate` and `reference` are [channels, samples] at `sample_rate`; a ViSQOL failure turns
@@ -219,8 +220,9 @@ def item_scores(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: in
     return scores
 
 
-def setting_fad(reference: list[torch.Tensor], estimate: list[torch.Tensor], sample_rate: int,
-                ctx: EvalContext, what: str) -> float | None:
+def setting_fad(
+    reference: list[torch.Tensor], estimate: list[torch.Tensor], sample_rate: int, ctx: EvalContext, what: str
+) -> float | None:
     """FAD of one setting, or None with a note when it cannot be computed."""
     from m2l.evaluate.fad import fad
 
@@ -262,8 +264,9 @@ def _decode(codec: Any, z: torch.Tensor, item: Item, setting: Setting, seed: int
     return match_channels(y, item.wave)
 
 
-def _score_item(codec: Any, z: torch.Tensor, item: Item, setting: Setting, mslug: str,
-                ctx: EvalContext) -> tuple[dict[str, Any], torch.Tensor, float]:
+def _score_item(
+    codec: Any, z: torch.Tensor, item: Item, setting: Setting, mslug: str, ctx: EvalContext
+) -> tuple[dict[str, Any], torch.Tensor, float]:
     """Reconstruct one item with one setting: its row of scores, the audio and the decode time."""
     started = time.perf_counter()
     y = _decode(codec, z, item, setting, ctx.opts.seed)
@@ -279,8 +282,9 @@ def _score_item(codec: Any, z: torch.Tensor, item: Item, setting: Setting, mslug
     return row, y, seconds
 
 
-def evaluate_model(spec: ModelSpec, index: int, codec: Any, items: list[Item], ctx: EvalContext
-                   ) -> dict[str, Any]:
+def evaluate_model(
+    spec: ModelSpec, index: int, codec: Any, items: list[Item], ctx: EvalContext
+) -> dict[str, Any]:
     """Every setting of one model over every item; the model's entry of results.json."""
     settings = sweep(codec, ctx.opts.steps, ctx.opts.sigma_cond)
     mslug = f"m{index}-{slug(spec.label)}"
@@ -306,14 +310,29 @@ def evaluate_model(spec: ModelSpec, index: int, codec: Any, items: list[Item], c
         metrics["fad"] = setting_fad(references, recon[setting], items[0].sample_rate, ctx, what)
         metrics["boundary_ratio"] = finite_or_none(pooled_ratio([r["boundary"] for r in rows[setting]]))
         metrics["decode_seconds"] = seconds[setting]
-        out_settings.append({"label": setting.label, "slug": setting.slug, "steps": setting.steps,
-                             "sigma_cond": setting.sigma_cond, "metrics": metrics,
-                             "items": rows[setting]})
-    return {"label": spec.label, "source": spec.source, "slug": mslug, "model_id": codec.model_id,
-            "version": "v2" if is_v2(codec) else "v1", "config": codec.cfg.name,
-            "sample_rate": int(codec.sample_rate), "hop_length": int(codec.hop_length),
-            "boundary_spacing": boundary_spacing(codec),
-            "latent_stats": model_latent_stats(latents, codec), "settings": out_settings}
+        out_settings.append(
+            {
+                "label": setting.label,
+                "slug": setting.slug,
+                "steps": setting.steps,
+                "sigma_cond": setting.sigma_cond,
+                "metrics": metrics,
+                "items": rows[setting],
+            }
+        )
+    return {
+        "label": spec.label,
+        "source": spec.source,
+        "slug": mslug,
+        "model_id": codec.model_id,
+        "version": "v2" if is_v2(codec) else "v1",
+        "config": codec.cfg.name,
+        "sample_rate": int(codec.sample_rate),
+        "hop_length": int(codec.hop_length),
+        "boundary_spacing": boundary_spacing(codec),
+        "latent_stats": model_latent_stats(latents, codec),
+        "settings": out_settings,
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -347,10 +366,15 @@ def _original_media(items: list[Item], opts: EvalOptions) -> list[dict[str, Any]
     """The items' entries of results.json (writing the originals' audio and spectrograms)."""
     entries = []
     for item in items:
-        entry: dict[str, Any] = {"index": item.index, "name": item.name, "path": str(item.path),
-                                 "start_seconds": item.start / item.sample_rate,
-                                 "seconds": item.wave.shape[-1] / item.sample_rate,
-                                 "channels": int(item.wave.shape[0]), "media": None}
+        entry: dict[str, Any] = {
+            "index": item.index,
+            "name": item.name,
+            "path": str(item.path),
+            "start_seconds": item.start / item.sample_rate,
+            "seconds": item.wave.shape[-1] / item.sample_rate,
+            "channels": int(item.wave.shape[0]),
+            "media": None,
+        }
         if item.index < opts.audio_items:
             entry["media"] = write_media(opts.out, f"{item.slug}__original", item.wave, item.sample_rate)
         entries.append(entry)
@@ -361,15 +385,31 @@ def _header(opts: EvalOptions, data_kind: str) -> dict[str, Any]:
     """The run description at the top of results.json."""
     from m2l import __version__
 
-    return {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "m2l_version": __version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "command": opts.command,
-            "data": {"source": str(opts.data), "kind": data_kind, "items": opts.items,
-                     "seconds": opts.seconds, "crop": "centre" if opts.seconds else "whole file"},
-            "options": {"steps": list(opts.steps), "sigma_cond": list(opts.sigma_cond),
-                        "embedding": opts.embedding, "embedding_weights": opts.embedding_weights,
-                        "seed": opts.seed, "audio_items": opts.audio_items, "window": opts.window,
-                        "device": opts.device, "visqol": opts.visqol}}
+    return {
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
+        "m2l_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": opts.command,
+        "data": {
+            "source": str(opts.data),
+            "kind": data_kind,
+            "items": opts.items,
+            "seconds": opts.seconds,
+            "crop": "centre" if opts.seconds else "whole file",
+        },
+        "options": {
+            "steps": list(opts.steps),
+            "sigma_cond": list(opts.sigma_cond),
+            "embedding": opts.embedding,
+            "embedding_weights": opts.embedding_weights,
+            "seed": opts.seed,
+            "audio_items": opts.audio_items,
+            "window": opts.window,
+            "device": opts.device,
+            "visqol": opts.visqol,
+        },
+    }
 
 
 def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
@@ -395,11 +435,19 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     opts.out.mkdir(parents=True, exist_ok=True)
     results["items"] = _original_media(by_rate[int(codecs[0].sample_rate)], opts)
     total = sum(len(sweep(c, opts.steps, opts.sigma_cond)) for c in codecs) * len(sources)
-    with tqdm(total=total, desc="eval", unit="decode", file=sys.stderr, disable=not opts.progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total,
+        desc="eval",
+        unit="decode",
+        file=sys.stderr,
+        disable=not opts.progress,
+        dynamic_ncols=True,
+    ) as bar:
         ctx.bar = bar
-        results["models"] = [evaluate_model(spec, i, codec, by_rate[int(codec.sample_rate)], ctx)
-                             for i, (spec, codec) in enumerate(zip(opts.models, codecs, strict=True))]
+        results["models"] = [
+            evaluate_model(spec, i, codec, by_rate[int(codec.sample_rate)], ctx)
+            for i, (spec, codec) in enumerate(zip(opts.models, codecs, strict=True))
+        ]
     if not opts.visqol:
         ctx.notes.append("ViSQOL disabled (--no-visqol)")
     results["notes"] = ctx.notes

@@ -49,8 +49,14 @@ EXAMPLE_FRAMES = 96  # 0.96 s
 EMBEDDING_DIM = 128
 MIN_SAMPLES = WINDOW + (EXAMPLE_FRAMES - 1) * HOP  # 15600: one whole example
 
-_CONVS = (("conv1", 1, 64), ("conv2", 64, 128), ("conv3_1", 128, 256), ("conv3_2", 256, 256),
-          ("conv4_1", 256, 512), ("conv4_2", 512, 512))
+_CONVS = (
+    ("conv1", 1, 64),
+    ("conv2", 64, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+)
 _POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
 _FCS = (("fc1_1", 512 * 6 * 4, 4096), ("fc1_2", 4096, 4096), ("fc2", 4096, EMBEDDING_DIM))
 
@@ -109,8 +115,11 @@ def check_waveform(audio: torch.Tensor, what: str, channels: bool = False) -> to
         channels: accept [channels, samples] as well as mono [samples].
     """
     layout = "a waveform [samples] or [channels, samples]" if channels else "a mono waveform [samples]"
-    if not isinstance(audio, torch.Tensor) or audio.dim() not in ((1, 2) if channels else (1,)) or (
-            audio.numel() == 0):
+    if (
+        not isinstance(audio, torch.Tensor)
+        or audio.dim() not in ((1, 2) if channels else (1,))
+        or (audio.numel() == 0)
+    ):
         shape = list(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
         raise M2LError(f"{what} must be {layout}, got {shape}")
     if audio.is_complex() or audio.dtype == torch.bool:
@@ -181,7 +190,7 @@ class VGGishEmbedder:
         out = []
         with torch.no_grad():
             for start in range(0, patches.shape[0], self.batch_size):
-                batch = patches[start:start + self.batch_size].to(param.device, param.dtype)
+                batch = patches[start : start + self.batch_size].to(param.device, param.dtype)
                 out.append(self.model(batch).float().cpu())
         return torch.cat(out, dim=0)
 
@@ -236,10 +245,14 @@ def load_vggish(weights: str | Path, device: str | torch.device = "cpu") -> VGGi
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = ([f"missing {_listing(missing)}"] if missing else []) + (
-            [f"unexpected {_listing(unexpected)}"] if unexpected else [])
+            [f"unexpected {_listing(unexpected)}"] if unexpected else []
+        )
         raise M2LError(f"vggish weights {path}: keys do not fit the VGGish layout: {'; '.join(parts)}")
-    wrong = [f"{k} {list(state[k].shape)} (want {list(shape)})" for k, shape in expected.items()
-             if tuple(state[k].shape) != shape]
+    wrong = [
+        f"{k} {list(state[k].shape)} (want {list(shape)})"
+        for k, shape in expected.items()
+        if tuple(state[k].shape) != shape
+    ]
     if wrong:
         raise M2LError(f"vggish weights {path}: wrong shapes: {_listing(wrong)}")
     bad = sorted(k for k, v in state.items() if not v.is_floating_point())
@@ -250,4 +263,3 @@ def load_vggish(weights: str | Path, device: str | torch.device = "cpu") -> VGGi
         raise M2LError(f"vggish weights {path}: tensors contain NaN or Inf")
     model.load_state_dict(tensors, strict=True, assign=True)
     return VGGishEmbedder(model)
-

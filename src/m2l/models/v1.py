@@ -89,8 +89,7 @@ class Decoder(nn.Module):
             for i in reversed(range(len(ch)))
         )
         self.ups = nn.ModuleList(
-            Upsample(ch[i + 1], ch[i], freq_only=cfg.freq_only_down[i])
-            for i in reversed(range(len(ch) - 1))
+            Upsample(ch[i + 1], ch[i], freq_only=cfg.freq_only_down[i]) for i in reversed(range(len(ch) - 1))
         )
 
     def forward(self, latents: torch.Tensor) -> list[torch.Tensor]:

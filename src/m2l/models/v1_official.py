@@ -12,8 +12,12 @@ import torch
 from m2l.config import V1Config
 from m2l.errors import M2LError
 
-_ATTN = {"att.mha.in_proj_weight": "att.qkv.weight", "att.mha.in_proj_bias": "att.qkv.bias",
-         "att.mha.out_proj.weight": "att.proj.weight", "att.mha.out_proj.bias": "att.proj.bias"}
+_ATTN = {
+    "att.mha.in_proj_weight": "att.qkv.weight",
+    "att.mha.in_proj_bias": "att.qkv.bias",
+    "att.mha.out_proj.weight": "att.proj.weight",
+    "att.mha.out_proj.bias": "att.proj.bias",
+}
 _UNUSED_SUFFIX = ".proj_emb.weight", ".proj_emb.bias"
 
 
@@ -42,13 +46,16 @@ def official_key_map(cfg: V1Config, ours: set[str]) -> dict[str, str]:
     for j in range(cfg.bottleneck_blocks):
         m |= _block_map(f"encoder.bottleneck_layers.{j + 1}", f"encoder.blocks_1d.{j}", ours)
         m |= _block_map(f"decoder.bottleneck_layers.{j}", f"decoder.blocks_1d.{j}", ours)
-    for a, b in [("encoder.gain.scale", "encoder.freq_gain"),
-                 ("encoder.prenorm_1d_to_2d", "encoder.norm_2d"),
-                 ("encoder.bottleneck_layers.0", "encoder.proj_in"),
-                 ("encoder.conv_out", "encoder.proj_out"),
-                 ("decoder.conv_inp", "decoder.proj_in"),
-                 ("decoder.conv_out_bottleneck", "decoder.proj_out"),
-                 ("encoder.conv_inp", "encoder.conv_in"), ("encoder.norm_out", "encoder.norm_out")]:
+    for a, b in [
+        ("encoder.gain.scale", "encoder.freq_gain"),
+        ("encoder.prenorm_1d_to_2d", "encoder.norm_2d"),
+        ("encoder.bottleneck_layers.0", "encoder.proj_in"),
+        ("encoder.conv_out", "encoder.proj_out"),
+        ("decoder.conv_inp", "decoder.proj_in"),
+        ("decoder.conv_out_bottleneck", "decoder.proj_out"),
+        ("encoder.conv_inp", "encoder.conv_in"),
+        ("encoder.norm_out", "encoder.norm_out"),
+    ]:
         m |= {a: b} if b in ours else _block_map(a, b, ours)
     u, per = "denoiser.net", 2 * n + 1  # each UNet level: (cross, block) * n, then resample
     for i in range(levels):
@@ -61,9 +68,15 @@ def official_key_map(cfg: V1Config, ours: set[str]) -> dict[str, str]:
         if i < levels - 1:
             m |= _block_map(f"down_layers.{i * per + 2 * n}", f"{u}.downs.{i}", ours)
             m |= _block_map(f"up_layers.{(levels - 2 - i) * per + 2 * n}", f"{u}.ups.{i}", ours)
-    for a, b in [("emb_proj", "noise_mlp"), ("scale_inp", "scale_in"), ("scale_out", "scale_out"),
-                 ("conv_inp", "conv_in"), ("conv_decoded", "out_cross"),
-                 ("norm_out", "norm_out"), ("conv_out", "conv_out")]:
+    for a, b in [
+        ("emb_proj", "noise_mlp"),
+        ("scale_inp", "scale_in"),
+        ("scale_out", "scale_out"),
+        ("conv_inp", "conv_in"),
+        ("conv_decoded", "out_cross"),
+        ("norm_out", "norm_out"),
+        ("conv_out", "conv_out"),
+    ]:
         m |= _block_map(a, f"{u}.{b}", ours)
     return m
 
@@ -81,15 +94,20 @@ def convert_official_state_dict(
     missing = sorted(set(key_map) - set(official))
     unexpected = sorted(set(official) - set(key_map) - unused)
     if missing or unexpected:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else ""]
-        raise M2LError(f"{source}: not a Music2Latent checkpoint for {cfg.name}: "
-                       + ", ".join(p for p in parts if p))
+        parts = [
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+        ]
+        raise M2LError(
+            f"{source}: not a Music2Latent checkpoint for {cfg.name}: " + ", ".join(p for p in parts if p)
+        )
     out = {}
     for theirs, mine in key_map.items():
         tensor = official[theirs]
         if tuple(tensor.shape) != tuple(ours[mine].shape):
-            raise M2LError(f"{source}: tensor {theirs} has shape {tuple(tensor.shape)}, "
-                           f"expected {tuple(ours[mine].shape)}")
+            raise M2LError(
+                f"{source}: tensor {theirs} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(ours[mine].shape)}"
+            )
         out[mine] = tensor
     return out

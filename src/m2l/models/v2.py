@@ -50,8 +50,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
         self.ada = zero_(nn.Linear(cond_dim, 6 * dim)) if cond_dim else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x [B, L, D], mask [L, L] (True = may attend), cond [B, L, E] -> [B, L, D]."""
         b, n, d = x.shape
         mods = self.ada(cond).chunk(6, dim=-1) if self.ada is not None else None
@@ -74,12 +75,14 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg: V2Config, cond_dim: int | None = None) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cond_dim)
-                                    for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cond_dim) for _ in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, mask, cond)
         return self.norm(x)
@@ -137,13 +140,16 @@ class Patchifier(nn.Module):
         ch = cfg.channels
         self.conv_in = nn.Conv2d(2 * cfg.audio_channels, ch[0], 3, padding=1)
         self.stages = conv_stages(cfg, emb_ch)
-        self.downs = nn.ModuleList(Downsample(ch[i], ch[i + 1], freq_only=cfg.freq_only_down[i], norm=True)
-                                   for i in range(len(ch) - 1))
+        self.downs = nn.ModuleList(
+            Downsample(ch[i], ch[i + 1], freq_only=cfg.freq_only_down[i], norm=True)
+            for i in range(len(ch) - 1)
+        )
         self.norm = nn.LayerNorm(ch[-1])
         self.proj = nn.Linear(ch[-1], cfg.dim)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None,
-                cross: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor | None = None, cross: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         inplace = inference_inplace()
         h, skips = self.conv_in(x), []
         for i, blocks in enumerate(self.stages):
@@ -170,11 +176,13 @@ class DePatchifier(nn.Module):
         self.grid = cfg.token_grid
         self.proj = nn.Linear(cfg.dim, ch[-1])
         self.stages = conv_stages(cfg, emb_ch)
-        self.ups = nn.ModuleList(Upsample(ch[i + 1], ch[i], freq_only=cfg.freq_only_down[i])
-                                 for i in range(len(ch) - 1))
+        self.ups = nn.ModuleList(
+            Upsample(ch[i + 1], ch[i], freq_only=cfg.freq_only_down[i]) for i in range(len(ch) - 1)
+        )
 
-    def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None,
-                skips: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def forward(
+        self, tokens: torch.Tensor, emb: torch.Tensor | None = None, skips: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
         inplace = inference_inplace()
         h = from_tokens(self.proj(tokens), self.grid).contiguous()
         outs = []
@@ -338,8 +346,10 @@ class Music2Latent2(nn.Module):
         spec = self.spectrogram(audio)
         frames, need = spec.shape[-1], self.sigma_groups * self.cfg.chunk_frames
         if frames != need:
-            raise M2LError(f"{self.cfg.name} trains on {self.sigma_groups} chunks of "
-                           f"{self.cfg.chunk_frames} frames: crop_frames must be {need}, got {frames}")
+            raise M2LError(
+                f"{self.cfg.name} trains on {self.sigma_groups} chunks of "
+                f"{self.cfg.chunk_frames} frames: crop_frames must be {need}, got {frames}"
+            )
         return spec.unflatten(-1, (self.sigma_groups, self.cfg.chunk_frames)).permute(0, 3, 1, 2, 4)
 
     def conditioning(self, x0: torch.Tensor) -> list[torch.Tensor]:

@@ -56,8 +56,9 @@ def _choices(known: tuple[str, ...], what: str) -> Any:
         items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
         bad = [t for t in items if t not in known]
         if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)} "
-                                             f"(choose from {', '.join(known)})")
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(bad) or repr(text)} (choose from {', '.join(known)})"
+            )
         return items
 
     return parse
@@ -69,24 +70,42 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     from m2l.probe.features import TASK_FIELDS
     from m2l.probe.probes import PROBES
 
-    p.add_argument("--model", action="append", default=[], metavar="SOURCE",
-                   help="model to probe: preset (untrained), checkpoint path or 'music2latent'; "
-                        "repeatable (none: only the log-mel baseline)")
-    p.add_argument("--notes", required=True, metavar="MANIFEST",
-                   help="labelled note manifest (JSON lines, e.g. DATA/notes/manifest.jsonl)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="model to probe: preset (untrained), checkpoint path or 'music2latent'; "
+        "repeatable (none: only the log-mel baseline)",
+    )
+    p.add_argument(
+        "--notes",
+        required=True,
+        metavar="MANIFEST",
+        help="labelled note manifest (JSON lines, e.g. DATA/notes/manifest.jsonl)",
+    )
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for probe.json (and cache/)")
-    p.add_argument("--tasks", type=_choices(tuple(TASK_FIELDS), "task"), default=DEFAULT_TASKS.split(","),
-                   help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
-    p.add_argument("--probes", type=_choices(PROBES, "probe"), default=list(PROBES),
-                   help=f"comma-separated probes (default: {','.join(PROBES)})")
+    p.add_argument(
+        "--tasks",
+        type=_choices(tuple(TASK_FIELDS), "task"),
+        default=DEFAULT_TASKS.split(","),
+        help=f"comma-separated tasks (default: {DEFAULT_TASKS})",
+    )
+    p.add_argument(
+        "--probes",
+        type=_choices(PROBES, "probe"),
+        default=list(PROBES),
+        help=f"comma-separated probes (default: {','.join(PROBES)})",
+    )
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: OUT_DIR/cache)")
     p.add_argument("--device", type=_device, help="cpu, cuda, cuda:N, mps (default: best available)")
     p.add_argument("--force", action="store_true", help="overwrite OUT_DIR/probe.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def extract_feature_sets(notes: NoteSet, sources: list[str], cache_dir: Path, device: str | None,
-                         quiet: bool) -> list[FeatureSet]:
+def extract_feature_sets(
+    notes: NoteSet, sources: list[str], cache_dir: Path, device: str | None, quiet: bool
+) -> list[FeatureSet]:
     """Every model's features and latents, one untrained baseline per architecture, log-mel stats.
 
     Args:
@@ -112,19 +131,32 @@ def extract_feature_sets(notes: NoteSet, sources: list[str], cache_dir: Path, de
         model, model_id = F.seeded(lambda source=source: load_model(source))
         # a preset without weights is the seeded untrained encoder: share its cache entry
         key = F.untrained_id(model.cfg) if model_id.endswith("@untrained") else model_id
-        feats = F.cached_features(notes, cache_dir, key, ("features", "latents"),
-                                  extractor(model, model_id), f"{source} features", quiet)
+        feats = F.cached_features(
+            notes,
+            cache_dir,
+            key,
+            ("features", "latents"),
+            extractor(model, model_id),
+            f"{source} features",
+            quiet,
+        )
         sets += [FeatureSet(source, model_id, kind, feats[kind]) for kind in ("features", "latents")]
         uid = F.untrained_id(model.cfg)
         if uid not in baselines:
             cfg = model.cfg
             untrained = F.cached_features(
-                notes, cache_dir, uid, ("features",),
+                notes,
+                cache_dir,
+                uid,
+                ("features",),
                 lambda cfg=cfg, uid=uid: extractor(F.seeded(lambda: create(cfg)), uid)(),
-                f"untrained {cfg.name} features", quiet)
+                f"untrained {cfg.name} features",
+                quiet,
+            )
             baselines[uid] = FeatureSet(f"untrained {cfg.name}", uid, "untrained", untrained["features"])
-    logmel = F.cached_features(notes, cache_dir, F.LOGMEL_ID, ("logmel",), F.logmel_extractor,
-                               "log-mel features", quiet)
+    logmel = F.cached_features(
+        notes, cache_dir, F.LOGMEL_ID, ("logmel",), F.logmel_extractor, "log-mel features", quiet
+    )
     return [*sets, *baselines.values(), FeatureSet("log-mel", F.LOGMEL_ID, "logmel", logmel["logmel"])]
 
 
@@ -146,12 +178,14 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     n = report["splits"]
-    title = (f"test accuracy ({report['manifest']}: train {n['train']}, val {n['val']}, "
-             f"test {n['test']} notes)")
+    title = (
+        f"test accuracy ({report['manifest']}: train {n['train']}, val {n['val']}, test {n['test']} notes)"
+    )
     return "\n".join([title, line(heads), *(line(r) for r in rows)])
 
 
@@ -177,19 +211,45 @@ def run_probe(args: argparse.Namespace) -> int:
         for task in args.tasks:
             for probe in args.probes:
                 scores = probes.evaluate_probe(fs.matrix, notes.labels[task], notes.splits, probe)
-                results.append({"model": fs.model, "model_id": fs.model_id, "feature": fs.feature,
-                                "dim": int(fs.matrix.shape[1]), "task": task, "probe": probe, **scores})
+                results.append(
+                    {
+                        "model": fs.model,
+                        "model_id": fs.model_id,
+                        "feature": fs.feature,
+                        "dim": int(fs.matrix.shape[1]),
+                        "task": task,
+                        "probe": probe,
+                        **scores,
+                    }
+                )
     report = {
-        "format": RESULT_FORMAT, "version": RESULT_VERSION,
-        "manifest": str(notes.manifest), "manifest_sha256": notes.sha256,
+        "format": RESULT_FORMAT,
+        "version": RESULT_VERSION,
+        "manifest": str(notes.manifest),
+        "manifest_sha256": notes.sha256,
         "splits": {s: notes.count(s) for s in SPLITS},
-        "tasks": list(args.tasks), "probes": list(args.probes),
-        "protocol": {"standardise": "train mean and std", "selection": "val accuracy",
-                     "seed": probes.SEED, "linear": {"C": list(probes.LINEAR_C)},
-                     "mlp": {"hidden": probes.MLP_HIDDEN, "alpha": list(probes.MLP_ALPHA),
-                             "max_iter": probes.MLP_MAX_ITER}},
-        "feature_sets": [{"model": fs.model, "model_id": fs.model_id, "feature": fs.feature,
-                          "dim": int(fs.matrix.shape[1])} for fs in sets],
+        "tasks": list(args.tasks),
+        "probes": list(args.probes),
+        "protocol": {
+            "standardise": "train mean and std",
+            "selection": "val accuracy",
+            "seed": probes.SEED,
+            "linear": {"C": list(probes.LINEAR_C)},
+            "mlp": {
+                "hidden": probes.MLP_HIDDEN,
+                "alpha": list(probes.MLP_ALPHA),
+                "max_iter": probes.MLP_MAX_ITER,
+            },
+        },
+        "feature_sets": [
+            {
+                "model": fs.model,
+                "model_id": fs.model_id,
+                "feature": fs.feature,
+                "dim": int(fs.matrix.shape[1]),
+            }
+            for fs in sets
+        ],
         "results": results,
     }
     try:

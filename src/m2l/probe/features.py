@@ -108,8 +108,9 @@ def _resolve(manifest: Path, rel: str, where: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise M2LError(f"{where}: audio file {rel!r} not found (looked in {manifest.parent} and "
-                   f"{manifest.parent.parent})")
+    raise M2LError(
+        f"{where}: audio file {rel!r} not found (looked in {manifest.parent} and {manifest.parent.parent})"
+    )
 
 
 def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
@@ -147,9 +148,13 @@ def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
     for split in SPLITS:
         if split not in splits:
             raise M2LError(f"{path}: no notes in the {split!r} split (probes need train, val and test)")
-    return NoteSet(manifest=path, sha256=hashlib.sha256(data).hexdigest(), paths=paths,
-                   splits=np.array(splits),
-                   labels={t: np.array(v, dtype=np.int64) for t, v in labels.items()})
+    return NoteSet(
+        manifest=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        paths=paths,
+        splits=np.array(splits),
+        labels={t: np.array(v, dtype=np.int64) for t, v in labels.items()},
+    )
 
 
 # ----------------------------------------------------------------------------- cache
@@ -167,8 +172,12 @@ def read_cache(path: Path, model_id: str, kind: str, manifest_sha: str, rows: in
     try:
         tensors, meta = read_safetensors(path, CACHE_FORMAT)
         feats = tensors.get("features")
-        expected = {"model_id": model_id, "kind": kind, "manifest_sha256": manifest_sha,
-                    "version": str(CACHE_VERSION)}
+        expected = {
+            "model_id": model_id,
+            "kind": kind,
+            "manifest_sha256": manifest_sha,
+            "version": str(CACHE_VERSION),
+        }
         wrong = [k for k, v in expected.items() if meta.get(k) != v]
         if wrong:
             raise M2LError(f"{path}: cache entry for another {wrong[0]} ({meta.get(wrong[0])!r})")
@@ -184,17 +193,29 @@ def read_cache(path: Path, model_id: str, kind: str, manifest_sha: str, rows: in
 def write_cache(path: Path, feats: np.ndarray, model_id: str, kind: str, manifest_sha: str) -> None:
     """Store features atomically; a cache that cannot be written only costs a warning."""
     tensors = {"features": torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))}
-    meta = {"format": CACHE_FORMAT, "version": str(CACHE_VERSION), "model_id": model_id,
-            "kind": kind, "manifest_sha256": manifest_sha, "sha256": tensors_digest(tensors)}
+    meta = {
+        "format": CACHE_FORMAT,
+        "version": str(CACHE_VERSION),
+        "model_id": model_id,
+        "kind": kind,
+        "manifest_sha256": manifest_sha,
+        "sha256": tensors_digest(tensors),
+    }
     try:
         atomic_save(tensors, meta, path, force=True)
     except OSError as err:
         warnings.warn(f"{path}: cannot write the feature cache ({err.strerror or err})", stacklevel=2)
 
 
-def cached_features(notes: NoteSet, cache_dir: Path, model_id: str, kinds: Sequence[str],
-                    make_extractor: Callable[[], Extractor], desc: str, quiet: bool = False
-                    ) -> dict[str, np.ndarray]:
+def cached_features(
+    notes: NoteSet,
+    cache_dir: Path,
+    model_id: str,
+    kinds: Sequence[str],
+    make_extractor: Callable[[], Extractor],
+    desc: str,
+    quiet: bool = False,
+) -> dict[str, np.ndarray]:
     """Features of every note for each kind, from the cache or computed (and then cached).
 
     Args:
@@ -211,23 +232,26 @@ def cached_features(notes: NoteSet, cache_dir: Path, model_id: str, kinds: Seque
     """
     found: dict[str, np.ndarray] = {}
     for kind in kinds:
-        arr = read_cache(cache_file(cache_dir, model_id, kind, notes.sha256), model_id, kind,
-                         notes.sha256, len(notes))
+        arr = read_cache(
+            cache_file(cache_dir, model_id, kind, notes.sha256), model_id, kind, notes.sha256, len(notes)
+        )
         if arr is not None:
             found[kind] = arr
     todo = [k for k in kinds if k not in found]
     if todo:
         extractor = make_extractor()
         rows: dict[str, list[np.ndarray]] = {k: [] for k in todo}
-        for path in tqdm(notes.paths, desc=desc, unit="note", file=sys.stderr, disable=quiet,
-                         dynamic_ncols=True):
+        for path in tqdm(
+            notes.paths, desc=desc, unit="note", file=sys.stderr, disable=quiet, dynamic_ncols=True
+        ):
             out = extractor(path, todo)
             for kind in todo:
                 rows[kind].append(out[kind])
         for kind in todo:
             found[kind] = np.stack(rows[kind]).astype(np.float32)
-            write_cache(cache_file(cache_dir, model_id, kind, notes.sha256), found[kind], model_id,
-                        kind, notes.sha256)
+            write_cache(
+                cache_file(cache_dir, model_id, kind, notes.sha256), found[kind], model_id, kind, notes.sha256
+            )
     return {k: found[k] for k in kinds}
 
 
@@ -257,8 +281,9 @@ def codec_extractor(codec: Any) -> Extractor:
 
     def extract(path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
         wave = codec.load(path, downmix=True)
-        return {kind: clip_vector(codec.encode(wave, features=kind == "features"), kind, v2)
-                for kind in kinds}
+        return {
+            kind: clip_vector(codec.encode(wave, features=kind == "features"), kind, v2) for kind in kinds
+        }
 
     return extract
 

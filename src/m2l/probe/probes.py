@@ -35,8 +35,9 @@ def require_sklearn() -> None:
     try:
         import sklearn  # noqa: F401
     except ImportError as err:
-        raise M2LError(f"m2l probe needs scikit-learn ({err}); install it with "
-                       f"pip install 'm2l[probe]'") from None
+        raise M2LError(
+            f"m2l probe needs scikit-learn ({err}); install it with pip install 'm2l[probe]'"
+        ) from None
 
 
 def chance_levels(y_test: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -63,8 +64,9 @@ def make_probe(probe: str, value: float, seed: int = SEED) -> Any:
     if probe == "mlp":
         from sklearn.neural_network import MLPClassifier
 
-        return MLPClassifier(hidden_layer_sizes=(MLP_HIDDEN,), alpha=value, max_iter=MLP_MAX_ITER,
-                             random_state=seed)
+        return MLPClassifier(
+            hidden_layer_sizes=(MLP_HIDDEN,), alpha=value, max_iter=MLP_MAX_ITER, random_state=seed
+        )
     raise M2LError(f"unknown probe {probe!r} (known: {', '.join(PROBES)})")
 
 
@@ -77,8 +79,9 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float((model.predict(x) == y).mean())
 
 
-def evaluate_probe(features: np.ndarray, labels: np.ndarray, splits: np.ndarray, probe: str,
-                   seed: int = SEED) -> dict[str, Any]:
+def evaluate_probe(
+    features: np.ndarray, labels: np.ndarray, splits: np.ndarray, probe: str, seed: int = SEED
+) -> dict[str, Any]:
     """Train, select and score one probe.
 
     Args:
@@ -100,9 +103,15 @@ def evaluate_probe(features: np.ndarray, labels: np.ndarray, splits: np.ndarray,
     n_classes = len(np.unique(labels))
     majority, uniform = chance_levels(y_test, n_classes)
     result: dict[str, Any] = {
-        "accuracy": None, "val_accuracy": None, "hyperparameters": {},
-        "chance_majority": majority, "chance_uniform": uniform, "n_classes": n_classes,
-        "n_train": len(y_train), "n_val": len(y_val), "n_test": len(y_test),
+        "accuracy": None,
+        "val_accuracy": None,
+        "hyperparameters": {},
+        "chance_majority": majority,
+        "chance_uniform": uniform,
+        "n_classes": n_classes,
+        "n_train": len(y_train),
+        "n_val": len(y_val),
+        "n_test": len(y_test),
     }
     if len(np.unique(y_train)) < 2:
         result["skipped"] = "fewer than two classes in the train split"
@@ -120,6 +129,7 @@ def evaluate_probe(features: np.ndarray, labels: np.ndarray, splits: np.ndarray,
             best = (score, value, model)
     assert best is not None
     score, value, model = best
-    result.update(accuracy=_accuracy(model, x_test, y_test), val_accuracy=score,
-                  hyperparameters={name: value})
+    result.update(
+        accuracy=_accuracy(model, x_test, y_test), val_accuracy=score, hyperparameters={name: value}
+    )
     return result

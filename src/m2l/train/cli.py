@@ -7,18 +7,44 @@ from pathlib import Path
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", metavar="CONFIG",
-                   help="training preset (paper, small, tiny) or a run's config.json")
-    p.add_argument("--data", metavar="DIR[:WEIGHT]", action="append", required=True,
-                   help="folder of audio (recursive) with a sampling weight (default 1); repeatable")
-    p.add_argument("--val", metavar="DIR", action="append", default=[],
-                   help="validation folder (default: hold out a fraction of the training files)")
-    p.add_argument("--out", metavar="RUN_DIR", required=True,
-                   help="run folder (checkpoints, logs); an existing run is resumed")
-    p.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config field, e.g. --set lr=3e-4 --set batch_size=32")
-    p.add_argument("--until", metavar="STEP", type=int, default=None,
-                   help="stop (with a checkpoint) after this step; the schedule still spans `steps`")
+    p.add_argument(
+        "config", metavar="CONFIG", help="training preset (paper, small, tiny) or a run's config.json"
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR[:WEIGHT]",
+        action="append",
+        required=True,
+        help="folder of audio (recursive) with a sampling weight (default 1); repeatable",
+    )
+    p.add_argument(
+        "--val",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="validation folder (default: hold out a fraction of the training files)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        required=True,
+        help="run folder (checkpoints, logs); an existing run is resumed",
+    )
+    p.add_argument(
+        "--set",
+        metavar="FIELD=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override a config field, e.g. --set lr=3e-4 --set batch_size=32",
+    )
+    p.add_argument(
+        "--until",
+        metavar="STEP",
+        type=int,
+        default=None,
+        help="stop (with a checkpoint) after this step; the schedule still spans `steps`",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -31,15 +57,19 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_train_config(args.config), args.overrides)
     sources = [parse_source(s) for s in args.data]
     val = [parse_source(s) for s in args.val] or None
-    trainer = Trainer(cfg, sources, Path(args.out), val_sources=val, device=args.device,
-                      show_progress=not args.no_progress)
+    trainer = Trainer(
+        cfg, sources, Path(args.out), val_sources=val, device=args.device, show_progress=not args.no_progress
+    )
     trainer.train(until=args.until)
     return 0
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="RUN_DIR|CKPT",
-                   help="a training checkpoint, or a run folder (its best checkpoint, else the latest)")
+    p.add_argument(
+        "source",
+        metavar="RUN_DIR|CKPT",
+        help="a training checkpoint, or a run folder (its best checkpoint, else the latest)",
+    )
     p.add_argument("out", metavar="OUT", help="inference checkpoint to write (.safetensors)")
     p.add_argument("--force", action="store_true", help="overwrite OUT")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")

@@ -72,8 +72,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise M2LError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        for key in ("batch_size", "steps", "crop_frames", "log_every", "val_every", "ckpt_every",
-                    "keep_last", "max_nonfinite"):
+        for key in (
+            "batch_size",
+            "steps",
+            "crop_frames",
+            "log_every",
+            "val_every",
+            "ckpt_every",
+            "keep_last",
+            "max_nonfinite",
+        ):
             if getattr(self, key) < 1:
                 raise M2LError(f"training config: {key} must be >= 1, got {getattr(self, key)}")
         if not 0 < self.delta_end <= self.delta_start <= 1:
@@ -81,11 +89,13 @@ class TrainConfig:
         choices = {"recipe": tuple(RECIPES), "teacher": TEACHERS, "weighting": WEIGHTINGS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise M2LError(f"training config: {key} must be one of {', '.join(allowed)}, "
-                               f"got {getattr(self, key)!r}")
+                raise M2LError(
+                    f"training config: {key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"
+                )
         if not 0 < self.gap_min <= 1 or self.gap_stage_steps < 1 or not self.spectral_weight >= 0:
-            raise M2LError("training config: need 0 < gap_min <= 1, gap_stage_steps >= 1 and "
-                           "spectral_weight >= 0")
+            raise M2LError(
+                "training config: need 0 < gap_min <= 1, gap_stage_steps >= 1 and spectral_weight >= 0"
+            )
         if not 0 <= self.spectral_share <= 1:
             raise M2LError("training config: need 0 <= spectral_share <= 1")
 
@@ -94,27 +104,55 @@ TEACHERS = ("index_delta", "curriculum")
 
 RECIPES: dict[str, dict[str, Any]] = {
     # the released Music2Latent recipe: fixed schedule of small teacher offsets, 1 / gap weights
-    "published": {"teacher": "index_delta", "weighting": "inverse_gap", "spectral_weight": 0.0,
-                  "spectral_share": 0.0},
+    "published": {
+        "teacher": "index_delta",
+        "weighting": "inverse_gap",
+        "spectral_weight": 0.0,
+        "spectral_share": 0.0,
+    },
     # learns in CPU-hours (BENCHMARKS.md, recipe study): denoising first, gap halved per stage,
     # EDM weighting, and a multi-resolution spectral loss on the one-step reconstruction
-    "fast": {"teacher": "curriculum", "weighting": "edm", "spectral_weight": 8.0,
-             "spectral_share": 0.0},
+    "fast": {"teacher": "curriculum", "weighting": "edm", "spectral_weight": 8.0, "spectral_share": 0.0},
 }
 """Named bundles of the recipe options; `--set recipe=NAME` applies one before other overrides."""
 
 
 def _small() -> TrainConfig:
-    return TrainConfig(name="small", model="m2l-v1-small", batch_size=8, steps=100_000, lr=2e-4,
-                       warmup_steps=1000, ema_decay=0.999, val_every=500, ckpt_every=500,
-                       val_items=8, precision="auto", gap_stage_steps=800, **_fast())
+    return TrainConfig(
+        name="small",
+        model="m2l-v1-small",
+        batch_size=8,
+        steps=100_000,
+        lr=2e-4,
+        warmup_steps=1000,
+        ema_decay=0.999,
+        val_every=500,
+        ckpt_every=500,
+        val_items=8,
+        precision="auto",
+        gap_stage_steps=800,
+        **_fast(),
+    )
 
 
 def _tiny() -> TrainConfig:
-    return TrainConfig(name="tiny", model="m2l-v1-tiny", batch_size=8, steps=3000, lr=1e-3,
-                       min_lr=1e-5, warmup_steps=100, ema_decay=0.995, val_every=250,
-                       ckpt_every=250, val_items=6, val_seconds=2.0, workers=1, gap_stage_steps=300,
-                       **_fast())
+    return TrainConfig(
+        name="tiny",
+        model="m2l-v1-tiny",
+        batch_size=8,
+        steps=3000,
+        lr=1e-3,
+        min_lr=1e-5,
+        warmup_steps=100,
+        ema_decay=0.995,
+        val_every=250,
+        ckpt_every=250,
+        val_items=6,
+        val_seconds=2.0,
+        workers=1,
+        gap_stage_steps=300,
+        **_fast(),
+    )
 
 
 def _fast() -> dict[str, Any]:
@@ -125,8 +163,9 @@ def _fast() -> dict[str, Any]:
 def _v2(base: TrainConfig, model: str) -> TrainConfig:
     """Music2Latent2 variant of a recipe: pairs of 64-frame chunks (67,072 samples)."""
     # the recipe study (BENCHMARKS.md) ran on v1; v2 keeps the published recipe until it is checked
-    return dataclasses.replace(base, name=f"{base.name}-v2", model=model, crop_frames=128,
-                               recipe="published", **RECIPES["published"])
+    return dataclasses.replace(
+        base, name=f"{base.name}-v2", model=model, crop_frames=128, recipe="published", **RECIPES["published"]
+    )
 
 
 TRAIN_PRESETS = {
@@ -161,8 +200,7 @@ def load_train_config(source: str) -> TrainConfig:
         return TRAIN_PRESETS[source]()
     path = Path(source)
     if not path.is_file():
-        raise M2LError(f"{source}: neither a training preset ({', '.join(TRAIN_PRESETS)}) "
-                       f"nor a config file")
+        raise M2LError(f"{source}: neither a training preset ({', '.join(TRAIN_PRESETS)}) nor a config file")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -188,8 +226,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
-            raise M2LError(f"override {item!r}: expected FIELD=VALUE with FIELD one of the "
-                           f"training config fields (see config.json of a run)")
+            raise M2LError(
+                f"override {item!r}: expected FIELD=VALUE with FIELD one of the "
+                f"training config fields (see config.json of a run)"
+            )
         changes[key] = _parse_value(key, raw.strip(), type(getattr(cfg, key)))
     return dataclasses.replace(cfg, **changes) if changes else cfg
 

@@ -78,8 +78,7 @@ def _scan(root: Path) -> tuple[list[FileEntry], list[str]]:
                 info = sf.info(str(path))
                 if info.frames < 1 or info.samplerate < 1:
                     raise ValueError("empty")
-                good.append(FileEntry(str(path), int(info.frames), int(info.samplerate),
-                                      int(info.channels)))
+                good.append(FileEntry(str(path), int(info.frames), int(info.samplerate), int(info.channels)))
             except Exception:  # noqa: BLE001 - any unreadable file is skipped and counted
                 bad.append(str(path))
     return good, bad
@@ -90,16 +89,23 @@ def _held_out(path: str, fraction: float) -> bool:
     return h / 2**64 < fraction
 
 
-def build_index(sources: list[Source], cache: Path, *, val_sources: list[Source] | None = None,
-                val_fraction: float = 0.02) -> dict:
+def build_index(
+    sources: list[Source], cache: Path, *, val_sources: list[Source] | None = None, val_fraction: float = 0.02
+) -> dict:
     """Scan the sources once (cached in `cache`); split files into train and validation.
 
     Returns:
         {"train": [[FileEntry...] per source], "weights": [...], "val": [FileEntry...],
          "unreadable": [paths]}
     """
-    key = json.dumps({"v": INDEX_VERSION, "sources": [[str(s.root), s.weight] for s in sources],
-                      "val": [str(s.root) for s in val_sources or []], "frac": val_fraction})
+    key = json.dumps(
+        {
+            "v": INDEX_VERSION,
+            "sources": [[str(s.root), s.weight] for s in sources],
+            "val": [str(s.root) for s in val_sources or []],
+            "frac": val_fraction,
+        }
+    )
     if cache.is_file():
         try:
             data = json.loads(cache.read_text())
@@ -128,8 +134,13 @@ def build_index(sources: list[Source], cache: Path, *, val_sources: list[Source]
             val = [pick]
     index = {"train": train, "weights": [s.weight for s in sources], "val": val, "unreadable": bad}
     _check_index(index, sources)
-    data = {"key": key, "train": [[e.__dict__ for e in f] for f in train], "weights": index["weights"],
-            "val": [e.__dict__ for e in val], "unreadable": bad}
+    data = {
+        "key": key,
+        "train": [[e.__dict__ for e in f] for f in train],
+        "weights": index["weights"],
+        "val": [e.__dict__ for e in val],
+        "unreadable": bad,
+    }
     tmp = cache.with_name(cache.name + ".tmp")
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(data))
@@ -140,8 +151,12 @@ def build_index(sources: list[Source], cache: Path, *, val_sources: list[Source]
 
 
 def _index_from_json(data: dict) -> dict:
-    return {"train": [[FileEntry(**e) for e in f] for f in data["train"]], "weights": data["weights"],
-            "val": [FileEntry(**e) for e in data["val"]], "unreadable": data["unreadable"]}
+    return {
+        "train": [[FileEntry(**e) for e in f] for f in data["train"]],
+        "weights": data["weights"],
+        "val": [FileEntry(**e) for e in data["val"]],
+        "unreadable": data["unreadable"],
+    }
 
 
 def _check_index(index: dict, sources: list[Source]) -> None:
@@ -157,8 +172,17 @@ class CropDataset(Dataset):
     RMS below `min_rms` are redrawn too, up to 50 times.
     """
 
-    def __init__(self, files: list[list[FileEntry]], weights: list[float], *, crop_samples: int,
-                 sample_rate: int, channels: int, seed: int, min_rms: float = 1e-3) -> None:
+    def __init__(
+        self,
+        files: list[list[FileEntry]],
+        weights: list[float],
+        *,
+        crop_samples: int,
+        sample_rate: int,
+        channels: int,
+        seed: int,
+        min_rms: float = 1e-3,
+    ) -> None:
         self.files = [f for f in files if f]
         w = np.array([wt for f, wt in zip(files, weights, strict=True) if f], dtype=np.float64)
         self.source_p = w / w.sum()
@@ -196,8 +220,7 @@ class CropDataset(Dataset):
                 data = f.read(min(need, entry.frames - start), dtype="float32", always_2d=True)
         except Exception:  # noqa: BLE001 - corrupt data must not stop a training run
             self.bad.add(entry.path)
-            warnings.warn(f"{entry.path}: unreadable audio, skipped for the rest of the run",
-                          stacklevel=2)
+            warnings.warn(f"{entry.path}: unreadable audio, skipped for the rest of the run", stacklevel=2)
             return None
         wave = torch.from_numpy(np.ascontiguousarray(data.T))
         if not torch.isfinite(wave).all():
@@ -248,17 +271,30 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 def make_loader(dataset: CropDataset, sampler: StepSampler, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                      persistent_workers=False, prefetch_factor=4 if workers else None,
-                      worker_init_fn=_ignore_stop_signals if workers else None)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+        worker_init_fn=_ignore_stop_signals if workers else None,
+    )
 
 
-def validation_crops(files: list[FileEntry], *, items: int, seconds: float, sample_rate: int,
-                     channels: int, seed: int) -> torch.Tensor:
+def validation_crops(
+    files: list[FileEntry], *, items: int, seconds: float, sample_rate: int, channels: int, seed: int
+) -> torch.Tensor:
     """A fixed validation set [items, channels, samples]: crops spread over the held-out files."""
     if not files:
         raise M2LError("no validation files (give --val DIR or more training files)")
     samples = int(round(seconds * sample_rate))
-    ds = CropDataset([files], [1.0], crop_samples=samples, sample_rate=sample_rate,
-                     channels=channels, seed=seed + 1, min_rms=1e-3)
+    ds = CropDataset(
+        [files],
+        [1.0],
+        crop_samples=samples,
+        sample_rate=sample_rate,
+        channels=channels,
+        seed=seed + 1,
+        min_rms=1e-3,
+    )
     return torch.stack([ds[j][0] for j in range(items)])

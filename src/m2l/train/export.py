@@ -25,6 +25,12 @@ def export(source: Path, out: Path, *, force: bool = False, half: bool = False) 
     path = pick_checkpoint(source)
     parts = read_state(path)
     extra = {"exported_from": str(path), "step": parts["step"], "train_config": parts["train_config"].name}
-    save_checkpoint(out, parts["ema"], parts["model_config"], force=force, extra=extra,
-                    dtype=torch.float16 if half else torch.float32)
+    save_checkpoint(
+        out,
+        parts["ema"],
+        parts["model_config"],
+        force=force,
+        extra=extra,
+        dtype=torch.float16 if half else torch.float32,
+    )
     return load_model(str(out))[1]

@@ -100,8 +100,10 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
         a.pop("steps"), b.pop("steps")
         diff = sorted(k for k in a if a[k] != b[k])
         if diff:
-            raise M2LError(f"{run_dir}: holds a run with a different config ({', '.join(diff)}); "
-                           f"use another --out or the run's own config.json")
+            raise M2LError(
+                f"{run_dir}: holds a run with a different config ({', '.join(diff)}); "
+                f"use another --out or the run's own config.json"
+            )
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name("config.json.tmp")
@@ -112,9 +114,16 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
 class Trainer:
     """Builds everything from a config and runs `train()`; see the module docstring."""
 
-    def __init__(self, cfg: TrainConfig, sources: list[Source], run_dir: Path, *,
-                 val_sources: list[Source] | None = None, device: str | None = None,
-                 show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        sources: list[Source],
+        run_dir: Path,
+        *,
+        val_sources: list[Source] | None = None,
+        device: str | None = None,
+        show_progress: bool = True,
+    ) -> None:
         self.dist = setup_distributed(device)
         self.autocast, use_scaler = precision(cfg, self.dist.device)  # checked before any write
         prepare_run_dir(Path(run_dir), cfg, self.dist.main)
@@ -125,8 +134,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = self._build_model()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
-        self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=cfg.lr,
-                                           betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.RAdam(
+            self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        )
         self.ema = EMA(self.model, cfg.ema_decay)
         self.objective: nn.Module = ConsistencyObjective(self.model, cfg, self.autocast)
         if self.dist.world > 1:
@@ -147,8 +157,10 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         config = preset(self.cfg.model)
         if isinstance(config, V2Config) and self.cfg.crop_frames != 2 * config.chunk_frames:
-            raise M2LError(f"{config.name} trains on pairs of {config.chunk_frames}-frame chunks: "
-                           f"set crop_frames={2 * config.chunk_frames} (the *-v2 training presets do)")
+            raise M2LError(
+                f"{config.name} trains on pairs of {config.chunk_frames}-frame chunks: "
+                f"set crop_frames={2 * config.chunk_frames} (the *-v2 training presets do)"
+            )
         model = create(config).to(self.dist.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -167,9 +179,14 @@ class Trainer:
     def _val_set(self) -> torch.Tensor:
         spectral = self.model.cfg.spectral
         seconds = max(self.cfg.val_seconds, self.crop_samples() / spectral.sample_rate)  # loss needs a crop
-        return validation_crops(self.index["val"], items=self.cfg.val_items, seconds=seconds,
-                                sample_rate=spectral.sample_rate, channels=self.model.audio_channels,
-                                seed=self.cfg.seed)
+        return validation_crops(
+            self.index["val"],
+            items=self.cfg.val_items,
+            seconds=seconds,
+            sample_rate=spectral.sample_rate,
+            channels=self.model.audio_channels,
+            seed=self.cfg.seed,
+        )
 
     def crop_samples(self) -> int:
         return num_samples(self.cfg.crop_frames, self.model.cfg.spectral)
@@ -239,14 +256,25 @@ class Trainer:
             if self.dist.main:
                 print(f"{self.run_dir}: already trained for {self.step} steps", flush=True)
             return self.step
-        dataset = CropDataset(self.index["train"], self.index["weights"], crop_samples=self.crop_samples(),
-                              sample_rate=self.model.cfg.spectral.sample_rate,
-                              channels=self.model.audio_channels, seed=cfg.seed, min_rms=cfg.min_rms)
+        dataset = CropDataset(
+            self.index["train"],
+            self.index["weights"],
+            crop_samples=self.crop_samples(),
+            sample_rate=self.model.cfg.spectral.sample_rate,
+            channels=self.model.audio_channels,
+            seed=cfg.seed,
+            min_rms=cfg.min_rms,
+        )
         sampler = StepSampler(cfg.batch_size, self.dist.rank, self.dist.world, self.step, stop_at)
         loader = make_loader(dataset, sampler, cfg.workers)
         logger = Logger(self.run_dir, cfg, self.dist.main)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.dist.main and self.show_progress),
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (self.dist.main and self.show_progress),
+            unit="step",
+            dynamic_ncols=True,
+        )
         if self.step == 0 and self.dist.main:  # the untrained baseline of the validation curve
             logger.log({"step": 0, "split": "val", **self.validator.run(0)})
         previous = _install_signal_handlers(self)
@@ -259,18 +287,29 @@ class Trainer:
                 if not out["finite"]:
                     self.counters["nonfinite"] += 1
                     if consecutive >= cfg.max_nonfinite:
-                        raise M2LError(f"loss was not finite for {consecutive} steps in a row (step "
-                                       f"{self.step}); lower lr or check the data")
+                        raise M2LError(
+                            f"loss was not finite for {consecutive} steps in a row (step "
+                            f"{self.step}); lower lr or check the data"
+                        )
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     now = time.perf_counter()
                     rate = (self.step - tick_step) / max(now - tick, 1e-9)
                     tick, tick_step = now, self.step
                     bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
-                    logger.log({**self.counters, **{k: v for k, v in out.items() if k != "finite"},
-                                "step": self.step, "steps_per_s": rate, "cpu_s": self.cpu_seconds(),
-                                "audio_s_per_s": rate * cfg.batch_size * self.crop_samples()
-                                / self.model.cfg.spectral.sample_rate})
+                    logger.log(
+                        {
+                            **self.counters,
+                            **{k: v for k, v in out.items() if k != "finite"},
+                            "step": self.step,
+                            "steps_per_s": rate,
+                            "cpu_s": self.cpu_seconds(),
+                            "audio_s_per_s": rate
+                            * cfg.batch_size
+                            * self.crop_samples()
+                            / self.model.cfg.spectral.sample_rate,
+                        }
+                    )
                 self._periodic(logger)
                 if self._should_stop():
                     break
@@ -280,8 +319,11 @@ class Trainer:
         if self.stop_signal or self.step == stop_at:
             self.save(self.step)
         if self.stop_signal and self.dist.main:
-            print(f"stopped by {self.stop_signal} at step {self.step}; checkpoint saved in "
-                  f"{self.ckpt_dir} (run the same command to resume)", flush=True)
+            print(
+                f"stopped by {self.stop_signal} at step {self.step}; checkpoint saved in "
+                f"{self.ckpt_dir} (run the same command to resume)",
+                flush=True,
+            )
         logger.close()
         return self.step
 
@@ -316,8 +358,16 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _save_file(self, path: Path) -> None:
         self.counters["cpu_s"] = self.cpu_seconds()
-        save_state(path, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
-                   step=self.step, train_cfg=self.cfg, counters=self.counters)
+        save_state(
+            path,
+            model=self.model,
+            ema=self.ema,
+            optimizer=self.optimizer,
+            scaler=self.scaler,
+            step=self.step,
+            train_cfg=self.cfg,
+            counters=self.counters,
+        )
 
     def save(self, step: int) -> None:
         """Write checkpoints/step-N (rank 0) and keep only the newest `keep_last`."""

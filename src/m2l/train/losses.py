@@ -10,9 +10,12 @@ SPECTRAL_RESOLUTIONS: tuple[int, ...] = (256, 512, 1024, 2048)
 """FFT sizes of `multires_spectral_loss` (hop = n_fft / 4)."""
 
 
-def multires_spectral_loss(estimate: torch.Tensor, reference: torch.Tensor,
-                           ffts: tuple[int, ...] = SPECTRAL_RESOLUTIONS, eps: float = 1e-5
-                           ) -> torch.Tensor:
+def multires_spectral_loss(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    ffts: tuple[int, ...] = SPECTRAL_RESOLUTIONS,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """Phase-invariant multi-resolution STFT loss, differentiable in `estimate`.
 
     At each FFT size: mean |log(|S_est| + eps) - log(|S_ref| + eps)| plus the spectral

@@ -28,10 +28,13 @@ from m2l.train.losses import multires_spectral_loss
 
 def sample_seeds(seed: int, step: int, first: int, count: int) -> torch.Tensor:
     """Per-sample seeds of global samples [first, first + count) at `step`: [count] int64."""
-    return torch.tensor([
-        int(np.random.SeedSequence([seed, 1, step, first + i]).generate_state(1, np.uint64)[0] >> 1)
-        for i in range(count)
-    ], dtype=torch.int64)
+    return torch.tensor(
+        [
+            int(np.random.SeedSequence([seed, 1, step, first + i]).generate_state(1, np.uint64)[0] >> 1)
+            for i in range(count)
+        ],
+        dtype=torch.int64,
+    )
 
 
 class ConsistencyObjective(nn.Module):
@@ -45,8 +48,7 @@ class ConsistencyObjective(nn.Module):
     The last call's mean loss terms are kept in `last_terms` for logging.
     """
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, autocast_dtype: torch.dtype | None = None
-                 ) -> None:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -65,8 +67,9 @@ class ConsistencyObjective(nn.Module):
             return curriculum_gap(step, cfg.gap_stage_steps, cfg.gap_min)
         return delta_exponential(step, cfg.steps, cfg.delta_start, cfg.delta_end)
 
-    def draw(self, seeds: torch.Tensor, shape: tuple[int, ...], device: torch.device, count: int = 1
-             ) -> tuple[torch.Tensor, ...]:
+    def draw(
+        self, seeds: torch.Tensor, shape: tuple[int, ...], device: torch.device, count: int = 1
+    ) -> tuple[torch.Tensor, ...]:
         """Per-sample draws: noise indices [B, groups], `count` unit noises [B, *shape], and with
         `spectral_share` > 0 a last [B] bool mask of the samples moved to sigma_max."""
         cc, groups, share = self.model.cfg.consistency, self.model.sigma_groups, self.cfg.spectral_share
@@ -121,16 +124,22 @@ class ConsistencyObjective(nn.Module):
             if extra_pass:
                 top = torch.full_like(sigma, cc.sigma_max)
                 one_step, scored = model.denoise(model.add_noise(x0, extra[0], top), top, cond), None
-        losses = consistency_loss(model.group_view(student), model.group_view(teacher.detach()),
-                                  sigma, sigma_t, cfg.huber_c, cfg.weighting, cc)
+        losses = consistency_loss(
+            model.group_view(student),
+            model.group_view(teacher.detach()),
+            sigma,
+            sigma_t,
+            cfg.huber_c,
+            cfg.weighting,
+            cc,
+        )
         self.last_terms = {"consistency": float(losses.detach().mean()), "gap": gap}
         if cfg.spectral_weight > 0:
             spec = self.spectral(one_step if extra_pass else student, x0, scored)
             losses = losses + cfg.spectral_weight * spec
         return losses
 
-    def spectral(self, decoded: torch.Tensor, x0: torch.Tensor, scored: torch.Tensor | None
-                 ) -> torch.Tensor:
+    def spectral(self, decoded: torch.Tensor, x0: torch.Tensor, scored: torch.Tensor | None) -> torch.Tensor:
         """Per-sample multi-resolution spectral losses [B] of one-step decodes (0 where a
         `scored` mask is given and False)."""
         model, batch = self.model, x0.shape[0]

@@ -40,8 +40,9 @@ class EMA:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         current = model.state_dict()
         floats = [k for k, v in self.state.items() if v.is_floating_point()]
-        torch._foreach_lerp_([self.state[k] for k in floats],
-                             [current[k].detach().float() for k in floats], 1.0 - d)
+        torch._foreach_lerp_(
+            [self.state[k] for k in floats], [current[k].detach().float() for k in floats], 1.0 - d
+        )
         self.updates += 1
 
 
@@ -57,9 +58,17 @@ def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_state(path: Path, *, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, step: int, train_cfg: TrainConfig,
-               counters: dict[str, Any]) -> None:
+def save_state(
+    path: Path,
+    *,
+    model: nn.Module,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    step: int,
+    train_cfg: TrainConfig,
+    counters: dict[str, Any],
+) -> None:
     """Write the whole training state to `path` atomically (replacing it if it exists)."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -72,13 +81,18 @@ def save_state(path: Path, *, model: nn.Module, ema: EMA, optimizer: torch.optim
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
-    meta = {"format": STATE_FORMAT, "version": str(STATE_VERSION), "step": str(step),
-            "train_config": json.dumps(train_config_to_dict(train_cfg)),
-            "model_config": json.dumps(config_to_dict(model.cfg)),
-            "param_groups": json.dumps(opt["param_groups"]),
-            "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}),
-            "ema_updates": str(ema.updates), "counters": json.dumps(counters),
-            "sha256": tensors_digest(tensors)}
+    meta = {
+        "format": STATE_FORMAT,
+        "version": str(STATE_VERSION),
+        "step": str(step),
+        "train_config": json.dumps(train_config_to_dict(train_cfg)),
+        "model_config": json.dumps(config_to_dict(model.cfg)),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}),
+        "ema_updates": str(ema.updates),
+        "counters": json.dumps(counters),
+        "sha256": tensors_digest(tensors),
+    }
     atomic_save(tensors, meta, path, force=True)
 
 
@@ -111,11 +125,17 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def restore(parts: dict[str, Any], *, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler | None) -> None:
+def restore(
+    parts: dict[str, Any],
+    *,
+    model: nn.Module,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
     """Load a `read_state` result into live objects (strict: every key must match)."""
     missing = set(model.state_dict()) ^ set(parts["model"])
     if missing:
@@ -124,8 +144,9 @@ def restore(parts: dict[str, Any], *, model: nn.Module, ema: EMA, optimizer: tor
     ema.state = {k: v.float() if v.is_floating_point() else v for k, v in parts["ema"].items()}
     ema.updates = parts["ema_updates"]
     device = next(model.parameters()).device
-    state = {i: {k: v.to(device) if k != "step" else v for k, v in st.items()}
-             for i, st in parts["optim"].items()}
+    state = {
+        i: {k: v.to(device) if k != "step" else v for k, v in st.items()} for i, st in parts["optim"].items()
+    }
     optimizer.load_state_dict({"state": state, "param_groups": parts["param_groups"]})
     if scaler is not None and parts["scaler"]:
         scaler.load_state_dict(parts["scaler"])

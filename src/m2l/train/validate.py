@@ -49,9 +49,12 @@ class Validator:
         ref = self.crops
         z = codec.encode(ref.to(device))
         rec = codec.decode(z, seed=0, length=ref.shape[-1]).cpu()
-        metrics = {"loss": loss, "si_sdr": float(si_sdr(rec, ref).mean()),
-                   "mel_distance": float(mel_distance(rec, ref, sr).mean()),
-                   "stft_distance": float(stft_distance(rec, ref).mean())}
+        metrics = {
+            "loss": loss,
+            "si_sdr": float(si_sdr(rec, ref).mean()),
+            "mel_distance": float(mel_distance(rec, ref, sr).mean()),
+            "stft_distance": float(stft_distance(rec, ref).mean()),
+        }
         metrics["select"] = metrics["mel_distance"]
         if isinstance(model.cfg, V2Config):  # also without re-noised context (see below)
             plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
