@@ -1,9 +1,40 @@
-"""m2l: open, trainable and fast consistency autoencoders for audio (Music2Latent v1 / v2)."""
+"""m2l: open, trainable and fast consistency autoencoders for audio (Music2Latent v1 / v2).
 
-from m2l.codec import Codec
-from m2l.compat import EncoderDecoder
-from m2l.errors import M2LError
-from m2l.loading import convert, load
+The public names resolve on first access (`m2l.load`, `from m2l import Codec`), so that importing
+a light part of the package (the `m2l --help` parser, `m2l.errors`) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from m2l.codec import Codec
+    from m2l.compat import EncoderDecoder
+    from m2l.errors import M2LError
+    from m2l.loading import convert, load
 
 __version__ = "0.1.0"
 __all__ = ["Codec", "EncoderDecoder", "M2LError", "convert", "load", "__version__"]
+
+_LAZY = {
+    "Codec": "m2l.codec",
+    "EncoderDecoder": "m2l.compat",
+    "M2LError": "m2l.errors",
+    "convert": "m2l.loading",
+    "load": "m2l.loading",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,15 +17,8 @@ import soundfile as sf
 import soxr
 import torch
 
+from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
 from m2l.errors import M2LError
-
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
-)
-"""Lowercase file extensions that `load_audio` accepts (and the CLI picks up in folders)."""
-
-WRITE_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac"})
-"""Lowercase file extensions that `save_audio` can write."""
 
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 _WRITE_SUBTYPE = "PCM_24"

@@ -6,19 +6,9 @@ import argparse
 import errno
 from pathlib import Path
 
+from m2l.cli.args import comma_subset
 from m2l.datasets import SETS
 from m2l.errors import M2LError
-
-
-def _sets(text: str) -> list[str]:
-    """argparse type for --what: a comma-separated subset of SETS."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SETS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(SETS)}, got {text!r}"
-        )
-    return names
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
@@ -35,7 +25,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
     fetch.add_argument("data_dir", metavar="DATA_DIR", help="folder to build (created if missing)")
     fetch.add_argument(
         "--what",
-        type=_sets,
+        type=comma_subset(SETS),
         default=list(SETS),
         metavar="SETS",
         help=f"comma-separated sets to build (default: {','.join(SETS)})",

@@ -5,47 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-from collections.abc import Callable
 from pathlib import Path
+
+from m2l.cli.args import check_device, finite_float, int_at_least, number_list, positive_int
 
 DEFAULT_EMBEDDINGS = ("mel-stats", "vggish", "clap")
 
 
-def _number_list(
-    kind: Callable[[str], float], check: Callable[[float], bool], what: str
-) -> Callable[[str], tuple]:
-    """An argparse type for comma-separated lists ("1,2,4") whose values pass `check`."""
-
-    def parse(text: str) -> tuple:
-        values = []
-        for part in text.split(","):
-            try:
-                value = kind(part.strip())
-            except ValueError:
-                value = None
-            if value is None or not check(value):
-                raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}, got {text!r}")
-            values.append(value)
-        return tuple(dict.fromkeys(values))  # duplicates dropped, order kept
-
-    return parse
-
-
-_steps_list = _number_list(int, lambda v: v >= 1, "positive integers")
-_sigma_list = _number_list(float, lambda v: math.isfinite(v) and v >= 0, "numbers >= 0")
-
-
-def _positive(kind: Callable[[str], float], minimum: float, what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
+_steps_list = number_list(int, lambda v: v >= 1, "positive integers")
+_sigma_list = number_list(float, lambda v: math.isfinite(v) and v >= 0, "numbers >= 0")
+_seconds = finite_float("a positive number", lambda v: v >= 1e-3)
+_count = int_at_least(0, "an integer >= 0")
 
 
 def add_eval(p: argparse.ArgumentParser) -> None:
@@ -72,13 +42,13 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--items",
-        type=_positive(int, 1, "a positive integer"),
+        type=positive_int,
         metavar="N",
         help="evaluate the first N files in sorted order (default: all)",
     )
     p.add_argument(
         "--seconds",
-        type=_positive(float, 1e-3, "a positive number"),
+        type=_seconds,
         metavar="S",
         help="evaluate one centred crop of S seconds per file (default: whole files)",
     )
@@ -107,21 +77,21 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
     p.add_argument(
         "--audio-items",
-        type=_positive(int, 0, "an integer >= 0"),
+        type=_count,
         default=4,
         metavar="N",
         help="write audio players and spectrograms for the first N items (default: 4)",
     )
     p.add_argument(
         "--seed",
-        type=_positive(int, 0, "an integer >= 0"),
+        type=_count,
         default=0,
         help="decoding seed, the same for every item (default: 0)",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: best available)")
     p.add_argument(
         "--window",
-        type=_positive(float, 1e-3, "a positive number"),
+        type=_seconds,
         metavar="SECONDS",
         help="v1 window length (sets where window seams fall; default 10 s)",
     )
@@ -156,11 +126,10 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run `m2l eval`; prints where the report is. Returns the exit code."""
-    from m2l.cli import _check_device
     from m2l.errors import M2LError
     from m2l.evaluate.run import EvalOptions, parse_model_arg, run_evaluation
 
-    _check_device(args.device)
+    check_device(args.device)
     opts = EvalOptions(
         models=tuple(parse_model_arg(m) for m in args.model),
         data=Path(args.data),

@@ -4,3 +4,6 @@
 features, the plain latents, an untrained encoder and log-mel statistics) with an on-disk cache;
 `probes` trains linear and one-hidden-layer probes on them; `cli` is the command.
 """
+
+TASK_FIELDS = {"pitch": "pitch", "pitch_class": "pitch_class", "instrument": "program"}
+"""Probe task -> the manifest field that labels it (defined here, torch-free, for the parser)."""

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2l.cli.args import check_device, comma_choices, device_arg
 from m2l.datasets import SPLITS
 from m2l.errors import M2LError
-from m2l.formats import atomic_write_text
+from m2l.probe import TASK_FIELDS
 
 if TYPE_CHECKING:
     from m2l.probe.features import NoteSet
@@ -49,25 +50,8 @@ class FeatureSet:
     matrix: np.ndarray
 
 
-def _choices(known: tuple[str, ...], what: str) -> Any:
-    """An argparse type for a comma-separated subset of `known` (order kept, duplicates dropped)."""
-
-    def parse(text: str) -> list[str]:
-        items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-        bad = [t for t in items if t not in known]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(bad) or repr(text)} (choose from {', '.join(known)})"
-            )
-        return items
-
-    return parse
-
-
 def add_probe(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l probe`."""
-    from m2l.cli import _device
-    from m2l.probe.features import TASK_FIELDS
     from m2l.probe.probes import PROBES
 
     p.add_argument(
@@ -87,18 +71,18 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for probe.json (and cache/)")
     p.add_argument(
         "--tasks",
-        type=_choices(tuple(TASK_FIELDS), "task"),
+        type=comma_choices(tuple(TASK_FIELDS), "task"),
         default=DEFAULT_TASKS.split(","),
         help=f"comma-separated tasks (default: {DEFAULT_TASKS})",
     )
     p.add_argument(
         "--probes",
-        type=_choices(PROBES, "probe"),
+        type=comma_choices(PROBES, "probe"),
         default=list(PROBES),
         help=f"comma-separated probes (default: {','.join(PROBES)})",
     )
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: OUT_DIR/cache)")
-    p.add_argument("--device", type=_device, help="cpu, cuda, cuda:N, mps (default: best available)")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:N, mps (default: best available)")
     p.add_argument("--force", action="store_true", help="overwrite OUT_DIR/probe.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -191,7 +175,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run_probe(args: argparse.Namespace) -> int:
     """Run `m2l probe`; returns the exit code (errors are raised as `M2LError`)."""
-    from m2l.cli import _check_device
+    from m2l.formats import atomic_write_text
     from m2l.probe import probes
     from m2l.probe.features import read_notes
 
@@ -202,7 +186,7 @@ def run_probe(args: argparse.Namespace) -> int:
         raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
     if result.exists() and not args.force:
         raise M2LError(f"{result}: already exists (pass --force to overwrite)")
-    _check_device(args.device)
+    check_device(args.device)
     notes = read_notes(args.notes, args.tasks)
     cache_dir = Path(args.cache) if args.cache else out / "cache"
     sets = extract_feature_sets(notes, args.model, cache_dir, args.device, args.quiet)

@@ -43,9 +43,7 @@ from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
 from m2l.formats import atomic_save, read_safetensors, tensors_digest
-
-TASK_FIELDS = {"pitch": "pitch", "pitch_class": "pitch_class", "instrument": "program"}
-"""Probe task -> the manifest field that labels it."""
+from m2l.probe import TASK_FIELDS
 
 CACHE_FORMAT, CACHE_VERSION = "m2l-probe-features", 1
 LOGMEL_RATE, LOGMEL_FFT, LOGMEL_HOP, LOGMEL_BANDS, LOGMEL_FLOOR = 44100, 2048, 512, 128, 1e-5

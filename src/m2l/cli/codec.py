@@ -1,0 +1,221 @@
+"""The codec commands: `m2l encode`, `m2l decode`, `m2l reconstruct` and `m2l convert`.
+
+    m2l encode INPUT... -o OUT        audio -> .m2l latent files
+    m2l decode INPUT... -o OUT        .m2l latent files -> audio (.wav / .flac)
+    m2l reconstruct INPUT... -o OUT   audio -> audio through the codec
+    m2l convert SOURCE OUT            any loadable model source -> m2l checkpoint
+
+Each command is an `add_*(parser)` that declares its options and a `run_*(args)` that returns the
+exit code; torch and the model code are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
+from m2l.cli.args import device_arg, non_negative_float, non_negative_int, positive_float, positive_int
+from m2l.cli.jobs import (
+    LATENT_SUFFIX,
+    Job,
+    check_format_conflict,
+    read_audio,
+    resolve_jobs,
+    run_files,
+)
+from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming
+from m2l.config import PRESETS
+from m2l.errors import M2LError
+
+DEFAULT_MODEL = "default"
+"""The --model of the codec commands when none is given: the model shipped with m2l."""
+
+
+# ----------------------------------------------------------------------------- shared options
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="SOURCE",
+        help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
+        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
+        f"preset name ({', '.join(sorted(PRESETS))}) (default: %(default)s)",
+    )
+    g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
+    g.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:N, mps (default: best available)")
+    g.add_argument(
+        "--window",
+        type=positive_float,
+        metavar="SECONDS",
+        help="process audio in windows of this length (bounds memory; default 10)",
+    )
+
+
+def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) -> None:
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help=f"{inputs} files or directories (walked recursively)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output directory (or output file for a single input file)",
+    )
+    if with_format:
+        p.add_argument(
+            "--format",
+            choices=sorted(e.lstrip(".") for e in WRITE_EXTENSIONS),
+            help="audio format of the outputs (default: wav, or the suffix of -o FILE)",
+        )
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _add_decode_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--steps", type=positive_int, default=1, help="consistency steps (default: %(default)s)")
+    g.add_argument("--seed", type=non_negative_int, help="seed for reproducible decoding (default: random)")
+    g.add_argument(
+        "--sigma-cond",
+        type=non_negative_float,
+        metavar="SIGMA",
+        help="v2 models: noise level of the re-noised previous chunk (default: 0.4)",
+    )
+
+
+def _add_downmix(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--downmix",
+        action="store_true",
+        help="average audio with more than 2 channels to mono (instead of refusing it)",
+    )
+
+
+def _audio_jobs(
+    args: argparse.Namespace, in_suffixes: frozenset[str], what: str
+) -> tuple[list[Job], list[str]]:
+    """Jobs that write audio: --format (default wav) names outputs in a folder."""
+    ext = f".{args.format or 'wav'}"
+    jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what)
+    if not errors:
+        try:
+            check_format_conflict(args, jobs)
+        except M2LError as err:
+            errors.append(str(err))
+    return jobs, errors
+
+
+# ----------------------------------------------------------------------------- encode
+def add_encode(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l encode`."""
+    _add_io_options(p, "audio", with_format=False)
+    _add_downmix(p)
+    _add_model_options(p)
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    """Run `m2l encode`: audio files to .m2l latent files. Returns the exit code."""
+    from m2l.formats import save_latents
+
+    suffixes = frozenset({LATENT_SUFFIX})
+    jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
+
+    def work(codec: Any, job: Job) -> None:
+        lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
+        save_latents(job.dst, lf, force=args.force)
+
+    return run_files(args, jobs, errors, work, "encoded")
+
+
+# ----------------------------------------------------------------------------- decode
+def add_decode(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l decode`."""
+    _add_io_options(p, ".m2l", with_format=True)
+    _add_decode_options(p)
+    p.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="decode latents made with other weights of the same architecture",
+    )
+    _add_model_options(p)
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    """Run `m2l decode`: .m2l latent files to audio. Returns the exit code."""
+    from m2l.audio.io import save_audio
+    from m2l.formats import load_latents
+
+    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l")
+
+    def work(codec: Any, job: Job) -> None:
+        lf = load_latents(job.src)
+        audio = codec.decode(
+            lf,
+            steps=args.steps,
+            seed=args.seed,
+            sigma_cond=args.sigma_cond,
+            allow_model_mismatch=args.allow_model_mismatch,
+        )
+        save_audio(job.dst, audio, lf.sample_rate, force=args.force)
+
+    return run_files(args, jobs, errors, work, "decoded")
+
+
+# ----------------------------------------------------------------------------- reconstruct
+def add_reconstruct(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l reconstruct`."""
+    _add_io_options(p, "audio", with_format=True)
+    _add_downmix(p)
+    _add_decode_options(p)
+    _add_model_options(p)
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
+    from m2l.audio.io import save_audio
+
+    jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
+
+    def work(codec: Any, job: Job) -> None:
+        lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
+        audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
+        save_audio(job.dst, audio, codec.sample_rate, force=args.force)
+
+    return run_files(args, jobs, errors, work, "reconstructed")
+
+
+# ----------------------------------------------------------------------------- convert
+def add_convert(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l convert`."""
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the authors' music2latent.pt, an m2l checkpoint, 'music2latent' (fetched "
+        f"from the hub), {DEFAULT_MODEL!r} (shipped) or a preset name (untrained)",
+    )
+    p.add_argument("out", metavar="OUT", help="m2l checkpoint to write (.safetensors)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Run `m2l convert`: prints the written checkpoint's model id. Returns the exit code."""
+    from m2l.loading import convert
+
+    out = Path(args.out)
+    if out.is_dir():
+        error(f"{out}: is a directory; give the checkpoint file to write")
+        return 1
+    if out.exists() and not args.force:
+        error(f"{out}: already exists (pass --force to overwrite)")
+        return 1
+    try:
+        model_id = convert(args.source, out, force=args.force)
+    except EXPECTED_ERRORS as err:
+        error(naming(describe(err), Path(args.source), out))
+        return 1
+    print(model_id)
+    return 0

@@ -1,0 +1,275 @@
+"""`m2l info PATH... [--json]`: describe .m2l latent files and model checkpoints.
+
+`inspect_path` returns a JSON-able dict for one path (a latent file, an m2l checkpoint, a training
+checkpoint or the authors' checkpoint); `format_info` turns it into text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from m2l.cli.jobs import LATENT_SUFFIX
+from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming
+from m2l.config import config_to_dict
+from m2l.errors import M2LError
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _latent_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
+    from m2l.formats import load_latents
+
+    lf = load_latents(path)
+    z = lf.latents.float()
+    shape = list(z.shape)
+    return {
+        "path": str(path),
+        "type": "latents",
+        "format_version": int(meta.get("version", 0)) if meta else None,
+        "model_id": lf.model_id,
+        "config_hash": lf.config_hash,
+        "kind": lf.kind,
+        "sample_rate": lf.sample_rate,
+        "channels": lf.channels,
+        "length": lf.length,
+        "duration_seconds": lf.length / lf.sample_rate,
+        "latent_shape": shape,
+        **_latent_layout(lf.kind, shape),
+        "latent_scale": lf.latent_scale,
+        "left_pad": lf.left_pad,
+        "stats": {
+            "min": _finite(float(z.min())),
+            "max": _finite(float(z.max())),
+            "mean": _finite(float(z.mean())),
+            "std": _finite(float(z.std(correction=0))),
+        },
+        "extra": lf.extra,
+    }
+
+
+def _latent_layout(kind: str, shape: list[int]) -> dict[str, int]:
+    """v1: [channels, latent_dim, frames]; v2: [rows, chunks, K, latent_dim]."""
+    if kind == "v2":
+        return {
+            "chunks": shape[1],
+            "latents_per_chunk": shape[2],
+            "latent_dim": shape[3],
+            "latent_frames": shape[1] * shape[2],
+        }
+    return {"latent_frames": shape[-1], "latent_dim": shape[-2]}
+
+
+def _checkpoint_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
+    from m2l.loading import load_model
+
+    model, model_id = load_model(path)
+    params = sum(p.numel() for p in model.parameters())
+    cfg = model.cfg
+    if meta and meta.get("format") == "m2l-checkpoint":
+        try:
+            extra = json.loads(meta.get("extra", "{}"))
+        except json.JSONDecodeError:
+            extra = {}
+        return {
+            "path": str(path),
+            "type": "checkpoint",
+            "format_version": int(meta.get("version", 0)),
+            "model_id": model_id,
+            "name": cfg.name,
+            "kind": cfg.kind,
+            "parameters": params,
+            "sha256": meta.get("sha256"),
+            "config": config_to_dict(cfg),
+            "extra": extra,
+        }
+    return {
+        "path": str(path),
+        "type": "authors-checkpoint",
+        "model_id": model_id,
+        "name": cfg.name,
+        "kind": cfg.kind,
+        "parameters": params,
+        "note": "the authors' Music2Latent checkpoint (torch); parameters counted after "
+        "conversion to m2l (m2l convert writes it as an m2l checkpoint)",
+    }
+
+
+def _training_info(path: Path) -> dict[str, Any]:
+    from m2l.train.state import read_state
+
+    parts = read_state(path)
+    cfg, ema = parts["model_config"], parts["ema"]
+    return {
+        "path": str(path),
+        "type": "training-checkpoint",
+        "step": parts["step"],
+        "name": cfg.name,
+        "kind": cfg.kind,
+        "train_config": parts["train_config"].name,
+        "parameters": sum(t.numel() for t in ema.values() if t.is_floating_point()),
+        "config": config_to_dict(cfg),
+    }
+
+
+def inspect_path(path: Path) -> dict[str, Any]:
+    """Describe a `.m2l` latent file or a checkpoint as a JSON-able dict.
+
+    Args:
+        path: a latent file, an m2l checkpoint, a training checkpoint or the authors' checkpoint.
+
+    Returns:
+        The description; its "type" is "latents", "checkpoint", "training-checkpoint" or
+        "authors-checkpoint".
+
+    Raises:
+        M2LError: when the path is missing, a directory, or none of these.
+    """
+    from m2l.formats import safetensors_metadata
+
+    if not path.exists():
+        raise M2LError(f"{path}: no such file")
+    if path.is_dir():
+        raise M2LError(f"{path}: is a directory; give .m2l files or checkpoints")
+    meta = safetensors_metadata(path)
+    fmt = meta.get("format") if meta else None
+    if fmt == "m2l-latents" or (fmt is None and path.suffix.lower() == LATENT_SUFFIX):
+        return _latent_info(path, meta)
+    if fmt == "m2l-train-state":
+        return _training_info(path)
+    if meta is not None and fmt != "m2l-checkpoint":
+        raise M2LError(
+            f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
+            f"checkpoint (format={fmt!r})"
+        )
+    return _checkpoint_info(path, meta)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _row(label: str, value: Any) -> str:
+    return f"  {label + ':':<18} {value}"
+
+
+def _latent_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [
+        ("type", "m2l latent file"),
+        ("format version", info["format_version"]),
+        ("model id", info["model_id"]),
+        ("config hash", info["config_hash"]),
+        ("sample rate", f"{info['sample_rate']} Hz"),
+        ("channels", info["channels"]),
+        ("length", f"{info['length']} samples ({info['duration_seconds']:.3f} s)"),
+        ("latent shape", _fmt(info["latent_shape"])),
+    ]
+    if info["kind"] == "v2":
+        rows.append(("layout", "[rows, chunks, K, latent_dim] (Music2Latent2 summary embeddings)"))
+        rows.append(("chunks", f"{info['chunks']} x {info['latents_per_chunk']} latents"))
+    s = info["stats"]
+    return [
+        *rows,
+        ("latent frames", info["latent_frames"]),
+        ("latent scale", _fmt(info["latent_scale"])),
+        ("left pad", f"{info['left_pad']} samples"),
+        (
+            "latent values",
+            f"min {_fmt(s['min'])}  max {_fmt(s['max'])}  mean {_fmt(s['mean'])}  std {_fmt(s['std'])}",
+        ),
+    ]
+
+
+def _checkpoint_lines(info: dict[str, Any]) -> list[str]:
+    rows: list[tuple[str, Any]] = [
+        ("type", "m2l checkpoint"),
+        ("format version", info["format_version"]),
+        ("model id", info["model_id"]),
+        ("config", info["name"]),
+        ("kind", info["kind"]),
+        ("parameters", f"{info['parameters']:,}"),
+        ("sha256", f"{(info['sha256'] or '')[:12]}..."),
+    ]
+    if info["extra"]:
+        rows += [(key, _fmt(value)) for key, value in _flatten(info["extra"])]
+    fields = [f"    {key} = {_fmt(value)}" for key, value in _flatten(info["config"])]
+    return [*(_row(label, value) for label, value in rows), "  config fields:", *fields]
+
+
+def _other_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A training checkpoint or the authors' checkpoint."""
+    if info["type"] == "training-checkpoint":
+        return [
+            ("type", "m2l training checkpoint (m2l.load / --model use its EMA weights)"),
+            ("step", info["step"]),
+            ("config", f"{info['name']} ({info['kind']}), recipe {info['train_config']}"),
+            ("parameters", f"{info['parameters']:,}"),
+        ]
+    return [
+        ("type", "the authors' Music2Latent checkpoint (torch .pt)"),
+        ("model id", info["model_id"]),
+        ("config", f"{info['name']} (after conversion)"),
+        ("parameters", f"{info['parameters']:,} (after conversion)"),
+    ]
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable text for `inspect_path` output.
+
+    Args:
+        info: what `inspect_path` returned.
+
+    Returns:
+        The path on the first line, then one indented "label: value" line per field.
+    """
+    if info["type"] == "checkpoint":
+        body = _checkpoint_lines(info)
+    else:
+        rows = _latent_rows(info) if info["type"] == "latents" else _other_rows(info)
+        body = [_row(label, value) for label, value in rows]
+    return "\n".join([str(info["path"]), *body])
+
+
+def add_info(p: argparse.ArgumentParser) -> None:
+    """Declare the options of `m2l info`."""
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l latent files or checkpoints")
+    p.add_argument("--json", action="store_true", help="print one JSON object per path")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Run `m2l info`: one description per path on stdout. Returns the exit code."""
+    failed = 0
+    first = True
+    for item in args.paths:
+        path = Path(item)
+        try:
+            info = inspect_path(path)
+        except EXPECTED_ERRORS as err:
+            error(naming(describe(err), path))
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(("" if first else "\n") + format_info(info), flush=True)
+        first = False
+    return 1 if failed else 0

@@ -1,0 +1,278 @@
+"""Batch inputs of the codec commands: which file goes where, and running a model over them.
+
+Inputs may be files or directories; a directory is walked recursively (hidden files and folders
+are skipped) and its tree is mirrored under the output folder. `resolve_jobs` maps inputs to
+`Job`s; `run_files` loads the model once and runs one job after the other, reporting each failure
+as one line and going on with the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from m2l.audio.extensions import WRITE_EXTENSIONS
+from m2l.cli.args import check_device
+from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
+from m2l.config import PRESETS
+from m2l.errors import M2LError
+
+if TYPE_CHECKING:
+    import torch
+
+LATENT_SUFFIX = ".m2l"
+"""The extension of latent files."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it produces."""
+
+    src: Path
+    dst: Path
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]:
+    """Files under `root` (recursively, sorted) whose lowercase suffix is in `suffixes`."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not _is_hidden(d) and (skip is None or _resolved(here / d) != skip)
+        )
+        found.extend(
+            here / f for f in sorted(filenames) if not _is_hidden(f) and Path(f).suffix.lower() in suffixes
+        )
+    return found
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def resolve_jobs(
+    inputs: Sequence[str],
+    out: str,
+    in_suffixes: frozenset[str],
+    out_suffixes: frozenset[str],
+    out_ext: str,
+    what: str,
+) -> tuple[list[Job], list[str]]:
+    """Map inputs to outputs.
+
+    Args:
+        inputs: files or directories given on the command line.
+        out: the -o argument.
+        in_suffixes: suffixes picked up in directories.
+        out_suffixes: suffixes that make OUT a file path (single file input only).
+        out_ext: extension of outputs written into a directory OUT.
+        what: name of the input kind for messages ("audio", ".m2l").
+
+    Returns:
+        (jobs, errors): errors are one-line messages; when there are any nothing should run.
+    """
+    out_path = Path(out)
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
+    if not out_is_file and out_path.exists() and not out_path.is_dir():
+        return [], [f"{out_path}: exists and is not a directory (output folder expected)"]
+    if not out_is_file and not out_path.exists() and out_path.suffix.lower() in out_suffixes:
+        return [], [
+            f"{out_path}: looks like a file, but several inputs or a directory input need an output folder"
+        ]
+    jobs, errors = _collect(inputs, out_path, out_is_file, in_suffixes, out_ext, what)
+    unique, clashes = _deduplicate(jobs)
+    return unique, errors + clashes
+
+
+def _collect(
+    inputs: Sequence[str],
+    out_path: Path,
+    out_is_file: bool,
+    in_suffixes: frozenset[str],
+    out_ext: str,
+    what: str,
+) -> tuple[list[Job], list[str]]:
+    """One job per input file (directories walked), and an error per unusable input."""
+    errors: list[str] = []
+    jobs: list[Job] = []
+    skip = _resolved(out_path)
+    for item in inputs:
+        src = Path(item)
+        if src.is_dir():
+            files = _walk(src, in_suffixes, skip)
+            if not files:
+                errors.append(
+                    f"{src}: no {what} files found in this directory (looked for "
+                    f"{', '.join(sorted(in_suffixes))})"
+                )
+            for f in files:
+                rel = f.relative_to(src)
+                jobs.append(Job(f, out_path / rel.with_suffix(out_ext)))
+        elif src.is_file():
+            if out_is_file:
+                jobs.append(Job(src, out_path))
+            else:
+                jobs.append(Job(src, out_path / (src.stem + out_ext)))
+        elif src.exists():
+            errors.append(f"{src}: not a regular file or directory")
+        else:
+            errors.append(f"{src}: no such file or directory")
+    return jobs, errors
+
+
+def _deduplicate(jobs: list[Job]) -> tuple[list[Job], list[str]]:
+    """The same input twice is done once; two inputs writing one output is an error."""
+    errors: list[str] = []
+    seen_src: set[Path] = set()
+    by_dst: dict[Path, Job] = {}
+    unique: list[Job] = []
+    for job in jobs:
+        key = _resolved(job.src)
+        if key in seen_src:
+            continue
+        seen_src.add(key)
+        dst_key = _resolved(job.dst)
+        if dst_key in by_dst:
+            errors.append(
+                f"{by_dst[dst_key].src} and {job.src} would both be written to "
+                f"{job.dst}; rename one or run them separately"
+            )
+            continue
+        by_dst[dst_key] = job
+        unique.append(job)
+    return unique, errors
+
+
+def check_format_conflict(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """Refuse `-o x.wav --format flac` rather than guess.
+
+    Raises:
+        M2LError: when the single output file's suffix and --format disagree.
+    """
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if (
+        len(jobs) == 1
+        and jobs[0].dst == out
+        and suffix in WRITE_EXTENSIONS
+        and args.format is not None
+        and suffix != f".{args.format}"
+    ):
+        raise M2LError(f"-o {out} does not match --format {args.format}")
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries print on file descriptor 2 to /dev/null for a moment.
+
+    libsndfile's MPEG decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header ..." lines
+    straight to fd 2 while it probes a corrupt file; the CLI reports the failure in one line
+    instead. Python-level output is not affected unless it is written meanwhile.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def read_audio(codec: Any, path: Path, downmix: bool) -> torch.Tensor:
+    """[channels, samples] at the model rate, without native decoder chatter on stderr."""
+    with _native_stderr_silenced():
+        return codec.load(path, downmix=downmix)
+
+
+def load_codec(args: argparse.Namespace) -> Any:
+    """The codec of the --model, --checkpoint, --device and --window options.
+
+    Raises:
+        M2LError: for a --checkpoint without a preset --model, a missing device or a bad model.
+    """
+    from m2l.loading import load
+
+    if args.checkpoint is not None and args.model not in PRESETS:
+        raise M2LError(
+            f"--checkpoint only applies to a preset --model "
+            f"({', '.join(sorted(PRESETS))}), not {args.model!r}"
+        )
+    check_device(args.device)
+    options: dict[str, Any] = {}
+    if args.window is not None:
+        options["window_seconds"] = args.window
+    return load(args.model, device=args.device, checkpoint=args.checkpoint, **options)
+
+
+def run_files(
+    args: argparse.Namespace, jobs: list[Job], errors: list[str], work: Callable[[Any, Job], None], verb: str
+) -> int:
+    """Report resolution errors, skip existing outputs, load the model once, run `work` per job.
+
+    Args:
+        args: the parsed options (--force, --quiet and the model options).
+        jobs: from `resolve_jobs`.
+        errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
+        work: does one job with the loaded codec; its expected errors fail only that job.
+        verb: past tense for the progress bar and the summary ("encoded").
+
+    Returns:
+        The exit code: 0 when every job succeeded, else 1.
+    """
+    if errors:
+        for message in errors:
+            error(message)
+        return 1
+    failed = 0
+    todo = []
+    for job in jobs:
+        if job.dst.exists() and not args.force:
+            error(f"{job.dst}: already exists (pass --force to overwrite)")
+            failed += 1
+        else:
+            todo.append(job)
+    if todo:
+        try:
+            codec = load_codec(args)
+        except EXPECTED_ERRORS as err:
+            error(describe(err))
+            return 1
+        if not args.quiet:
+            print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
+        disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
+        for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable, dynamic_ncols=True):
+            try:
+                work(codec, job)
+            except EXPECTED_ERRORS as err:
+                error(naming(describe(err), job.src, job.dst))
+                failed += 1
+    if len(jobs) > 1 and not args.quiet:
+        done = len(jobs) - failed
+        tail = f", {failed} failed" if failed else ""
+        print(f"{PROG}: {verb} {done} of {len(jobs)} files{tail}", file=sys.stderr)
+    return 1 if failed else 0
