@@ -1,0 +1,150 @@
+"""`m2l encode / decode / reconstruct / convert` (`m2l.cli.codec`) end to end on the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from cli_testing import assert_one_line_error, run, write_tone
+
+from m2l.formats import load_latents
+
+
+def test_round_trip_encode_info_decode(tmp_path, capsys, model, tiny_checkpoint):
+    src = write_tone(tmp_path / "in" / "song.wav", seconds=2.0, rate=48000, channels=2)
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "lat", *model)
+    assert code == 0, err
+    m2l_file = tmp_path / "lat" / "song.m2l"
+    lf = load_latents(m2l_file)
+    assert lf.sample_rate == 44100 and lf.channels == 2
+    assert abs(lf.length - round(96000 * 44100 / 48000)) <= 1
+
+    code, out, err = run(capsys, "info", m2l_file)
+    assert code == 0, err
+    for fragment in ("m2l latent file", lf.model_id, "44100", "2.000 s", "latent frames", "std"):
+        assert fragment in out
+    code, out, err = run(capsys, "info", "--json", m2l_file)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["type"] == "latents" and info["format_version"] == 1
+    assert info["length"] == lf.length and info["channels"] == 2
+    assert info["latent_shape"] == list(lf.latents.shape)
+    assert info["latent_frames"] == lf.latents.shape[-1]
+    assert info["duration_seconds"] == pytest.approx(lf.length / 44100)
+    assert info["stats"]["min"] <= info["stats"]["mean"] <= info["stats"]["max"]
+
+    code, _, err = run(capsys, "decode", m2l_file, "-o", tmp_path / "dec", "--seed", "1", *model)
+    assert code == 0, err
+    assert err == ""  # nothing about the seed or progress with --quiet
+    audio, rate = sf.read(tmp_path / "dec" / "song.wav", always_2d=True)
+    assert rate == 44100 and audio.shape == (lf.length, 2)
+    assert np.abs(audio).max() > 0
+
+    code, _, err = run(capsys, "decode", m2l_file, "-o", tmp_path / "x.flac", "--seed", "1", *model)
+    assert code == 0, err
+    assert sf.info(tmp_path / "x.flac").format == "FLAC"
+
+
+def test_preset_with_checkpoint_and_single_file_output(tmp_path, capsys, tiny_checkpoint):
+    src = write_tone(tmp_path / "a.wav")
+    code, _, err = run(
+        capsys,
+        "encode",
+        src,
+        "-o",
+        tmp_path / "named.m2l",
+        "--model",
+        "m2l-v1-tiny",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--device",
+        "cpu",
+        "-q",
+    )
+    assert code == 0, err
+    assert (tmp_path / "named.m2l").is_file()
+    # --checkpoint with a non-preset model is refused in one line
+    code, _, err = run(
+        capsys,
+        "encode",
+        src,
+        "-o",
+        tmp_path / "o",
+        "--model",
+        tiny_checkpoint,
+        "--checkpoint",
+        tiny_checkpoint,
+        "-q",
+    )
+    assert code == 1
+    assert_one_line_error(err, "--checkpoint")
+
+
+def test_seed_makes_decoding_reproducible(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "a.wav")
+    assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0
+    lat = tmp_path / "a.m2l"
+    outs = {}
+    for name, seed in (("s1", "7"), ("s2", "7"), ("s3", "8")):
+        code, _, err = run(
+            capsys, "decode", lat, "-o", tmp_path / f"{name}.wav", "--seed", seed, "--steps", "2", *model
+        )
+        assert code == 0, err
+        outs[name] = sf.read(tmp_path / f"{name}.wav")[0]
+    np.testing.assert_array_equal(outs["s1"], outs["s2"])
+    assert not np.array_equal(outs["s1"], outs["s3"])
+
+
+def test_downmix_accepts_many_channels(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "six.wav", channels=6)
+    code, _, err = run(
+        capsys, "reconstruct", src, "-o", tmp_path / "o.wav", "--downmix", "--seed", "0", *model
+    )
+    assert code == 0, err
+    assert sf.info(tmp_path / "o.wav").channels == 1
+
+
+def test_window_option_reaches_the_codec(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "a.wav", seconds=2.5)
+    assert run(capsys, "encode", src, "-o", tmp_path / "full.m2l", *model)[0] == 0
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "win.m2l", "--window", "1", *model)
+    assert code == 0, err
+    full, win = load_latents(tmp_path / "full.m2l"), load_latents(tmp_path / "win.m2l")
+    assert full.latents.shape == win.latents.shape
+    assert not np.array_equal(full.latents.numpy(), win.latents.numpy())  # windows cross-faded
+    assert run(capsys, "encode", src, "-o", tmp_path / "x.m2l", "--window", "0", *model)[0] == 2
+
+
+def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_other):
+    src = write_tone(tmp_path / "a.wav", seconds=0.3)
+    assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0
+    other = ["--model", str(tiny_checkpoint_other), "--device", "cpu", "-q"]
+    code, _, err = run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d1.wav", *other)
+    assert code == 1
+    assert_one_line_error(err, "--allow-model-mismatch")
+    code, _, err = run(
+        capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d2.wav", "--allow-model-mismatch", *other
+    )
+    assert code == 0, err
+
+
+def test_convert(tmp_path, capsys, tiny_checkpoint):
+    out = tmp_path / "copy.safetensors"
+    code, stdout, err = run(capsys, "convert", tiny_checkpoint, out)
+    assert code == 0, err
+    model_id = stdout.strip()
+    assert model_id.startswith("m2l-v1-tiny@")
+    code, stdout, err = run(capsys, "info", "--json", out)
+    assert json.loads(stdout)["model_id"] == model_id
+    before = out.read_bytes()
+    code, _, err = run(capsys, "convert", tiny_checkpoint, out)
+    assert code == 1
+    assert_one_line_error(err, str(out))
+    assert out.read_bytes() == before
+    code, stdout, err = run(capsys, "convert", tiny_checkpoint, out, "--force")
+    assert code == 0 and stdout.strip() == model_id
+    code, _, err = run(capsys, "convert", tmp_path / "missing.pt", tmp_path / "x.safetensors")
+    assert code == 1
+    assert_one_line_error(err, "missing.pt")

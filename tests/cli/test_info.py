@@ -1,0 +1,89 @@
+"""`m2l info` (`m2l.cli.info`): checkpoints and latent files described as text and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_testing import run
+
+from m2l.cli.info import format_info, inspect_path
+from m2l.errors import M2LError
+
+
+def test_info_checkpoint(capsys, tiny_checkpoint, tmp_path):
+    code, out, err = run(capsys, "info", tiny_checkpoint)
+    assert code == 0, err
+    for fragment in ("m2l checkpoint", "m2l-v1-tiny", "parameters", "base_channels = 8"):
+        assert fragment in out
+    code, out, err = run(capsys, "info", "--json", tiny_checkpoint, tiny_checkpoint)
+    assert code == 0, err
+    objs = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(objs) == 2
+    info = objs[0]
+    assert info["type"] == "checkpoint" and info["name"] == "m2l-v1-tiny" and info["kind"] == "v1"
+    assert info["parameters"] > 100_000 and len(info["sha256"]) == 64
+    assert info["model_id"] == f"m2l-v1-tiny@{info['sha256'][:12]}"
+    assert info["config"]["base_channels"] == 8
+    # a missing path and a non-m2l file fail in one line each, the good one is still printed
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 64)
+    code, out, err = run(capsys, "info", "--json", tmp_path / "none.m2l", junk, tiny_checkpoint)
+    assert code == 1
+    assert len(out.strip().splitlines()) == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "none.m2l" in lines[0] and "junk.bin" in lines[1]
+    assert "Traceback" not in err
+
+
+def test_format_info_v2_latents_and_training_checkpoints():
+    stats = {"min": -1.5, "max": 2.25, "mean": 0.0, "std": None}
+    latents = {
+        "path": "song.m2l",
+        "type": "latents",
+        "format_version": 1,
+        "model_id": "m2l2@abc",
+        "config_hash": "h",
+        "kind": "v2",
+        "sample_rate": 44100,
+        "channels": 1,
+        "length": 44100,
+        "duration_seconds": 1.0,
+        "latent_shape": [1, 2, 4, 64],
+        "chunks": 2,
+        "latents_per_chunk": 4,
+        "latent_dim": 64,
+        "latent_frames": 8,
+        "latent_scale": 0.5,
+        "left_pad": 0,
+        "stats": stats,
+        "extra": {},
+    }
+    text = format_info(latents).splitlines()
+    assert text[0] == "song.m2l"
+    assert "  chunks:            2 x 4 latents" in text
+    assert "  latent shape:      [1, 2, 4, 64]" in text
+    assert text[-1] == "  latent values:     min -1.5  max 2.25  mean 0  std None"
+    training = {
+        "path": "run/last.safetensors",
+        "type": "training-checkpoint",
+        "step": 500,
+        "name": "m2l-v1-small",
+        "kind": "v1",
+        "train_config": "small",
+        "parameters": 1234567,
+        "config": {},
+    }
+    assert format_info(training).splitlines()[1:] == [
+        "  type:              m2l training checkpoint (m2l.load / --model use its EMA weights)",
+        "  step:              500",
+        "  config:            m2l-v1-small (v1), recipe small",
+        "  parameters:        1,234,567",
+    ]
+
+
+def test_inspect_path_refuses_folders_and_missing_paths(tmp_path):
+    with pytest.raises(M2LError, match="is a directory"):
+        inspect_path(tmp_path)
+    with pytest.raises(M2LError, match="no such file"):
+        inspect_path(tmp_path / "none.m2l")

@@ -1,0 +1,180 @@
+"""`m2l.cli.jobs`: folders walked and mirrored, outputs resolved and guarded, one line per bad input."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from cli_testing import assert_one_line_error, run, write_tone
+
+from m2l.audio.extensions import AUDIO_EXTENSIONS
+from m2l.cli import main
+from m2l.cli.jobs import Job, check_format_conflict, resolve_jobs
+from m2l.errors import M2LError
+
+
+def test_reconstruct_tree_mirrors_outputs(tmp_path, capsys, model):
+    root = tmp_path / "music"
+    write_tone(root / "top.wav")
+    write_tone(root / "a" / "x.WAV", channels=2)
+    write_tone(root / "a" / "b" / "y.flac", rate=22050)
+    (root / "a" / "notes.txt").write_text("not audio")
+    write_tone(root / ".hidden" / "z.wav")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "reconstruct", root, "-o", out, "--format", "flac", *model)
+    assert code == 0, err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a/b/y.flac", "a/x.flac", "top.flac"]
+    for rel, channels in (("top.flac", 1), ("a/x.flac", 2), ("a/b/y.flac", 1)):
+        info = sf.info(out / rel)
+        assert info.samplerate == 44100 and info.channels == channels
+    # the 22.05 kHz input comes back at the model rate with the resampled length
+    assert sf.info(out / "a/b/y.flac").frames == 22050
+
+
+def test_output_folder_inside_input_is_not_walked(tmp_path, capsys, model):
+    root = tmp_path / "music"
+    write_tone(root / "a.wav")
+    code, _, err = run(capsys, "reconstruct", root, "-o", root / "rec", *model)
+    assert code == 0, err
+    code, _, err = run(capsys, "reconstruct", root, "-o", root / "rec", "--force", *model)
+    assert code == 0, err
+    assert not (root / "rec" / "rec").exists()
+
+
+def test_refuses_overwrite_without_force(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "a.wav")
+    out = tmp_path / "lat"
+    assert run(capsys, "encode", src, "-o", out, *model)[0] == 0
+    before = (out / "a.m2l").read_bytes()
+    code, _, err = run(capsys, "encode", src, "-o", out, *model)
+    assert code == 1
+    assert_one_line_error(err, str(out / "a.m2l"))
+    assert "--force" in err
+    assert (out / "a.m2l").read_bytes() == before
+    code, _, err = run(capsys, "encode", src, "-o", out, "--force", *model)
+    assert code == 0, err
+
+
+def _bad_inputs(tmp_path: Path, make_latents) -> dict[str, tuple[str, Path]]:
+    rng = np.random.default_rng(0)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    three = write_tone(tmp_path / "three.wav", channels=3)
+    tampered = make_latents("tampered")
+    data = bytearray(tampered.read_bytes())
+    for i in range(len(data) - 40, len(data) - 20):
+        data[i] ^= 0x5A
+    tampered.write_bytes(bytes(data))
+    truncated = make_latents("truncated")
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    return {
+        "corrupt": ("encode", corrupt),
+        "empty": ("encode", empty),
+        "three_channels": ("encode", three),
+        "missing": ("encode", tmp_path / "missing.wav"),
+        "tampered": ("decode", tampered),
+        "truncated": ("decode", truncated),
+    }
+
+
+@pytest.fixture()
+def make_latents(tmp_path, capfd, model):
+    src = write_tone(tmp_path / "src" / "good.wav", seconds=0.3)
+
+    def make(name: str) -> Path:
+        out = tmp_path / f"{name}.m2l"
+        assert run(capfd, "encode", src, "-o", out, *model)[0] == 0
+        return out
+
+    return make
+
+
+@pytest.mark.parametrize("case", ["corrupt", "empty", "three_channels", "missing", "tampered", "truncated"])
+def test_bad_input_gives_one_line_error(tmp_path, capfd, model, make_latents, case):
+    command, path = _bad_inputs(tmp_path, make_latents)[case]
+    capfd.readouterr()
+    code, out, err = run(capfd, command, path, "-o", tmp_path / "out", *model)
+    assert code == 1
+    assert_one_line_error(err, str(path))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_file_does_not_stop_the_others(tmp_path, capsys, model):
+    root = tmp_path / "in"
+    write_tone(root / "a.wav")
+    (root / "b.wav").write_bytes(b"RIFF junk")
+    write_tone(root / "c.wav")
+    code, _, err = run(capsys, "encode", root, "-o", tmp_path / "out", *model)
+    assert code == 1
+    assert_one_line_error(err, str(root / "b.wav"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.m2l", "c.m2l"]
+
+
+def test_usage_and_resolution_errors(tmp_path, capsys, model):
+    assert main(["encode", str(tmp_path)]) == 2  # no -o
+    capsys.readouterr()
+    assert main(["decode", "x.m2l", "-o", "o", "--steps", "0"]) == 2
+    capsys.readouterr()
+    assert main(["nonsense"]) == 2
+    capsys.readouterr()
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    code, _, err = run(capsys, "encode", empty_dir, "-o", tmp_path / "out", *model)
+    assert code == 1
+    assert_one_line_error(err, str(empty_dir))
+    # a.wav and a.flac in one folder would both become a.m2l
+    write_tone(tmp_path / "clash" / "a.wav")
+    write_tone(tmp_path / "clash" / "a.flac")
+    code, _, err = run(capsys, "encode", tmp_path / "clash", "-o", tmp_path / "out", *model)
+    assert code == 1
+    assert_one_line_error(err, "a.m2l")
+    assert not (tmp_path / "out").exists()
+    # several inputs need an output folder, not a file name
+    code, _, err = run(
+        capsys,
+        "encode",
+        tmp_path / "clash" / "a.wav",
+        tmp_path / "clash" / "a.flac",
+        "-o",
+        tmp_path / "both.m2l",
+        *model,
+    )
+    assert code == 1
+    assert_one_line_error(err, "both.m2l")
+    assert not (tmp_path / "both.m2l").exists()
+
+
+def test_resolve_jobs_maps_inputs_to_outputs(tmp_path):
+    one = write_tone(tmp_path / "in" / "one.wav")
+    two = write_tone(tmp_path / "in" / "sub" / "two.flac")
+    suffixes = frozenset({".m2l"})
+    jobs, errors = resolve_jobs(
+        [str(one)], str(tmp_path / "x.m2l"), AUDIO_EXTENSIONS, suffixes, ".m2l", "audio"
+    )
+    assert errors == [] and jobs == [Job(one, tmp_path / "x.m2l")]
+    out = tmp_path / "out"
+    jobs, errors = resolve_jobs(
+        [str(tmp_path / "in"), str(one)], str(out), AUDIO_EXTENSIONS, suffixes, ".m2l", "audio"
+    )
+    assert errors == []  # one.wav named twice is done once
+    assert jobs == [Job(one, out / "one.m2l"), Job(two, out / "sub" / "two.m2l")]
+    jobs, errors = resolve_jobs(
+        [str(tmp_path / "missing.wav")], str(out), AUDIO_EXTENSIONS, suffixes, ".m2l", "audio"
+    )
+    assert jobs == [] and errors == [f"{tmp_path / 'missing.wav'}: no such file or directory"]
+
+
+def test_format_conflict_is_refused(tmp_path):
+    src = write_tone(tmp_path / "a.wav")
+    out = tmp_path / "a.wav.out.wav"
+    jobs = [Job(src, out)]
+    check_format_conflict(argparse.Namespace(output=str(out), format="wav"), jobs)
+    check_format_conflict(argparse.Namespace(output=str(out), format=None), jobs)
+    with pytest.raises(M2LError, match="does not match --format flac"):
+        check_format_conflict(argparse.Namespace(output=str(out), format="flac"), jobs)

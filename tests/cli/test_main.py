@@ -1,0 +1,105 @@
+"""`m2l.cli.app`: the command registry, exit codes, `python -m m2l`, and --help without torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from m2l.cli import COMMANDS
+
+
+def test_commands_table_is_extensible():
+    assert {"encode", "decode", "reconstruct", "info", "convert"} <= set(COMMANDS)
+    for cmd in COMMANDS.values():
+        assert callable(cmd.add_arguments) and callable(cmd.run)
+
+
+def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "m2l",
+            "encode",
+            str(bad),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("m2l: model m2l-v1-tiny@")  # which model ran, then one error line
+    assert len(lines) == 2 and lines[1].startswith("m2l: error: ") and "noise.wav" in lines[1]
+    assert proc.stdout == ""
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+
+
+HELP_WITHOUT_TORCH = """
+import sys
+from m2l.cli import COMMANDS, build_parser, main
+build_parser()
+argvs = [["--help"], ["--version"], *([name, "--help"] for name in COMMANDS), ["data", "fetch", "--help"]]
+for argv in argvs:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 0, (argv, code)
+    assert "torch" not in sys.modules, f"m2l {' '.join(argv)} imported torch"
+print(len(argvs))
+"""
+
+
+def test_help_does_not_import_torch():
+    proc = _python(HELP_WITHOUT_TORCH)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip().splitlines()[-1]) == len(COMMANDS) + 3
+
+
+LAZY_PACKAGE = """
+import sys
+import m2l
+from m2l import M2LError, __version__
+assert "torch" not in sys.modules, "import m2l imported torch"
+assert issubclass(M2LError, ValueError) and __version__ == m2l.__version__
+assert set(m2l.__all__) <= set(dir(m2l))
+try:
+    m2l.no_such_name
+except AttributeError:
+    pass
+else:
+    raise AssertionError("m2l.no_such_name did not raise AttributeError")
+import m2l.cli.app
+from m2l.cli import main
+assert callable(main) and main is m2l.cli.app.main
+assert callable(m2l.load) and callable(m2l.convert)
+from m2l import Codec, EncoderDecoder
+from m2l.codec import Codec as Direct
+assert Codec is Direct and isinstance(EncoderDecoder, type)
+print("ok")
+"""
+
+
+def test_package_names_resolve_lazily():
+    proc = _python(LAZY_PACKAGE)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
