@@ -20,10 +20,10 @@ import torch
 
 from m2l.config import V2Config
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
+from m2l.formats import list_checkpoints
 from m2l.loading import load_model, make_codec
 from m2l.models import create
 from m2l.train.data import Source, build_index, validation_crops
-from m2l.train.state import list_checkpoints
 
 SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 

@@ -106,3 +106,48 @@ def test_encoder_decoder_drop_in(tmp_path):
     y = ed.decode(z, seed=0)
     assert isinstance(y, np.ndarray) and y.shape == (2, n)
     assert ed.encode(stereo, extract_features=True).shape[:2] == (2, 16 * 32)
+
+
+def test_files_of_other_kinds_are_refused_by_name(tmp_path):
+    import os
+    import signal
+
+    import soundfile as sf
+
+    from m2l.formats import LatentFile, save_latents
+    from m2l.train.export import pick_checkpoint
+
+    save_latents(tmp_path / "a.m2l", LatentFile(torch.zeros(1, 64, 2), 44100, 8192, "m@1", "h", 0.06, 0))
+    sf.write(str(tmp_path / "a.wav"), np.zeros(100, np.float32), 8000)
+    os.mkfifo(tmp_path / "pipe.pt")
+    expected = {
+        "a.m2l": "is an m2l latent file, not a model checkpoint",
+        "a.wav": "is an audio file, not a model checkpoint",
+        "pipe.pt": "is a named pipe (FIFO), not a regular file",
+    }
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.alarm(20)  # a FIFO that was opened would block: fail by KeyboardInterrupt, not hang
+    try:
+        for name, message in expected.items():
+            with pytest.raises(m2l.M2LError) as info:
+                load_model(tmp_path / name)
+            assert str(info.value) == f"{tmp_path / name}: {message}"
+        with pytest.raises(m2l.M2LError, match="pipe.pt: is a named pipe"):
+            pick_checkpoint(tmp_path / "pipe.pt")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(m2l.M2LError, match="a.m2l: is an m2l latent file, not an m2l training checkpoint"):
+        pick_checkpoint(tmp_path / "a.m2l")
+
+
+def test_loading_does_not_import_training_code():
+    import ast
+    from pathlib import Path
+
+    import m2l.loading
+
+    tree = ast.parse(Path(m2l.loading.__file__).read_text())
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+    assert not [name for name in imported if name.startswith("m2l.train")]

@@ -1,8 +1,12 @@
 """File formats: `.m2l` latent files and m2l checkpoints, both safetensors with JSON metadata.
 
 Both carry a format name and version in the safetensors header, and a SHA-256 of their tensors so
-truncation or tampering is detected on load. Writes are atomic (temp file + rename) and refuse to
-replace an existing file unless `force`.
+truncation or tampering is detected on load. Writes go through `m2l.files.atomic_output`: atomic,
+and exclusive (an existing file is an error) unless `force`.
+
+This module also owns "what is this file": `sniff` reads a file's first bytes (and a safetensors
+header) and tells latents, checkpoints, training states, the authors' torch checkpoint and audio
+apart, without loading anything.
 
 Latent file metadata: format="m2l-latents", version, model_id, config_hash, kind, sample_rate,
 length (original samples), channels, latent_scale, left_pad (samples of padding before the audio),
@@ -11,6 +15,9 @@ frames] for v1 (kind "v1"); [rows, chunks, K, latent_dim] for v2 (kind "v2"; row
 mono model, 1 for a stereo model, whose extra["audio_channels"] records the input's channels).
 
 Checkpoint metadata: format="m2l-checkpoint", version, config (JSON of the model config), sha256.
+
+Training state (written by `m2l.train.state`): format="m2l-train-state"; tensors `model.*`, `ema.*`,
+`optim.*`, `rng.torch`; a run folder keeps them as checkpoints/step-NNNNNNNNN.safetensors.
 """
 
 from __future__ import annotations
@@ -18,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -32,9 +38,14 @@ from safetensors.torch import save_file
 
 from m2l.config import ModelConfig, config_from_dict, config_to_dict
 from m2l.errors import M2LError
+from m2l.files import atomic_output, open_regular, regular_file, write_text
 
 LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 1
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "m2l-checkpoint", 1
+STATE_FORMAT, STATE_VERSION = "m2l-train-state", 1
+STEP_FILE = re.compile(r"^step-(\d{9})\.safetensors$")
+"""Name of a training run's step checkpoint (hidden temp files never match)."""
+_HEADER_LIMIT = 100 << 20  # the largest safetensors header we parse
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -47,62 +58,168 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-@contextmanager
-def _replacing(path: Path, force: bool) -> Iterator[Path]:
-    """A temp path in `path`'s folder, renamed onto `path` when the block succeeds, else removed."""
-    if path.exists() and not force:
-        raise M2LError(f"{path}: already exists (use --force / force=True to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path, force: bool) -> None:
-    """Write a safetensors file via a temp file in the same folder and an atomic rename."""
-    with _replacing(Path(path), force) as tmp:
+    """Write a safetensors file through `m2l.files.atomic_output` (exclusive unless `force`).
+
+    Raises:
+        M2LError: `path` exists and not `force`, or it cannot be written (disk full...).
+    """
+    with atomic_output(path, force=force) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def atomic_write_text(path: Path, text: str, force: bool) -> None:
-    """Write UTF-8 `text` via a synced temp file in the same folder and an atomic rename.
+    """Write UTF-8 `text` through `m2l.files.atomic_output` (exclusive unless `force`).
 
     Raises:
-        M2LError: `path` exists and not `force`.
-        OSError: the file cannot be written (no temporary file is left behind).
+        M2LError: `path` exists and not `force`, or it cannot be written (disk full...).
     """
-    with _replacing(Path(path), force) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    write_text(path, text, force=force)
+
+
+class Kind(Enum):
+    """What a file is, as far as its first bytes (and its safetensors header) tell."""
+
+    LATENTS = "latents"
+    """An m2l latent file (`.m2l`, safetensors format "m2l-latents")."""
+    CHECKPOINT = "checkpoint"
+    """An m2l inference checkpoint (safetensors format "m2l-checkpoint")."""
+    TRAINING_STATE = "training-state"
+    """An m2l training checkpoint (safetensors format "m2l-train-state")."""
+    AUTHORS_CHECKPOINT = "authors-checkpoint"
+    """A torch.save archive such as the authors' `music2latent.pt`: it holds a pickle, so it may
+    only be opened with `torch.load(..., weights_only=True)`."""
+    SAFETENSORS = "safetensors"
+    """Any other safetensors file, or one whose header is damaged (then `metadata` is None)."""
+    AUDIO = "audio"
+    """An audio file (WAV, FLAC, Ogg, MP3, AIFF, CAF signatures)."""
+    UNKNOWN = "unknown"
+    """Anything else."""
+
+
+_FORMAT_KINDS = {
+    LATENT_FORMAT: Kind.LATENTS,
+    CHECKPOINT_FORMAT: Kind.CHECKPOINT,
+    STATE_FORMAT: Kind.TRAINING_STATE,
+}
+_DESCRIPTIONS = {
+    Kind.LATENTS: "an m2l latent file",
+    Kind.CHECKPOINT: "an m2l checkpoint",
+    Kind.TRAINING_STATE: "an m2l training checkpoint",
+    Kind.AUTHORS_CHECKPOINT: "a torch checkpoint",
+    Kind.AUDIO: "an audio file",
+    Kind.UNKNOWN: "a file of unknown type (neither safetensors nor a torch checkpoint)",
+}
+_TORCH_RECORDS = frozenset({b"data.pkl", b".format_version", b"byteorder", b"version"})
+_AUDIO_MAGIC = (b"fLaC", b"OggS", b"ID3", b"caff")
+_AUDIO_CONTAINERS = {
+    b"RIFF": (b"WAVE",),
+    b"RF64": (b"WAVE",),
+    b"BW64": (b"WAVE",),
+    b"FORM": (b"AIFF", b"AIFC"),
+}
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """The result of `sniff`: what the file at `path` is.
+
+    Attributes:
+        path: the file.
+        kind: what it is.
+        metadata: the safetensors `__metadata__` ({} when the header has none); None when the
+            file is not safetensors or its header cannot be parsed.
+    """
+
+    path: Path
+    kind: Kind
+    metadata: dict[str, str] | None = None
+
+    @property
+    def format(self) -> str | None:
+        """The `format` field of the safetensors metadata, if any."""
+        return self.metadata.get("format") if self.metadata else None
+
+    @property
+    def description(self) -> str:
+        """A phrase for messages: "an m2l latent file", "a safetensors file (format 'x')"..."""
+        if self.kind is Kind.SAFETENSORS:
+            if self.metadata is None:
+                return "a damaged safetensors file (unreadable header)"
+            return f"a safetensors file of another format (format={self.format!r})"
+        return _DESCRIPTIONS[self.kind]
+
+
+def sniff(path: str | os.PathLike) -> FileKind:
+    """Tell what the file at `path` is from its first bytes, without loading it.
+
+    Only a regular file is opened (a FIFO, socket or device is refused at once, never read),
+    once, and only its head and safetensors header are read.
+
+    Raises:
+        M2LError: `path` is missing, not a regular file, or unreadable.
+    """
+    path = Path(path)
+    fd = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            head = f.read(64)
+            if len(head) >= 9 and head[8:9] == b"{":  # u64 header length, then the JSON header
+                meta = _safetensors_header(f, head, os.fstat(f.fileno()).st_size)
+                kind = Kind.SAFETENSORS if meta is None else _FORMAT_KINDS.get(meta.get("format"))
+                return FileKind(path, kind or Kind.SAFETENSORS, meta)
+    except OSError as err:
+        raise M2LError(f"{path}: cannot read ({err.strerror or err})") from None
+    if _is_torch_archive(head):
+        return FileKind(path, Kind.AUTHORS_CHECKPOINT)
+    return FileKind(path, Kind.AUDIO if _is_audio(head) else Kind.UNKNOWN)
+
+
+def _safetensors_header(f: BinaryIO, head: bytes, size: int) -> dict[str, str] | None:
+    """The `__metadata__` of the safetensors header whose first bytes are `head`, or None."""
+    (n,) = struct.unpack("<Q", head[:8])
+    if n < 2 or n > min(size - 8, _HEADER_LIMIT):
+        return None
+    raw = head[8 : 8 + n] + f.read(max(0, n - (len(head) - 8)))
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    meta = header.get("__metadata__")
+    return {str(k): v for k, v in meta.items() if isinstance(v, str)} if isinstance(meta, dict) else {}
+
+
+def _is_torch_archive(head: bytes) -> bool:
+    """A zip archive whose first member is a torch.save record ("<name>/data.pkl", ...)."""
+    if len(head) < 30 or not head.startswith(b"PK\x03\x04"):
+        return False
+    (name_len,) = struct.unpack("<H", head[26:28])
+    name = head[30 : 30 + name_len]
+    return b"/" in name and name.rsplit(b"/", 1)[1] in _TORCH_RECORDS
+
+
+def _is_audio(head: bytes) -> bool:
+    if head.startswith(_AUDIO_MAGIC):
+        return True
+    if head[8:12] in _AUDIO_CONTAINERS.get(head[:4], ()):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio frame sync
 
 
 def safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The `__metadata__` of a safetensors file, or None if `path` does not look like one."""
+    """The `__metadata__` of a safetensors file, or None if `path` is not a readable one."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n < 2 or n > min(size - 8, 100 << 20):
-                return None
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError):
+        return sniff(path).metadata
+    except M2LError:
         return None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Read tensors + metadata, checking the format name and the content digest."""
     path = Path(path)
-    if not path.is_file():
-        raise M2LError(f"{path}: no such file")
+    regular_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -228,3 +345,43 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
     except (KeyError, json.JSONDecodeError, M2LError) as err:
         raise M2LError(f"{path}: malformed model config in checkpoint ({err})") from None
     return tensors, config, meta
+
+
+def step_path(ckpt_dir: Path, step: int) -> Path:
+    """Where a training run keeps its checkpoint of `step`."""
+    return Path(ckpt_dir) / f"step-{step:09d}.safetensors"
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the step checkpoints in a folder, oldest first (temp files ignored)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose name starts with `prefix`, under their name without it."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def read_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read and verify a training checkpoint (format, checksum, version) -> (tensors, metadata).
+
+    `m2l.train.state.read_state` parses the rest; inference needs only `training_state_weights`.
+    """
+    path = Path(path)
+    tensors, meta = read_safetensors(path, STATE_FORMAT)
+    _check_version(path, meta, STATE_VERSION)
+    return tensors, meta
+
+
+def training_state_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """The EMA weights and the model config of a training checkpoint (what inference runs)."""
+    tensors, meta = read_training_state(path)
+    try:
+        config = config_from_dict(json.loads(meta["model_config"]))
+    except (KeyError, ValueError, TypeError) as err:
+        raise M2LError(f"{path}: malformed training checkpoint metadata ({err})") from None
+    return strip_prefix(tensors, "ema."), config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -12,11 +11,19 @@ import torch
 from m2l.codec import Codec
 from m2l.config import PRESETS, ModelConfig, V2Config, config_hash, preset
 from m2l.errors import M2LError
-from m2l.formats import load_checkpoint, safetensors_metadata, save_checkpoint, tensors_digest
+from m2l.formats import (
+    FileKind,
+    Kind,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    sniff,
+    tensors_digest,
+    training_state_weights,
+)
 from m2l.models import create
 from m2l.models.v1 import Music2Latent
 from m2l.models.v1_official import convert_official_state_dict
-from m2l.train.state import STATE_FORMAT, list_checkpoints, read_state
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
@@ -32,16 +39,16 @@ def default_checkpoint() -> Path:
     return path
 
 
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
-
-
 def read_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The authors' torch checkpoint {'gen_state_dict': ...}, loaded without unpickling code."""
-    if not zipfile.is_zipfile(path):
-        raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
+    found = sniff(path)
+    if found.kind is not Kind.AUTHORS_CHECKPOINT:
+        raise M2LError(f"{path}: {found.description}, not a torch checkpoint")
+    return _torch_state(Path(path))
+
+
+def _torch_state(path: Path) -> dict[str, torch.Tensor]:
+    """`gen_state_dict` of a file `sniff` found to be a torch archive (weights_only: no code runs)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad archives
@@ -107,21 +114,31 @@ def load_model(
     path = Path(source)
     if path.is_dir():
         return load_model(run_checkpoint(path))
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise M2LError(
             f"{source}: no such checkpoint file or preset "
             f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})"
         )
-    if _is_safetensors(path):
-        if (safetensors_metadata(path) or {}).get("format") == STATE_FORMAT:  # training checkpoint: EMA
-            parts = read_state(path)
-            config, state = parts["model_config"], parts["ema"]
-            return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
+    return load_file(sniff(path))
+
+
+def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
+    """(model, model_id) from a file `m2l.formats.sniff` has looked at: an m2l checkpoint, a
+    training checkpoint (its EMA weights) or the authors' checkpoint."""
+    path = found.path
+    if found.kind is Kind.TRAINING_STATE:
+        state, config = training_state_weights(path)
+        return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
+    if found.kind in (Kind.CHECKPOINT, Kind.SAFETENSORS):  # the latter: load_checkpoint says what is wrong
         state, config, meta = load_checkpoint(path)
         return build_model(config, state, str(path)), f"{config.name}@{meta['sha256'][:12]}"
+    if found.kind is Kind.UNKNOWN:
+        raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
+    if found.kind is not Kind.AUTHORS_CHECKPOINT:
+        raise M2LError(f"{path}: is {found.description}, not a model checkpoint")
     config = preset("m2l-v1")
     ours = Music2Latent(config)
-    state = convert_official_state_dict(read_authors_checkpoint(path), config, ours.state_dict(), str(path))
+    state = convert_official_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,19 @@ def test_save_rejects_bad_shapes(tmp_path: Path):
         save_audio(tmp_path / "d.wav", np.zeros((1, 100), np.float32), 8000, force=True)
     assert_one_line_error(exc, "d.wav", "directory")
     assert [p.name for p in tmp_path.iterdir()] == ["d.wav"]
+
+
+def test_load_refuses_a_fifo_without_blocking(tmp_path: Path):
+    import signal
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.alarm(20)  # opening the FIFO would block: fail by KeyboardInterrupt, not hang
+    try:
+        with pytest.raises(M2LError) as exc:
+            load_audio(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_one_line_error(exc, "pipe.wav", "named pipe")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from m2l.config import preset
+from m2l.formats import list_checkpoints
 from m2l.models.v1 import Music2Latent
-from m2l.train.state import list_checkpoints, read_state
+from m2l.train.state import read_state
 
 REPO = Path(__file__).parents[2]
 

@@ -13,11 +13,12 @@ from train_testing import fast_config
 import m2l
 from m2l.cli import main
 from m2l.errors import M2LError
+from m2l.formats import list_checkpoints
 from m2l.train.data import parse_source
 from m2l.train.export import export
 from m2l.train.loop import Trainer, lr_at
 from m2l.train.objective import ConsistencyObjective
-from m2l.train.state import list_checkpoints, read_state
+from m2l.train.state import read_state
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable")
 REPO = Path(__file__).parents[2]
@@ -146,12 +147,28 @@ def _cli_train(audio_dirs, run, *overrides, new_group=False):
     ]
     cmd += [arg for o in overrides for arg in ("--set", o)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=new_group
     )
+    _SPAWNED.append(proc)
+    return proc
 
 
-def _wait_for(predicate, timeout=120.0, poll=0.0005):
+_SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_trainer_outlives_its_test():
+    """A failing test must not leave its 100000-step trainer running."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _wait_for(predicate, timeout=300.0, poll=0.02):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -206,6 +223,30 @@ def test_sigkill_mid_save_leaves_the_previous_checkpoint_loadable(audio_dirs, tm
     assert _wait_for(lambda: len(list_checkpoints(ckpts)) and list_checkpoints(ckpts)[-1][0] > steps[-1][0])
     proc.kill()
     proc.communicate(timeout=60)
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_so(audio_dirs, tmp_path, monkeypatch):
+    import errno
+
+    run = tmp_path / "run"
+    t = trainer(audio_dirs, run, fast_config(steps=4, ckpt_every=1, keep_last=5))
+    real_replace = os.replace
+
+    def full_at_step_2(src, dst):
+        if Path(dst).name == "step-000000002.safetensors":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_at_step_2)
+    with pytest.raises(M2LError) as info:
+        t.train()
+    first = run / "checkpoints" / "step-000000001.safetensors"
+    assert str(info.value) == (
+        f"{run / 'checkpoints' / 'step-000000002.safetensors'}: cannot write: disk full (no space left "
+        f"on device); checkpoint of step 2 not saved, the previous checkpoint {first} is kept"
+    )
+    assert os.listdir(run / "checkpoints") == [first.name]
+    assert read_state(first)["step"] == 1
 
 
 def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs, tmp_path, capsys):

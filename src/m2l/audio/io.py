@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
 from m2l.errors import M2LError
+from m2l.files import atomic_output, check_output, regular_file, write_error
 
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 _WRITE_SUBTYPE = "PCM_24"
@@ -222,6 +222,7 @@ def load_audio(
     if p.suffix.lower() not in AUDIO_EXTENSIONS:
         supported = ", ".join(sorted(AUDIO_EXTENSIONS))
         raise _fail(name, f"unsupported extension '{p.suffix}' (supported: {supported})")
+    regular_file(p)  # a FIFO or a device would block the read
     try:
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)  # [samples, channels]
     except _READ_ERRORS as err:
@@ -245,9 +246,9 @@ def save_audio(
 ) -> None:
     """Write a waveform as 24-bit PCM .wav or .flac, atomically.
 
-    The data goes to a hidden temporary file in the target directory which then replaces
-    `path`, so a failed write never leaves a partial file behind. Values are clipped to [-1, 1].
-    Parent directories are created.
+    Written through `m2l.files.atomic_output`: a hidden temporary file in the target directory
+    is published as `path` (exclusively without `force`), so a failed write never leaves a
+    partial file behind. Values are clipped to [-1, 1]. Parent directories are created.
 
     Args:
         path: Output file; its extension (one of `WRITE_EXTENSIONS`) picks the format.
@@ -265,10 +266,7 @@ def save_audio(
     if ext not in WRITE_EXTENSIONS:
         supported = ", ".join(sorted(WRITE_EXTENSIONS))
         raise _fail(name, f"cannot write extension '{p.suffix}' (supported: {supported})")
-    if p.is_dir():
-        raise _fail(name, "is a directory, expected an output file path")
-    if p.exists() and not force:
-        raise _fail(name, "already exists; pass force=True (CLI: --force) to overwrite")
+    check_output(p, force)
     rate = _check_rate(sample_rate, name)
     wave = _as_float_tensor(audio, name)
     if wave.dim() not in (1, 2):
@@ -279,13 +277,10 @@ def save_audio(
     _check_layout(wave, name)
     _check_finite(wave, name)
     data = np.ascontiguousarray(wave.detach().clamp(-1.0, 1.0).cpu().numpy().T)
-    tmp = p.parent / f".{p.stem}.tmp-{uuid.uuid4().hex[:12]}{ext}"
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(tmp), data, rate, subtype=_WRITE_SUBTYPE, format=_WRITE_FORMATS[ext])
-        os.replace(tmp, p)
-    except (*_READ_ERRORS, ValueError, TypeError) as err:
-        raise _fail(name, f"cannot write audio: {_short_reason(err)}") from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(p, force=force) as tmp:
+        try:
+            sf.write(str(tmp), data, rate, subtype=_WRITE_SUBTYPE, format=_WRITE_FORMATS[ext])
+        except OSError as err:
+            raise write_error(p, err) from None
+        except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, EOFError, ValueError, TypeError) as err:
+            raise _fail(name, f"cannot write audio: {_short_reason(err)}") from err

@@ -28,6 +28,7 @@ from m2l.cli.jobs import (
 from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
+from m2l.files import exists_error
 
 DEFAULT_MODEL = "default"
 """The --model of the codec commands when none is given: the model shipped with m2l."""
@@ -210,7 +211,7 @@ def run_convert(args: argparse.Namespace) -> int:
         error(f"{out}: is a directory; give the checkpoint file to write")
         return 1
     if out.exists() and not args.force:
-        error(f"{out}: already exists (pass --force to overwrite)")
+        error(str(exists_error(out)))
         return 1
     try:
         model_id = convert(args.source, out, force=args.force)

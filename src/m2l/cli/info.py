@@ -130,24 +130,21 @@ def inspect_path(path: Path) -> dict[str, Any]:
     Raises:
         M2LError: when the path is missing, a directory, or none of these.
     """
-    from m2l.formats import safetensors_metadata
+    from m2l.formats import Kind, sniff
 
-    if not path.exists():
-        raise M2LError(f"{path}: no such file")
     if path.is_dir():
         raise M2LError(f"{path}: is a directory; give .m2l files or checkpoints")
-    meta = safetensors_metadata(path)
-    fmt = meta.get("format") if meta else None
-    if fmt == "m2l-latents" or (fmt is None and path.suffix.lower() == LATENT_SUFFIX):
-        return _latent_info(path, meta)
-    if fmt == "m2l-train-state":
+    found = sniff(path)  # one-line errors: missing, not a regular file, unreadable
+    if found.kind is Kind.LATENTS or (found.format is None and path.suffix.lower() == LATENT_SUFFIX):
+        return _latent_info(path, found.metadata)
+    if found.kind is Kind.TRAINING_STATE:
         return _training_info(path)
-    if meta is not None and fmt != "m2l-checkpoint":
+    if found.kind is Kind.SAFETENSORS and found.metadata is not None:
         raise M2LError(
             f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
-            f"checkpoint (format={fmt!r})"
+            f"checkpoint (format={found.format!r})"
         )
-    return _checkpoint_info(path, meta)
+    return _checkpoint_info(path, found.metadata)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -24,6 +24,7 @@ from m2l.cli.args import check_device
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
+from m2l.files import exists_error
 
 if TYPE_CHECKING:
     import torch
@@ -252,7 +253,7 @@ def run_files(
     todo = []
     for job in jobs:
         if job.dst.exists() and not args.force:
-            error(f"{job.dst}: already exists (pass --force to overwrite)")
+            error(str(exists_error(job.dst)))
             failed += 1
         else:
             todo.append(job)

@@ -15,7 +15,7 @@ the alsa-utils voice clips go to test. Notes: see `m2l.datasets.notes`.
 Parts (one per package, plus notes) are built from scratch unless DATA_DIR/.m2l/parts/<part>.json
 exists and matches the part's recipe; that marker is written last (atomically), so an interrupted
 run resumes at the first unfinished part, and `--force` rebuilds. Files are written to a temporary
-name and renamed. Files soundfile cannot read are left out (and counted in a warning).
+name, synced and renamed (`m2l.files`). Files soundfile cannot read are left out (and counted in a warning).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from m2l.datasets import MANIFEST, SETS, SPLITS, check_entry
 from m2l.datasets import notes as notes_mod
 from m2l.datasets.debian import DebianPackages, Packages, disk_full
 from m2l.errors import M2LError
-from m2l.formats import atomic_write_text
+from m2l.files import move_into_place, write_text
 
 RECIPE_VERSION = 1
 AUDIO_SUFFIXES = frozenset({".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3"})
@@ -229,13 +229,13 @@ def _audio_info(path: Path) -> Any | None:
 
 
 def _atomic_text(path: Path, text: str) -> bool:
-    """Write `text` to `path` atomically (`atomic_write_text`); False when it was already so."""
+    """Write `text` to `path` atomically (`m2l.files.write_text`); False when it was already so."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    atomic_write_text(path, text, force=True)
+    write_text(path, text, force=True)
     return True
 
 
@@ -386,9 +386,7 @@ class Fetcher:
                         unreadable.append(item.rel)
                         continue
                     rel = f"{source.set}/{splits[item.rel]}/{source.package}/{item.rel}"
-                    dest = self.data_dir / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged, dest)
+                    move_into_place(staged, self.data_dir / rel, force=True)
                     entries.append(
                         {
                             "path": rel,
@@ -442,7 +440,7 @@ class Fetcher:
             found = extracted.root / SOUNDFONT_IN_PACKAGE
             if not found.is_file():
                 raise M2LError(f"{SOUNDFONT_PACKAGE}: {SOUNDFONT_IN_PACKAGE} not found in the package")
-            os.replace(found, cached)
+            move_into_place(found, cached, force=True)
         return cached
 
     def _notes(self) -> list[dict[str, Any]]:

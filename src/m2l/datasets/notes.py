@@ -32,7 +32,6 @@ train holds 2/3 of the notes, val and test 1/6 each, balanced across programs an
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from m2l.errors import M2LError
+from m2l.files import write_bytes
 
 SAMPLE_RATE = 44100
 NOTE_SECONDS = 2.0
@@ -433,7 +433,7 @@ def render_notes(
     source: str,
     progress: Callable[[Iterable[Note]], Iterable[Note]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Render `plan` into DATA_DIR (16-bit mono wav, each written to a temp file then renamed).
+    """Render `plan` into DATA_DIR (16-bit mono wav, each written atomically by `m2l.files`).
 
     Returns:
         (manifest entries in plan order, counts {"silent": ..., "clipped": ...}): notes whose
@@ -453,12 +453,9 @@ def render_notes(
             continue
         counts["clipped"] += peak > 1.0
         dest = data_dir / note.relpath
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        encoded = io.BytesIO()  # encoded in memory: a full disk then raises OSError(ENOSPC)
+        encoded = io.BytesIO()  # encoded in memory: only the file write can meet a full disk
         sf.write(encoded, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_bytes(encoded.getvalue())
-        os.replace(tmp, dest)
+        write_bytes(dest, encoded.getvalue(), force=True)
         info = sf.info(str(dest))
         entries.append(
             {

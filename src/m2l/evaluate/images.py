@@ -10,7 +10,6 @@ import math
 import numbers
 import os
 import struct
-import uuid
 import zlib
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import stft_magnitude
+from m2l.files import write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 """The eight bytes every PNG file starts with."""
@@ -93,7 +93,7 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
-    """Write an RGB image to `path` as a PNG, atomically (temp file + rename); overwrites.
+    """Write an RGB image to `path` as a PNG, atomically (`m2l.files.write_bytes`); overwrites.
 
     Args:
         path: destination file; missing parent folders are created.
@@ -103,17 +103,7 @@ def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
         The destination path.
     """
     data = encode_png(rgb)
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-    except OSError as err:
-        raise M2LError(f"{dest}: cannot write PNG: {err.strerror or err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    return write_bytes(path, data, force=True)
 
 
 def _spectrogram_levels(wave: torch.Tensor, n_fft: int, hop: int, db_range: float) -> np.ndarray:

@@ -146,11 +146,8 @@ def check_out_dir(out: Path, force: bool) -> None:
 
 
 def write_text_atomic(path: Path, text: str, force: bool) -> None:
-    """`m2l.formats.atomic_write_text`, with a write failure as a one-line `M2LError`."""
-    try:
-        atomic_write_text(path, text, force)
-    except OSError as err:
-        raise M2LError(f"{path}: cannot write ({err.strerror or err})") from None
+    """`m2l.formats.atomic_write_text`: exclusive unless `force`; failures are one-line `M2LError`s."""
+    atomic_write_text(path, text, force)
 
 
 def finite_or_none(value: float | None) -> float | None:

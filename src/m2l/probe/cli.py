@@ -23,6 +23,7 @@ import numpy as np
 from m2l.cli.args import check_device, comma_choices, device_arg
 from m2l.datasets import SPLITS
 from m2l.errors import M2LError
+from m2l.files import check_output
 from m2l.probe import TASK_FIELDS
 
 if TYPE_CHECKING:
@@ -184,8 +185,7 @@ def run_probe(args: argparse.Namespace) -> int:
     result = out / RESULT_FILE
     if out.exists() and not out.is_dir():
         raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
-    if result.exists() and not args.force:
-        raise M2LError(f"{result}: already exists (pass --force to overwrite)")
+    check_output(result, args.force)
     check_device(args.device)
     notes = read_notes(args.notes, args.tasks)
     cache_dir = Path(args.cache) if args.cache else out / "cache"
@@ -236,9 +236,6 @@ def run_probe(args: argparse.Namespace) -> int:
         ],
         "results": results,
     }
-    try:
-        atomic_write_text(result, json.dumps(report, indent=2) + "\n", args.force)
-    except OSError as err:
-        raise M2LError(f"{result}: cannot write ({err.strerror or err})") from None
+    atomic_write_text(result, json.dumps(report, indent=2) + "\n", args.force)
     print(format_table(report), flush=True)
     return 0

@@ -203,6 +203,8 @@ def write_cache(path: Path, feats: np.ndarray, model_id: str, kind: str, manifes
         atomic_save(tensors, meta, path, force=True)
     except OSError as err:
         warnings.warn(f"{path}: cannot write the feature cache ({err.strerror or err})", stacklevel=2)
+    except M2LError as err:  # a full disk, a read-only folder... (`m2l.files`); the message names path
+        warnings.warn(f"{err} (feature cache not written)", stacklevel=2)
 
 
 def cached_features(

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from m2l.audio.io import AUDIO_EXTENSIONS, resample
 from m2l.errors import M2LError
+from m2l.files import write_text
 
 INDEX_VERSION = 1
 _MAX_TRIES = 50
@@ -73,6 +74,9 @@ def _scan(root: Path) -> tuple[list[FileEntry], list[str]]:
         for name in sorted(names):
             path = Path(dirpath) / name
             if path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            if not path.is_file():  # a FIFO or a device would block the read: unreadable
+                bad.append(str(path))
                 continue
             try:
                 info = sf.info(str(path))
@@ -141,10 +145,7 @@ def build_index(
         "val": [e.__dict__ for e in val],
         "unreadable": bad,
     }
-    tmp = cache.with_name(cache.name + ".tmp")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, cache)
+    write_text(cache, json.dumps(data), force=True)
     for path in bad:
         warnings.warn(f"{path}: unreadable audio file, skipped", stacklevel=2)
     return index

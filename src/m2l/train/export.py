@@ -6,22 +6,33 @@ from pathlib import Path
 
 import torch
 
-from m2l.formats import save_checkpoint
+from m2l.errors import M2LError
+from m2l.formats import Kind, save_checkpoint, sniff
+from m2l.loading import load_model, run_checkpoint
 from m2l.train.state import read_state
 
 
 def pick_checkpoint(source: Path) -> Path:
-    """A training checkpoint file, or a run folder's best checkpoint (else its latest)."""
-    from m2l.loading import run_checkpoint
+    """A training checkpoint file, or a run folder's best checkpoint (else its latest).
 
-    return source if source.is_file() else run_checkpoint(source)
+    Raises:
+        M2LError: `source` is missing, not a regular file, or a file of another kind.
+    """
+    source = Path(source)
+    if source.is_dir():
+        return run_checkpoint(source)
+    found = sniff(source)
+    if found.kind is not Kind.TRAINING_STATE:
+        raise M2LError(
+            f"{source}: is {found.description}, not an m2l training checkpoint "
+            f"(give a training checkpoint or a run folder)"
+        )
+    return source
 
 
 def export(source: Path, out: Path, *, force: bool = False, half: bool = False) -> str:
     """Write the EMA weights + model config of `source` to `out` (float16 with `half`); returns
     the new model id."""
-    from m2l.loading import load_model
-
     path = pick_checkpoint(source)
     parts = read_state(path)
     extra = {"exported_from": str(path), "step": parts["step"], "train_config": parts["train_config"].name}

@@ -30,11 +30,13 @@ from tqdm import tqdm
 from m2l.audio.spectral import num_samples
 from m2l.config import V2Config, preset
 from m2l.errors import M2LError
+from m2l.files import write_text
+from m2l.formats import list_checkpoints, step_path
 from m2l.models import create
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds
-from m2l.train.state import EMA, list_checkpoints, read_state, restore, save_state, step_path
+from m2l.train.state import EMA, read_state, restore, save_state
 from m2l.train.validate import Validator
 
 
@@ -105,10 +107,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
                 f"use another --out or the run's own config.json"
             )
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("config.json.tmp")
-        tmp.write_text(json.dumps(train_config_to_dict(cfg), indent=1))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(train_config_to_dict(cfg), indent=1), force=True)
 
 
 class Trainer:
@@ -357,17 +356,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_file(self, path: Path) -> None:
+        """Write the training state to `path`, replacing it (a resumed run may save a step again).
+
+        Raises:
+            M2LError: the write failed; nothing was replaced, and the message says which
+                checkpoint the run would resume from.
+        """
         self.counters["cpu_s"] = self.cpu_seconds()
-        save_state(
-            path,
-            model=self.model,
-            ema=self.ema,
-            optimizer=self.optimizer,
-            scaler=self.scaler,
-            step=self.step,
-            train_cfg=self.cfg,
-            counters=self.counters,
-        )
+        try:
+            save_state(
+                path,
+                model=self.model,
+                ema=self.ema,
+                optimizer=self.optimizer,
+                scaler=self.scaler,
+                step=self.step,
+                train_cfg=self.cfg,
+                counters=self.counters,
+            )
+        except M2LError as err:
+            found = list_checkpoints(self.ckpt_dir)
+            kept = (
+                f"the previous checkpoint {found[-1][1]} is kept"
+                if found
+                else "no checkpoint was written yet"
+            )
+            raise M2LError(f"{err}; checkpoint of step {self.step} not saved, {kept}") from None
 
     def save(self, step: int) -> None:
         """Write checkpoints/step-N (rank 0) and keep only the newest `keep_last`."""

@@ -3,14 +3,15 @@
 A training checkpoint is one safetensors file (format "m2l-train-state"): tensors `model.*`,
 `ema.*`, `optim.<param>.<key>` and `rng.torch`; metadata holds the step, both configs, the
 optimiser hyper-parameters, the grad-scaler state and counters as JSON, plus the SHA-256 of the
-tensors. Files are written atomically, so a process killed mid-save leaves the previous
+tensors. The format name, the folder layout (`step_path`, `list_checkpoints`) and the verified read
+live in `m2l.formats`, which loading uses without importing training code. Files are written
+atomically (`m2l.files`), so a process killed mid-save or a full disk leaves the previous
 checkpoints intact. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,15 @@ from torch import nn
 
 from m2l.config import config_from_dict, config_to_dict
 from m2l.errors import M2LError
-from m2l.formats import atomic_save, read_safetensors, tensors_digest
+from m2l.formats import (
+    STATE_FORMAT,
+    STATE_VERSION,
+    atomic_save,
+    read_training_state,
+    strip_prefix,
+    tensors_digest,
+)
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
-
-STATE_FORMAT, STATE_VERSION = "m2l-train-state", 1
-_STEP_FILE = re.compile(r"^step-(\d{9})\.safetensors$")
 
 
 class EMA:
@@ -46,18 +51,6 @@ class EMA:
         self.updates += 1
 
 
-def step_path(ckpt_dir: Path, step: int) -> Path:
-    return ckpt_dir / f"step-{step:09d}.safetensors"
-
-
-def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of the step checkpoints in a folder, oldest first (temp files ignored)."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP_FILE.match(p.name))]
-    return sorted(found)
-
-
 def save_state(
     path: Path,
     *,
@@ -69,7 +62,12 @@ def save_state(
     train_cfg: TrainConfig,
     counters: dict[str, Any],
 ) -> None:
-    """Write the whole training state to `path` atomically (replacing it if it exists)."""
+    """Write the whole training state to `path` atomically (replacing it if it exists).
+
+    Raises:
+        M2LError: the file cannot be written (disk full...); `path` and the other checkpoints
+            are left as they were.
+    """
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().float() if v.is_floating_point() else v.detach()
@@ -98,10 +96,8 @@ def save_state(
 
 def read_state(path: Path) -> dict[str, Any]:
     """Read and verify a training checkpoint -> dict of its parts (tensors on CPU)."""
-    tensors, meta = read_safetensors(path, STATE_FORMAT)
+    tensors, meta = read_training_state(path)
     try:
-        if int(meta["version"]) > STATE_VERSION:
-            raise M2LError(f"{path}: training state version {meta['version']} is newer than this m2l")
         parts: dict[str, Any] = {
             "step": int(meta["step"]),
             "train_config": train_config_from_dict(json.loads(meta["train_config"]), str(path)),
@@ -113,19 +109,15 @@ def read_state(path: Path) -> dict[str, Any]:
         }
     except (KeyError, ValueError, TypeError) as err:
         raise M2LError(f"{path}: malformed training checkpoint metadata ({err})") from None
-    parts["model"] = _prefixed(tensors, "model.")
-    parts["ema"] = _prefixed(tensors, "ema.")
+    parts["model"] = strip_prefix(tensors, "model.")
+    parts["ema"] = strip_prefix(tensors, "ema.")
     optim: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in _prefixed(tensors, "optim.").items():
+    for key, value in strip_prefix(tensors, "optim.").items():
         idx, name = key.split(".", 1)
         optim.setdefault(int(idx), {})[name] = value
     parts["optim"] = optim
     parts["rng"] = tensors.get("rng.torch")
     return parts
-
-
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def restore(
