@@ -1,6 +1,6 @@
 """m2l: open, trainable and fast consistency autoencoders for audio (Music2Latent v1 / v2)."""
 
-from m2l.codec import Codec
+from m2l.codec import Codec  # what `load` returns: `m2l.codec_v1.Codec1` or `m2l.codec_v2.Codec2`
 from m2l.compat import EncoderDecoder
 from m2l.errors import M2LError
 from m2l.loading import convert, load
