@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from m2l.config import V2Config
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.formats import list_checkpoints
 from m2l.loading import load_model, make_codec
@@ -40,7 +39,7 @@ def score(codec: object, crops: torch.Tensor, sigma_cond: float | None) -> dict[
 
 def evaluate(model: torch.nn.Module, name: str, crops: torch.Tensor) -> list[dict]:
     codec = make_codec(model, model_id=name, device="cpu")
-    if isinstance(model.cfg, V2Config):
+    if codec.default_sigma_cond is not None:  # v2: sweep the context noise level
         return [{"model": name, "sigma_cond": s, **score(codec, crops, s)} for s in SIGMAS]
     return [{"model": name, "sigma_cond": None, **score(codec, crops, None)}]
 

@@ -1,178 +1,133 @@
+"""The codec interface `m2l.Codec`, shared by the v1 and v2 siblings `Codec1` and `Codec2`."""
+
 import numpy as np
 import pytest
 import torch
-from m2l_testing import MICRO, random_model, tone_and_noise
+from m2l_testing import MICRO, MICRO2, random_model
 
-from m2l.codec import Codec, plan_windows, tile_noise
+import m2l
+from m2l.codec import Codec
+from m2l.codec_v1 import Codec1
+from m2l.codec_v2 import Codec2
 from m2l.errors import M2LError
+from m2l.formats import save_checkpoint
+from m2l.loading import make_codec
+
+CHUNK = 32768
 
 
 @pytest.fixture(scope="module")
-def codec():
-    return Codec(random_model("m2l-v1-tiny"), model_id="tiny@test", device="cpu")
+def codecs() -> dict[str, Codec]:
+    return {
+        "v1": make_codec(random_model(MICRO), model_id="v1@test", device="cpu", window_seconds=1.0),
+        "v2": make_codec(random_model(MICRO2), model_id="v2@test", device="cpu"),
+    }
 
 
-@pytest.mark.parametrize("length", [1, 100, 4095, 4096, 4097, 5632, 44100 * 2 + 7])
-def test_any_length_round_trips_to_exact_length(codec, length):
-    x = torch.randn(2, length) * 0.1
+def test_make_codec_picks_the_sibling_of_the_config_kind(codecs):
+    assert type(codecs["v1"]) is Codec1 and type(codecs["v2"]) is Codec2
+    for version, codec in codecs.items():
+        assert isinstance(codec, m2l.Codec) and m2l.Codec is Codec
+        assert codec.version == version == codec.cfg.kind
+    assert codecs["v1"].default_sigma_cond is None and codecs["v2"].default_sigma_cond == 0.4
+
+
+def test_the_interface_is_abstract():
+    with pytest.raises(TypeError, match="abstract"):
+        Codec(random_model(MICRO), model_id="x", device="cpu")  # type: ignore[abstract]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_latent_layout_attributes_describe_encode_output(codecs, version):
+    codec = codecs[version]
+    n = CHUNK + 4000
+    z = codec.encode(torch.randn(2, n) * 0.1)
+    assert z.shape[codec.latent_channel_axis] == codec.latent_dim == 64
+    assert z.shape[codec.latent_time_axis] == codec.num_latents(n)
+    assert z.shape[0] == 2  # one row per channel (mono models)
+    batched = codec.encode(torch.randn(2, 2, n) * 0.1)
+    assert batched.shape == (2, *z.shape)
+    assert codec.decode(batched, seed=0, length=n).shape == (2, 2, n)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_public_methods_run_without_autograd(codecs, version):
+    codec = codecs[version]
+    x = torch.randn(1, 20000) * 0.1
     z = codec.encode(x)
-    assert z.shape == (2, 64, codec.num_latents(length))
-    y = codec.decode(z, seed=0, length=length)
-    assert y.shape == (2, length) and torch.isfinite(y).all()
-    full = codec.decode(z, seed=0)
-    assert full.shape[-1] == z.shape[-1] * codec.hop_length  # default left pad: whole frames
-    assert torch.equal(full[:, :length], y)
+    lf = codec.encode_file(x)
+    y = codec.decode(z, seed=0)
+    assert torch.is_inference(z) and torch.is_inference(lf.latents) and torch.is_inference(y)
+    assert not any(p.requires_grad for p in codec.model.parameters())
 
 
-def test_latent_rate_and_attributes(codec):
-    assert codec.sample_rate == 44100 and codec.hop_length == 4096 and codec.latent_dim == 64
-    assert abs(codec.latent_rate - 10.7666) < 1e-3
-    assert codec.num_latents(44100 * 10) == 108
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_latent_files_carry_the_codec_version_and_round_trip(codecs, version):
+    codec = codecs[version]
+    x = torch.randn(1, 30000) * 0.1
+    lf = codec.encode_file(x)
+    assert lf.kind == version and lf.length == 30000 and lf.model_id == f"{version}@test"
+    assert torch.equal(lf.latents, codec.encode(x))
+    assert torch.equal(codec.decode(lf, seed=3), codec.decode(lf.latents, seed=3, length=30000))
+    with pytest.raises(M2LError, match="not a batch"):
+        codec.encode_file(torch.zeros(2, 1, 1000))
 
 
-def test_ten_minutes_mono_and_stereo_shapes():
-    codec = Codec(random_model(MICRO), model_id="micro@test", device="cpu", window_seconds=60)
-    n = 44100 * 600
-    x = np.zeros((2, n), dtype=np.float32)
-    x[:, ::97] = 0.5
-    z = codec.encode(x)
-    assert z.shape == (2, 64, -(-n // 4096))
-    y = codec.decode(z[:1], seed=0, length=n)
-    assert y.shape == (1, n) and torch.isfinite(y).all()
+def test_sigma_cond_is_v2_only(codecs):
+    v1, v2 = codecs["v1"], codecs["v2"]
+    assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4
+    with pytest.raises(M2LError, match="v2"):
+        v1.decode(v1.encode(torch.randn(1, 8000)), sigma_cond=0.4)
+    with pytest.raises(M2LError, match="sigma_cond"):
+        v2.check_sigma_cond(-1.0)
 
 
-def test_batch_matches_items_and_stereo_is_two_mono_rows(codec):
-    x = torch.randn(3, 2, 20000) * 0.1
-    z = codec.encode(x)
-    assert z.shape == (3, 2, 64, codec.num_latents(20000))
-    torch.testing.assert_close(z[1, 0], codec.encode(x[1, 0])[0], rtol=1e-5, atol=1e-4)  # scale 1/0.06
-    y = codec.decode(z, seed=3, length=20000)
-    assert y.shape == (3, 2, 20000)
+def test_seams_follow_the_seam_spacing(codecs):
+    v1, v2 = codecs["v1"], codecs["v2"]
+    n = 5 * CHUNK
+    for codec in (v1, v2):
+        seams = codec.seam_positions(n)
+        assert seams and all(0 < s < n for s in seams)
+        assert all(b - a == codec.seam_spacing for a, b in zip(seams, seams[1:], strict=False))
+    assert v1.seam_spacing == v1.window * v1.hop_length and v2.seam_spacing == CHUNK
+    assert v2.seam_positions(CHUNK - v2.default_left_pad) == []  # one chunk, no seam
 
 
-def test_resampling_input(codec):
-    x = torch.randn(1, 48000) * 0.1
-    z = codec.encode(x, sample_rate=48000)
-    assert z.shape[-1] == codec.num_latents(44100)
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_clip_vectors_of_real_encodings(codecs, version):
+    codec = codecs[version]
+    x = torch.randn(2, 40000) * 0.1
+    lat = codec.clip_vector(codec.encode(x), features=False)
+    feat = codec.clip_vector(codec.encode(x, features=True), features=True)
+    k = 1 if version == "v1" else codec.cfg.num_latents
+    assert lat.shape == (k * 64,) and feat.dim() == 1
 
 
-def test_features(codec):
-    f = codec.encode(torch.randn(1, 30000) * 0.1, features=True)
-    cfg = codec.cfg
-    assert f.shape == (1, cfg.channels[-1] * cfg.bottom_freq, codec.num_latents(30000))
+def test_window_samples_bound_one_pass():
+    v1 = make_codec(random_model(MICRO), model_id="v1", device="cpu")
+    v2 = make_codec(random_model(MICRO2), model_id="v2", device="cpu")
+    v1.set_window_samples(20 * v1.hop_length)
+    assert v1.window == 20
+    v1.set_window_samples(1)
+    assert v1.window == 2 * v1.context + 1
+    v2.set_window_samples(3 * CHUNK + 5)
+    assert v2.chunk_batch == 3
+    v2.set_window_samples(1)
+    assert v2.chunk_batch == 1
 
 
-def test_seed_reproducible_and_window_independent_noise(codec):
-    z = codec.encode(torch.randn(1, 44100) * 0.1)
-    a, b = codec.decode(z, seed=7), codec.decode(z, seed=7)
-    assert torch.equal(a, b)
-    assert not torch.equal(a, codec.decode(z, seed=8))
-    whole = tile_noise(5, 0, 0, 200, 0, (2, 3))
-    assert torch.equal(
-        torch.cat([tile_noise(5, 0, 0, 70, 0, (2, 3)), tile_noise(5, 0, 70, 200, 0, (2, 3))], -1), whole
-    )
-    assert not torch.equal(tile_noise(5, 1, 0, 200, 0, (2, 3)), whole)
-
-
-def test_multistep_decoding(codec):
-    z = codec.encode(torch.randn(1, 20000) * 0.1)
-    y1, y2 = codec.decode(z, steps=1, seed=0), codec.decode(z, steps=2, seed=0)
-    assert y1.shape == y2.shape and not torch.equal(y1, y2)
-
-
-def test_window_plan_covers_everything():
-    for total in (1, 5, 50, 333):
-        wins = plan_windows(total, 20, 4)
-        assert wins[0].start == 0 and wins[-1].stop == total
-        assert all(a.stop == b.start for a, b in zip(wins, wins[1:], strict=False))
-        assert all(w.lo == max(w.start - 4, 0) and w.hi == min(w.stop + 4, total) for w in wins)
-
-
-def _boundary_mask(codec, wins, n, scale, radius):
-    mask = torch.zeros(n, dtype=torch.bool)
-    for w in wins[1:]:
-        c = w.start * scale
-        mask[max(c - radius, 0) : c + radius] = True
-    return mask
-
-
-def test_windowed_matches_one_shot_without_seams():
-    """Windows change GroupNorm statistics slightly everywhere (a property of the architecture);
-    the seams themselves must add nothing: error near window boundaries is no larger than in the
-    interiors, and the waveform has no click there."""
-    model = random_model("m2l-v1-tiny")
-    one = Codec(model, model_id="t", device="cpu", window_seconds=1000)
-    win = Codec(model, model_id="t", device="cpu", window_seconds=3, context=8)
-    x = tone_and_noise(14.0)
-    z1, z2 = one.encode(x), win.encode(x)
-    wins = win._windows(z1.shape[-1])
-    assert len(wins) >= 4
-    err = ((z1 - z2).norm(dim=1) / z1.norm(dim=1))[0]
-    assert err.mean() < 0.15
-    near = _boundary_mask(win, wins, err.shape[0], 1, 2)
-    assert err[near].mean() < 1.5 * err[~near].mean()
-
-    y1, y2 = one.decode(z1, seed=1)[0], win.decode(z1, seed=1)[0]
-    assert ((y1 - y2).norm() / y1.norm()) < 0.25
-    d = (y1 - y2).abs()
-    near = _boundary_mask(win, wins, d.shape[0] + 1536, win.hop_length, 4096)[1536:]
-    assert d[near].mean() < 1.5 * d[~near].mean()
-    jump = y2.diff().abs()
-    assert jump[near[1:]].max() <= 1.5 * jump[~near[1:]].max()
-
-
-def test_silence_encodes_and_decodes_finite(codec):
-    z = codec.encode(torch.zeros(1, 30000))
-    assert torch.isfinite(z).all()
-    assert torch.isfinite(codec.decode(z, seed=0)).all()
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (torch.full((1, 5000), float("nan")), "NaN"),
-        (torch.zeros(3, 5000), "channels"),
-        (torch.zeros(0), "0 samples|empty"),
-        (torch.zeros(1, 1, 1, 10), "dim"),
-    ],
-)
-def test_bad_audio_is_one_line_error(codec, bad, match):
-    with pytest.raises(M2LError, match=match) as info:
-        codec.encode(bad)
-    assert "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (torch.zeros(1, 32, 4), "shape"),
-        (torch.zeros(64, 4), "shape"),
-        (torch.full((1, 64, 4), float("inf")), "NaN or Inf"),
-        (torch.zeros(1, 64, 4, dtype=torch.int64), "floating"),
-        ("abc", "tensor"),
-    ],
-)
-def test_bad_latents_are_one_line_errors(codec, bad, match):
-    with pytest.raises(M2LError, match=match):
-        codec.decode(bad, seed=0)
-
-
-def test_length_and_steps_checked(codec):
-    z = torch.zeros(1, 64, 2)
-    with pytest.raises(M2LError, match="length"):
-        codec.decode(z, length=10**6)
-    with pytest.raises(M2LError, match="steps"):
-        codec.decode(z, steps=0)
-
-
-def test_latent_file_checks_model(codec):
-    lf = codec.encode_file(torch.randn(1, 10000) * 0.1)
-    assert lf.length == 10000 and lf.model_id == "tiny@test"
-    assert codec.decode(lf, seed=0).shape == (1, 10000)
-    other = Codec(codec.model, model_id="tiny@other", device="cpu")
-    with pytest.raises(M2LError, match="allow-model-mismatch"):
-        other.decode(lf, seed=0)
-    assert other.decode(lf, seed=0, allow_model_mismatch=True).shape == (1, 10000)
-    small = Codec(random_model("m2l-v1-small"), model_id="s", device="cpu")
-    with pytest.raises(M2LError, match="incompatible"):
-        small.decode(lf, seed=0)
+def test_encoder_decoder_options_work_on_a_v2_model(tmp_path):
+    model = random_model(MICRO2)
+    save_checkpoint(tmp_path / "v2.safetensors", model.state_dict(), model.cfg)
+    ed = m2l.EncoderDecoder(str(tmp_path / "v2.safetensors"), device="cpu")
+    assert isinstance(ed.codec, Codec2)
+    n = 2 * CHUNK + 1536  # two whole chunks at the authors' alignment (no left pad)
+    stereo = (np.random.RandomState(0).randn(n, 2) * 0.1).astype(np.float32)  # authors' layout
+    z = ed.encode(stereo, max_waveform_length=CHUNK, max_batch_size=1)
+    assert ed.codec.chunk_batch == 1 and ed.codec.batch_size == 1
+    assert isinstance(z, np.ndarray) and z.shape == (2, 2, 8, 64)
+    np.testing.assert_allclose(ed.encode(stereo, max_waveform_length=3 * CHUNK), z, rtol=1e-5, atol=1e-5)
+    assert ed.codec.chunk_batch == 3
+    y = ed.decode(z, max_waveform_length=2 * CHUNK, max_batch_size=2, seed=0)
+    assert isinstance(y, np.ndarray) and y.shape == (2, n)
+    assert np.array_equal(y, ed.decode(z, seed=0))  # decoding does not depend on the options

@@ -6,7 +6,7 @@ import pytest
 import torch
 from m2l_testing import MICRO2, random_model
 
-from m2l.codec import Codec
+from m2l.codec_v1 import Codec1
 from m2l.codec_v2 import Codec2
 from m2l.errors import M2LError
 from m2l.formats import load_latents, save_latents
@@ -79,7 +79,7 @@ def test_sigma_cond_is_used_and_checked(codec):
     for bad in (-0.1, 1000.0):
         with pytest.raises(M2LError, match="sigma_cond"):
             codec.decode(z, seed=0, sigma_cond=bad)
-    v1 = Codec(random_model("m2l-v1-tiny"), model_id="v1", device="cpu")
+    v1 = Codec1(random_model("m2l-v1-tiny"), model_id="v1", device="cpu")
     with pytest.raises(M2LError, match="v2"):
         v1.decode(v1.encode(torch.randn(1, 8000)), sigma_cond=0.4)
 

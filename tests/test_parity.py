@@ -14,7 +14,7 @@ torch_load = torch.load
 music2latent = pytest.importorskip("music2latent.inference")
 
 import m2l  # noqa: E402
-from m2l.codec import tile_noise  # noqa: E402
+from m2l.codec_v1 import tile_noise  # noqa: E402
 
 
 def _rel(a, b) -> float:

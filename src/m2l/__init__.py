@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from m2l.codec import Codec
+    from m2l.codec import Codec  # what `load` returns: `m2l.codec_v1.Codec1` or `m2l.codec_v2.Codec2`
     from m2l.compat import EncoderDecoder
     from m2l.errors import M2LError
     from m2l.loading import convert, load

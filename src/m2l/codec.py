@@ -1,77 +1,39 @@
-"""The codec API: audio of any length <-> latents, in bounded memory.
+"""The codec interface: audio of any length <-> latents, in bounded memory.
+
+`Codec` is what `m2l.load` returns: the public methods (`load`, `encode`, `encode_file`,
+`decode`, `check_latent_file`) with autograd off, device/dtype placement and the framing. Two
+siblings implement its hooks (how audio becomes model rows, how rows are encoded and decoded,
+the latent layout, where seams fall):
+
+- `m2l.codec_v1.Codec1`: Music2Latent (v1), latents [channels, latent_dim, frames], long audio in
+  cross-faded windows of latents;
+- `m2l.codec_v2.Codec2`: Music2Latent2 (v2), latents [rows, chunks, K, latent_dim], chunks
+  encoded in parallel and decoded autoregressively.
+
+`isinstance(codec, m2l.Codec)` holds for both; `codec.version` ("v1" / "v2", the config's kind)
+tells them apart where it matters, which should be rarely: prefer the attributes and hooks.
 
 Framing. A clip of N samples is padded with `left_pad` samples before it (default n_fft - hop, so
 that every sample of the clip is covered by a full set of overlapping STFT frames) and zeros after
-it up to m * hop_length + n_fft - hop samples, m = number of latents (at least 1). Decoding
-overlap-adds the frames and cuts [left_pad, left_pad + N) back out. `left_pad=0` reproduces the
-alignment of the authors' package (which crops instead of padding).
-
-Windows. Long signals are processed in windows of `window` latents with `context` latents of
-extra audio on each side; neighbouring windows are cross-faded linearly over `context` latents
-around their boundary (latents when encoding, time frames when decoding), so memory is bounded by
-the window size and seams are smooth.
-
-Noise. Decoding noise is a deterministic function of (seed, row, absolute frame position, step),
-drawn on the CPU in tiles of 64 frames: the same seed gives the same audio whatever the window
-size, device or batch layout.
+it up to m * hop_length + n_fft - hop samples, m = number of units (latent frames for v1, chunks
+for v2; at least 1). Decoding overlap-adds the frames and cuts [left_pad, left_pad + N) back out.
+`left_pad=0` reproduces the alignment of the authors' package (which crops instead of padding).
 """
 
 from __future__ import annotations
 
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, to_waveform
-from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
 from m2l.config import config_hash
-from m2l.consistency.sampling import sample_multistep
-from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
-from m2l.models.v1 import Music2Latent
-
-NOISE_TILE = 64  # frames per noise tile
-
-
-@dataclass(frozen=True)
-class Window:
-    """Latents [start, stop) are produced by a pass over latents [lo, hi)."""
-
-    start: int
-    stop: int
-    lo: int
-    hi: int
-
-
-def plan_windows(total: int, window: int, context: int) -> list[Window]:
-    """Split `total` latents into windows of `window` latents with `context` on each side."""
-    if total <= window + context:
-        return [Window(0, total, 0, total)]
-    out, start = [], 0
-    while start < total:
-        stop = min(start + window, total)
-        if total - stop <= context:  # fold a short tail into this window
-            stop = total
-        out.append(Window(start, stop, max(start - context, 0), min(stop + context, total)))
-        start = stop
-    return out
-
-
-def crossfade_weights(win: Window, total: int, ramp: int, scale: int = 1) -> torch.Tensor:
-    """Weights over positions [lo, hi) * scale: 1 inside, linear ramps of 2 * ramp * scale
-    centred on interior boundaries; the weights of neighbouring windows sum to 1."""
-    pos = torch.arange(win.lo * scale, win.hi * scale, dtype=torch.float64) + 0.5
-    w = torch.ones_like(pos)
-    half = ramp * scale
-    if win.start > 0:
-        w = w * ((pos - (win.start * scale - half)) / (2 * half)).clamp(0, 1)
-    if win.stop < total:
-        w = w * (((win.stop * scale + half) - pos) / (2 * half)).clamp(0, 1)
-    return w.float()
 
 
 def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
@@ -81,61 +43,73 @@ def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen)
 
 
-def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tuple[int, int]) -> torch.Tensor:
-    """Unit noise [shape..., last - first] for frames [first, last) of one row."""
-    tiles = [
-        keyed_randn((*shape, NOISE_TILE), seed, row, k, step)
-        for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1)
-    ]
-    noise = torch.cat(tiles, dim=-1)
-    offset = (first // NOISE_TILE) * NOISE_TILE
-    return noise[..., first - offset : last - offset]
+def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expected: str) -> torch.Tensor:
+    """A float32 CPU tensor from a tensor or array, or a one-line error (shape, dtype, NaN/Inf)."""
+    if isinstance(z, np.ndarray):
+        z = torch.from_numpy(np.ascontiguousarray(z))
+    if not isinstance(z, torch.Tensor):
+        raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
+    if not shape_ok(z):
+        raise M2LError(f"latents: expected shape {expected}, got {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise M2LError(f"latents: expected floating point values, got {z.dtype}")
+    z = z.detach().float().cpu()
+    if not torch.isfinite(z).all():
+        raise M2LError("latents: contain NaN or Inf")
+    return z
 
 
-class Codec:
-    """Encode audio to latents and decode latents to audio with a Music2Latent model.
+def auto_device() -> str:
+    """The best available torch device: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class Codec(ABC):
+    """Encode audio to latents and decode latents to audio (the interface of v1 and v2 codecs).
+
+    Class attributes (the latent layout and capabilities of a sibling):
+        version: "v1" or "v2", the kind of the model config.
+        unit_name: what one framing unit is ("latent frames", "chunks"), for messages.
+        latent_time_axis: the axis of a latent tensor that runs over units (negative).
+        latent_channel_axis: the axis of a latent tensor that holds one latent vector's channels.
+        default_sigma_cond: the decoder's default context noise level, None for a decoder that
+            takes no `sigma_cond` (v1).
 
     Attributes:
         sample_rate: the model's audio rate (inputs at other rates are resampled).
-        hop_length: audio samples per latent vector.
+        hop_length: audio samples per unit.
         latent_rate: latent vectors per second.
         latent_dim: channels of a latent vector.
         model_id: identifies the weights (name@digest); stored in latent files.
+        config_hash: identifies the architecture; stored in latent files.
+        default_left_pad: samples of padding before the audio unless told otherwise.
+        batch_size: rows per model pass.
     """
+
+    version: ClassVar[str]
+    unit_name: ClassVar[str]
+    latent_time_axis: ClassVar[int]
+    latent_channel_axis: ClassVar[int]
+    default_sigma_cond: ClassVar[float | None] = None
+    hop_length: int
+    latent_rate: float
 
     def __init__(
         self,
-        model: Music2Latent,
+        model: torch.nn.Module,
         *,
         model_id: str,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        window_seconds: float = 10.0,
-        context: int = 4,
         batch_size: int = 4,
     ) -> None:
-        cfg = model.cfg
-        self._place(model, model_id, device, dtype)
-        self.hop_length = cfg.samples_per_latent
-        self.latent_rate = self.sample_rate / self.hop_length
-        self.latent_dim = cfg.latent_dim
-        self.default_left_pad = cfg.spectral.n_fft - cfg.spectral.hop_length
-        self.context = context
-        self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
-        self.batch_size = batch_size
-
-    unit_name = "latent frames"  # what one unit of `num_latents` is, for messages
-
-    def _place(
-        self,
-        model: torch.nn.Module,
-        model_id: str,
-        device: str | torch.device | None,
-        dtype: torch.dtype | None,
-    ) -> None:
-        """Move the model to its device/dtype for inference and record its identity."""
+        """Move `model` to its device/dtype for inference and record its identity."""
         self.cfg = model.cfg
-        self.device = torch.device(device or _auto_device())
+        self.device = torch.device(device or auto_device())
         self.dtype = dtype or torch.float32
         self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.device.type in ("cpu", "cuda"):
@@ -144,23 +118,39 @@ class Codec:
         self.model_id = model_id
         self.config_hash = config_hash(model.cfg)
         self.sample_rate = model.cfg.spectral.sample_rate
+        self.latent_dim = model.cfg.latent_dim
+        self.default_left_pad = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+        self.batch_size = batch_size
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
-        """Latent frames for a clip of `samples` samples."""
+        """Units (latent frames for v1, chunks for v2) for a clip of `samples` samples."""
         pad = self.default_left_pad if left_pad is None else left_pad
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
         return max(1, -(-(samples + pad - tail) // self.hop_length))
 
-    def _padded_length(self, latents: int) -> int:
-        return latents * self.hop_length + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+    def padded_length(self, units: int) -> int:
+        """Samples of the padded waveform that `units` units cover."""
+        return units * self.hop_length + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
 
-    def _pad_rows(self, rows: torch.Tensor, left_pad: int | None) -> tuple[torch.Tensor, int]:
-        """[..., samples] -> (float waveforms padded to whole units (latent frames for v1, chunks for
-        v2) with `left_pad` samples in front, number of units)."""
+    def pad_rows(self, rows: torch.Tensor, left_pad: int | None) -> tuple[torch.Tensor, int]:
+        """[..., samples] -> (float waveforms padded to whole units with `left_pad` samples in
+        front, number of units)."""
         pad = self.default_left_pad if left_pad is None else left_pad
         m = self.num_latents(rows.shape[-1], pad)
-        return torch.nn.functional.pad(rows.float(), (pad, self._padded_length(m) - pad - rows.shape[-1])), m
+        return torch.nn.functional.pad(rows.float(), (pad, self.padded_length(m) - pad - rows.shape[-1])), m
+
+    def row_slices(self, count: int) -> Iterator[slice]:
+        """Slices of `count` rows in batches of `batch_size`."""
+        for i in range(0, count, self.batch_size):
+            yield slice(i, min(i + self.batch_size, count))
+
+    def seam_positions(self, samples: int) -> list[int]:
+        """Where pieces processed apart are joined in a clip of `samples` samples: sample offsets
+        in (0, samples), at the default left pad."""
+        pad = self.default_left_pad
+        starts = self.seam_units(self.num_latents(samples))
+        return [s * self.hop_length - pad for s in starts if 0 < s * self.hop_length - pad < samples]
 
     def _decode_span(
         self, units: int, steps: int, length: int | None, left_pad: int | None, seed: int | None
@@ -169,7 +159,7 @@ class Codec:
         if steps < 1:
             raise M2LError(f"steps must be >= 1, got {steps}")
         pad = self.default_left_pad if left_pad is None else left_pad
-        available = self._padded_length(units) - pad
+        available = self.padded_length(units) - pad
         length = available if length is None else length
         if not 1 <= length <= available:
             raise M2LError(
@@ -177,14 +167,7 @@ class Codec:
             )
         return pad, length, secrets.randbits(63) if seed is None else int(seed)
 
-    def _windows(self, total: int) -> list[Window]:
-        return plan_windows(total, self.window, self.context)
-
-    def _rows(self, count: int) -> Iterator[slice]:
-        for i in range(0, count, self.batch_size):
-            yield slice(i, min(i + self.batch_size, count))
-
-    # ----------------------------------------------------------------------------- encoding
+    # ----------------------------------------------------------------------------- public API
     def load(self, audio: object, sample_rate: int | None = None, *, downmix: bool = False) -> torch.Tensor:
         """Path or array -> float32 waveform at the model rate, [channels, samples] or batched."""
         if isinstance(audio, str | bytes) or hasattr(audio, "__fspath__"):
@@ -209,39 +192,22 @@ class Codec:
             audio: a file path, or an array [samples], [channels, samples] or
                 [batch, channels, samples] at `sample_rate` (the model rate if None).
             sample_rate: rate of an array input.
-            features: return the encoder's pre-bottleneck features for MIR instead of latents.
+            features: return the encoder's features for MIR instead of latents.
             downmix: average more than 2 channels to mono instead of refusing them.
             left_pad: samples of padding before the audio (see module doc).
 
         Returns:
-            [channels, latent_dim, frames] latents (divided by latent_scale, the authors' scale),
-            or [batch, channels, latent_dim, frames] for batched input; features have
-            [..., feature_dim, frames].
+            Latents (divided by latent_scale), batched as the input: v1 [channels, latent_dim,
+            frames]; v2 [rows, chunks, K, latent_dim], rows = channels, or 1 for a stereo model.
+            Features: v1 [channels, feature_dim, frames] (pre-bottleneck); v2 [rows, K * dim]
+            (summary embeddings before the last linear layer, averaged over chunks).
         """
         wave = self.load(audio, sample_rate, downmix=downmix)
-        lead = wave.shape[:-1]
-        out = self.encode_rows(wave.reshape(-1, wave.shape[-1]), features=features, left_pad=left_pad)
+        rows, lead = self.model_rows(wave)
+        out = self.encode_rows(rows, features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
 
-    def encode_rows(
-        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
-    ) -> torch.Tensor:
-        """[rows, samples] waveforms at the model rate -> [rows, dim, frames] on the CPU."""
-        rows, m = self._pad_rows(rows, left_pad)
-        out: torch.Tensor | None = None
-        tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        for win in self._windows(m):
-            seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
-            weight = crossfade_weights(win, m, self.context // 2 or 1)
-            for sl in self._rows(rows.shape[0]):
-                spec = to_spectrogram(seg[sl].to(self.device), self.cfg.spectral)
-                z = self.model.encode(spec.to(self.dtype), features=features).float().cpu()
-                if out is None:
-                    out = torch.zeros(rows.shape[0], z.shape[1], m)
-                out[sl, :, win.lo : win.hi] += z * weight
-        assert out is not None
-        return out if features else out / self.cfg.latent_scale
-
+    @torch.inference_mode()
     def encode_file(
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> LatentFile:
@@ -249,18 +215,19 @@ class Codec:
         wave = self.load(audio, sample_rate, downmix=downmix)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
-        z = self.encode_rows(wave)
+        rows, _ = self.model_rows(wave)
         return LatentFile(
-            latents=z,
+            latents=self.encode_rows(rows),
             sample_rate=self.sample_rate,
             length=wave.shape[-1],
             model_id=self.model_id,
             config_hash=self.config_hash,
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
+            kind=self.version,
+            extra=self.file_extra(wave),
         )
 
-    # ----------------------------------------------------------------------------- decoding
     @torch.inference_mode()
     def decode(
         self,
@@ -276,69 +243,35 @@ class Codec:
         """Decode latents to audio.
 
         Args:
-            z: latents [channels, latent_dim, frames] or [batch, channels, latent_dim, frames]
-                (as returned by `encode`), or a `LatentFile` (its length and padding are used).
-            steps: consistency steps (1 = single network evaluation).
+            z: latents as `encode` returns them (batched or not), or a `LatentFile` (its length
+                and padding are used).
+            steps: consistency steps (v1: network evaluations; v2: evaluations per new chunk).
             seed: makes decoding reproducible; a random seed if None.
             length: samples to return (the original length); all covered samples if None.
             left_pad: padding used at encoding time (the codec default if None).
             allow_model_mismatch: decode a latent file made with other weights of the same
                 architecture instead of refusing.
-            sigma_cond: v2 only (see `Codec2.decode`); must be None for v1 models.
+            sigma_cond: v2: noise level of the re-noised previous chunk (`default_sigma_cond`
+                if None); must be None for codecs without one (v1).
 
         Returns:
-            [channels, samples] or [batch, channels, samples] float32 waveform on the CPU.
+            [channels, samples] or [batch, channels, samples] float32 waveform on the CPU (a
+            stereo v2 model gives 2 channels, or 1 for a latent file made from mono audio).
         """
+        source_channels = None
         if isinstance(z, LatentFile):
             self.check_latent_file(z, allow_model_mismatch)
             length = z.length if length is None else length
+            source_channels = z.extra.get("audio_channels")
             left_pad, z = z.left_pad, z.latents
-        if sigma_cond is not None:
-            raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
-        z = self._check_latents(z)
-        pad, length, seed = self._decode_span(z.shape[-1], steps, length, left_pad, seed)
-        lead = z.shape[:-2]
-        rows = z.reshape(-1, *z.shape[-2:]) * self.cfg.latent_scale
-        wave = self.decode_rows(rows, steps=steps, seed=seed)
-        return wave[:, pad : pad + length].reshape(*lead, length)
-
-    def decode_rows(self, rows: torch.Tensor, *, steps: int, seed: int) -> torch.Tensor:
-        """Raw latents [rows, dim, frames] -> full padded waveforms [rows, samples] on the CPU."""
-        spc, fpl = self.cfg.spectral, self.cfg.frames_per_latent
-        m = rows.shape[-1]
-        out = torch.zeros(rows.shape[0], self._padded_length(m))
-        sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
-        for win in self._windows(m):
-            weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
-            first, last = win.lo * fpl, win.hi * fpl
-            for sl in self._rows(rows.shape[0]):
-                ids = range(sl.start, sl.stop)
-
-                def noise(step: int, ids: range = ids, first: int = first, last: int = last):
-                    return torch.stack(
-                        [tile_noise(seed, r, first, last, step, (2, spc.freq_bins)) for r in ids]
-                    ).to(self.device, self.dtype)
-
-                pyramid = self.model.decode_features(rows[sl, :, win.lo : win.hi].to(self.device, self.dtype))
-                spec = sample_multistep(
-                    lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
-                    noise(0),
-                    self.cfg.consistency,
-                    sigmas=sigmas,
-                    renoise=lambda i, f=noise: f(i + 1),
-                )
-                frames = spectrogram_to_frames(spec.float(), spc).cpu()
-                overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
-        return out.clamp_(-1.0, 1.0)
-
-    # ----------------------------------------------------------------------------- checks
-    def _check_latents(self, z: object) -> torch.Tensor:
-        d = self.latent_dim
-        return checked_latents(
-            z,
-            lambda t: t.dim() in (3, 4) and t.shape[-2] == d and t.shape[-1] >= 1,
-            f"[channels, {d}, frames] or [batch, channels, {d}, frames]",
-        )
+        sigma_cond = self.check_sigma_cond(sigma_cond)
+        z = self.check_latents(z)
+        pad, length, seed = self._decode_span(z.shape[self.latent_time_axis], steps, length, left_pad, seed)
+        per_row = max(-self.latent_time_axis, -self.latent_channel_axis)  # latent axes of one row
+        lead = z.shape[: z.dim() - per_row]
+        rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
+        wave = self.decode_rows(rows, steps=steps, seed=seed, sigma_cond=sigma_cond)
+        return self.output_waveform(wave[..., pad : pad + length], tuple(lead), source_channels)
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:
         """Refuse latents made by another architecture (or other weights, unless allowed)."""
@@ -353,26 +286,69 @@ class Codec:
                 f"--allow-model-mismatch to decode them anyway"
             )
 
+    def check_sigma_cond(self, sigma_cond: float | None) -> float | None:
+        """The decoder's context noise level: refused unless None for codecs without one."""
+        if sigma_cond is not None:
+            raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
+        return None
 
-def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expected: str) -> torch.Tensor:
-    """A float32 CPU tensor from a tensor or array, or a one-line error (shape, dtype, NaN/Inf)."""
-    if isinstance(z, np.ndarray):
-        z = torch.from_numpy(np.ascontiguousarray(z))
-    if not isinstance(z, torch.Tensor):
-        raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
-    if not shape_ok(z):
-        raise M2LError(f"latents: expected shape {expected}, got {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise M2LError(f"latents: expected floating point values, got {z.dtype}")
-    z = z.detach().float().cpu()
-    if not torch.isfinite(z).all():
-        raise M2LError("latents: contain NaN or Inf")
-    return z
+    def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
+        """Extra metadata of a latent file made from `wave` [channels, samples] (none by default)."""
+        return {}
 
+    # ----------------------------------------------------------------------------- hooks
+    @abstractmethod
+    def model_rows(self, wave: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """Waveform [..., channels, samples] -> (model rows [R, ..., samples], the lead shape
+        that an output of R rows reshapes to)."""
 
-def _auto_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    @abstractmethod
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
+        """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
+
+    @abstractmethod
+    def decode_rows(
+        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
+    ) -> torch.Tensor:
+        """Raw latents (times latent_scale) [R, ...] -> padded waveforms [R, ..., samples]."""
+
+    @abstractmethod
+    def output_waveform(
+        self, wave: torch.Tensor, lead: tuple[int, ...], source_channels: int | None
+    ) -> torch.Tensor:
+        """Decoded rows [R, ..., length] -> [*lead, length] waveforms (as `decode` returns them).
+
+        `source_channels` is the channel count of the audio a latent file was made from, if known.
+        """
+
+    @abstractmethod
+    def check_latents(self, z: object) -> torch.Tensor:
+        """A checked float32 CPU latent tensor of this codec's layout, or a one-line M2LError."""
+
+    @abstractmethod
+    def seam_units(self, units: int) -> list[int]:
+        """Unit indices where pieces processed apart are joined, for `units` units."""
+
+    @property
+    @abstractmethod
+    def seam_spacing(self) -> int:
+        """Samples between two seams (a window of latents for v1, a chunk for v2)."""
+
+    @abstractmethod
+    def set_window_samples(self, samples: int) -> None:
+        """Bound the audio one model pass covers to about `samples` samples (memory vs speed)."""
+
+    @staticmethod
+    @abstractmethod
+    def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:
+        """Average `encode`'s output for one clip to one vector (the papers' MIR pooling).
+
+        Args:
+            out: unbatched `encode(..., features=features)` output.
+            features: `out` holds features (True) or latents (False).
+
+        Returns:
+            [dim] vector (v1: dim = latent or feature channels; v2: K * dim).
+        """

@@ -1,8 +1,9 @@
-"""The codec API for Music2Latent2: chunked parallel encoding, autoregressive two-step decoding.
+"""The Music2Latent2 (v2) codec: `Codec2`, the v2 sibling of the `m2l.codec.Codec` interface.
 
-Framing is v1's with a chunk (chunk_frames STFT frames, 32,768 samples at the paper size) in
-place of a latent frame: the clip gets `left_pad` samples before it and zeros after it up to
-m * chunk + n_fft - hop samples for m chunks, and decoding cuts exactly the original samples out.
+Chunked parallel encoding, autoregressive two-step decoding. Framing (see `m2l.codec`) has a
+chunk (chunk_frames STFT frames, 32,768 samples at the paper size) as its unit: the clip gets
+`left_pad` samples before it and zeros after it up to m * chunk + n_fft - hop samples for m
+chunks, and decoding cuts exactly the original samples out.
 
 Latents: [rows, chunks, K, latent_dim]; a row is one audio channel for a mono model, or a whole
 stereo clip for a stereo model (which encodes both channels jointly: mono input is duplicated to
@@ -14,39 +15,42 @@ chunk and chunk t starts from sigma_max noise; one evaluation refines chunk t - 
 step) and produces chunk t. The chunk-causal mask makes the refinement of a left chunk independent
 of the right one, so the last chunk gets its second step from one extra single-chunk evaluation.
 With `steps` > 1 the new chunk is sampled with that many evaluations (Karras levels) while the
-left chunk stays fixed. Noise is a deterministic function of (seed, row, chunk, step).
+left chunk stays fixed (`m2l.consistency.sampling.sample_with_context`). Noise is a
+deterministic function of (seed, row, chunk, step).
 """
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
-import numpy as np
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
 from m2l.codec import Codec, checked_latents, keyed_randn
+from m2l.consistency.sampling import renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
-from m2l.formats import LatentFile
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk
 
 
 class Codec2(Codec):
-    """Encode / decode with a Music2Latent2 model (same API as `Codec`, plus `sigma_cond`).
+    """Encode / decode with a Music2Latent2 model (the `Codec` interface, plus `sigma_cond`).
 
     Memory is bounded by `chunk_batch` chunks per encoder pass (`window_seconds` sets it in
     seconds) and by two chunks per decoder step, whatever the length of the audio.
 
     Attributes:
-        sample_rate: the model's audio rate.
         hop_length: audio samples per chunk (K latents each).
         latent_rate: latent vectors per second (K per chunk).
-        latent_dim: channels of a latent vector.
+        chunk_batch: chunks per encoder pass.
     """
 
+    version = "v2"
     unit_name = "chunks"
+    latent_time_axis = -3
+    latent_channel_axis = -1
+    default_sigma_cond = 0.4  # the paper's
 
     def __init__(
         self,
@@ -59,19 +63,16 @@ class Codec2(Codec):
         chunk_batch: int = 16,
         window_seconds: float | None = None,
     ) -> None:
-        self._place(model, model_id, device, dtype)
+        super().__init__(model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size)
         cfg = self.cfg
         if window_seconds is not None:  # the CLI's --window: audio per encoder pass
             chunk_batch = max(1, round(window_seconds * cfg.spectral.sample_rate / cfg.samples_per_chunk))
         self.hop_length = cfg.samples_per_chunk
         self.latent_rate = cfg.num_latents * self.sample_rate / self.hop_length
-        self.latent_dim = cfg.latent_dim
-        self.default_left_pad = cfg.spectral.n_fft - cfg.spectral.hop_length
-        self.batch_size = batch_size
         self.chunk_batch = chunk_batch
 
     # ----------------------------------------------------------------------------- encoding
-    def _rows_of(self, wave: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    def model_rows(self, wave: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         """[..., channels, samples] -> model rows [R, audio_channels, samples] + the lead shape."""
         if wave.shape[-2] > 2:
             raise M2LError(f"audio has {wave.shape[-2]} channels; m2l takes mono or stereo")
@@ -80,34 +81,11 @@ class Codec2(Codec):
         wave = wave.expand(*wave.shape[:-2], 2, wave.shape[-1])  # mono -> both channels
         return wave.reshape(-1, 2, wave.shape[-1]), (*wave.shape[:-2], 1)
 
-    @torch.inference_mode()
-    def encode(
-        self,
-        audio: object,
-        sample_rate: int | None = None,
-        features: bool = False,
-        *,
-        downmix: bool = False,
-        left_pad: int | None = None,
-    ) -> torch.Tensor:
-        """Encode audio (a path, or an array [samples], [channels, samples] or batched).
-
-        Returns:
-            latents [rows, chunks, K, latent_dim] (rows = channels, or 1 for a stereo model),
-            batched [batch, rows, chunks, K, latent_dim]; with `features`, the paper's MIR
-            features [rows, K * dim] (summary embeddings before the last linear layer, stacked,
-            averaged over chunks).
-        """
-        wave = self.load(audio, sample_rate, downmix=downmix)
-        rows, lead = self._rows_of(wave)
-        out = self.encode_rows(rows, features=features, left_pad=left_pad)
-        return out.reshape(*lead, *out.shape[1:])
-
     def encode_rows(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> torch.Tensor:
         """[R, audio_channels, samples] -> latents [R, chunks, K, d] (or features [R, K * dim])."""
-        rows, m = self._pad_rows(rows, left_pad)
+        rows, m = self.pad_rows(rows, left_pad)
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
         parts = []
         for c0 in range(0, m, self.chunk_batch):
@@ -120,103 +98,52 @@ class Codec2(Codec):
         z = torch.cat(parts, dim=1)  # [R, chunks, ...]
         return z.mean(1) if features else z / self.cfg.latent_scale
 
-    def encode_file(
-        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
-    ) -> LatentFile:
-        """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
-        wave = self.load(audio, sample_rate, downmix=downmix)
-        if wave.dim() != 2:
-            raise M2LError("encode_file takes one clip [channels, samples], not a batch")
-        rows, _ = self._rows_of(wave)
-        return LatentFile(
-            latents=self.encode_rows(rows),
-            sample_rate=self.sample_rate,
-            length=wave.shape[-1],
-            model_id=self.model_id,
-            config_hash=self.config_hash,
-            latent_scale=self.cfg.latent_scale,
-            left_pad=self.default_left_pad,
-            kind="v2",
-            extra={"audio_channels": int(wave.shape[0])},
-        )
+    def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
+        """The channel count of the audio (a stereo model decodes mono audio back to mono)."""
+        return {"audio_channels": int(wave.shape[0])}
 
     # ----------------------------------------------------------------------------- decoding
-    @torch.inference_mode()
-    def decode(
-        self,
-        z: torch.Tensor | np.ndarray | LatentFile,
-        steps: int = 1,
-        seed: int | None = None,
-        length: int | None = None,
-        *,
-        left_pad: int | None = None,
-        allow_model_mismatch: bool = False,
-        sigma_cond: float | None = None,
-    ) -> torch.Tensor:
-        """Decode latents to audio, chunk by chunk.
-
-        Args:
-            z: latents [rows, chunks, K, latent_dim] or batched, as `encode` returns, or a
-                `LatentFile`.
-            steps: evaluations per new chunk (1 = the paper's decoding).
-            seed: makes decoding reproducible; a random seed if None.
-            length: samples to return (the original length); all covered samples if None.
-            left_pad: padding used at encoding time (the codec default if None).
-            allow_model_mismatch: decode latents made with other weights of this architecture.
-            sigma_cond: noise level of the re-noised previous chunk (0.4 if None, the paper's).
-
-        Returns:
-            [channels, samples] (or [batch, channels, samples]) float32 waveform on the CPU;
-            a stereo model gives 2 channels, or 1 for a latent file made from mono audio.
-        """
-        mono_file = False
-        if isinstance(z, LatentFile):
-            self.check_latent_file(z, allow_model_mismatch)
-            length = z.length if length is None else length
-            mono_file = self.cfg.audio_channels == 2 and z.extra.get("audio_channels") == 1
-            left_pad, z = z.left_pad, z.latents
-        z = self._check_latents(z)
-        sigma_cond = 0.4 if sigma_cond is None else float(sigma_cond)
+    def check_sigma_cond(self, sigma_cond: float | None) -> float:
+        """The context noise level: `default_sigma_cond` if None, else within [0, sigma_max]."""
+        sigma_cond = self.default_sigma_cond if sigma_cond is None else float(sigma_cond)
         if not 0.0 <= sigma_cond <= self.cfg.consistency.sigma_max:
             raise M2LError(f"sigma_cond must be in [0, {self.cfg.consistency.sigma_max}], got {sigma_cond}")
-        pad, length, seed = self._decode_span(z.shape[-3], steps, length, left_pad, seed)
-        lead = z.shape[:-3]
-        rows = z.reshape(-1, *z.shape[-3:]) * self.cfg.latent_scale
-        wave = torch.cat(
-            [
-                self.decode_rows(rows[sl], steps=steps, seed=seed, sigma_cond=sigma_cond, first_row=sl.start)
-                for sl in self._rows(rows.shape[0])
-            ]
-        )
-        wave = wave[..., pad : pad + length]  # [R, audio_channels, length]
-        if self.cfg.audio_channels == 1:
-            return wave.reshape(*lead, length)
-        if mono_file:
-            wave = wave.mean(1, keepdim=True)
-        return wave.reshape(*lead[:-1], lead[-1] * wave.shape[1], length)
+        return sigma_cond
 
     def decode_rows(
+        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
+    ) -> torch.Tensor:
+        """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples], in
+        batches of `batch_size` rows."""
+        sigma = self.check_sigma_cond(sigma_cond)
+        return torch.cat(
+            [
+                self.decode_batch(rows[sl], steps=steps, seed=seed, sigma_cond=sigma, first_row=sl.start)
+                for sl in self.row_slices(rows.shape[0])
+            ]
+        )
+
+    def decode_batch(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float, first_row: int = 0
     ) -> torch.Tensor:
-        """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]."""
+        """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels, samples]."""
         cc = self.cfg.consistency
         r, m = rows.shape[:2]
-        out = torch.zeros(r * self.cfg.audio_channels, self._padded_length(m))
+        out = torch.zeros(r * self.cfg.audio_channels, self.padded_length(m))
         levels = karras_sigmas(steps, cc).tolist()
         s_cond = max(sigma_cond, cc.sigma_min)
-        cond_scale = math.sqrt(max(s_cond**2 - cc.sigma_min**2, 0.0))
         prev = prev_feat = None
         for t in range(m):
             feat = self.model.decode_features(rows[:, t].to(self.device, self.dtype))
             if prev is None:
                 est, _ = self._sample(None, feat, levels, s_cond, seed, first_row, t)
             else:
-                left = prev + cond_scale * self._noise(seed, first_row, r, t - 1, COND_STEP)
+                left = renoise(prev, self._noise(seed, first_row, r, t - 1, COND_STEP), s_cond, cc.sigma_min)
                 both = [torch.stack(pair, dim=1).flatten(0, 1) for pair in zip(prev_feat, feat, strict=True)]
                 est, refined = self._sample(left, both, levels, s_cond, seed, first_row, t)
                 self._emit(out, refined, t - 1)
             prev, prev_feat = est, feat
-        left = prev + cond_scale * self._noise(seed, first_row, r, m - 1, COND_STEP)
+        left = renoise(prev, self._noise(seed, first_row, r, m - 1, COND_STEP), s_cond, cc.sigma_min)
         sigma = torch.full((r, 1), s_cond, device=self.device)
         self._emit(out, self.model.denoise(left[:, None], sigma, prev_feat)[:, 0], m - 1)
         return out.clamp_(-1.0, 1.0).view(r, self.cfg.audio_channels, -1)
@@ -236,20 +163,15 @@ class Codec2(Codec):
         `feats` are the decoder features of chunk t, or of chunks (t - 1, t) interleaved per row.
         """
         r = feats[0].shape[0] // (1 if left is None else 2)
-        x = self._noise(seed, first_row, r, t, 0) * levels[0]
-        refined = None
-        for i, level in enumerate(levels):
-            sig = torch.full((r, 1), level, device=self.device)
-            if left is None:
-                est = self.model.denoise(x[:, None], sig, feats)[:, 0]
-            else:
-                sig = torch.cat((torch.full_like(sig, s_cond), sig), dim=1)
-                pair = self.model.denoise(torch.stack((left, x), dim=1), sig, feats)
-                refined, est = pair[:, 0], pair[:, 1]
-            if i + 1 < len(levels):
-                scale = math.sqrt(max(levels[i + 1] ** 2 - self.cfg.consistency.sigma_min**2, 0.0))
-                x = est + scale * self._noise(seed, first_row, r, t, i + 1)
-        return est, refined
+        return sample_with_context(
+            lambda x, s: self.model.denoise(x, s, feats),
+            self._noise(seed, first_row, r, t, 0),
+            self.cfg.consistency,
+            sigmas=levels,
+            noise_source=lambda i: self._noise(seed, first_row, r, t, i + 1),
+            context=left,
+            context_sigma=s_cond,
+        )
 
     def _noise(self, seed: int, first_row: int, r: int, chunk: int, step: int) -> torch.Tensor:
         """Unit noise [R, C_in, F, chunk_frames] of one chunk, a function of (seed, row, chunk, step)."""
@@ -264,11 +186,44 @@ class Codec2(Codec):
         frames = spectrogram_to_frames(spec, spc).cpu()
         overlap_add_into(out, frames, t * self.cfg.chunk_frames, spc.hop_length)
 
-    # ----------------------------------------------------------------------------- checks
-    def _check_latents(self, z: object) -> torch.Tensor:
+    def output_waveform(
+        self, wave: torch.Tensor, lead: tuple[int, ...], source_channels: int | None
+    ) -> torch.Tensor:
+        """[R, audio_channels, length] -> [*lead, length] for a mono model; a stereo model gives
+        [*lead[:-1], 2, length], or 1 channel for audio that came in mono."""
+        length = wave.shape[-1]
+        if self.cfg.audio_channels == 1:
+            return wave.reshape(*lead, length)
+        if source_channels == 1:
+            wave = wave.mean(1, keepdim=True)
+        return wave.reshape(*lead[:-1], lead[-1] * wave.shape[1], length)
+
+    # ----------------------------------------------------------------------------- layout
+    def check_latents(self, z: object) -> torch.Tensor:
+        """Latents [rows, chunks, K, latent_dim] or batched, checked (see `checked_latents`)."""
         k, d = self.cfg.num_latents, self.latent_dim
         return checked_latents(
             z,
             lambda t: t.dim() in (4, 5) and tuple(t.shape[-2:]) == (k, d) and t.shape[-3] >= 1,
             f"[channels, chunks, {k}, {d}] or [batch, channels, chunks, {k}, {d}]",
         )
+
+    def seam_units(self, units: int) -> list[int]:
+        """Every chunk start after the first (chunks are encoded apart, decoded one by one)."""
+        return list(range(1, units))
+
+    @property
+    def seam_spacing(self) -> int:
+        """Samples per chunk."""
+        return int(self.hop_length)
+
+    def set_window_samples(self, samples: int) -> None:
+        """Encoder passes of `samples` // hop_length chunks (at least 1); decoding always works
+        on two chunks at a time."""
+        self.chunk_batch = max(int(samples) // self.hop_length, 1)
+
+    @staticmethod
+    def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:
+        """Features [rows, K * dim] -> their mean over rows; latents [rows, chunks, K, dim] ->
+        the mean over rows and chunks, flattened to [K * dim]."""
+        return out.mean(0) if features else out.mean(dim=(0, 1)).flatten()

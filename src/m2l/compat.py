@@ -5,7 +5,9 @@ Same method and argument names; numpy in and out. Differences, all deliberate:
 - clips are padded at the end instead of cropped (one more latent frame when the length is not
   a whole number of frames), with the authors' time alignment (no padding before the audio);
 - decoding takes an optional `seed` and is reproducible with it;
-- weights load without pickle; `load_path_inference=None` fetches the authors' checkpoint.
+- weights load without pickle; `load_path_inference=None` fetches the authors' checkpoint;
+- any m2l model loads, v2 included: its latents then have the v2 layout (`m2l.codec_v2`), and
+  `max_waveform_length` bounds the audio of one encoder pass (v2 decodes two chunks at a time).
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ class EncoderDecoder:
 
     def _options(self, max_waveform_length: int | None, max_batch_size: int | None) -> None:
         if max_waveform_length is not None:
-            self.codec.window = max(
-                int(max_waveform_length) // self.codec.hop_length, 2 * self.codec.context + 1
-            )
+            self.codec.set_window_samples(int(max_waveform_length))
         if max_batch_size is not None:
             self.codec.batch_size = max(int(max_batch_size), 1)
 

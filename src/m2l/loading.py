@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from m2l.codec import Codec
-from m2l.config import PRESETS, ModelConfig, V2Config, config_hash, preset
+from m2l.codec_v1 import Codec1
+from m2l.config import PRESETS, ModelConfig, config_hash, preset
 from m2l.errors import M2LError
 from m2l.formats import (
     FileKind,
@@ -162,23 +163,22 @@ def load(
         device: "cpu", "cuda", "mps"...; the best available if None.
         dtype: compute dtype (float32 if None).
         checkpoint: weights for a preset source.
-        **codec_options: passed to the codec (v1 `Codec`: window_seconds, context, batch_size;
-            v2 `Codec2`: batch_size, chunk_batch).
+        **codec_options: passed to the codec (v1 `Codec1`: window_seconds, context, batch_size;
+            v2 `Codec2`: batch_size, chunk_batch, window_seconds).
 
     Returns:
-        A ready `Codec` (v1) or `Codec2` (v2).
+        A ready `Codec`: a `Codec1` (v1) or `Codec2` (v2).
     """
     model, model_id = load_model(source, checkpoint)
     return make_codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
 
 
 def make_codec(model: torch.nn.Module, **options: object) -> Codec:
-    """The codec class of the model's architecture around `model`."""
-    if isinstance(model.cfg, V2Config):
-        from m2l.codec_v2 import Codec2
+    """The codec class of the model's architecture (its config's kind) around `model`."""
+    from m2l.codec_v2 import Codec2
 
-        return Codec2(model, **options)
-    return Codec(model, **options)
+    codecs: dict[str, type[Codec1] | type[Codec2]] = {Codec1.version: Codec1, Codec2.version: Codec2}
+    return codecs[model.cfg.kind](model, **options)
 
 
 def convert(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> str:

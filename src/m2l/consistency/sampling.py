@@ -1,7 +1,15 @@
-"""Samplers for consistency models: small functions taking explicit noise or generators."""
+"""Samplers for consistency models: small functions taking explicit noise or generators.
+
+One signature family: `sampler(denoise, noise, cfg, sigmas=None, steps=1, generator=None,
+noise_source=None, ...)`. `noise` is the unit-variance initial noise; the noise levels are
+`sigmas` (decreasing, from sigma_max) or the Karras spacing of `steps`; between two levels the
+estimate is moved back up with `renoise`, drawing fresh unit noise from `noise_source(i)` (the
+noise for the level after level i) or else from `generator`.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -10,6 +18,49 @@ from m2l.config import ConsistencyConfig
 from m2l.consistency.schedule import karras_sigmas
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""f(x, sigma) -> x0 estimate of the same shape as x."""
+NoiseSource = Callable[[int], torch.Tensor]
+"""i -> unit noise for the level after level i."""
+
+
+def renoise_scale(sigma: float, sigma_min: float) -> float:
+    """sqrt(sigma^2 - sigma_min^2) (0 at or below sigma_min): the noise that takes a clean
+    estimate to level `sigma` under the boundary condition at sigma_min."""
+    return math.sqrt(max(sigma**2 - sigma_min**2, 0.0))
+
+
+def renoise(x0: torch.Tensor, noise: torch.Tensor, sigma: float, sigma_min: float) -> torch.Tensor:
+    """x = x0 + sqrt(sigma^2 - sigma_min^2) * noise: an estimate moved back to noise level `sigma`.
+
+    Args:
+        x0: [batch, ...] clean estimate.
+        noise: [batch, ...] unit-variance noise, same shape, device and dtype.
+        sigma: target noise level.
+        sigma_min: the consistency boundary level.
+
+    Returns:
+        [batch, ...] noisy input for the next network evaluation.
+    """
+    return x0 + renoise_scale(sigma, sigma_min) * noise
+
+
+def noise_levels(
+    cfg: ConsistencyConfig, sigmas: Sequence[float] | None = None, steps: int = 1
+) -> list[float]:
+    """The levels a sampler evaluates at: `sigmas`, or the Karras spacing of `steps`."""
+    return [float(s) for s in (karras_sigmas(steps, cfg) if sigmas is None else sigmas)]
+
+
+def fresh_noise(
+    i: int, like: torch.Tensor, generator: torch.Generator | None, noise_source: NoiseSource | None
+) -> torch.Tensor:
+    """Unit noise for the level after level i, shaped, placed and typed like `like`."""
+    if noise_source is not None:
+        fresh = noise_source(i)
+    else:
+        gen_device = generator.device if generator is not None else like.device
+        fresh = torch.randn(like.shape, generator=generator, device=gen_device)
+    return fresh.to(device=like.device, dtype=like.dtype)
 
 
 def sample_one_step(denoise: DenoiseFn, noise: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
@@ -25,37 +76,81 @@ def sample_multistep(
     sigmas: Sequence[float] | None = None,
     steps: int = 1,
     generator: torch.Generator | None = None,
-    renoise: Callable[[int], torch.Tensor] | None = None,
+    noise_source: NoiseSource | None = None,
 ) -> torch.Tensor:
     """Multi-step consistency sampling.
 
-    Starts from sigma_max * noise, predicts x0, re-noises to the next sigma with fresh noise
-    scaled by sqrt(sigma_next^2 - sigma_min^2), and predicts again.
+    Starts from sigma_max * noise, predicts x0, re-noises to the next level (`renoise`) and
+    predicts again.
 
     Args:
-        denoise: the consistency function f(x, sigma).
+        denoise: the consistency function f(x [batch, ...], sigma [batch]).
         noise: [batch, ...] unit-variance initial noise.
         cfg: noise parametrisation.
         sigmas: decreasing noise levels starting at sigma_max; Karras spacing of `steps` if None.
         steps: number of network evaluations when `sigmas` is None.
         generator: source of the re-noising noise (drawn on the generator's device).
-        renoise: alternative source: renoise(i) returns unit noise for the step after step i.
+        noise_source: alternative source: noise_source(i) is unit noise for the level after i.
 
     Returns:
         [batch, ...] sample.
     """
-    levels = [float(s) for s in (karras_sigmas(steps, cfg) if sigmas is None else sigmas)]
+    levels = noise_levels(cfg, sigmas, steps)
     x = noise * levels[0]
     out = x
     for i, level in enumerate(levels):
         sigma = torch.full((noise.shape[0],), level, device=noise.device)
         out = denoise(x, sigma)
         if i + 1 < len(levels):
-            if renoise is not None:
-                fresh = renoise(i)
-            else:
-                gen_device = generator.device if generator is not None else noise.device
-                fresh = torch.randn(noise.shape, generator=generator, device=gen_device)
-            scale = max(levels[i + 1] ** 2 - cfg.sigma_min**2, 0.0) ** 0.5
-            x = out + scale * fresh.to(device=noise.device, dtype=noise.dtype)
+            x = renoise(out, fresh_noise(i, noise, generator, noise_source), levels[i + 1], cfg.sigma_min)
     return out
+
+
+def sample_with_context(
+    denoise: DenoiseFn,
+    noise: torch.Tensor,
+    cfg: ConsistencyConfig,
+    sigmas: Sequence[float] | None = None,
+    steps: int = 1,
+    generator: torch.Generator | None = None,
+    noise_source: NoiseSource | None = None,
+    *,
+    context: torch.Tensor | None = None,
+    context_sigma: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-step sampling of a new chunk next to a fixed, noisy context chunk (Music2Latent2).
+
+    The denoiser sees groups of chunks: x [batch, G, ...] with one level per chunk, sigma
+    [batch, G]. Without `context` G = 1; with it G = 2, the context first, at `context_sigma`
+    for every evaluation (it is not re-noised), and the new chunk second. The new chunk follows
+    `sample_multistep`.
+
+    Args:
+        denoise: f(x [batch, G, ...], sigma [batch, G]) -> [batch, G, ...].
+        noise: [batch, ...] unit-variance initial noise of the new chunk.
+        cfg: noise parametrisation.
+        sigmas: decreasing noise levels of the new chunk; Karras spacing of `steps` if None.
+        steps: number of network evaluations when `sigmas` is None.
+        generator: source of the re-noising noise.
+        noise_source: alternative source: noise_source(i) is unit noise for the level after i.
+        context: [batch, ...] the noisy context chunk, or None.
+        context_sigma: its noise level.
+
+    Returns:
+        (new chunk [batch, ...], the context's estimate from the last evaluation, or None).
+    """
+    levels = noise_levels(cfg, sigmas, steps)
+    r = noise.shape[0]
+    x = noise * levels[0]
+    est, refined = x, None
+    for i, level in enumerate(levels):
+        sigma = torch.full((r, 1), level, device=noise.device)
+        if context is None:
+            est = denoise(x[:, None], sigma)[:, 0]
+        else:
+            sigma = torch.cat((torch.full_like(sigma, context_sigma), sigma), dim=1)
+            pair = denoise(torch.stack((context, x), dim=1), sigma)
+            refined, est = pair[:, 0], pair[:, 1]
+        if i + 1 < len(levels):
+            x = renoise(est, fresh_noise(i, noise, generator, noise_source), levels[i + 1], cfg.sigma_min)
+    return est, refined

@@ -1,12 +1,13 @@
 """Chunk-boundary analysis: is the reconstruction worse where the codec stitches pieces together?
 
-Where the seams are, in samples of the original clip (the codec pads `default_left_pad` samples
-before the clip, see `m2l.codec`):
+Where the seams are, in samples of the original clip, is the codec's to say
+(`Codec.seam_positions`; the codec pads `default_left_pad` samples before the clip, see
+`m2l.codec`):
 
 - v2 (`Codec2`): chunks are encoded independently and decoded one after the other, so there is a
   seam at every chunk start t * hop_length - left_pad, t = 1 .. chunks - 1.
-- v1 (`Codec`): long audio is processed in windows of `codec.window` latents that are cross-faded
-  around their boundaries; the seams are the window starts (`m2l.codec.plan_windows`) times
+- v1 (`Codec1`): long audio is processed in windows of `codec.window` latents that are cross-faded
+  around their boundaries; the seams are the window starts (`m2l.codec_v1.plan_windows`) times
   hop_length, minus left_pad. Clips shorter than one window have none.
 
 Error per frame: log-mel L1 error, |log10(mel_ref + 1e-5) - log10(mel_est + 1e-5)| averaged over
@@ -24,8 +25,7 @@ from typing import Any
 
 import torch
 
-from m2l.codec import plan_windows
-from m2l.config import V2Config
+from m2l.codec import Codec
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
 
 N_FFT, HOP, N_MELS = 2048, 512, 64
@@ -33,25 +33,14 @@ RADIUS = 2048
 LOG_FLOOR = 1e-5
 
 
-def is_v2(codec: Any) -> bool:
-    """True for a Music2Latent2 codec (chunked, with `sigma_cond`)."""
-    return isinstance(codec.cfg, V2Config)
-
-
-def boundary_spacing(codec: Any) -> int:
+def boundary_spacing(codec: Codec) -> int:
     """Samples between two seams of `codec` (a chunk for v2, a window of latents for v1)."""
-    return int(codec.hop_length) if is_v2(codec) else int(codec.window * codec.hop_length)
+    return codec.seam_spacing
 
 
-def boundary_positions(codec: Any, samples: int) -> list[int]:
+def boundary_positions(codec: Codec, samples: int) -> list[int]:
     """Seams inside a clip of `samples` samples, as sample offsets in (0, samples)."""
-    latents = codec.num_latents(samples)
-    if is_v2(codec):
-        starts = range(1, latents)
-    else:
-        starts = [w.start for w in plan_windows(latents, codec.window, codec.context)[1:]]
-    pad = codec.default_left_pad
-    return [s * codec.hop_length - pad for s in starts if 0 < s * codec.hop_length - pad < samples]
+    return codec.seam_positions(samples)
 
 
 def frame_errors(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> torch.Tensor:

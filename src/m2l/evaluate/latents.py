@@ -2,7 +2,7 @@
 
 Both encoders end in tanh, and the codecs hand out tanh(encoder) / latent_scale:
 
-- v1 (`m2l.codec`): latents [channels, 64, frames], latent_scale 0.06, latent axis dim=-2.
+- v1 (`m2l.codec_v1`): latents [channels, 64, frames], latent_scale 0.06, latent axis dim=-2.
 - v2 (`m2l.codec_v2`): latents [rows, chunks, K, 64], latent_scale 1.0, latent axis dim=-1.
 
 `latent_stats` measures means and standard deviations on the latents as given, and saturation on

@@ -41,7 +41,6 @@ from m2l.evaluate.boundaries import (
     boundary_analysis,
     boundary_positions,
     boundary_spacing,
-    is_v2,
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
@@ -178,7 +177,8 @@ def mean_or_none(values: list[float | None]) -> float | None:
 
 def sweep(codec: Any, steps: tuple[int, ...], sigma_cond: tuple[float, ...]) -> list[Setting]:
     """The decoding settings of one model."""
-    sigmas: tuple[float | None, ...] = sigma_cond if sigma_cond and is_v2(codec) else (None,)
+    takes_sigma = codec.default_sigma_cond is not None
+    sigmas: tuple[float | None, ...] = sigma_cond if sigma_cond and takes_sigma else (None,)
     return [Setting(k, s) for k in steps for s in sigmas]
 
 
@@ -237,7 +237,7 @@ def model_latent_stats(latents: list[torch.Tensor], codec: Any) -> dict[str, Any
     """
     from m2l.evaluate.latents import latent_stats
 
-    dim = -1 if is_v2(codec) else -2
+    dim = codec.latent_channel_axis
     vectors = torch.cat([z.movedim(dim, -1).reshape(-1, z.shape[dim]) for z in latents])
     return latent_stats(vectors, dim=-1, latent_scale=float(codec.cfg.latent_scale))
 
@@ -322,7 +322,7 @@ def evaluate_model(
         "source": spec.source,
         "slug": mslug,
         "model_id": codec.model_id,
-        "version": "v2" if is_v2(codec) else "v1",
+        "version": codec.version,
         "config": codec.cfg.name,
         "sample_rate": int(codec.sample_rate),
         "hop_length": int(codec.hop_length),
@@ -351,7 +351,7 @@ def load_codecs(opts: EvalOptions, ctx: EvalContext) -> list[Any]:
             text = str(err)
             raise M2LError(text if spec.source in text else f"{spec.source}: {text}") from None
     if opts.sigma_cond:
-        v1 = [m.label for m, c in zip(opts.models, codecs, strict=True) if not is_v2(c)]
+        v1 = [m.label for m, c in zip(opts.models, codecs, strict=True) if c.default_sigma_cond is None]
         if len(v1) == len(codecs):
             raise M2LError("--sigma-cond applies to Music2Latent2 (v2) models only, and no --model is v2")
         if v1:

@@ -212,6 +212,7 @@ class Music2Latent(nn.Module):
     # ------------------------------------------------------- the interface the trainer uses
     sigma_groups = 1  # noise levels per training sample
     audio_channels = 1  # v1 is mono: stereo is handled as two rows
+    required_crop_frames: int | None = None  # any crop of whole latent frames
 
     def prepare(self, audio: torch.Tensor) -> torch.Tensor:
         """Training audio [B, 1, samples] -> clean spectrogram x0 [B, 2, F, T]."""

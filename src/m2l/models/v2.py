@@ -311,6 +311,11 @@ class Music2Latent2(nn.Module):
     def audio_channels(self) -> int:
         return self.cfg.audio_channels
 
+    @property
+    def required_crop_frames(self) -> int:
+        """Training crops are exactly `sigma_groups` chunks."""
+        return self.sigma_groups * self.cfg.chunk_frames
+
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, audio_channels, samples] -> [B, 2 * audio_channels, F, frames]."""
         b, c, n = audio.shape

@@ -6,7 +6,8 @@ or to its parent, i.e. DATA for DATA/notes/manifest.jsonl; absolute paths work t
 "pitch_class" (0-11; derived from "pitch" when absent) and "program" (the General MIDI program,
 the label of the "instrument" task). Other fields are ignored.
 
-Feature kinds (one clip vector per note, the papers' MIR protocol):
+Feature kinds (one clip vector per note, the papers' MIR protocol; the pooling is the codec's
+`clip_vector`):
 
 - "features": the encoder's features for MIR. v1: `encode(features=True)` is
   [channels, feature_dim, frames], averaged over frames and channels; v2: `encode(features=True)`
@@ -31,14 +32,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from m2l.audio.io import load_audio
-from m2l.config import ModelConfig, V2Config, config_hash
+from m2l.codec import Codec
+from m2l.config import ModelConfig, config_hash
 from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
@@ -256,34 +258,27 @@ def cached_features(
 
 
 # ----------------------------------------------------------------------------- extractors
-def clip_vector(out: torch.Tensor, kind: str, v2: bool) -> np.ndarray:
-    """Average one note's encoder output to a clip vector (see the module doc).
+def clip_vector(codec: Codec, wave: torch.Tensor, kind: str) -> np.ndarray:
+    """Encode one note and average the output to a clip vector (see the module doc).
 
     Args:
-        out: v1 [channels, dim, frames] (features or latents); v2 [rows, K * dim] (features) or
-            [rows, chunks, K, dim] (latents).
+        codec: the m2l codec (v1 or v2).
+        wave: [channels, samples] audio at the codec's rate.
         kind: "features" or "latents".
-        v2: `out` comes from a Music2Latent2 encoder.
 
     Returns:
         [dim] (v1), [K * dim] (v2) float64.
     """
-    if v2:
-        vec = out.mean(0) if kind == "features" else out.mean(dim=(0, 1)).flatten()
-    else:
-        vec = out.mean(dim=(0, 2))
-    return vec.double().numpy()
+    features = kind == "features"
+    return codec.clip_vector(codec.encode(wave, features=features), features=features).double().numpy()
 
 
-def codec_extractor(codec: Any) -> Extractor:
-    """Extractor of the "features" and "latents" kinds of an m2l codec (`Codec` or `Codec2`)."""
-    v2 = isinstance(codec.cfg, V2Config)
+def codec_extractor(codec: Codec) -> Extractor:
+    """Extractor of the "features" and "latents" kinds of an m2l codec (`Codec1` or `Codec2`)."""
 
     def extract(path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
         wave = codec.load(path, downmix=True)
-        return {
-            kind: clip_vector(codec.encode(wave, features=kind == "features"), kind, v2) for kind in kinds
-        }
+        return {kind: clip_vector(codec, wave, kind) for kind in kinds}
 
     return extract
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
-from m2l.config import V2Config, preset
+from m2l.config import preset
 from m2l.errors import M2LError
 from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
@@ -155,12 +155,14 @@ class Trainer:
     # ------------------------------------------------------------------ building
     def _build_model(self) -> nn.Module:
         config = preset(self.cfg.model)
-        if isinstance(config, V2Config) and self.cfg.crop_frames != 2 * config.chunk_frames:
+        model = create(config)
+        need = model.required_crop_frames
+        if need is not None and self.cfg.crop_frames != need:
             raise M2LError(
-                f"{config.name} trains on pairs of {config.chunk_frames}-frame chunks: "
-                f"set crop_frames={2 * config.chunk_frames} (the *-v2 training presets do)"
+                f"{config.name} trains on {model.sigma_groups} chunks of {need // model.sigma_groups} "
+                f"frames: set crop_frames={need} (the *-v2 training presets do)"
             )
-        model = create(config).to(self.dist.device)
+        model = model.to(self.dist.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from m2l.audio.io import save_audio
-from m2l.config import V2Config
 from m2l.evaluate.images import spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import make_codec
@@ -19,7 +18,8 @@ if TYPE_CHECKING:
 
 class Validator:
     """Consistency loss, SI-SDR, mel and STFT distances of one-step reconstructions; `select`
-    is the distance the best checkpoint is chosen by (v2: mel distance at sigma_cond 0).
+    is the distance the best checkpoint is chosen by (for a codec that re-noises its decoding
+    context, v2: the mel distance at sigma_cond 0).
 
     Args:
         trainer: the running trainer (model builder, EMA, config, run folder).
@@ -56,7 +56,7 @@ class Validator:
             "stft_distance": float(stft_distance(rec, ref).mean()),
         }
         metrics["select"] = metrics["mel_distance"]
-        if isinstance(model.cfg, V2Config):  # also without re-noised context (see below)
+        if codec.default_sigma_cond is not None:  # also without re-noised context (see below)
             plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
             metrics["mel_distance_cond0"] = float(mel_distance(plain, ref, sr).mean())
             # at sigma_cond 0.4 an untrained model's output is re-noised context, noise near the

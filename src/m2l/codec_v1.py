@@ -1,0 +1,206 @@
+"""The Music2Latent (v1) codec: `Codec1`, the v1 sibling of the `m2l.codec.Codec` interface.
+
+Framing (see `m2l.codec`): the unit is one latent frame of hop_length samples.
+
+Windows. Long signals are processed in windows of `window` latents with `context` latents of
+extra audio on each side; neighbouring windows are cross-faded linearly over `context` latents
+around their boundary (latents when encoding, time frames when decoding), so memory is bounded by
+the window size and seams are smooth.
+
+Noise. Decoding noise is a deterministic function of (seed, row, absolute frame position, step),
+drawn on the CPU in tiles of 64 frames: the same seed gives the same audio whatever the window
+size, device or batch layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
+from m2l.codec import Codec, checked_latents, keyed_randn
+from m2l.consistency.sampling import sample_multistep
+from m2l.consistency.schedule import karras_sigmas
+from m2l.models.v1 import Music2Latent
+
+NOISE_TILE = 64  # frames per noise tile
+
+
+@dataclass(frozen=True)
+class Window:
+    """Latents [start, stop) are produced by a pass over latents [lo, hi)."""
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+
+
+def plan_windows(total: int, window: int, context: int) -> list[Window]:
+    """Split `total` latents into windows of `window` latents with `context` on each side."""
+    if total <= window + context:
+        return [Window(0, total, 0, total)]
+    out, start = [], 0
+    while start < total:
+        stop = min(start + window, total)
+        if total - stop <= context:  # fold a short tail into this window
+            stop = total
+        out.append(Window(start, stop, max(start - context, 0), min(stop + context, total)))
+        start = stop
+    return out
+
+
+def crossfade_weights(win: Window, total: int, ramp: int, scale: int = 1) -> torch.Tensor:
+    """Weights over positions [lo, hi) * scale: 1 inside, linear ramps of 2 * ramp * scale
+    centred on interior boundaries; the weights of neighbouring windows sum to 1."""
+    pos = torch.arange(win.lo * scale, win.hi * scale, dtype=torch.float64) + 0.5
+    w = torch.ones_like(pos)
+    half = ramp * scale
+    if win.start > 0:
+        w = w * ((pos - (win.start * scale - half)) / (2 * half)).clamp(0, 1)
+    if win.stop < total:
+        w = w * (((win.stop * scale + half) - pos) / (2 * half)).clamp(0, 1)
+    return w.float()
+
+
+def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Unit noise [shape..., last - first] for frames [first, last) of one row."""
+    tiles = [
+        keyed_randn((*shape, NOISE_TILE), seed, row, k, step)
+        for k in range(first // NOISE_TILE, (last - 1) // NOISE_TILE + 1)
+    ]
+    noise = torch.cat(tiles, dim=-1)
+    offset = (first // NOISE_TILE) * NOISE_TILE
+    return noise[..., first - offset : last - offset]
+
+
+class Codec1(Codec):
+    """Encode / decode with a Music2Latent (v1) model (the `Codec` interface).
+
+    Long signals are processed in windows of `window` latents with `context` latents of extra
+    audio on each side, so memory is bounded by the window size whatever the length.
+
+    Attributes:
+        window: latents per window (at least 2 * context + 1).
+        context: latents of context on each side of a window.
+    """
+
+    version = "v1"
+    unit_name = "latent frames"
+    latent_time_axis = -1
+    latent_channel_axis = -2
+
+    def __init__(
+        self,
+        model: Music2Latent,
+        *,
+        model_id: str,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        window_seconds: float = 10.0,
+        context: int = 4,
+        batch_size: int = 4,
+    ) -> None:
+        super().__init__(model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size)
+        self.hop_length = self.cfg.samples_per_latent
+        self.latent_rate = self.sample_rate / self.hop_length
+        self.context = context
+        self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
+
+    def windows(self, total: int) -> list[Window]:
+        """The windows that cover `total` latents."""
+        return plan_windows(total, self.window, self.context)
+
+    # ----------------------------------------------------------------------------- hooks
+    def model_rows(self, wave: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """[..., channels, samples] -> one mono row per channel [R, samples] + the lead shape."""
+        return wave.reshape(-1, wave.shape[-1]), tuple(wave.shape[:-1])
+
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
+        """[rows, samples] waveforms at the model rate -> [rows, dim, frames] on the CPU."""
+        rows, m = self.pad_rows(rows, left_pad)
+        out: torch.Tensor | None = None
+        tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+        for win in self.windows(m):
+            seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
+            weight = crossfade_weights(win, m, self.context // 2 or 1)
+            for sl in self.row_slices(rows.shape[0]):
+                spec = to_spectrogram(seg[sl].to(self.device), self.cfg.spectral)
+                z = self.model.encode(spec.to(self.dtype), features=features).float().cpu()
+                if out is None:
+                    out = torch.zeros(rows.shape[0], z.shape[1], m)
+                out[sl, :, win.lo : win.hi] += z * weight
+        assert out is not None
+        return out if features else out / self.cfg.latent_scale
+
+    def decode_rows(
+        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
+    ) -> torch.Tensor:
+        """Raw latents [rows, dim, frames] -> full padded waveforms [rows, samples] on the CPU.
+
+        Noise is a deterministic function of (seed, row, absolute frame position, step), drawn
+        on the CPU in tiles of `NOISE_TILE` frames: the same seed gives the same audio whatever
+        the window size, device or batch layout. `sigma_cond` must be None.
+        """
+        spc, fpl = self.cfg.spectral, self.cfg.frames_per_latent
+        m = rows.shape[-1]
+        out = torch.zeros(rows.shape[0], self.padded_length(m))
+        sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
+        for win in self.windows(m):
+            weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
+            first, last = win.lo * fpl, win.hi * fpl
+            for sl in self.row_slices(rows.shape[0]):
+                ids = range(sl.start, sl.stop)
+
+                def noise(step: int, ids: range = ids, first: int = first, last: int = last) -> torch.Tensor:
+                    return torch.stack(
+                        [tile_noise(seed, r, first, last, step, (2, spc.freq_bins)) for r in ids]
+                    ).to(self.device, self.dtype)
+
+                pyramid = self.model.decode_features(rows[sl, :, win.lo : win.hi].to(self.device, self.dtype))
+                spec = sample_multistep(
+                    lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
+                    noise(0),
+                    self.cfg.consistency,
+                    sigmas=sigmas,
+                    noise_source=lambda i, f=noise: f(i + 1),
+                )
+                frames = spectrogram_to_frames(spec.float(), spc).cpu()
+                overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
+        return out.clamp_(-1.0, 1.0)
+
+    def output_waveform(
+        self, wave: torch.Tensor, lead: tuple[int, ...], source_channels: int | None
+    ) -> torch.Tensor:
+        """[rows, length] -> [*lead, length] (one row per channel)."""
+        return wave.reshape(*lead, wave.shape[-1])
+
+    def check_latents(self, z: object) -> torch.Tensor:
+        """Latents [channels, latent_dim, frames] or batched, checked (see `checked_latents`)."""
+        d = self.latent_dim
+        return checked_latents(
+            z,
+            lambda t: t.dim() in (3, 4) and t.shape[-2] == d and t.shape[-1] >= 1,
+            f"[channels, {d}, frames] or [batch, channels, {d}, frames]",
+        )
+
+    def seam_units(self, units: int) -> list[int]:
+        """Window starts after the first (none for audio shorter than one window)."""
+        return [w.start for w in self.windows(units)[1:]]
+
+    @property
+    def seam_spacing(self) -> int:
+        """Samples per window."""
+        return int(self.window * self.hop_length)
+
+    def set_window_samples(self, samples: int) -> None:
+        """Windows of `samples` // hop_length latents (at least 2 * context + 1)."""
+        self.window = max(int(samples) // self.hop_length, 2 * self.context + 1)
+
+    @staticmethod
+    def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:
+        """[channels, dim, frames] -> [dim]: the mean over channels and frames."""
+        return out.mean(dim=(0, 2))
