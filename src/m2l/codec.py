@@ -107,7 +107,15 @@ class Codec(ABC):
         dtype: torch.dtype | None = None,
         batch_size: int = 4,
     ) -> None:
-        """Move `model` to its device/dtype for inference and record its identity."""
+        """Move `model` to its device/dtype for inference and record its identity.
+
+        Args:
+            model: a v1 or v2 model (`m2l.models`) with its `cfg`; frozen and put in eval mode.
+            model_id: identifies the weights (stored in latent files).
+            device: "cpu", "cuda", "mps"...; the best available if None.
+            dtype: compute dtype (float32 if None).
+            batch_size: rows per model pass.
+        """
         self.cfg = model.cfg
         self.device = torch.device(device or auto_device())
         self.dtype = dtype or torch.float32
