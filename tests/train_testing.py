@@ -9,6 +9,8 @@ import numpy as np
 import soundfile as sf
 
 from m2l.train.config import TRAIN_PRESETS, TrainConfig
+from m2l.train.data import parse_source
+from m2l.train.loop import Trainer
 
 
 def _tone(seconds: float, rate: int, freq: float, seed: int) -> np.ndarray:
@@ -54,3 +56,24 @@ def fast_config(**changes: object) -> TrainConfig:
         tensorboard=False,
     )
     return dataclasses.replace(base, **changes)
+
+
+def make_trainer(audio_dirs: dict[str, Path], run: Path, cfg: TrainConfig, **kwargs: object) -> Trainer:
+    """A CPU trainer on the train/ folder with val/ for validation, no progress bar."""
+    return Trainer(
+        cfg,
+        [parse_source(str(audio_dirs["train"]))],
+        run,
+        val_sources=[parse_source(str(audio_dirs["val"]))],
+        device="cpu",
+        show_progress=False,
+        **kwargs,
+    )
+
+
+def train_argv(audio_dirs: dict[str, Path], run: Path, *sets: str, data: str = "train") -> list[str]:
+    """`m2l train tiny` arguments for a seconds-long CPU run into `run`, plus `--set` each of `sets`."""
+    argv = ["train", "tiny", "--data", str(audio_dirs[data]), "--val", str(audio_dirs["val"])]
+    argv += ["--out", str(run), "--no-progress", "--device", "cpu"]
+    fixed = ("batch_size=2", "workers=0", "val_items=1", "val_seconds=1", "tensorboard=false", "log_every=1")
+    return argv + [arg for item in (*fixed, *sets) for arg in ("--set", item)]

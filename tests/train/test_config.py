@@ -71,3 +71,55 @@ def test_paper_is_the_published_recipe_and_recipe_bundles_apply_before_single_op
     ]:
         with pytest.raises(M2LError):
             apply_overrides(paper, [bad])
+
+
+def test_an_unknown_override_suggests_the_closest_field_and_lists_them_all():
+    with pytest.raises(M2LError) as err:
+        apply_overrides(TrainConfig(), ["batchsize=4"])
+    message = str(err.value)
+    assert "unknown field batchsize (did you mean batch_size?); fields: name, model, crop_frames" in message
+    assert "\n" not in message and "tensorboard" in message and "extensions" not in message
+    with pytest.raises(M2LError, match="expected FIELD=VALUE; fields: name, model"):
+        apply_overrides(TrainConfig(), ["lr"])
+
+
+@pytest.mark.parametrize(
+    "override,says",
+    [
+        ("lr=-1", "lr must be > 0, got -1.0"),
+        ("lr=nan", "lr must be a finite number, got nan"),
+        ("lr=inf", "lr must be a finite number"),
+        ("min_lr=1", "min_lr must be <= lr"),
+        ("workers=-1", "workers must be >= 0, got -1"),
+        ("ema_decay=1", r"ema_decay must be in \[0, 1\), got 1.0"),
+        ("ema_decay=-0.5", r"ema_decay must be in \[0, 1\)"),
+        ("seed=-3", "seed must be >= 0"),
+        ("val_items=0", "val_items must be >= 1"),
+        ("val_fraction=1", r"val_fraction must be in \[0, 1\)"),
+        ("model=m2l-v1-tiyn", r"model must be a model preset .*'m2l-v1-tiyn' \(did you mean m2l-v1-tiny\?\)"),
+        ("extensions=1", "extensions is a record that `m2l train --extend` writes"),
+    ],
+)
+def test_override_values_are_checked(override, says):
+    with pytest.raises(M2LError, match=says):
+        apply_overrides(TRAIN_PRESETS["tiny"](), [override])
+
+
+def test_a_config_file_with_a_bad_value_is_named_and_the_extensions_record_round_trips(tmp_path):
+    path = tmp_path / "config.json"
+    data = train_config_to_dict(TRAIN_PRESETS["tiny"]())
+    path.write_text(json.dumps({**data, "ema_decay": 1.5}))
+    with pytest.raises(M2LError, match=rf"^{path}: training config: ema_decay must be in"):
+        load_train_config(str(path))
+    path.write_text(json.dumps({**data, "steps": 9000, "extensions": [[1200, 3000], [5000, 6000]]}))
+    cfg = load_train_config(str(path))
+    assert cfg.extensions == ((1200, 3000), (5000, 6000))
+    assert load_train_config(str(path)) == cfg and json.loads(json.dumps(train_config_to_dict(cfg))) == {
+        **data,
+        "steps": 9000,
+        "extensions": [[1200, 3000], [5000, 6000]],
+    }
+    for bad in ([[5000, 3000]], [[1200, 9000]], [[0, 3000]], "x"):  # past its steps, beyond the run...
+        path.write_text(json.dumps({**data, "steps": 9000, "extensions": bad}))
+        with pytest.raises(M2LError, match="extensions must be"):
+            load_train_config(str(path))

@@ -93,3 +93,21 @@ def test_validation_crops_are_fixed(audio_dirs, tmp_path):
     a = validation_crops(index["val"], items=3, seconds=0.5, sample_rate=44100, channels=1, seed=0)
     b = validation_crops(index["val"], items=3, seconds=0.5, sample_rate=44100, channels=1, seed=0)
     assert a.shape == (3, 1, 22050) and torch.equal(a, b) and np.isfinite(a.numpy()).all()
+
+
+def test_a_silent_source_is_refused_up_front_naming_its_folder(audio_dirs, tmp_path):
+    ds = _dataset(audio_dirs, tmp_path, "train", "silent")
+    roots = [audio_dirs["train"], audio_dirs["silent"]]
+    with pytest.raises(M2LError, match=f"^{audio_dirs['silent']}: none of 200 crops is louder than RMS 0.00"):
+        ds.check_audible(roots)
+    assert not ds.bad  # the probe leaves the dataset as it was
+    _dataset(audio_dirs, tmp_path / "t", "train").check_audible(roots[:1])
+    silent = build_index([parse_source(str(audio_dirs["silent"]))], tmp_path / "s.json")["train"][0]
+    with pytest.raises(M2LError, match=f"^{silent[0].path}: every validation crop is quieter"):
+        validation_crops(silent, items=2, seconds=0.5, sample_rate=44100, channels=1, seed=0)
+
+
+def test_a_source_weight_must_be_finite(audio_dirs):
+    for weight in ("inf", "nan", "-1"):
+        with pytest.raises(M2LError, match="weight must be a finite number > 0"):
+            parse_source(f"{audio_dirs['train']}:{weight}")

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_testing import fast_config
+from train_testing import fast_config, make_trainer
 
 import m2l
 from m2l.cli import main
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints
-from m2l.train.data import parse_source
 from m2l.train.export import export
-from m2l.train.loop import Trainer, lr_at
+from m2l.train.loop import lr_at
 from m2l.train.objective import ConsistencyObjective
 from m2l.train.state import read_state
 
@@ -24,15 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable")
 REPO = Path(__file__).parents[2]
 
 
-def trainer(audio_dirs, run, cfg):
-    return Trainer(
-        cfg,
-        [parse_source(str(audio_dirs["train"]))],
-        run,
-        val_sources=[parse_source(str(audio_dirs["val"]))],
-        device="cpu",
-        show_progress=False,
-    )
+trainer = make_trainer
 
 
 def test_lr_schedule_warms_up_then_decays_to_min():
@@ -199,7 +190,7 @@ def test_sigterm_saves_and_exits_cleanly(audio_dirs, tmp_path, workers, group):
         proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "stopped by SIGTERM" in out
+    assert "stopped by SIGTERM" in out and not (run / ".lock").exists()
     ((step, path),) = list_checkpoints(run / "checkpoints")
     assert step >= 2 and read_state(path)["step"] == step
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from m2l.cli.args import device_arg, non_negative_int
+
 
 def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -28,7 +30,8 @@ def add_train(p: argparse.ArgumentParser) -> None:
         "--out",
         metavar="RUN_DIR",
         required=True,
-        help="run folder (checkpoints, logs); an existing run is resumed",
+        help="run folder (checkpoints, logs); an existing run is resumed (one trainer at a time: "
+        "RUN_DIR/.lock)",
     )
     p.add_argument(
         "--set",
@@ -39,13 +42,22 @@ def add_train(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set lr=3e-4 --set batch_size=32",
     )
     p.add_argument(
+        "--extend",
+        action="store_true",
+        help="train an existing run on to a larger `steps` (e.g. --set steps=200000 --extend): the "
+        "learning rate and teacher schedules continue from their current values and decay to their "
+        "final ones at the new last step (no restart; a finished run stays at min_lr)",
+    )
+    p.add_argument(
         "--until",
         metavar="STEP",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="stop (with a checkpoint) after this step; the schedule still spans `steps`",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    p.add_argument(
+        "--device", type=device_arg, default=None, help="cpu, cuda, cuda:N, mps (default: cuda if available)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,14 +65,22 @@ def run_train(args: argparse.Namespace) -> int:
     from m2l.train.config import apply_overrides, load_train_config
     from m2l.train.data import parse_source
     from m2l.train.loop import Trainer
+    from m2l.train.run_folder import sigterm_interrupts
 
     cfg = apply_overrides(load_train_config(args.config), args.overrides)
     sources = [parse_source(s) for s in args.data]
     val = [parse_source(s) for s in args.val] or None
-    trainer = Trainer(
-        cfg, sources, Path(args.out), val_sources=val, device=args.device, show_progress=not args.no_progress
-    )
-    trainer.train(until=args.until)
+    with sigterm_interrupts():  # a start killed by SIGTERM still releases the run's lock
+        trainer = Trainer(
+            cfg,
+            sources,
+            Path(args.out),
+            val_sources=val,
+            device=args.device,
+            show_progress=not args.no_progress,
+            extend=args.extend,
+        )
+        trainer.train(until=args.until)
     return 0
 
 

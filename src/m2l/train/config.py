@@ -7,11 +7,14 @@ argument of `m2l train`, so a run can be repeated or continued from its own reco
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2l.config import PRESETS
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
 
@@ -68,8 +71,18 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_last: int = 3
     tensorboard: bool = True  # used when the tensorboard package is installed
+    # history, written by `m2l train --extend`, never by --set: (step, steps before) of each
+    # extension; the lr and teacher schedules continue from their value at that step
+    extensions: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "extensions", _extensions(self.extensions, self.steps))
+        _check_values(self)
+        if self.model not in PRESETS:
+            raise M2LError(
+                f"training config: model must be a model preset ({', '.join(sorted(PRESETS))}), "
+                f"got {self.model!r}{_did_you_mean(str(self.model), PRESETS)}"
+            )
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise M2LError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for key in (
@@ -81,6 +94,7 @@ class TrainConfig:
             "ckpt_every",
             "keep_last",
             "max_nonfinite",
+            "val_items",
         ):
             if getattr(self, key) < 1:
                 raise M2LError(f"training config: {key} must be >= 1, got {getattr(self, key)}")
@@ -101,6 +115,65 @@ class TrainConfig:
 
 
 TEACHERS = ("index_delta", "curriculum")
+
+_RULES: dict[str, tuple[str, Any]] = {
+    "lr": ("> 0", lambda v: v > 0),
+    "min_lr": (">= 0", lambda v: v >= 0),
+    "warmup_steps": (">= 0", lambda v: v >= 0),
+    "beta1": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "beta2": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "grad_clip": (">= 0 (0 = off)", lambda v: v >= 0),
+    "ema_decay": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "p_std": ("> 0", lambda v: v > 0),
+    "huber_c": ("> 0", lambda v: v > 0),
+    "workers": (">= 0", lambda v: v >= 0),
+    "seed": (">= 0", lambda v: v >= 0),
+    "min_rms": (">= 0", lambda v: v >= 0),
+    "val_seconds": ("> 0", lambda v: v > 0),
+    "val_audio": (">= 0", lambda v: v >= 0),
+    "val_fraction": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+"""Value rules of the numeric fields (besides the counts that must be >= 1)."""
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Every float finite, every field of `_RULES` in its range, min_lr <= lr."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise M2LError(f"training config: {f.name} must be a finite number, got {value}")
+    for key, (rule, ok) in _RULES.items():
+        if not ok(getattr(cfg, key)):
+            raise M2LError(f"training config: {key} must be {rule}, got {getattr(cfg, key)!r}")
+    if cfg.min_lr > cfg.lr:
+        raise M2LError(f"training config: min_lr must be <= lr, got min_lr={cfg.min_lr} > lr={cfg.lr}")
+
+
+def _extensions(value: Any, steps: int) -> tuple[tuple[int, int], ...]:
+    """Normalise the `extensions` record (JSON gives lists) and check that it is a history."""
+    try:
+        pairs = tuple((int(at), int(before)) for at, before in value)
+    except (TypeError, ValueError):
+        pairs = None
+    following = [*(pairs or ())[1:], (math.inf, steps)]  # the next extension (or the end) of each
+    ok = pairs is not None and all(
+        0 < at <= before < end and at <= next_at
+        for (at, before), (next_at, end) in zip(pairs, following, strict=False)
+    )
+    if not ok:
+        raise M2LError(
+            f"training config: extensions must be [[step, steps_before], ...] as `m2l train --extend` "
+            f"records them, got {value!r}"
+        )
+    return pairs
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    """' (did you mean X?)' for the closest of `choices`, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
 
 RECIPES: dict[str, dict[str, Any]] = {
     # the released Music2Latent recipe: fixed schedule of small teacher offsets, 1 / gap weights
@@ -180,18 +253,25 @@ TRAIN_PRESETS = {
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as a JSON-ready dict (the content of a run's config.json)."""
     return dataclasses.asdict(cfg)
 
 
 def train_config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    """Rebuild a config from `train_config_to_dict` output; errors name `origin` (a file)."""
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise M2LError(f"{origin}: unknown training config field(s) {', '.join(unknown)}")
+        raise M2LError(
+            f"{origin}: unknown training config field(s) {', '.join(unknown)}"
+            f"{_did_you_mean(unknown[0], known) if len(unknown) == 1 else ''}"
+        )
     try:
         return TrainConfig(**data)
     except TypeError as err:
         raise M2LError(f"{origin}: malformed training config ({err})") from None
+    except M2LError as err:
+        raise M2LError(f"{origin}: {err}") from None
 
 
 def load_train_config(source: str) -> TrainConfig:
@@ -226,10 +306,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
-            raise M2LError(
-                f"override {item!r}: expected FIELD=VALUE with FIELD one of the "
-                f"training config fields (see config.json of a run)"
-            )
+            settable = [name for name in fields if name != "extensions"]
+            what = f"unknown field {key}{_did_you_mean(key, settable)}" if sep else "expected FIELD=VALUE"
+            raise M2LError(f"override {item!r}: {what}; fields: {', '.join(settable)}")
+        if key == "extensions":
+            raise M2LError(f"override {item!r}: extensions is a record that `m2l train --extend` writes")
         changes[key] = _parse_value(key, raw.strip(), type(getattr(cfg, key)))
     return dataclasses.replace(cfg, **changes) if changes else cfg
 

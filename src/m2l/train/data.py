@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import warnings
@@ -29,6 +30,8 @@ from m2l.files import write_text
 
 INDEX_VERSION = 1
 _MAX_TRIES = 50
+SILENCE_DRAWS = 200
+"""Crops drawn from a source before it is called silent (see `CropDataset.check_audible`)."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ def parse_source(spec: str) -> Source:
     path = Path(root).expanduser()
     if not path.is_dir():
         raise M2LError(f"{root}: data source is not a folder")
-    if not weight > 0:
-        raise M2LError(f"{spec}: source weight must be > 0")
+    if not (weight > 0 and math.isfinite(weight)):
+        raise M2LError(f"{spec}: source weight must be a finite number > 0")
     return Source(path.resolve(), weight)
 
 
@@ -170,7 +173,8 @@ class CropDataset(Dataset):
     """Item j = crop j of the run: float32 [channels, crop_samples] at the model rate.
 
     Unreadable files are skipped (warned once per process) and another crop is drawn; crops with
-    RMS below `min_rms` are redrawn too, up to 50 times.
+    RMS below `min_rms` are redrawn too, up to 50 times (`check_audible` refuses a source that is
+    silent throughout before training starts).
     """
 
     def __init__(
@@ -185,6 +189,7 @@ class CropDataset(Dataset):
         min_rms: float = 1e-3,
     ) -> None:
         self.files = [f for f in files if f]
+        self.kept = [i for i, f in enumerate(files) if f]  # the sources with files
         w = np.array([wt for f, wt in zip(files, weights, strict=True) if f], dtype=np.float64)
         self.source_p = w / w.sum()
         self.file_p = [np.array([e.seconds for e in f]) / sum(e.seconds for e in f) for f in self.files]
@@ -208,6 +213,37 @@ class CropDataset(Dataset):
         if crop is None:
             crop = torch.zeros(self.channels, self.crop_samples)
         return crop, len(self.bad) - known_bad
+
+    def check_audible(self, roots: list[Path], draws: int = SILENCE_DRAWS) -> None:
+        """Refuse a source from which `draws` crops (a fixed sample) are all quieter than
+        `min_rms`: training would redraw forever, or learn from silence.
+
+        Args:
+            roots: the folder of each source (for the message), in the order given to the
+                constructor.
+            draws: crops to try per source.
+
+        Raises:
+            M2LError: naming the first silent (or unreadable) source folder.
+        """
+        bad = set(self.bad)  # files found unreadable here are found (and counted) again later
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for s, files in enumerate(self.files):
+                    rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, s]))
+                    if not any(self._loud(files, self.file_p[s], rng) for _ in range(draws)):
+                        raise M2LError(
+                            f"{roots[self.kept[s]]}: none of {draws} crops is louder than RMS "
+                            f"{self.min_rms:g}; the audio looks silent or unreadable (check it, or "
+                            f"lower --set min_rms)"
+                        )
+        finally:
+            self.bad = bad
+
+    def _loud(self, files: list[FileEntry], p: np.ndarray, rng: np.random.Generator) -> bool:
+        crop = self.read_crop(files[rng.choice(len(files), p=p)], rng)
+        return crop is not None and float(crop.pow(2).mean().sqrt()) >= self.min_rms
 
     def read_crop(self, entry: FileEntry, rng: np.random.Generator) -> torch.Tensor | None:
         """A random crop of one file (zero-padded when the file is shorter), or None if unreadable."""
@@ -298,4 +334,11 @@ def validation_crops(
         seed=seed + 1,
         min_rms=1e-3,
     )
-    return torch.stack([ds[j][0] for j in range(items)])
+    crops = torch.stack([ds[j][0] for j in range(items)])
+    if not bool((crops.pow(2).mean(dim=(1, 2)).sqrt() >= 1e-3).any()):
+        folder = os.path.commonpath([e.path for e in files])
+        raise M2LError(
+            f"{folder}: every validation crop is quieter than RMS 0.001; the validation audio looks "
+            f"silent (give --val DIR with audible audio)"
+        )
+    return crops

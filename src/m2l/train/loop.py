@@ -1,6 +1,7 @@
 """The training loop: one process or many (torchrun), resumable, observable.
 
 Run directory layout:
+    .lock                  held by the running trainer (pid, host; see m2l.train.run_folder)
     config.json            resolved training config (a valid CONFIG for `m2l train`)
     data_index.json        cached file index (train / validation split, unreadable files)
     log.jsonl              one JSON object per logged step and per validation
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,18 @@ from torch import nn
 from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
+from m2l.cli.args import check_device
 from m2l.config import preset
 from m2l.errors import M2LError
 from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
 from m2l.models import create
-from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
+from m2l.train.config import TrainConfig, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds
-from m2l.train.state import EMA, read_state, restore, save_state
+from m2l.train.run_folder import RunLock, best_record, check_run, guarded_start, newest_state
+from m2l.train.schedule import lr_at
+from m2l.train.state import EMA, restore, save_state
 from m2l.train.validate import Validator
 
 
@@ -84,28 +88,10 @@ def precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | Non
     return (torch.bfloat16, False) if choice == "bf16" else (None, False)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to cfg.min_lr at cfg.steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = min((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 1.0)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
-
-
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
-    """Create the run folder and record the config; an existing run must have the same config
-    (apart from `steps`, which may be extended to continue a finished run)."""
+    """Record the config in the run folder, the last step of a start (it was checked against
+    the folder by `m2l.train.run_folder.check_run`, so a failed start leaves no config.json)."""
     path = run_dir / "config.json"
-    if path.is_file():
-        old = train_config_from_dict(json.loads(path.read_text()), str(path))
-        a, b = train_config_to_dict(old), train_config_to_dict(cfg)
-        a.pop("steps"), b.pop("steps")
-        diff = sorted(k for k in a if a[k] != b[k])
-        if diff:
-            raise M2LError(
-                f"{run_dir}: holds a run with a different config ({', '.join(diff)}); "
-                f"use another --out or the run's own config.json"
-            )
     if is_main:
         write_text(path, json.dumps(train_config_to_dict(cfg), indent=1), force=True)
 
@@ -122,14 +108,56 @@ class Trainer:
         val_sources: list[Source] | None = None,
         device: str | None = None,
         show_progress: bool = True,
+        extend: bool = False,
     ) -> None:
+        """Check the run folder, lock it, build (and resume) everything, then record the config.
+
+        Args:
+            cfg: the training config.
+            sources: the training data folders.
+            run_dir: the run folder; an existing run is resumed (its config must match `cfg`).
+            val_sources: validation folders (default: files held out of `sources`).
+            device: cpu, cuda, cuda:N, mps (default: cuda when available).
+            show_progress: show a progress bar.
+            extend: a larger `cfg.steps` than the run's extends it (see `m2l.train.schedule`).
+
+        Raises:
+            M2LError: bad config, device, data or run folder (nothing is written then), or
+                another trainer holds the folder's lock.
+        """
+        check_device(device)
         self.dist = setup_distributed(device)
         self.autocast, use_scaler = precision(cfg, self.dist.device)  # checked before any write
-        prepare_run_dir(Path(run_dir), cfg, self.dist.main)
-        self.cfg = cfg
         self.run_dir = Path(run_dir)
+        plan = check_run(self.run_dir, cfg, extend=extend)
+        self.cfg = plan.cfg
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = show_progress
+        self.lock = RunLock(self.run_dir) if self.dist.main else None
+        if self.lock is not None:  # released by train(), close(), or at the latest at exit
+            weakref.finalize(self, self.lock.release)
+        with guarded_start(self.run_dir, self.lock):
+            self._build_state(use_scaler)
+            self._resume()
+            self.cfg = plan.resolve(self.step, self.run_dir, say=self.dist.main)
+            self._build_objective()
+            self._cpu_base = (self.counters.get("cpu_s") or 0.0) - time.process_time()
+            self.index = self._index(sources, val_sources)
+            self.counters["unreadable"] = max(self.counters["unreadable"], len(self.index["unreadable"]))
+            self._dataset().check_audible([src.root for src in sources])
+            self.validator = Validator(self, self._val_set()) if self.dist.main else None
+            self.stop_signal: str | None = None
+            prepare_run_dir(self.run_dir, self.cfg, self.dist.main)
+
+    def close(self) -> None:
+        """Release the run folder's lock (train() does at its end; safe to call again)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    # ------------------------------------------------------------------ building
+    def _build_state(self, use_scaler: bool) -> None:
+        """Model, grad scaler, optimiser and EMA, freshly initialised from `cfg.seed`."""
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.model = self._build_model()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
@@ -137,22 +165,18 @@ class Trainer:
             self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
         )
         self.ema = EMA(self.model, cfg.ema_decay)
-        self.objective: nn.Module = ConsistencyObjective(self.model, cfg, self.autocast)
+        self.step = 0
+        self.counters: dict[str, Any] = {"nonfinite": 0, "unreadable": 0, "best_mel": None, "cpu_s": 0.0}
+
+    def _build_objective(self) -> None:
+        """The training objective (with the resolved config), wrapped for DDP and compiled."""
+        self.objective: nn.Module = ConsistencyObjective(self.model, self.cfg, self.autocast)
         if self.dist.world > 1:
             ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
-        if cfg.compile:
+        if self.cfg.compile:
             self.objective = torch.compile(self.objective)
-        self.step = 0
-        self.counters: dict[str, Any] = {"nonfinite": 0, "unreadable": 0, "best_mel": None, "cpu_s": 0.0}
-        self._resume()
-        self._cpu_base = (self.counters.get("cpu_s") or 0.0) - time.process_time()
-        self.index = self._index(sources, val_sources)
-        self.counters["unreadable"] = max(self.counters["unreadable"], len(self.index["unreadable"]))
-        self.validator = Validator(self, self._val_set()) if self.dist.main else None
-        self.stop_signal: str | None = None
 
-    # ------------------------------------------------------------------ building
     def _build_model(self) -> nn.Module:
         config = preset(self.cfg.model)
         model = create(config)
@@ -189,23 +213,32 @@ class Trainer:
             seed=self.cfg.seed,
         )
 
+    def _dataset(self) -> CropDataset:
+        return CropDataset(
+            self.index["train"],
+            self.index["weights"],
+            crop_samples=self.crop_samples(),
+            sample_rate=self.model.cfg.spectral.sample_rate,
+            channels=self.model.audio_channels,
+            seed=self.cfg.seed,
+            min_rms=self.cfg.min_rms,
+        )
+
     def crop_samples(self) -> int:
         return num_samples(self.cfg.crop_frames, self.model.cfg.spectral)
 
     def _resume(self) -> None:
-        for step, path in reversed(list_checkpoints(self.ckpt_dir)):
-            try:
-                parts = read_state(path)
-            except M2LError as err:
-                if self.dist.main:
-                    print(f"warning: {err}; trying an older checkpoint", flush=True)
-                continue
+        """Restore the newest valid checkpoint (see `m2l.train.run_folder.newest_state`); the
+        best score comes from the best checkpoint itself, which only a better model replaces."""
+        parts = newest_state(self.ckpt_dir, main=self.dist.main)
+        if parts is not None:
             restore(parts, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler)
             self.step = parts["step"]
             self.counters.update(parts["counters"])
             if self.dist.main:
-                print(f"resuming {self.run_dir} from step {step}", flush=True)
-            return
+                print(f"resuming {self.run_dir} from step {self.step}", flush=True)
+        if self.dist.main:
+            self.counters.update(best_record(self.ckpt_dir))
 
     # ------------------------------------------------------------------ one step
     def train_step(self, audio: torch.Tensor) -> dict[str, float]:
@@ -250,22 +283,23 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train(self, until: int | None = None) -> int:
         """Train until cfg.steps, step `until` or a signal (SIGINT/SIGTERM), saving a checkpoint
-        at the end; returns the step reached."""
+        at the end; returns the step reached. The run folder's lock is released at the end."""
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            return self._train(until)
+        finally:
+            self.close()
+
+    def _train(self, until: int | None) -> int:
         cfg = self.cfg
         stop_at = cfg.steps if until is None else min(until, cfg.steps)
         if self.step >= stop_at:
             if self.dist.main:
-                print(f"{self.run_dir}: already trained for {self.step} steps", flush=True)
+                more = " (--set steps=N --extend trains it further)" if self.step >= cfg.steps else ""
+                print(f"{self.run_dir}: already trained for {self.step} steps{more}", flush=True)
             return self.step
-        dataset = CropDataset(
-            self.index["train"],
-            self.index["weights"],
-            crop_samples=self.crop_samples(),
-            sample_rate=self.model.cfg.spectral.sample_rate,
-            channels=self.model.audio_channels,
-            seed=cfg.seed,
-            min_rms=cfg.min_rms,
-        )
+        dataset = self._dataset()
         sampler = StepSampler(cfg.batch_size, self.dist.rank, self.dist.world, self.step, stop_at)
         loader = make_loader(dataset, sampler, cfg.workers)
         logger = Logger(self.run_dir, cfg, self.dist.main)

@@ -17,13 +17,13 @@ from torch import nn
 from m2l.consistency.loss import consistency_loss
 from m2l.consistency.schedule import (
     curriculum_gap,
-    delta_exponential,
     sample_index_lognormal,
     sigma_from_index,
     teacher_sigma_relative,
 )
 from m2l.train.config import TrainConfig
 from m2l.train.losses import multires_spectral_loss
+from m2l.train.schedule import delta_at
 
 
 def sample_seeds(seed: int, step: int, first: int, count: int) -> torch.Tensor:
@@ -65,7 +65,7 @@ class ConsistencyObjective(nn.Module):
         cfg = self.cfg
         if cfg.teacher == "curriculum":
             return curriculum_gap(step, cfg.gap_stage_steps, cfg.gap_min)
-        return delta_exponential(step, cfg.steps, cfg.delta_start, cfg.delta_end)
+        return delta_at(step, cfg)  # delta_exponential over the run, continued over extensions
 
     def draw(
         self, seeds: torch.Tensor, shape: tuple[int, ...], device: torch.device, count: int = 1

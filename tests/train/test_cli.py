@@ -1,0 +1,33 @@
+import pytest
+from cli_testing import assert_one_line_error, run
+from train_testing import train_argv
+
+
+@pytest.mark.parametrize(
+    "extra,code,says",
+    [
+        (["--device", "cuda:7"], 1, "device 'cuda:7'"),
+        (["--device", "gpu"], 2, "unknown device 'gpu'"),
+        (["--until", "-1"], 2, "expected a non-negative integer, got '-1'"),
+        (["--set", "lr=-1"], 1, "lr must be > 0"),
+        (["--set", "batchsize=2"], 1, "did you mean batch_size?"),
+        (["--data", "{train}:inf"], 1, "weight must be a finite number > 0"),
+        (["--extend"], 1, "holds no run to extend"),
+    ],
+)
+def test_bad_options_fail_before_anything_is_written(audio_dirs, tmp_path, capsys, extra, code, says):
+    run_dir = tmp_path / "run"
+    extra = [arg.format(train=audio_dirs["train"]) for arg in extra]
+    result, _, err = run(capsys, *train_argv(audio_dirs, run_dir), *extra)
+    assert result == code and not run_dir.exists()
+    if code == 1:
+        assert_one_line_error(err, says)
+    else:  # argparse: the usage line, then one error line
+        assert says in err.strip().splitlines()[-1]
+
+
+def test_out_must_be_a_folder(audio_dirs, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a run")
+    result, _, err = run(capsys, *train_argv(audio_dirs, tmp_path / "file"))
+    assert result == 1 and (tmp_path / "file").read_text() == "not a run"
+    assert_one_line_error(err, f"{tmp_path / 'file'}: --out must be a run folder, not a file")
