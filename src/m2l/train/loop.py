@@ -159,7 +159,7 @@ class Trainer:
         """Model, grad scaler, optimiser and EMA, freshly initialised from `cfg.seed`."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        self.model = self._build_model()
+        self.model = self.build_model()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
         self.optimizer = torch.optim.RAdam(
             self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
@@ -177,7 +177,8 @@ class Trainer:
         if self.cfg.compile:
             self.objective = torch.compile(self.objective)
 
-    def _build_model(self) -> nn.Module:
+    def build_model(self) -> nn.Module:
+        """A fresh model of the run's preset on the run's device (also the validator's copy)."""
         config = preset(self.cfg.model)
         model = create(config)
         need = model.required_crop_frames

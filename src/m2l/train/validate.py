@@ -32,7 +32,7 @@ class Validator:
         self.seeds = sample_seeds(trainer.cfg.seed + 7, 0, 0, crops.shape[0])
 
     def ema_model(self) -> torch.nn.Module:
-        model = self.trainer._build_model()
+        model = self.trainer.build_model()
         model.load_state_dict(self.trainer.ema.state)
         return model.eval()
 
