@@ -9,11 +9,12 @@ from cli_testing import assert_one_line_error, run
 from train_testing import fast_config, make_trainer, train_argv
 
 from m2l.errors import M2LError
+from m2l.formats import list_checkpoints
 from m2l.train.config import load_train_config, train_config_to_dict
 from m2l.train.loop import Trainer
 from m2l.train.run_folder import RunLock, check_run, read_run_config
 from m2l.train.schedule import lr_at
-from m2l.train.state import list_checkpoints, read_state
+from m2l.train.state import read_state
 from m2l.train.validate import Validator
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable")
