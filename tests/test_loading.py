@@ -6,6 +6,7 @@ import torch
 from m2l_testing import random_model
 
 import m2l
+from m2l import loading
 from m2l.formats import save_checkpoint
 from m2l.loading import convert, load_model
 from m2l.models.v1_official import official_key_map
@@ -89,9 +90,40 @@ def test_hub_failure_is_one_clear_line(monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(hub, "hf_hub_download", offline)
-    with pytest.raises(m2l.M2LError, match="--model PATH") as info:
+    monkeypatch.setattr(loading, "hub_reachable", lambda: True)
+    with pytest.raises(m2l.M2LError, match=r"m2l.load\(PATH\), or --model PATH") as info:
         m2l.load("music2latent")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["offline-variable", "unreachable"])
+def test_offline_fails_fast_without_asking_the_network(monkeypatch, how):
+    hub = pytest.importorskip("huggingface_hub")
+    calls = []
+
+    def download(*args, local_files_only=False, **kwargs):
+        calls.append(local_files_only)
+        raise OSError("not cached" if local_files_only else "slow retries")
+
+    def no_route(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    monkeypatch.setattr(loading.socket, "create_connection", no_route)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    if how == "offline-variable":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(m2l.M2LError, match="HF_HUB_OFFLINE" if how == "offline-variable" else "unreachable"):
+        m2l.load("music2latent")
+    assert calls == [True]  # the local cache was asked; the network never was
+
+
+def test_a_cached_authors_checkpoint_is_used_offline(monkeypatch, tmp_path):
+    hub = pytest.importorskip("huggingface_hub")
+    cached = tmp_path / "music2latent.pt"
+    monkeypatch.setattr(hub, "hf_hub_download", lambda *a, local_files_only=False, **k: str(cached))
+    monkeypatch.setattr(loading, "hub_reachable", lambda: pytest.fail("the network was asked"))
+    assert loading.fetch_authors_checkpoint() == cached
 
 
 def test_encoder_decoder_drop_in(tmp_path):

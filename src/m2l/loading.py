@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -188,20 +190,43 @@ def convert(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = 
     return model_id
 
 
+HUB_TIMEOUT_S = 3.0  # how long to wait for the hub's host before calling it unreachable
+GET_IT_YOURSELF = "download music2latent.pt elsewhere and load it by path (m2l.load(PATH), or --model PATH)"
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the model hub's host accepts a connection within `timeout` seconds (no retries)."""
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def fetch_authors_checkpoint() -> Path:
-    """Download (or find in the user's cache) the authors' checkpoint via huggingface_hub."""
+    """Find the authors' checkpoint in the hub's local cache, else download it.
+
+    Offline (`HF_HUB_OFFLINE=1`, or the hub's host not answering within `HUB_TIMEOUT_S`) fails at
+    once with one line instead of waiting through the hub client's retries.
+    """
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise M2LError(
-            "fetching 'music2latent' needs huggingface_hub (pip install "
-            "'m2l[hub]'); or pass the checkpoint file with --model PATH"
+            f"fetching 'music2latent' needs huggingface_hub (pip install 'm2l[hub]'); or {GET_IT_YOURSELF}"
         ) from None
     try:
+        return Path(hf_hub_download(HUB_REPO, HUB_FILE, local_files_only=True))
+    except Exception:  # not cached (or no usable cache): go online below
+        pass
+    where = f"the authors' checkpoint {HUB_REPO}/{HUB_FILE}"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise M2LError(f"{where} is not in the local cache and HF_HUB_OFFLINE is set; {GET_IT_YOURSELF}")
+    if not hub_reachable():
+        raise M2LError(f"cannot fetch {where}: the model hub is unreachable (offline?); {GET_IT_YOURSELF}")
+    try:
         return Path(hf_hub_download(HUB_REPO, HUB_FILE))
-    except Exception as err:  # offline, hub down, repo moved: one clear line
-        kind = type(err).__name__
-        raise M2LError(
-            f"cannot fetch the authors' checkpoint {HUB_REPO}/{HUB_FILE} ({kind}); "
-            f"offline? download music2latent.pt elsewhere and pass --model PATH"
-        ) from None
+    except Exception as err:  # hub down, repo moved: one clear line
+        raise M2LError(f"cannot fetch {where} ({type(err).__name__}); {GET_IT_YOURSELF}") from None
