@@ -132,6 +132,8 @@ def test_results_structure(evaluated, checkpoints, capsys):
     assert all(r["boundary"]["boundaries"] == 1 for s in v2["settings"] for r in s["items"])
     assert all(r["boundary"]["ratio"] is None for s in v1["settings"] for r in s["items"])
     assert v1["settings"][0]["metrics"]["boundary_ratio"] is None
+    assert res["options"]["visqol"] is False and res["computed"]["visqol"] is False  # --no-visqol
+    assert res["computed"]["si_sdr"] and res["computed"]["fad"] and res["computed"]["boundary_ratio"]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

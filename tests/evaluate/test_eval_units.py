@@ -29,6 +29,7 @@ from m2l.evaluate.run import (
     EvalContext,
     EvalOptions,
     check_out_dir,
+    computed_metrics,
     item_scores,
     parse_model_arg,
     sweep,
@@ -216,6 +217,15 @@ def test_missing_visqol_gives_none_and_one_note(monkeypatch, tmp_path):
     assert ctx.notes == ["ViSQOL not computed: ViSQOL needs the optional package visqol-python"]
     assert first["si_sdr"] > 90  # a scaled copy is a perfect reconstruction for SI-SDR
     assert first["mel_distance"] == pytest.approx(np.log10(2), rel=1e-2)
+
+
+def test_computed_metrics_marks_what_holds_a_value():
+    models = _results()["models"]  # ViSQOL None everywhere, boundary ratio None everywhere
+    computed = computed_metrics(models)
+    assert computed["visqol"] is False and computed["boundary_ratio"] is False
+    assert computed["si_sdr"] and computed["fad"] and computed["decode_seconds"]
+    models[0]["settings"][1]["metrics"]["visqol"] = 3.1
+    assert computed_metrics(models)["visqol"] is True
 
 
 # ----------------------------------------------------------------------------- report

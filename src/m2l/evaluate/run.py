@@ -409,6 +409,15 @@ def _header(opts: EvalOptions, data_kind: str) -> dict[str, Any]:
     }
 
 
+def computed_metrics(models: list[dict[str, Any]]) -> dict[str, bool]:
+    """Which metrics hold a value for at least one setting (a skipped or failed one is False)."""
+    names = [name for model in models for s in model["settings"] for name in s["metrics"]]
+    return {
+        name: any(s["metrics"].get(name) is not None for model in models for s in model["settings"])
+        for name in dict.fromkeys(names)
+    }
+
+
 def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     """Run the whole evaluation and write OUT_DIR; returns the results (as in results.json).
 
@@ -447,6 +456,7 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
         ]
     if not opts.visqol:
         ctx.notes.append("ViSQOL disabled (--no-visqol)")
+    results["computed"] = computed_metrics(results["models"])
     results["notes"] = ctx.notes
     results = json_safe(results)
     text = json.dumps(results, indent=1, allow_nan=False) + "\n"
