@@ -124,6 +124,7 @@ class Codec(ABC):
             # convolutions run without layout reorders (2x faster on CPU, see BENCHMARKS.md)
             self.model.to(memory_format=torch.channels_last)
         self.model_id = model_id
+        self.source = ""  # set by `m2l.load`: the source that loads this model again
         self.config_hash = config_hash(model.cfg)
         self.sample_rate = model.cfg.spectral.sample_rate
         self.latent_dim = model.cfg.latent_dim
@@ -234,6 +235,7 @@ class Codec(ABC):
             left_pad=self.default_left_pad,
             kind=self.version,
             extra=self.file_extra(wave),
+            model_source=self.source,
         )
 
     @torch.inference_mode()

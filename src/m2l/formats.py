@@ -259,6 +259,7 @@ class LatentFile:
     left_pad: int
     kind: str = "v1"
     extra: dict[str, Any] = field(default_factory=dict)
+    model_source: str = ""  # what `m2l.load` takes to get the model back ("" in older files)
 
     @property
     def channels(self) -> int:
@@ -272,6 +273,7 @@ def save_latents(path: str | os.PathLike, lf: LatentFile, *, force: bool = False
         "format": LATENT_FORMAT,
         "version": str(LATENT_VERSION),
         "model_id": lf.model_id,
+        "model_source": lf.model_source,
         "config_hash": lf.config_hash,
         "kind": lf.kind,
         "sample_rate": str(lf.sample_rate),
@@ -302,6 +304,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             left_pad=int(meta["left_pad"]),
             kind=meta.get("kind", "v1"),
             extra=json.loads(meta.get("extra", "{}")),
+            model_source=meta.get("model_source", ""),
         )
     except (KeyError, ValueError) as err:
         raise M2LError(f"{path}: malformed latent file metadata ({err})") from None

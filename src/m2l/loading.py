@@ -172,7 +172,22 @@ def load(
         A ready `Codec`: a `Codec1` (v1) or `Codec2` (v2).
     """
     model, model_id = load_model(source, checkpoint)
-    return make_codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
+    codec = make_codec(model, model_id=model_id, device=device, dtype=dtype, **codec_options)
+    codec.source = model_source(source, checkpoint)
+    return codec
+
+
+def model_source(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> str:
+    """What a latent file records so that `load` finds its model again: a name ("default",
+    "music2latent", an untrained preset) or the absolute path of the checkpoint file (a run
+    folder resolves to the checkpoint it gave)."""
+    if checkpoint is not None:
+        return str(Path(checkpoint).resolve())
+    name = str(source)
+    if name in PRESETS or name in (DEFAULT_NAME, AUTHORS_NAME):
+        return name
+    path = Path(source)
+    return str((run_checkpoint(path) if path.is_dir() else path).resolve())
 
 
 def make_codec(model: torch.nn.Module, **options: object) -> Codec:

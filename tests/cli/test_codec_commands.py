@@ -148,3 +148,23 @@ def test_convert(tmp_path, capsys, tiny_checkpoint):
     code, _, err = run(capsys, "convert", tmp_path / "missing.pt", tmp_path / "x.safetensors")
     assert code == 1
     assert_one_line_error(err, "missing.pt")
+
+
+def test_a_latent_file_knows_its_model(tmp_path, capsys, model, tiny_checkpoint):
+    src = write_tone(tmp_path / "a.wav", seconds=0.3)
+    assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0
+    assert load_latents(tmp_path / "a.m2l").model_source == str(tiny_checkpoint.resolve())
+    # no --model: the recorded checkpoint, not the shipped model (which would be a mismatch)
+    code, _, err = run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d.wav", "--device", "cpu")
+    assert code == 0, err
+    assert f"using the model recorded in {tmp_path / 'a.m2l'}: {tiny_checkpoint.resolve()}" in err
+    assert sf.info(tmp_path / "d.wav").frames == load_latents(tmp_path / "a.m2l").length
+
+
+def test_a_latent_file_records_a_loadable_name(tmp_path):
+    import m2l
+
+    codec = m2l.load("default", device="cpu")
+    lf = codec.encode_file(np.zeros((1, 8192), dtype=np.float32))
+    assert lf.model_source == "default"
+    assert m2l.load(lf.model_source, device="cpu").model_id == lf.model_id

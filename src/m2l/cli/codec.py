@@ -12,6 +12,7 @@ exit code; torch and the model code are imported only when a command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from m2l.cli.jobs import (
     resolve_jobs,
     run_files,
 )
-from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming
+from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
 from m2l.files import exists_error
@@ -35,15 +36,16 @@ DEFAULT_MODEL = "default"
 
 
 # ----------------------------------------------------------------------------- shared options
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> None:
     g = p.add_argument_group("model")
+    default = "the model recorded in the first latent file, else " if recorded else ""
     g.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
+        default=None if recorded else DEFAULT_MODEL,
         metavar="SOURCE",
         help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
         f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
-        f"preset name ({', '.join(sorted(PRESETS))}) (default: %(default)s)",
+        f"preset name ({', '.join(sorted(PRESETS))}) (default: {default}{DEFAULT_MODEL})",
     )
     g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
     g.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:N, mps (default: best available)")
@@ -142,7 +144,7 @@ def add_decode(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode latents made with other weights of the same architecture",
     )
-    _add_model_options(p)
+    _add_model_options(p, recorded=True)
 
 
 def run_decode(args: argparse.Namespace) -> int:
@@ -151,6 +153,8 @@ def run_decode(args: argparse.Namespace) -> int:
     from m2l.formats import load_latents
 
     jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l")
+    if args.model is None:
+        args.model = _recorded_model(jobs, args.quiet)
 
     def work(codec: Any, job: Job) -> None:
         lf = load_latents(job.src)
@@ -164,6 +168,23 @@ def run_decode(args: argparse.Namespace) -> int:
         save_audio(job.dst, audio, lf.sample_rate, force=args.force)
 
     return run_files(args, jobs, errors, work, "decoded")
+
+
+def _recorded_model(jobs: list[Job], quiet: bool) -> str:
+    """The model source the first readable latent file records (the shipped model if none)."""
+    from m2l.formats import load_latents
+
+    for job in jobs:
+        try:
+            source = load_latents(job.src).model_source
+        except EXPECTED_ERRORS:
+            continue  # the job reports it
+        if source:
+            if not quiet:
+                print(f"{PROG}: using the model recorded in {job.src}: {source}", file=sys.stderr)
+            return source
+        break
+    return DEFAULT_MODEL
 
 
 # ----------------------------------------------------------------------------- reconstruct
