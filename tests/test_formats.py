@@ -1,6 +1,7 @@
 import json
 import os
 import struct
+from dataclasses import replace
 
 import pytest
 import torch
@@ -48,6 +49,17 @@ def test_latent_round_trip_and_no_temp_files(tmp_path):
     )
     assert back.channels == 2 and back.latent_scale == 0.06
     assert [p.name for p in tmp_path.iterdir()] == ["a.m2l"]
+
+
+def test_a_latent_file_saves_itself(tmp_path):
+    lf = replace(_lf(), model_source="default")
+    lf.save(tmp_path / "a.m2l")
+    back = load_latents(tmp_path / "a.m2l")
+    assert torch.equal(back.latents, lf.latents) and back.model_source == "default"
+    with pytest.raises(M2LError, match="already exists"):
+        lf.save(tmp_path / "a.m2l")
+    replace(lf, length=5).save(tmp_path / "a.m2l", force=True)
+    assert load_latents(tmp_path / "a.m2l").length == 5
 
 
 def test_refuses_overwrite_without_force(tmp_path):

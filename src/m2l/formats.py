@@ -265,6 +265,10 @@ class LatentFile:
     def channels(self) -> int:
         return int(self.latents.shape[0])
 
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """Write this as a `.m2l` file (atomically; an existing file needs `force`)."""
+        save_latents(path, self, force=force)
+
 
 def save_latents(path: str | os.PathLike, lf: LatentFile, *, force: bool = False) -> None:
     """Write a `.m2l` latent file atomically."""
