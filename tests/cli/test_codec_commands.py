@@ -168,3 +168,23 @@ def test_a_latent_file_records_a_loadable_name(tmp_path):
     lf = codec.encode_file(np.zeros((1, 8192), dtype=np.float32))
     assert lf.model_source == "default"
     assert m2l.load(lf.model_source, device="cpu").model_id == lf.model_id
+
+
+def test_every_codec_command_ends_with_one_summary_line(tmp_path, capsys, tiny_checkpoint):
+    src = write_tone(tmp_path / "a.wav", seconds=0.5)
+    loud = ["--model", str(tiny_checkpoint), "--device", "cpu"]  # not --quiet
+    code, out, err = run(capsys, "reconstruct", src, "-o", tmp_path / "b.wav", *loud)
+    assert code == 0, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"m2l: reconstructed 1 of 1 file into {tmp_path / 'b.wav'}: 0.5 s of audio in ")
+    assert last.endswith("x real time)") and out == ""
+    (tmp_path / "in").mkdir()
+    write_tone(tmp_path / "in" / "good.wav", seconds=0.5)
+    (tmp_path / "in" / "bad.wav").write_bytes(b"not audio at all")
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "lat", *loud)
+    assert code == 1
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"m2l: encoded 1 of 2 files, 1 failed into {tmp_path / 'lat'}")
+    )

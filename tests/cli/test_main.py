@@ -43,8 +43,9 @@ def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[0].startswith("m2l: model m2l-v1-tiny@")  # which model ran, then one error line
-    assert len(lines) == 2 and lines[1].startswith("m2l: error: ") and "noise.wav" in lines[1]
+    assert lines[0].startswith("m2l: model m2l-v1-tiny@")  # which model ran, one error line, the summary
+    assert len(lines) == 3 and lines[1].startswith("m2l: error: ") and "noise.wav" in lines[1]
+    assert lines[2].startswith("m2l: encoded 0 of 1 file, 1 failed into ")
     assert proc.stdout == ""
 
 

@@ -127,9 +127,10 @@ def run_encode(args: argparse.Namespace) -> int:
     suffixes = frozenset({LATENT_SUFFIX})
     jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
 
-    def work(codec: Any, job: Job) -> None:
+    def work(codec: Any, job: Job) -> float:
         lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
         save_latents(job.dst, lf, force=args.force)
+        return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "encoded")
 
@@ -156,7 +157,7 @@ def run_decode(args: argparse.Namespace) -> int:
     if args.model is None:
         args.model = _recorded_model(jobs, args.quiet)
 
-    def work(codec: Any, job: Job) -> None:
+    def work(codec: Any, job: Job) -> float:
         lf = load_latents(job.src)
         audio = codec.decode(
             lf,
@@ -166,6 +167,7 @@ def run_decode(args: argparse.Namespace) -> int:
             allow_model_mismatch=args.allow_model_mismatch,
         )
         save_audio(job.dst, audio, lf.sample_rate, force=args.force)
+        return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "decoded")
 
@@ -202,10 +204,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
 
-    def work(codec: Any, job: Job) -> None:
+    def work(codec: Any, job: Job) -> float:
         lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
         save_audio(job.dst, audio, codec.sample_rate, force=args.force)
+        return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "reconstructed")
 

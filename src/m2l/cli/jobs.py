@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -231,7 +232,11 @@ def load_codec(args: argparse.Namespace) -> Any:
 
 
 def run_files(
-    args: argparse.Namespace, jobs: list[Job], errors: list[str], work: Callable[[Any, Job], None], verb: str
+    args: argparse.Namespace,
+    jobs: list[Job],
+    errors: list[str],
+    work: Callable[[Any, Job], float],
+    verb: str,
 ) -> int:
     """Report resolution errors, skip existing outputs, load the model once, run `work` per job.
 
@@ -239,8 +244,9 @@ def run_files(
         args: the parsed options (--force, --quiet and the model options).
         jobs: from `resolve_jobs`.
         errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
-        work: does one job with the loaded codec; its expected errors fail only that job.
-        verb: past tense for the progress bar and the summary ("encoded").
+        work: does one job with the loaded codec and returns the seconds of audio it covered; its
+            expected errors fail only that job.
+        verb: past tense for the progress bar and the summary line ("encoded").
 
     Returns:
         The exit code: 0 when every job succeeded, else 1.
@@ -249,7 +255,7 @@ def run_files(
         for message in errors:
             error(message)
         return 1
-    failed = 0
+    failed, audio_s, started = 0, 0.0, time.perf_counter()
     todo = []
     for job in jobs:
         if job.dst.exists() and not args.force:
@@ -268,12 +274,21 @@ def run_files(
         disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
         for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable, dynamic_ncols=True):
             try:
-                work(codec, job)
+                audio_s += work(codec, job)
             except EXPECTED_ERRORS as err:
                 error(naming(describe(err), job.src, job.dst))
                 failed += 1
-    if len(jobs) > 1 and not args.quiet:
-        done = len(jobs) - failed
-        tail = f", {failed} failed" if failed else ""
-        print(f"{PROG}: {verb} {done} of {len(jobs)} files{tail}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            summary_line(verb, len(jobs), failed, audio_s, time.perf_counter() - started, args.output),
+            file=sys.stderr,
+        )
     return 1 if failed else 0
+
+
+def summary_line(verb: str, total: int, failed: int, audio_s: float, wall_s: float, output: str) -> str:
+    """The line every codec command ends with: what was written where, how long, how fast."""
+    files = f"{total - failed} of {total} file{'s' if total != 1 else ''}"
+    tail = f", {failed} failed" if failed else ""
+    speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
+    return f"{PROG}: {verb} {files}{tail} into {output}: {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
