@@ -17,6 +17,18 @@ def test_commands_table_is_extensible():
         assert callable(cmd.add_arguments) and callable(cmd.run)
 
 
+def test_an_os_error_from_any_command_is_one_line(monkeypatch, capsys):
+    from m2l.cli import app
+
+    def failing(args):
+        raise PermissionError(13, "Permission denied", "/runs/x/config.json")
+
+    info = app.COMMANDS["info"]
+    monkeypatch.setitem(app.COMMANDS, "info", app.Command(info.help, info.add_arguments, failing))
+    assert app.main(["info", "whatever.m2l"]) == 1
+    assert capsys.readouterr().err == "m2l: error: /runs/x/config.json: Permission denied\n"
+
+
 def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
     bad = tmp_path / "noise.wav"
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())

@@ -117,3 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass
         return 1
+    except OSError as err:  # a failing disk or folder (permissions, missing, full): one line, exit 1
+        error(describe(err))
+        return 1
