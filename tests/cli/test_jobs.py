@@ -170,6 +170,21 @@ def test_resolve_jobs_maps_inputs_to_outputs(tmp_path):
     assert jobs == [] and errors == [f"{tmp_path / 'missing.wav'}: no such file or directory"]
 
 
+def test_an_output_with_an_unknown_audio_suffix_is_refused_not_made_a_folder(tmp_path):
+    one = write_tone(tmp_path / "one.wav")
+    audio = frozenset({".wav", ".flac"})
+    jobs, errors = resolve_jobs(
+        [str(one)], str(tmp_path / "out.mp4"), frozenset({".m2l"}), audio, ".wav", ".m2l"
+    )
+    assert jobs == [] and len(errors) == 1
+    assert errors[0].startswith(f"{tmp_path / 'out.mp4'}: unsupported output format '.mp4' (use .flac, .wav;")
+    (tmp_path / "take.2").mkdir()  # an existing folder with a dot in its name is still a folder
+    jobs, errors = resolve_jobs(
+        [str(one)], str(tmp_path / "take.2"), frozenset({".m2l"}), audio, ".wav", ".m2l"
+    )
+    assert errors == [] and jobs == [Job(one, tmp_path / "take.2" / "one.wav")]
+
+
 def test_format_conflict_is_refused(tmp_path):
     src = write_tone(tmp_path / "a.wav")
     out = tmp_path / "a.wav.out.wav"

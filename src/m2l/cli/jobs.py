@@ -93,6 +93,12 @@ def resolve_jobs(
     out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
     if not out_is_file and out_path.exists() and not out_path.is_dir():
         return [], [f"{out_path}: exists and is not a directory (output folder expected)"]
+    suffix = out_path.suffix.lower()
+    if single_file and suffix and not out_is_file and not out_path.exists():
+        return [], [
+            f"{out_path}: unsupported output format {suffix!r} (use {', '.join(sorted(out_suffixes))}; "
+            f"for an output folder, create it first or drop the suffix)"
+        ]
     if not out_is_file and not out_path.exists() and out_path.suffix.lower() in out_suffixes:
         return [], [
             f"{out_path}: looks like a file, but several inputs or a directory input need an output folder"
