@@ -28,7 +28,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -285,3 +285,56 @@ def _remove(path: Path) -> None:
     """Delete `path` if it is there, never raising (cleanup must not hide the real error)."""
     with suppress(OSError):
         os.unlink(path)
+
+
+def walk_files(
+    root: str | os.PathLike[str],
+    suffixes: frozenset[str],
+    *,
+    skip: Path | None = None,
+    on_skip: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Regular files under `root` whose lowercase suffix is in `suffixes`, recursively, sorted.
+
+    Hidden names (a leading dot) are left out. Symlinked folders are followed, but a folder already
+    visited (a symlink loop) is never entered twice; anything that is not a regular file once
+    links are followed (a FIFO, socket, device, dangling or looping link) is left out with one
+    line through `on_skip` ("PATH: skipped, is a named pipe (FIFO)").
+
+    Args:
+        root: the folder to walk.
+        suffixes: lowercase suffixes with the dot (".wav").
+        skip: a folder (resolved) that is not entered, e.g. the output folder inside the input.
+        on_skip: receives one line per left-out entry; silent when None.
+    """
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        with suppress(OSError):
+            info = os.stat(here)
+            if (info.st_dev, info.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((info.st_dev, info.st_ino))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (skip is None or _resolved(here / d) != skip)
+        )
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+                continue
+            try:
+                regular_file(here / name)
+            except M2LError as err:
+                if on_skip is not None:
+                    on_skip(f"{err}; skipped")
+                continue
+            found.append(here / name)
+    return found
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a looping link
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,17 @@ def test_format_conflict_is_refused(tmp_path):
     check_format_conflict(argparse.Namespace(output=str(out), format=None), jobs)
     with pytest.raises(M2LError, match="does not match --format flac"):
         check_format_conflict(argparse.Namespace(output=str(out), format="flac"), jobs)
+
+
+def test_folder_walk_skips_fifos_and_link_loops_with_a_warning(tmp_path, capsys, model):
+    src = tmp_path / "in"
+    write_tone(src / "good.wav", seconds=0.3)
+    os.mkfifo(src / "pipe.wav")
+    (src / "loop.wav").symlink_to(src / "loop.wav")
+    (src / "sub").mkdir()
+    (src / "sub" / "up").symlink_to(src, target_is_directory=True)  # a folder loop
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "lat", *model[:-1])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "lat").rglob("*.m2l")) == ["good.m2l"]
+    warnings = [line for line in err.splitlines() if line.startswith("m2l: warning: ")]
+    assert len(warnings) == 2 and "pipe.wav: is a named pipe" in err and "loop.wav" in err

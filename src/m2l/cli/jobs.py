@@ -25,7 +25,7 @@ from m2l.cli.args import check_device
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
-from m2l.files import exists_error
+from m2l.files import exists_error, walk_files
 
 if TYPE_CHECKING:
     import torch
@@ -42,28 +42,20 @@ class Job:
     dst: Path
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]:
-    """Files under `root` (recursively, sorted) whose lowercase suffix is in `suffixes`."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not _is_hidden(d) and (skip is None or _resolved(here / d) != skip)
-        )
-        found.extend(
-            here / f for f in sorted(filenames) if not _is_hidden(f) and Path(f).suffix.lower() in suffixes
-        )
-    return found
+    """Regular files under `root` (recursively, sorted) whose lowercase suffix is in `suffixes`;
+    FIFOs, sockets, devices and broken or looping links are skipped with a warning line."""
+
+    def warn(line: str) -> None:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+
+    return walk_files(root, suffixes, skip=skip, on_skip=warn)
 
 
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return path.absolute()
 
 
