@@ -211,3 +211,16 @@ def test_regular_file_refuses_what_would_block(tmp_path: Path) -> None:
         regular_file(tmp_path / "missing")
     (tmp_path / "f").write_text("x")
     assert regular_file(tmp_path / "f").st_size == 1
+
+
+def test_write_text_makes_folders_and_is_exclusive(tmp_path):
+    target = tmp_path / "sub" / "r.json"
+    write_text(target, "one")
+    write_text(target, "two", force=True)
+    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["r.json"]
+    with pytest.raises(M2LError, match="already exists"):
+        write_text(target, "three")
+    assert target.read_text() == "two"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(M2LError, match="cannot write"):
+        write_text(tmp_path / "file" / "r.json", "one")  # its folder is a file

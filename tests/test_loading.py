@@ -9,7 +9,7 @@ import m2l
 from m2l import loading
 from m2l.formats import save_checkpoint
 from m2l.loading import convert, load_model
-from m2l.models.v1_official import official_key_map
+from m2l.models.v1_authors import authors_key_map
 
 
 def test_preset_with_checkpoint_and_checkpoint_alone(tmp_path):
@@ -33,7 +33,7 @@ def test_untrained_preset_warns():
 def _authors_file(tmp_path):
     model = random_model("m2l-v1", seed=3)
     ours = model.state_dict()
-    state = {k: ours[v] for k, v in official_key_map(model.cfg, set(ours)).items()}
+    state = {k: ours[v] for k, v in authors_key_map(model.cfg, set(ours)).items()}
     for j in range(4):
         state[f"decoder.bottleneck_layers.{j}.proj_emb.weight"] = torch.zeros(512, 256)
         state[f"decoder.bottleneck_layers.{j}.proj_emb.bias"] = torch.zeros(512)

@@ -10,8 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from m2l.authors_api import EncoderDecoder
     from m2l.codec import Codec  # what `load` returns: `m2l.codec_v1.Codec1` or `m2l.codec_v2.Codec2`
-    from m2l.compat import EncoderDecoder
     from m2l.errors import M2LError
     from m2l.loading import convert, load
 
@@ -20,7 +20,7 @@ __all__ = ["Codec", "EncoderDecoder", "M2LError", "convert", "load", "__version_
 
 _LAZY = {
     "Codec": "m2l.codec",
-    "EncoderDecoder": "m2l.compat",
+    "EncoderDecoder": "m2l.authors_api",
     "M2LError": "m2l.errors",
     "convert": "m2l.loading",
     "load": "m2l.loading",

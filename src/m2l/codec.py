@@ -177,7 +177,9 @@ class Codec(ABC):
         return pad, length, secrets.randbits(63) if seed is None else int(seed)
 
     # ----------------------------------------------------------------------------- public API
-    def load(self, audio: object, sample_rate: int | None = None, *, downmix: bool = False) -> torch.Tensor:
+    def load_audio(
+        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+    ) -> torch.Tensor:
         """Path or array -> float32 waveform at the model rate, [channels, samples] or batched."""
         if isinstance(audio, str | bytes) or hasattr(audio, "__fspath__"):
             if sample_rate is not None:
@@ -211,7 +213,7 @@ class Codec(ABC):
             Features: v1 [channels, feature_dim, frames] (pre-bottleneck); v2 [rows, K * dim]
             (summary embeddings before the last linear layer, averaged over chunks).
         """
-        wave = self.load(audio, sample_rate, downmix=downmix)
+        wave = self.load_audio(audio, sample_rate, downmix=downmix)
         rows, lead = self.model_rows(wave)
         out = self.encode_rows(rows, features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
@@ -221,7 +223,7 @@ class Codec(ABC):
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> LatentFile:
         """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
-        wave = self.load(audio, sample_rate, downmix=downmix)
+        wave = self.load_audio(audio, sample_rate, downmix=downmix)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)

@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 
 from m2l.config import ModelConfig, config_from_dict, config_to_dict
 from m2l.errors import M2LError
-from m2l.files import atomic_output, open_regular, regular_file, write_text
+from m2l.files import atomic_output, open_regular, regular_file
 
 LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 1
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "m2l-checkpoint", 1
@@ -66,15 +66,6 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
     """
     with atomic_output(path, force=force) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-
-
-def atomic_write_text(path: Path, text: str, force: bool) -> None:
-    """Write UTF-8 `text` through `m2l.files.atomic_output` (exclusive unless `force`).
-
-    Raises:
-        M2LError: `path` exists and not `force`, or it cannot be written (disk full...).
-    """
-    write_text(path, text, force=force)
 
 
 class Kind(Enum):

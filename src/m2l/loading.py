@@ -26,7 +26,7 @@ from m2l.formats import (
 )
 from m2l.models import create
 from m2l.models.v1 import Music2Latent
-from m2l.models.v1_official import convert_official_state_dict
+from m2l.models.v1_authors import convert_authors_state_dict
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
@@ -141,7 +141,7 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
         raise M2LError(f"{path}: is {found.description}, not a model checkpoint")
     config = preset("m2l-v1")
     ours = Music2Latent(config)
-    state = convert_official_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
+    state = convert_authors_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
 

@@ -33,7 +33,6 @@ from m2l.evaluate.run import (
     item_scores,
     parse_model_arg,
     sweep,
-    write_text_atomic,
 )
 from m2l.loading import make_codec
 
@@ -186,19 +185,6 @@ def test_check_out_dir(tmp_path):
     check_out_dir(tmp_path / "full", force=True)
     with pytest.raises(M2LError, match="not a directory"):
         check_out_dir(tmp_path / "full" / "x", force=True)
-
-
-def test_write_text_atomic(tmp_path):
-    target = tmp_path / "sub" / "r.json"
-    write_text_atomic(target, "one", force=False)
-    write_text_atomic(target, "two", force=True)
-    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["r.json"]
-    with pytest.raises(M2LError, match="already exists"):
-        write_text_atomic(target, "three", force=False)
-    assert target.read_text() == "two"
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(M2LError, match="cannot write"):
-        write_text_atomic(tmp_path / "file" / "r.json", "one", force=False)  # its folder is a file
 
 
 def test_missing_visqol_gives_none_and_one_note(monkeypatch, tmp_path):

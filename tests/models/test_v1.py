@@ -7,14 +7,14 @@ from m2l_testing import MICRO, random_model
 from m2l.config import config_from_dict, config_hash, config_to_dict, preset
 from m2l.errors import M2LError
 from m2l.models.v1 import Music2Latent
-from m2l.models.v1_official import convert_official_state_dict, official_key_map
+from m2l.models.v1_authors import authors_key_map, convert_authors_state_dict
 
-OFFICIAL = Path(__file__).parents[1] / "data" / "official-music2latent-state-dict.txt"
+AUTHORS_STATE = Path(__file__).parents[1] / "data" / "authors-music2latent-state-dict.txt"
 
 
-def _official_shapes() -> dict[str, tuple[int, ...]]:
+def _authors_shapes() -> dict[str, tuple[int, ...]]:
     out = {}
-    for line in OFFICIAL.read_text().splitlines():
+    for line in AUTHORS_STATE.read_text().splitlines():
         name, shape = line.split(" ", 1)
         out[name] = tuple(int(v) for v in shape.strip("()").split(",") if v.strip())
     return out
@@ -27,12 +27,12 @@ def test_released_size_parameter_count():
     assert count == 58_185_026 - 4 * (512 * 256 + 512)
 
 
-def test_official_key_map_covers_the_release_exactly():
+def test_authors_key_map_covers_the_release_exactly():
     model = Music2Latent(preset("m2l-v1"))
     ours = model.state_dict()
-    shapes = _official_shapes()
+    shapes = _authors_shapes()
     assert len(shapes) == 583
-    key_map = official_key_map(model.cfg, set(ours))
+    key_map = authors_key_map(model.cfg, set(ours))
     assert set(key_map.values()) == set(ours)
     unused = {k for k in shapes if k.startswith("decoder.") and ".proj_emb." in k}
     assert set(key_map) == set(shapes) - unused
@@ -40,9 +40,9 @@ def test_official_key_map_covers_the_release_exactly():
         assert shapes[theirs] == tuple(ours[mine].shape), theirs
 
 
-def _official_state(model: Music2Latent) -> dict[str, torch.Tensor]:
+def _authors_state(model: Music2Latent) -> dict[str, torch.Tensor]:
     ours = model.state_dict()
-    state = {theirs: ours[mine] for theirs, mine in official_key_map(model.cfg, set(ours)).items()}
+    state = {theirs: ours[mine] for theirs, mine in authors_key_map(model.cfg, set(ours)).items()}
     for j in range(model.cfg.bottleneck_blocks):
         state[f"decoder.bottleneck_layers.{j}.proj_emb.weight"] = torch.zeros(1)
     return state
@@ -50,22 +50,22 @@ def _official_state(model: Music2Latent) -> dict[str, torch.Tensor]:
 
 def test_conversion_round_trip_and_strictness():
     model = random_model("m2l-v1-tiny")
-    state = _official_state(model)
+    state = _authors_state(model)
     fresh = Music2Latent(model.cfg)
-    converted = convert_official_state_dict(state, model.cfg, fresh.state_dict(), "x.pt")
+    converted = convert_authors_state_dict(state, model.cfg, fresh.state_dict(), "x.pt")
     fresh.load_state_dict(converted)
     for k, v in model.state_dict().items():
         assert torch.equal(v, fresh.state_dict()[k])
     missing = dict(state)
     missing.pop("conv_out.weight")
     with pytest.raises(M2LError, match="missing"):
-        convert_official_state_dict(missing, model.cfg, fresh.state_dict(), "x.pt")
+        convert_authors_state_dict(missing, model.cfg, fresh.state_dict(), "x.pt")
     extra = dict(state, **{"foo.weight": torch.zeros(1)})
     with pytest.raises(M2LError, match="unexpected"):
-        convert_official_state_dict(extra, model.cfg, fresh.state_dict(), "x.pt")
+        convert_authors_state_dict(extra, model.cfg, fresh.state_dict(), "x.pt")
     wrong = dict(state, **{"conv_out.weight": torch.zeros(3)})
     with pytest.raises(M2LError, match="shape"):
-        convert_official_state_dict(wrong, model.cfg, fresh.state_dict(), "x.pt")
+        convert_authors_state_dict(wrong, model.cfg, fresh.state_dict(), "x.pt")
 
 
 @pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l-v1-small", MICRO])

@@ -157,11 +157,11 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
+def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -178,7 +178,7 @@ def _latent_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
         ("sample rate", f"{info['sample_rate']} Hz"),
         ("channels", info["channels"]),
         ("length", f"{info['length']} samples ({info['duration_seconds']:.3f} s)"),
-        ("latent shape", _fmt(info["latent_shape"])),
+        ("latent shape", _format_value(info["latent_shape"])),
     ]
     if info["kind"] == "v2":
         rows.append(("layout", "[rows, chunks, K, latent_dim] (Music2Latent2 summary embeddings)"))
@@ -187,11 +187,11 @@ def _latent_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         *rows,
         ("latent frames", info["latent_frames"]),
-        ("latent scale", _fmt(info["latent_scale"])),
+        ("latent scale", _format_value(info["latent_scale"])),
         ("left pad", f"{info['left_pad']} samples"),
         (
             "latent values",
-            f"min {_fmt(s['min'])}  max {_fmt(s['max'])}  mean {_fmt(s['mean'])}  std {_fmt(s['std'])}",
+            "  ".join(f"{key} {_format_value(s[key])}" for key in ("min", "max", "mean", "std")),
         ),
     ]
 
@@ -207,8 +207,8 @@ def _checkpoint_lines(info: dict[str, Any]) -> list[str]:
         ("sha256", f"{(info['sha256'] or '')[:12]}..."),
     ]
     if info["extra"]:
-        rows += [(key, _fmt(value)) for key, value in _flatten(info["extra"])]
-    fields = [f"    {key} = {_fmt(value)}" for key, value in _flatten(info["config"])]
+        rows += [(key, _format_value(value)) for key, value in _flatten(info["extra"])]
+    fields = [f"    {key} = {_format_value(value)}" for key, value in _flatten(info["config"])]
     return [*(_row(label, value) for label, value in rows), "  config fields:", *fields]
 
 

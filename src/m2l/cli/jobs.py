@@ -206,7 +206,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 def read_audio(codec: Any, path: Path, downmix: bool) -> torch.Tensor:
     """[channels, samples] at the model rate, without native decoder chatter on stderr."""
     with _native_stderr_silenced():
-        return codec.load(path, downmix=downmix)
+        return codec.load_audio(path, downmix=downmix)
 
 
 def load_codec(args: argparse.Namespace) -> Any:

@@ -228,7 +228,7 @@ def _audio_info(path: Path) -> Any | None:
     return info if info.frames > 0 and info.samplerate > 0 else None
 
 
-def _atomic_text(path: Path, text: str) -> bool:
+def _write_if_changed(path: Path, text: str) -> bool:
     """Write `text` to `path` atomically (`m2l.files.write_text`); False when it was already so."""
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -345,7 +345,7 @@ class Fetcher:
     def _write_manifest(self, path: Path, entries: list[dict[str, Any]]) -> None:
         ordered = sorted(entries, key=lambda e: e["path"])
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in ordered)
-        if _atomic_text(path, text):
+        if _write_if_changed(path, text):
             self.say(f"wrote {path.relative_to(self.data_dir)} ({len(entries)} files)")
 
     def _source(self, source: Source) -> list[dict[str, Any]]:
@@ -406,7 +406,7 @@ class Fetcher:
                 f"left out: {shown}",
                 stacklevel=2,
             )
-        _atomic_text(
+        _write_if_changed(
             self._marker(part),
             json.dumps(
                 {
@@ -486,7 +486,7 @@ class Fetcher:
             warnings.warn(f"notes: {counts['silent']} silent note(s) left out", stacklevel=2)
         if counts["clipped"]:
             warnings.warn(f"notes: {counts['clipped']} note(s) clipped to [-1, 1]", stacklevel=2)
-        _atomic_text(
+        _write_if_changed(
             self._marker("notes"),
             json.dumps(
                 {

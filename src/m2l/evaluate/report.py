@@ -67,7 +67,7 @@ def _url(relative: str) -> str:
     return _esc(quote(relative, safe="/"))
 
 
-def fmt(value: object, digits: int = 3) -> str:
+def format_number(value: object, digits: int = 3) -> str:
     """Numbers for a table cell: floats to `digits` decimals, None as "n/a"."""
     if value is None:
         return "n/a"
@@ -99,7 +99,7 @@ def _cells(
     for key, _, _ in columns:
         value = values.get(key)
         mark = ' class="best"' if value is not None and value == best.get(key) else ""
-        out.append(f"<td{mark}>{fmt(value)}</td>")
+        out.append(f"<td{mark}>{format_number(value)}</td>")
     return "".join(out)
 
 
@@ -116,7 +116,7 @@ def _header(results: dict[str, Any]) -> str:
     rows = [
         f'<tr><td class="text">{_esc(m["label"])}</td><td class="text">{_esc(m["model_id"])}</td>'
         f'<td class="text">{_esc(m["version"])} ({_esc(m["config"])})</td>'
-        f"<td>{fmt(m['sample_rate'])}</td><td>{fmt(m['boundary_spacing'])}</td></tr>"
+        f"<td>{format_number(m['sample_rate'])}</td><td>{format_number(m['boundary_spacing'])}</td></tr>"
         for m in results.get("models", [])
     ]
     head = [
@@ -151,7 +151,7 @@ def _latent_table(results: dict[str, Any]) -> str:
     rows = []
     for m in results.get("models", []):
         stats = m.get("latent_stats") or {}
-        cells = "".join(f"<td>{fmt(stats.get(k))}</td>" for k in LATENT_KEYS)
+        cells = "".join(f"<td>{format_number(stats.get(k))}</td>" for k in LATENT_KEYS)
         rows.append(f'<tr><td class="text">{_esc(m["label"])}</td>{cells}</tr>')
     head = ['<th class="text">Model</th>'] + [f"<th>{k}</th>" for k in LATENT_KEYS]
     return _table(head, rows, ' id="latents"')
@@ -166,8 +166,8 @@ def _item_tables(results: dict[str, Any]) -> str:
                 b = r.get("boundary") or {}
                 rows.append(
                     f'<tr class="item-row"><td class="text">{_esc(r["name"])}</td>'
-                    f"{_cells(r, ITEM_COLUMNS, {})}<td>{fmt(b.get('ratio'))}</td>"
-                    f"<td>{fmt(b.get('boundaries'))}</td></tr>"
+                    f"{_cells(r, ITEM_COLUMNS, {})}<td>{format_number(b.get('ratio'))}</td>"
+                    f"<td>{format_number(b.get('boundaries'))}</td></tr>"
                 )
             head = (
                 ['<th class="text">Item</th>']
@@ -199,9 +199,8 @@ def _listening(results: dict[str, Any]) -> str:
             for s in m["settings"]:
                 row = next((r for r in s["items"] if r["item"] == item["index"]), None)
                 if row is not None and row.get("media"):
-                    caption = (
-                        f"{_esc(m['label'])} &mdash; {_esc(s['label'])} (SI-SDR {fmt(row['si_sdr'], 1)} dB)"
-                    )
+                    sdr = format_number(row["si_sdr"], 1)
+                    caption = f"{_esc(m['label'])} &mdash; {_esc(s['label'])} (SI-SDR {sdr} dB)"
                     figures.append(_figure(caption, row["media"]))
         parts.append(f'<h3>{_esc(item["name"])}</h3>\n<div class="listen">' + "\n".join(figures) + "</div>")
     return "\n".join(parts) or "<p>No audio examples (--audio-items 0).</p>"

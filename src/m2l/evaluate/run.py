@@ -44,7 +44,7 @@ from m2l.evaluate.boundaries import (
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
-from m2l.formats import atomic_write_text
+from m2l.files import write_text
 
 RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
@@ -142,11 +142,6 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise M2LError(f"{out}: already exists and is not empty (pass --force to overwrite)")
-
-
-def write_text_atomic(path: Path, text: str, force: bool) -> None:
-    """`m2l.formats.atomic_write_text`: exclusive unless `force`; failures are one-line `M2LError`s."""
-    atomic_write_text(path, text, force)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -460,6 +455,6 @@ def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
     results["notes"] = ctx.notes
     results = json_safe(results)
     text = json.dumps(results, indent=1, allow_nan=False) + "\n"
-    write_text_atomic(opts.out / "results.json", text, opts.force)
-    write_text_atomic(opts.out / "report.html", render_report(results), opts.force)
+    write_text(opts.out / "results.json", text, force=opts.force)
+    write_text(opts.out / "report.html", render_report(results), force=opts.force)
     return results

@@ -88,7 +88,7 @@ class Transformer(nn.Module):
         return self.norm(x)
 
 
-class CondResBlock(nn.Module):
+class ConditionedResBlock(nn.Module):
     """Conv ResBlock with adaptive GroupNorm: the second norm is scaled and shifted by the
     noise embedding. [B, C, F, T], emb [B, E] -> [B, C, F, T]."""
 
@@ -123,7 +123,7 @@ def from_tokens(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 def conv_stages(cfg: V2Config, emb_ch: int | None) -> nn.ModuleList:
     """`layers[i]` ResBlocks of `channels[i]` per stage, noise-conditioned when `emb_ch` is set."""
     return nn.ModuleList(
-        nn.ModuleList(CondResBlock(c, emb_ch) if emb_ch else ResBlock(c, c) for _ in range(n))
+        nn.ModuleList(ConditionedResBlock(c, emb_ch) if emb_ch else ResBlock(c, c) for _ in range(n))
         for c, n in zip(cfg.channels, cfg.layers, strict=True)
     )
 
@@ -259,7 +259,7 @@ class Decoder(nn.Module):
 
 
 @dataclass
-class ChunkCond:
+class ChunkConditioning:
     """Decoder features of B * G chunks (finest stage first) and G, the chunks per sequence."""
 
     features: list[torch.Tensor]
@@ -281,7 +281,7 @@ class ConsistencyNet(nn.Module):
         self.norm_out = group_norm(cfg.channels[0])
         self.conv_out = zero_(nn.Conv2d(cfg.channels[0], 2 * cfg.audio_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: ChunkCond) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: ChunkConditioning) -> torch.Tensor:
         g, n = cond.chunks, self.cfg.tokens
         if g > self.pos.shape[0] // n:
             raise M2LError(f"the consistency model sees at most 2 chunks at once, got {g}")
@@ -342,7 +342,7 @@ class Music2Latent2(nn.Module):
             [B, G, C_in, F, chunk_frames] denoised chunks.
         """
         b, g = x.shape[:2]
-        out = self.denoiser(x.flatten(0, 1), sigma.reshape(b * g), ChunkCond(features, g))
+        out = self.denoiser(x.flatten(0, 1), sigma.reshape(b * g), ChunkConditioning(features, g))
         return out.view(x.shape)
 
     # ------------------------------------------------------- the interface the trainer uses

@@ -105,18 +105,18 @@ def extract_feature_sets(
     """
     from m2l.loading import load_model, make_codec
     from m2l.models import create
-    from m2l.probe import features as F
+    from m2l.probe import features
 
     def extractor(model: Any, model_id: str) -> Any:
-        return lambda: F.codec_extractor(make_codec(model, model_id=model_id, device=device))
+        return lambda: features.codec_extractor(make_codec(model, model_id=model_id, device=device))
 
     sets: list[FeatureSet] = []
     baselines: dict[str, FeatureSet] = {}
     for source in dict.fromkeys(sources):
-        model, model_id = F.seeded(lambda source=source: load_model(source))
+        model, model_id = features.seeded(lambda source=source: load_model(source))
         # a preset without weights is the seeded untrained encoder: share its cache entry
-        key = F.untrained_id(model.cfg) if model_id.endswith("@untrained") else model_id
-        feats = F.cached_features(
+        key = features.untrained_id(model.cfg) if model_id.endswith("@untrained") else model_id
+        feats = features.cached_features(
             notes,
             cache_dir,
             key,
@@ -126,23 +126,29 @@ def extract_feature_sets(
             quiet,
         )
         sets += [FeatureSet(source, model_id, kind, feats[kind]) for kind in ("features", "latents")]
-        uid = F.untrained_id(model.cfg)
+        uid = features.untrained_id(model.cfg)
         if uid not in baselines:
             cfg = model.cfg
-            untrained = F.cached_features(
+            untrained = features.cached_features(
                 notes,
                 cache_dir,
                 uid,
                 ("features",),
-                lambda cfg=cfg, uid=uid: extractor(F.seeded(lambda: create(cfg)), uid)(),
+                lambda cfg=cfg, uid=uid: extractor(features.seeded(lambda: create(cfg)), uid)(),
                 f"untrained {cfg.name} features",
                 quiet,
             )
             baselines[uid] = FeatureSet(f"untrained {cfg.name}", uid, "untrained", untrained["features"])
-    logmel = F.cached_features(
-        notes, cache_dir, F.LOGMEL_ID, ("logmel",), F.logmel_extractor, "log-mel features", quiet
+    logmel = features.cached_features(
+        notes,
+        cache_dir,
+        features.LOGMEL_ID,
+        ("logmel",),
+        features.logmel_extractor,
+        "log-mel features",
+        quiet,
     )
-    return [*sets, *baselines.values(), FeatureSet("log-mel", F.LOGMEL_ID, "logmel", logmel["logmel"])]
+    return [*sets, *baselines.values(), FeatureSet("log-mel", features.LOGMEL_ID, "logmel", logmel["logmel"])]
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -176,7 +182,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run_probe(args: argparse.Namespace) -> int:
     """Run `m2l probe`; returns the exit code (errors are raised as `M2LError`)."""
-    from m2l.formats import atomic_write_text
+    from m2l.files import write_text
     from m2l.probe import probes
     from m2l.probe.features import read_notes
 
@@ -236,6 +242,6 @@ def run_probe(args: argparse.Namespace) -> int:
         ],
         "results": results,
     }
-    atomic_write_text(result, json.dumps(report, indent=2) + "\n", args.force)
+    write_text(result, json.dumps(report, indent=2) + "\n", force=args.force)
     print(format_table(report), flush=True)
     return 0

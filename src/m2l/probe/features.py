@@ -277,7 +277,7 @@ def codec_extractor(codec: Codec) -> Extractor:
     """Extractor of the "features" and "latents" kinds of an m2l codec (`Codec1` or `Codec2`)."""
 
     def extract(path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
-        wave = codec.load(path, downmix=True)
+        wave = codec.load_audio(path, downmix=True)
         return {kind: clip_vector(codec, wave, kind) for kind in kinds}
 
     return extract

@@ -45,7 +45,9 @@ from m2l.train.validate import Validator
 
 
 @dataclass
-class Dist:
+class DistributedContext:
+    """Where this process stands in a torchrun job (rank, world size, local GPU) and its device."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -56,7 +58,7 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed(device: str | None) -> Dist:
+def setup_distributed(device: str | None) -> DistributedContext:
     """Join the torchrun process group when launched by torchrun (nccl on GPU, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -71,7 +73,7 @@ def setup_distributed(device: str | None) -> Dist:
         if dev.type == "cpu":
             local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    return Dist(rank, world, local, dev)
+    return DistributedContext(rank, world, local, dev)
 
 
 def precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:

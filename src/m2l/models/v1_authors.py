@@ -22,7 +22,7 @@ _UNUSED_SUFFIX = ".proj_emb.weight", ".proj_emb.bias"
 
 
 def _block_map(src: str, dst: str, ours: set[str]) -> dict[str, str]:
-    """Map every parameter under module `dst` (ours) to its name under `src` (official)."""
+    """Map every parameter under module `dst` (ours) to its name under `src` (the authors)."""
     out = {}
     for name in ours:
         if not name.startswith(dst + "."):
@@ -34,8 +34,8 @@ def _block_map(src: str, dst: str, ours: set[str]) -> dict[str, str]:
     return out
 
 
-def official_key_map(cfg: V1Config, ours: set[str]) -> dict[str, str]:
-    """{official name: our name} for every tensor of our v1 model with config `cfg`."""
+def authors_key_map(cfg: V1Config, ours: set[str]) -> dict[str, str]:
+    """{authors name: our name} for every tensor of our v1 model with config `cfg`."""
     m: dict[str, str] = {}
     levels, n = len(cfg.channels), cfg.unet_blocks
     for i in range(levels):  # encoder: block, down, block, down, ...
@@ -81,18 +81,18 @@ def official_key_map(cfg: V1Config, ours: set[str]) -> dict[str, str]:
     return m
 
 
-def convert_official_state_dict(
-    official: dict[str, torch.Tensor], cfg: V1Config, ours: dict[str, torch.Tensor], source: str
+def convert_authors_state_dict(
+    authors_state: dict[str, torch.Tensor], cfg: V1Config, ours: dict[str, torch.Tensor], source: str
 ) -> dict[str, torch.Tensor]:
     """Rename and check the authors' tensors against our model's state dict `ours`.
 
     Raises:
         M2LError: on missing or unexpected keys, or shape mismatches (never a partial load).
     """
-    key_map = official_key_map(cfg, set(ours))
-    unused = {k for k in official if k.startswith("decoder.") and k.endswith(_UNUSED_SUFFIX)}
-    missing = sorted(set(key_map) - set(official))
-    unexpected = sorted(set(official) - set(key_map) - unused)
+    key_map = authors_key_map(cfg, set(ours))
+    unused = {k for k in authors_state if k.startswith("decoder.") and k.endswith(_UNUSED_SUFFIX)}
+    missing = sorted(set(key_map) - set(authors_state))
+    unexpected = sorted(set(authors_state) - set(key_map) - unused)
     if missing or unexpected:
         parts = [
             f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
@@ -103,7 +103,7 @@ def convert_official_state_dict(
         )
     out = {}
     for theirs, mine in key_map.items():
-        tensor = official[theirs]
+        tensor = authors_state[theirs]
         if tuple(tensor.shape) != tuple(ours[mine].shape):
             raise M2LError(
                 f"{source}: tensor {theirs} has shape {tuple(tensor.shape)}, "
