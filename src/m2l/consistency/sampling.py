@@ -139,18 +139,17 @@ def sample_with_context(
     Returns:
         (new chunk [batch, ...], the context's estimate from the last evaluation, or None).
     """
-    levels = noise_levels(cfg, sigmas, steps)
-    r = noise.shape[0]
-    x = noise * levels[0]
-    est, refined = x, None
-    for i, level in enumerate(levels):
-        sigma = torch.full((r, 1), level, device=noise.device)
+    refined: torch.Tensor | None = None
+
+    def new_chunk(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        nonlocal refined
+        level = sigma[:, None]  # [batch, 1]
         if context is None:
-            est = denoise(x[:, None], sigma)[:, 0]
-        else:
-            sigma = torch.cat((torch.full_like(sigma, context_sigma), sigma), dim=1)
-            pair = denoise(torch.stack((context, x), dim=1), sigma)
-            refined, est = pair[:, 0], pair[:, 1]
-        if i + 1 < len(levels):
-            x = renoise(est, fresh_noise(i, noise, generator, noise_source), levels[i + 1], cfg.sigma_min)
-    return est, refined
+            return denoise(x[:, None], level)[:, 0]
+        pair = denoise(
+            torch.stack((context, x), dim=1), torch.cat((torch.full_like(level, context_sigma), level), 1)
+        )
+        refined = pair[:, 0]
+        return pair[:, 1]
+
+    return sample_multistep(new_chunk, noise, cfg, sigmas, steps, generator, noise_source), refined
