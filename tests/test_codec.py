@@ -131,3 +131,49 @@ def test_encoder_decoder_options_work_on_a_v2_model(tmp_path):
     y = ed.decode(z, max_waveform_length=2 * CHUNK, max_batch_size=2, seed=0)
     assert isinstance(y, np.ndarray) and y.shape == (2, n)
     assert np.array_equal(y, ed.decode(z, seed=0))  # decoding does not depend on the options
+
+
+BAD_DECODE = [
+    ({"steps": 1.5}, "steps must be an integer"),
+    ({"steps": "2"}, "steps must be an integer"),
+    ({"steps": True}, "steps must be an integer"),
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"seed": "a"}, "seed must be an integer"),
+    ({"seed": 1.5}, "seed must be an integer"),
+    ({"seed": -1}, "seed must be in"),
+    ({"length": 100.5}, "length must be an integer"),
+    ({"length": -5}, "outside what"),
+    ({"left_pad": -3}, "left_pad must be in"),
+]
+BAD_ENCODE = [
+    ({"left_pad": -3}, "left_pad must be in"),
+    ({"left_pad": 1.5}, "left_pad must be an integer"),
+    ({"left_pad": 10**9}, "left_pad must be in"),  # would allocate gigabytes of padding
+    ({"features": "no"}, "features must be True or False"),
+    ({"downmix": "yes"}, "downmix must be True or False"),
+]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bad_arguments_are_one_line_errors_not_type_errors_or_silent_results(codecs, version):
+    codec = codecs[version]
+    x = torch.randn(1, 20000) * 0.1
+    z = codec.encode(x)
+    for kwargs, message in BAD_DECODE:
+        with pytest.raises(M2LError, match=message):
+            codec.decode(z, **kwargs)
+    for kwargs, message in BAD_ENCODE:
+        with pytest.raises(M2LError, match=message):
+            codec.encode(x, **kwargs)
+    with pytest.raises(M2LError, match="window samples must be >= 1"):
+        codec.set_window_samples(0)
+    assert codec.decode(z, seed=np.int64(3), length=np.int32(100)).shape == (1, 100)  # numpy ints are ints
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_finite_latents_never_decode_to_non_finite_audio(codecs, version):
+    codec = codecs[version]
+    z = codec.encode(torch.randn(1, 20000) * 0.1)
+    with pytest.raises(M2LError, match="non-finite audio.*far outside"):
+        codec.decode(torch.full_like(z, 1e30), seed=0)
+    assert torch.isfinite(codec.decode(z * 10, seed=0)).all()

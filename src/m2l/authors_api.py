@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from m2l.codec import checked_int
 from m2l.errors import M2LError
 from m2l.loading import AUTHORS_NAME, load
 
@@ -28,9 +29,9 @@ class EncoderDecoder:
 
     def _options(self, max_waveform_length: int | None, max_batch_size: int | None) -> None:
         if max_waveform_length is not None:
-            self.codec.set_window_samples(int(max_waveform_length))
+            self.codec.set_window_samples(max_waveform_length)
         if max_batch_size is not None:
-            self.codec.batch_size = max(int(max_batch_size), 1)
+            self.codec.batch_size = checked_int(max_batch_size, "max_batch_size", 1)
 
     def encode(
         self,

@@ -59,6 +59,30 @@ def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expecte
     return z
 
 
+def checked_int(value: object, name: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high], or a one-line M2LError (bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise M2LError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (
+            f"in [{low}, {high}]"
+            if None not in (low, high)
+            else f">= {low}"
+            if high is None
+            else f"<= {high}"
+        )
+        raise M2LError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def checked_flag(value: object, name: str) -> bool:
+    """`value` as a bool, or a one-line M2LError (a string such as "no" is not taken as True)."""
+    if not isinstance(value, bool | np.bool_):
+        raise M2LError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def auto_device() -> str:
     """The best available torch device: cuda, then mps, then cpu."""
     if torch.cuda.is_available():
@@ -129,7 +153,7 @@ class Codec(ABC):
         self.sample_rate = model.cfg.spectral.sample_rate
         self.latent_dim = model.cfg.latent_dim
         self.default_left_pad = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        self.batch_size = batch_size
+        self.batch_size = checked_int(batch_size, "batch_size", 1)
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
@@ -165,16 +189,21 @@ class Codec(ABC):
         self, units: int, steps: int, length: int | None, left_pad: int | None, seed: int | None
     ) -> tuple[int, int, int]:
         """Check decoding options -> (left pad, output length, seed)."""
-        if steps < 1:
-            raise M2LError(f"steps must be >= 1, got {steps}")
-        pad = self.default_left_pad if left_pad is None else left_pad
+        checked_int(steps, "steps", 1)
+        pad = self.checked_left_pad(left_pad)
         available = self.padded_length(units) - pad
-        length = available if length is None else length
+        length = available if length is None else checked_int(length, "length")
         if not 1 <= length <= available:
             raise M2LError(
                 f"length {length} is outside what {units} {self.unit_name} cover (1..{available} samples)"
             )
-        return pad, length, secrets.randbits(63) if seed is None else int(seed)
+        return pad, length, secrets.randbits(63) if seed is None else checked_int(seed, "seed", 0, 2**63 - 1)
+
+    def checked_left_pad(self, left_pad: object) -> int:
+        """The padding before the audio: the codec default if None, else an int in [0, hop_length]."""
+        if left_pad is None:
+            return self.default_left_pad
+        return checked_int(left_pad, "left_pad", 0, self.hop_length)
 
     # ----------------------------------------------------------------------------- public API
     def load_audio(
@@ -213,7 +242,8 @@ class Codec(ABC):
             Features: v1 [channels, feature_dim, frames] (pre-bottleneck); v2 [rows, K * dim]
             (summary embeddings before the last linear layer, averaged over chunks).
         """
-        wave = self.load_audio(audio, sample_rate, downmix=downmix)
+        features, left_pad = checked_flag(features, "features"), self.checked_left_pad(left_pad)
+        wave = self.load_audio(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         rows, lead = self.model_rows(wave)
         out = self.encode_rows(rows, features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
@@ -223,7 +253,7 @@ class Codec(ABC):
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> LatentFile:
         """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
-        wave = self.load_audio(audio, sample_rate, downmix=downmix)
+        wave = self.load_audio(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)
@@ -283,6 +313,11 @@ class Codec(ABC):
         lead = z.shape[: z.dim() - per_row]
         rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
         wave = self.decode_rows(rows, steps=steps, seed=seed, sigma_cond=sigma_cond)
+        if not torch.isfinite(wave).all():
+            raise M2LError(
+                f"latents: decoding gave non-finite audio; their values (largest magnitude "
+                f"{z.abs().max().item():.3g}) are far outside what the model was trained on"
+            )
         return self.output_waveform(wave[..., pad : pad + length], tuple(lead), source_channels)
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
-from m2l.codec import Codec, checked_latents, keyed_randn
+from m2l.codec import Codec, checked_int, checked_latents, keyed_randn
 from m2l.consistency.sampling import sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
@@ -198,7 +198,7 @@ class Codec1(Codec):
 
     def set_window_samples(self, samples: int) -> None:
         """Windows of `samples` // hop_length latents (at least 2 * context + 1)."""
-        self.window = max(int(samples) // self.hop_length, 2 * self.context + 1)
+        self.window = max(checked_int(samples, "window samples", 1) // self.hop_length, 2 * self.context + 1)
 
     @staticmethod
     def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.codec import Codec, checked_latents, keyed_randn
+from m2l.codec import Codec, checked_int, checked_latents, keyed_randn
 from m2l.consistency.sampling import renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
@@ -220,7 +220,7 @@ class Codec2(Codec):
     def set_window_samples(self, samples: int) -> None:
         """Encoder passes of `samples` // hop_length chunks (at least 1); decoding always works
         on two chunks at a time."""
-        self.chunk_batch = max(int(samples) // self.hop_length, 1)
+        self.chunk_batch = max(checked_int(samples, "window samples", 1) // self.hop_length, 1)
 
     @staticmethod
     def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:
