@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from m2l_testing import sine
 
 from m2l.datasets.debian import Extracted
 
@@ -26,8 +27,8 @@ def write_audio(
     path: Path, seconds: float = 0.2, rate: int = 22050, channels: int = 1, fmt: str | None = None
 ) -> Path:
     """A short tone at `path` (format from the suffix unless `fmt`)."""
-    t = np.arange(int(seconds * rate)) / rate
-    data = np.stack([0.2 * np.sin(2 * np.pi * (300 + 50 * c) * t) for c in range(channels)], axis=1)
+    freqs = [300 + 50 * c for c in range(channels)]
+    data = sine(freqs, seconds, rate=rate, channels=channels, amplitude=0.2).T
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data, rate, format=fmt)
     return path

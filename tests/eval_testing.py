@@ -6,18 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from m2l_testing import random_model
+from m2l_testing import random_model, sine
 
 RATE = 44100
 
 
 def tone(seconds: float, freq: float, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A tone with harmonics, a slow envelope and a little noise, [samples, channels] float32."""
-    t = np.arange(int(seconds * RATE)) / RATE
     rng = np.random.default_rng(seed)
-    wave = sum(0.25 / k * np.sin(2 * np.pi * freq * k * t) for k in (1, 2, 3))
-    wave = wave * (0.6 + 0.4 * np.sin(2 * np.pi * 2.0 * t) ** 2)
-    cols = [wave + 0.02 * rng.standard_normal(t.size) for _ in range(channels)]
+    wave = sum(sine(freq * k, seconds, rate=RATE, amplitude=0.25 / k) for k in (1, 2, 3))
+    wave = wave * (0.6 + 0.4 * sine(2.0, seconds, rate=RATE, amplitude=1.0) ** 2)
+    cols = [wave + 0.02 * rng.standard_normal(wave.size) for _ in range(channels)]
     return np.stack(cols, axis=1).astype(np.float32)
 
 

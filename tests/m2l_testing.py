@@ -1,9 +1,12 @@
-"""Shared helpers for the tests: small models with non-trivial random weights, test signals."""
+"""Shared helpers for the tests: small models with non-trivial random weights, test signals, and
+the check that an error is reported as one line."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from m2l.config import V1Config, V2Config, preset
@@ -51,13 +54,67 @@ def random_model(name_or_cfg: str | V1Config | V2Config = "m2l-v1-tiny", seed: i
     return randomize(create(cfg), seed).eval()
 
 
+def sine(
+    freq: float | Sequence[float],
+    seconds: float | None = None,
+    *,
+    samples: int | None = None,
+    rate: int = 44100,
+    channels: int | None = None,
+    amplitude: float = 0.5,
+    phase: float | Sequence[float] = 0.0,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """amplitude * sin(2 pi freq t + phase) over `seconds` (int(seconds * rate) samples) or `samples`.
+
+    Returns [samples], or [channels, samples] when `channels` is given; `freq` (Hz) and `phase`
+    (radians) are one number for every channel or one per channel. Computed in float64, then cast
+    to `dtype`.
+    """
+    if (seconds is None) == (samples is None):
+        raise TypeError("sine: give seconds or samples (one of them)")
+    n = int(seconds * rate) if samples is None else samples
+    t = np.arange(n) / rate
+    rows = 1 if channels is None else channels
+    freqs = np.broadcast_to(np.asarray(freq, dtype=np.float64), (rows,))
+    phases = np.broadcast_to(np.asarray(phase, dtype=np.float64), (rows,))
+    wave = np.stack([amplitude * np.sin(2 * np.pi * f * t + p) for f, p in zip(freqs, phases, strict=True)])
+    wave = wave.astype(dtype, copy=False)
+    return wave[0] if channels is None else wave
+
+
+def sine_tensor(*args: object, **kwargs: object) -> torch.Tensor:
+    """`sine` as a torch tensor (float64 unless `dtype` says otherwise)."""
+    return torch.from_numpy(sine(*args, **kwargs))  # type: ignore[arg-type]
+
+
+def assert_one_line_error(error: object, *fragments: str) -> None:
+    """An error is reported as one line that names each of `fragments`.
+
+    `error` is the stderr text of the command line (exactly one `m2l: error: ` line, no
+    traceback) or a raised exception (`pytest.raises`' ExceptionInfo or the exception itself),
+    whose message must hold no newline.
+    """
+    if isinstance(error, str):
+        lines = error.strip().splitlines()
+        assert len(lines) == 1, error
+        assert lines[0].startswith("m2l: error: "), error
+        assert "Traceback" not in error
+        message = lines[0]
+    else:
+        message = str(getattr(error, "value", error))
+        assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
 def tone_and_noise(seconds: float, sr: int = 44100, channels: int = 1, seed: int = 0) -> torch.Tensor:
-    """A stationary test signal [channels, samples]: a sine per channel plus white noise."""
+    """A stationary test signal [channels, samples] (float32): a sine per channel (440 Hz, then
+    110 Hz higher per channel) plus white noise."""
     gen = torch.Generator().manual_seed(seed)
-    n = int(seconds * sr)
-    t = torch.arange(n) / sr
-    rows = [0.2 * torch.sin(2 * math.pi * (440 + 110 * c) * t) for c in range(channels)]
-    return torch.stack(rows) + 0.1 * torch.randn(channels, n, generator=gen)
+    freqs = [440 + 110 * c for c in range(channels)]
+    tones = sine_tensor(freqs, seconds, rate=sr, channels=channels, amplitude=0.2, dtype=np.float32)
+    return tones + 0.1 * torch.randn(tones.shape, generator=gen)
 
 
 def music_like(seconds: float, sr: int = 44100, seed: int = 0) -> torch.Tensor:

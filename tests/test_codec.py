@@ -10,7 +10,6 @@ from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
 from m2l.codec_v2 import Codec2
 from m2l.errors import M2LError
-from m2l.formats import save_checkpoint
 from m2l.loading import make_codec
 
 CHUNK = 32768
@@ -114,23 +113,6 @@ def test_window_samples_bound_one_pass():
     assert v2.chunk_batch == 3
     v2.set_window_samples(1)
     assert v2.chunk_batch == 1
-
-
-def test_encoder_decoder_options_work_on_a_v2_model(tmp_path):
-    model = random_model(MICRO2)
-    save_checkpoint(tmp_path / "v2.safetensors", model.state_dict(), model.cfg)
-    ed = m2l.EncoderDecoder(str(tmp_path / "v2.safetensors"), device="cpu")
-    assert isinstance(ed.codec, Codec2)
-    n = 2 * CHUNK + 1536  # two whole chunks at the authors' alignment (no left pad)
-    stereo = (np.random.RandomState(0).randn(n, 2) * 0.1).astype(np.float32)  # authors' layout
-    z = ed.encode(stereo, max_waveform_length=CHUNK, max_batch_size=1)
-    assert ed.codec.chunk_batch == 1 and ed.codec.batch_size == 1
-    assert isinstance(z, np.ndarray) and z.shape == (2, 2, 8, 64)
-    np.testing.assert_allclose(ed.encode(stereo, max_waveform_length=3 * CHUNK), z, rtol=1e-5, atol=1e-5)
-    assert ed.codec.chunk_batch == 3
-    y = ed.decode(z, max_waveform_length=2 * CHUNK, max_batch_size=2, seed=0)
-    assert isinstance(y, np.ndarray) and y.shape == (2, n)
-    assert np.array_equal(y, ed.decode(z, seed=0))  # decoding does not depend on the options
 
 
 BAD_DECODE = [

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from m2l_testing import MICRO, random_model, tone_and_noise
+from m2l_testing import MICRO, assert_one_line_error, random_model, tone_and_noise
 
 from m2l.codec_v1 import Codec1, plan_windows, tile_noise
 from m2l.errors import M2LError
@@ -141,7 +141,7 @@ def test_silence_encodes_and_decodes_finite(codec):
 def test_bad_audio_is_one_line_error(codec, bad, match):
     with pytest.raises(M2LError, match=match) as info:
         codec.encode(bad)
-    assert "\n" not in str(info.value)
+    assert_one_line_error(info)
 
 
 @pytest.mark.parametrize(

@@ -1,24 +1,31 @@
-"""Helpers for the trainer tests: synthetic audio folders and a fast training config."""
+"""Helpers for the trainer tests: synthetic audio folders, a fast training config, trainers, the
+`m2l train` command line, and training checkpoints saved without training."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+import torch
+from m2l_testing import MICRO, random_model, sine
 
 from m2l.train.config import TRAIN_PRESETS, TrainConfig
 from m2l.train.data import parse_source
 from m2l.train.loop import Trainer
+from m2l.train.state import EMA, save_state
 
 
 def _tone(seconds: float, rate: int, freq: float, seed: int) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
+    """Three harmonics at random phases under a 1.5 Hz swell, plus a little noise (float32)."""
     rng = np.random.default_rng(seed)
-    wave = sum(0.3 / k * np.sin(2 * np.pi * freq * k * t + rng.uniform(0, 6)) for k in (1, 2, 3))
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t) ** 2
-    return (wave * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    wave = sum(
+        sine(freq * k, seconds, rate=rate, amplitude=0.3 / k, phase=rng.uniform(0, 6)) for k in (1, 2, 3)
+    )
+    envelope = 0.6 + 0.4 * sine(1.5, seconds, rate=rate, amplitude=1.0) ** 2
+    return (wave * envelope + 0.01 * rng.standard_normal(wave.size)).astype(np.float32)
 
 
 def make_audio_dirs(root: Path) -> dict[str, Path]:
@@ -72,8 +79,37 @@ def make_trainer(audio_dirs: dict[str, Path], run: Path, cfg: TrainConfig, **kwa
 
 
 def train_argv(audio_dirs: dict[str, Path], run: Path, *sets: str, data: str = "train") -> list[str]:
-    """`m2l train tiny` arguments for a seconds-long CPU run into `run`, plus `--set` each of `sets`."""
+    """`m2l train tiny` arguments for a seconds-long CPU run into `run`, plus `--set` each of `sets`
+    (a later `--set` of a field wins, so `sets` may change the fixed ones, e.g. batch_size=4)."""
     argv = ["train", "tiny", "--data", str(audio_dirs[data]), "--val", str(audio_dirs["val"])]
     argv += ["--out", str(run), "--no-progress", "--device", "cpu"]
     fixed = ("batch_size=2", "workers=0", "val_items=1", "val_seconds=1", "tensorboard=false", "log_every=1")
     return argv + [arg for item in (*fixed, *sets) for arg in ("--set", item)]
+
+
+def save_micro_state(path: Path, *, step: int = 1, seed: int = 0, **changes: object) -> dict[str, Any]:
+    """A training checkpoint of the micro model (`m2l_testing.MICRO`) written by `save_state`:
+    seeded random weights after one AdamW step, an EMA updated once, a few counters.
+
+    Returns the live objects it was saved from (model, ema, optimizer, cfg, counters) and the
+    torch RNG state at the time of the save (rng)."""
+    model = random_model(MICRO, seed)
+    cfg = fast_config(**changes)
+    ema = EMA(model, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    sum(p.square().sum() for p in model.parameters()).backward()
+    optimizer.step()
+    ema.update(model)
+    counters = {"nonfinite": 0, "best_mel": 0.25 + seed}
+    rng = torch.get_rng_state()
+    save_state(
+        path,
+        model=model,
+        ema=ema,
+        optimizer=optimizer,
+        scaler=None,
+        step=step,
+        train_cfg=cfg,
+        counters=counters,
+    )
+    return {"model": model, "ema": ema, "optimizer": optimizer, "cfg": cfg, "counters": counters, "rng": rng}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from m2l_testing import assert_one_line_error, sine
 
 from m2l.audio.io import (
     AUDIO_EXTENSIONS,
@@ -23,25 +24,10 @@ from m2l.errors import M2LError
 PCM24_STEP = 1.0 / 2**23
 
 
-def sine(freq: float, rate: int, seconds: float, channels: int = 1, amp: float = 0.5):
-    """Float32 sine [channels, samples], each channel at a slightly different phase."""
-    t = np.arange(int(rate * seconds)) / rate
-    rows = [amp * np.sin(2 * np.pi * freq * t + c) for c in range(channels)]
-    return np.stack(rows).astype(np.float32)
-
-
 def peak_hz(x: np.ndarray, rate: int) -> float:
     """Frequency of the largest FFT bin of a 1-D signal."""
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
-
-
-def assert_one_line_error(exc: pytest.ExceptionInfo, name: str, *fragments: str) -> None:
-    msg = str(exc.value)
-    assert "\n" not in msg
-    assert name in msg
-    for frag in fragments:
-        assert frag in msg, msg
 
 
 def test_extension_sets():
@@ -54,7 +40,9 @@ def test_extension_sets():
 @pytest.mark.parametrize("channels", [1, 2])
 def test_round_trip(tmp_path: Path, ext: str, channels: int):
     rng = np.random.default_rng(0)
-    x = sine(440, 22050, 0.5, channels) + 0.1 * rng.standard_normal((channels, 11025))
+    x = sine(
+        440, 0.5, rate=22050, channels=channels, phase=range(channels), dtype=np.float32
+    ) + 0.1 * rng.standard_normal((channels, 11025))
     x = x.astype(np.float32)
     path = tmp_path / f"a{ext}"
     save_audio(path, x, 22050)
@@ -67,7 +55,7 @@ def test_round_trip(tmp_path: Path, ext: str, channels: int):
 
 
 def test_round_trip_mono_1d_and_tensor(tmp_path: Path):
-    x = torch.from_numpy(sine(300, 16000, 0.25)[0])
+    x = torch.from_numpy(sine(300, 0.25, rate=16000, dtype=np.float32))
     save_audio(tmp_path / "m.wav", x, 16000)
     wave, _ = load_audio(tmp_path / "m.wav")
     assert tuple(wave.shape) == (1, 4000)
@@ -92,7 +80,7 @@ def test_save_clips(tmp_path: Path):
     ],
 )
 def test_read_other_formats(tmp_path: Path, ext: str, fmt: str, subtype: str, rate: int):
-    x = sine(1000, rate, 0.5, 2)
+    x = sine(1000, 0.5, rate=rate, channels=2, phase=(0, 1), dtype=np.float32)
     path = tmp_path / f"v{ext}"
     try:
         sf.write(str(path), x.T, rate, format=fmt, subtype=subtype)
@@ -107,7 +95,7 @@ def test_read_other_formats(tmp_path: Path, ext: str, fmt: str, subtype: str, ra
 def test_read_mp3(tmp_path: Path):
     path = tmp_path / "m.mp3"
     try:
-        sf.write(str(path), sine(1000, 44100, 0.5)[0], 44100, format="MP3")
+        sf.write(str(path), sine(1000, 0.5, rate=44100, dtype=np.float32), 44100, format="MP3")
     except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
         pytest.skip("this libsndfile cannot write MP3")
     wave, rate = load_audio(path, downmix=True)
@@ -116,15 +104,14 @@ def test_read_mp3(tmp_path: Path):
 
 
 def test_resample_keeps_frequency_and_length():
-    x = torch.from_numpy(sine(1000, 48000, 1.0, 2))
+    x = torch.from_numpy(sine(1000, 1.0, rate=48000, channels=2, phase=(0, 1), dtype=np.float32))
     y = resample(x, 48000, 44100)
     assert y.dtype == torch.float32 and tuple(y.shape[:-1]) == (2,)
     assert abs(y.shape[-1] - 48000 * 44100 / 48000) <= 2
     assert abs(peak_hz(y[0].numpy(), 44100) - 1000) < 2
     assert abs(peak_hz(y[1].numpy(), 44100) - 1000) < 2
     # Away from the edges the waveform is the same sine sampled at the new rate.
-    t = np.arange(y.shape[-1]) / 44100
-    ref = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    ref = sine(1000, samples=y.shape[-1], rate=44100)
     assert np.abs(y[0, 1000:-1000].numpy() - ref[1000:-1000]).max() < 1e-3
 
 
@@ -137,7 +124,7 @@ def test_resample_identity_and_float64():
 
 def test_load_with_target_rate(tmp_path: Path):
     path = tmp_path / "s.wav"
-    save_audio(path, sine(1000, 48000, 0.5, 2), 48000)
+    save_audio(path, sine(1000, 0.5, rate=48000, channels=2, phase=(0, 1), dtype=np.float32), 48000)
     wave, rate = load_audio(path, target_rate=44100)
     assert rate == 44100
     assert tuple(wave.shape) == (2, 22050)
@@ -159,12 +146,12 @@ def test_save_refuses_overwrite_then_force(tmp_path: Path):
 
 def test_save_creates_parents_and_leaves_no_temp(tmp_path: Path):
     path = tmp_path / "deep" / "er" / "x.flac"
-    save_audio(path, sine(220, 16000, 0.1), 16000)
+    save_audio(path, sine(220, 0.1, rate=16000, channels=1, dtype=np.float32), 16000)
     assert [p.name for p in path.parent.iterdir()] == ["x.flac"]
 
 
 def test_failed_save_writes_nothing(tmp_path: Path):
-    x = sine(220, 16000, 0.1)
+    x = sine(220, 0.1, rate=16000, channels=1, dtype=np.float32)
     with pytest.raises(M2LError) as exc:
         save_audio(tmp_path / "bad.mp3", x, 16000)
     assert_one_line_error(exc, "bad.mp3", ".mp3")
@@ -180,7 +167,7 @@ def test_failed_save_writes_nothing(tmp_path: Path):
 def test_failed_write_removes_temp(tmp_path: Path):
     # FLAC cannot hold this rate: libsndfile fails after the temp file was opened.
     with pytest.raises(M2LError) as exc:
-        save_audio(tmp_path / "hi.flac", sine(220, 16000, 0.1), 10_000_000)
+        save_audio(tmp_path / "hi.flac", sine(220, 0.1, rate=16000, channels=1, dtype=np.float32), 10_000_000)
     assert_one_line_error(exc, "hi.flac", "cannot write audio")
     assert list(tmp_path.iterdir()) == []
 
@@ -224,7 +211,7 @@ def test_load_file_errors(tmp_path: Path):
 
 
 def test_load_multichannel_needs_downmix(tmp_path: Path):
-    x = sine(500, 8000, 0.2, channels=4)
+    x = sine(500, 0.2, rate=8000, channels=4, phase=range(4), dtype=np.float32)
     path = tmp_path / "quad.wav"
     sf.write(str(path), x.T, 8000, subtype="FLOAT")
     with pytest.raises(M2LError) as exc:
@@ -236,7 +223,7 @@ def test_load_multichannel_needs_downmix(tmp_path: Path):
 
 
 def test_to_waveform_layouts():
-    x = sine(440, 16000, 0.1, 2)
+    x = sine(440, 0.1, rate=16000, channels=2, phase=(0, 1), dtype=np.float32)
     assert tuple(to_waveform(x[0], 16000, 16000).shape) == (1, 1600)
     assert tuple(to_waveform(x, None, 16000).shape) == (2, 1600)
     batch = np.stack([x, x * 0.5, x * 0.25])
@@ -267,7 +254,7 @@ def test_to_waveform_integer_dtypes():
 
 
 def test_to_waveform_samples_channels_detected():
-    x = sine(440, 16000, 0.1, 2).T  # [samples, 2]
+    x = sine(440, 0.1, rate=16000, channels=2, phase=(0, 1), dtype=np.float32).T  # [samples, 2]
     with pytest.raises(M2LError) as exc:
         to_waveform(x, 16000, 16000, name="my_array")
     assert_one_line_error(exc, "my_array", "looks like [samples, channels]", "transpose")

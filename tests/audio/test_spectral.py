@@ -1,7 +1,6 @@
-import math
-
 import pytest
 import torch
+from m2l_testing import sine_tensor
 
 from m2l.audio.spectral import from_spectrogram, num_frames, num_samples, to_spectrogram
 from m2l.config import SpectralConfig
@@ -10,9 +9,8 @@ CFG = SpectralConfig()
 
 
 def _bandlimited(n: int, batch: int = 2) -> torch.Tensor:
-    t = torch.arange(n, dtype=torch.float64) / CFG.sample_rate
-    freqs = torch.tensor([110.0, 1234.5, 5000.0, 15000.0])[:, None]
-    x = (0.1 * torch.sin(2 * math.pi * freqs * t)).sum(0)
+    freqs = [110.0, 1234.5, 5000.0, 15000.0]
+    x = sine_tensor(freqs, samples=n, rate=CFG.sample_rate, channels=len(freqs), amplitude=0.1).sum(0)
     return torch.stack([x * (i + 1) * 0.5 for i in range(batch)]).float()
 
 

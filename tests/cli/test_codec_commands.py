@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from cli_testing import assert_one_line_error, run, write_tone
+from cli_testing import run, write_tone
+from m2l_testing import assert_one_line_error
 
 from m2l.formats import load_latents
 

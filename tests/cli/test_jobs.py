@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from cli_testing import assert_one_line_error, run, write_tone
+from cli_testing import run, write_tone
+from m2l_testing import assert_one_line_error
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS
 from m2l.cli import main

@@ -12,11 +12,39 @@ from m2l.consistency.sampling import (
     renoise,
     renoise_scale,
     sample_multistep,
+    sample_one_step,
     sample_with_context,
 )
 from m2l.consistency.schedule import karras_sigmas
 
 CFG = ConsistencyConfig()
+
+
+def test_samplers_call_the_denoiser_at_the_right_levels():
+    target = torch.randn(3, 4)
+    seen = []
+
+    def denoise(x, sigma):
+        seen.append(sigma[0].item())
+        return target
+
+    noise = torch.randn(3, 4)
+    assert torch.equal(sample_one_step(denoise, noise, CFG), target)
+    seen.clear()
+    out = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, target)
+    assert seen == pytest.approx(karras_sigmas(3, CFG).tolist(), rel=1e-6)
+
+
+def test_multistep_renoise_is_reproducible_with_a_generator():
+    def denoise(x, sigma):
+        return x * 0.5
+
+    noise = torch.ones(2, 3)
+    a = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(1))
+    b = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(1))
+    c = sample_multistep(denoise, noise, CFG, steps=3, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_renoise_adds_the_missing_noise_above_sigma_min():

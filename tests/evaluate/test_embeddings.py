@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from m2l_testing import assert_one_line_error, sine_tensor
 
 from m2l.errors import M2LError
 from m2l.evaluate.embeddings import (
@@ -25,12 +26,6 @@ N_MELS = 64
 def noise(samples: int, seed: int, scale: float = 0.1) -> torch.Tensor:
     """White noise [samples]."""
     return scale * torch.randn(samples, generator=torch.Generator().manual_seed(seed))
-
-
-def tone(freq: float, samples: int = RATE) -> torch.Tensor:
-    """A 0.5-amplitude sine [samples] at 16 kHz (float64)."""
-    t = torch.arange(samples, dtype=torch.float64) / RATE
-    return 0.5 * torch.sin(2 * math.pi * freq * t)
 
 
 def test_default_is_mel_stats_and_fits_the_protocol() -> None:
@@ -91,13 +86,17 @@ def test_a_tone_peaks_in_its_band(band: int) -> None:
         0.0, float(hz_to_mel(torch.tensor(8000.0, dtype=torch.float64))), N_MELS + 2, dtype=torch.float64
     )
     centre = float(mel_to_hz(edges[band + 1]))
-    out = load_embedder("mel-stats")(tone(centre))
+    out = load_embedder("mel-stats")(sine_tensor(centre, samples=RATE, rate=RATE))
     assert int(out[0, :N_MELS].argmax()) == band
 
 
 def test_different_signals_differ() -> None:
     emb = load_embedder("mel-stats")
-    a, b, c = emb(tone(440.0)), emb(tone(3000.0)), emb(noise(RATE, seed=3))
+    a, b, c = (
+        emb(sine_tensor(440.0, samples=RATE, rate=RATE)),
+        emb(sine_tensor(3000.0, samples=RATE, rate=RATE)),
+        emb(noise(RATE, seed=3)),
+    )
     assert (a - b).abs().max() > 1.0 and (a - c).abs().max() > 1.0
 
 
@@ -144,8 +143,6 @@ def test_clap_without_package_or_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setitem(sys.modules, "laion_clap", None)  # make `import laion_clap` fail
     with pytest.raises(M2LError) as err:
         load_embedder("clap")
-    msg = str(err.value)
-    assert "\n" not in msg
-    assert "pip install laion-clap" in msg and "weights=PATH" in msg
+    assert_one_line_error(err, "pip install laion-clap", "weights=PATH")
     with pytest.raises(M2LError, match="does not exist"):
         load_embedder("clap", weights=str(tmp_path / "missing.pt"))

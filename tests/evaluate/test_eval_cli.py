@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_testing import run
 from eval_testing import RATE, save_random_checkpoint, write_items
 
 from m2l.audio.io import load_audio
@@ -20,12 +21,6 @@ from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import load
 
 FAST = ["--no-visqol", "-q", "--device", "cpu"]
-
-
-def run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_lines(err: str) -> list[str]:
@@ -261,41 +256,33 @@ def test_bad_data_is_one_line_naming_the_input(tmp_path, capsys, case, expected)
 
 
 def test_unreadable_item_names_the_file(tmp_path, capsys):
-    write_items(tmp_path / "data", seconds=0.2)
-    (tmp_path / "data" / "c.wav").write_bytes(b"RIFF not really a wave file")
-    code, _, err = run(
-        capsys,
-        "eval",
-        "--model",
-        "m2l-v1-tiny",
-        "--data",
-        tmp_path / "data",
-        "--out",
-        tmp_path / "out",
-        *FAST,
-    )
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_items(data, seconds=0.2)
+    (data / "c.wav").write_bytes(b"RIFF not really a wave file")
+    code, _, err = run(capsys, "eval", "--model", "m2l-v1-tiny", "--data", data, "--out", out, *FAST)
     lines = error_lines(err)
-    assert code == 1 and len(lines) == 1 and str(tmp_path / "data" / "c.wav") in lines[0]
+    assert code == 1 and len(lines) == 1 and str(data / "c.wav") in lines[0]
 
 
 def test_sigma_cond_refused_when_no_model_is_v2(tmp_path, capsys):
-    write_items(tmp_path / "data", seconds=0.2)
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_items(data, seconds=0.2)
     code, _, err = run(
         capsys,
         "eval",
         "--model",
         "m2l-v1-tiny",
         "--data",
-        tmp_path / "data",
+        data,
         "--out",
-        tmp_path / "out",
+        out,
         "--sigma-cond",
         "0.2,0.4",
         *FAST,
     )
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and "--sigma-cond applies to Music2Latent2 (v2)" in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -310,17 +297,8 @@ def test_bad_options_are_usage_errors(tmp_path, capsys, argv):
 
 
 def test_unknown_model_names_the_source(tmp_path, capsys):
-    write_items(tmp_path / "data", seconds=0.2)
-    code, _, err = run(
-        capsys,
-        "eval",
-        "--model",
-        "x=no-such-model",
-        "--data",
-        tmp_path / "data",
-        "--out",
-        tmp_path / "out",
-        *FAST,
-    )
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_items(data, seconds=0.2)
+    code, _, err = run(capsys, "eval", "--model", "x=no-such-model", "--data", data, "--out", out, *FAST)
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and "no-such-model" in lines[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from m2l_testing import sine_tensor
 
 from m2l.errors import M2LError
 from m2l.evaluate.images import PNG_SIGNATURE, apply_colormap, spectrogram_png, write_png
@@ -41,10 +42,6 @@ def read_png(path: Path) -> tuple[int, int, np.ndarray]:
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
-
-
-def sine(freq: float, samples: int) -> torch.Tensor:
-    return 0.5 * torch.sin(2 * math.pi * freq * torch.arange(samples, dtype=torch.float64) / RATE)
 
 
 def test_write_png_round_trips_pixels(tmp_path: Path) -> None:
@@ -83,7 +80,9 @@ def test_colormap_is_monotonic_in_luminance() -> None:
 def test_pure_tone_is_brightest_at_its_frequency_row(tmp_path: Path) -> None:
     n_fft, hop, bin_index = 256, 128, 32  # 32 * 8000 / 256 = 1000 Hz, exactly on a bin
     path = tmp_path / "tone.png"
-    returned = spectrogram_png(sine(1000.0, 2000), path, sample_rate=RATE, n_fft=n_fft, hop=hop)
+    returned = spectrogram_png(
+        sine_tensor(1000.0, samples=2000, rate=RATE), path, sample_rate=RATE, n_fft=n_fft, hop=hop
+    )
     width, height, pixels = read_png(path)
     assert (height, width) == (n_fft // 2 + 1, 1 + math.ceil((2000 - n_fft) / hop))
     np.testing.assert_array_equal(pixels, returned)
@@ -93,7 +92,9 @@ def test_pure_tone_is_brightest_at_its_frequency_row(tmp_path: Path) -> None:
 
 def test_height_resamples_frequency_axis(tmp_path: Path) -> None:
     path = tmp_path / "tall.png"
-    spectrogram_png(sine(1000.0, 2000), path, sample_rate=RATE, n_fft=256, hop=128, height=64)
+    spectrogram_png(
+        sine_tensor(1000.0, samples=2000, rate=RATE), path, sample_rate=RATE, n_fft=256, hop=128, height=64
+    )
     width, height, pixels = read_png(path)
     assert height == 64
     expected = (1 - 1000.0 / (RATE / 2)) * (height - 1)  # 47.25
@@ -105,7 +106,7 @@ def test_short_silent_and_stereo_inputs(tmp_path: Path) -> None:
     _, height, pixels = read_png(tmp_path / "s.png")
     assert height == 33 and pixels.shape[1] == 1
     assert np.all(pixels == apply_colormap(np.zeros(1))[0])  # silence is the darkest colour
-    stereo = torch.stack([sine(1000.0, 300), sine(1000.0, 300)]).float()
+    stereo = sine_tensor(1000.0, samples=300, rate=RATE, channels=2).float()
     rgb = spectrogram_png(stereo, tmp_path / "st.png", sample_rate=RATE, n_fft=256, hop=64)
     assert rgb.shape == (129, 2, 3)
 

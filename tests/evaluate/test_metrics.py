@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from m2l_testing import sine_tensor
 
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import (
@@ -23,10 +24,9 @@ SMALL_STFT = ((256, 64), (128, 32))
 SMALL_MEL = ((256, 64, 32), (128, 32, 16))
 
 
-def tone(samples: int = 4000, freq: float = 440.0, rate: int = RATE) -> torch.Tensor:
-    """float64 sine [samples] spanning a whole number of periods, so its mean is ~0."""
-    t = torch.arange(samples, dtype=torch.float64) / rate
-    return 0.5 * torch.sin(2 * math.pi * freq * t)
+def tone(samples: int = 4000) -> torch.Tensor:
+    """A float64 440 Hz sine [samples] spanning a whole number of periods, so its mean is ~0."""
+    return sine_tensor(440.0, samples=samples, rate=RATE)
 
 
 def orthogonal_noise(x: torch.Tensor, snr_db: float, seed: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from m2l_testing import assert_one_line_error, sine_tensor
 from safetensors.torch import save_file
 
 from m2l.errors import M2LError
@@ -68,8 +69,7 @@ def test_log_mel_of_silence_is_log_offset() -> None:
 def test_log_mel_tone_peaks_in_its_band(band: int) -> None:
     mel = float(band_centres_mel()[band])
     freq = 700.0 * (math.exp(mel / 1127.0) - 1.0)
-    t = torch.arange(RATE, dtype=torch.float64) / RATE
-    out = vggish_log_mel(0.5 * torch.sin(2 * math.pi * freq * t))
+    out = vggish_log_mel(sine_tensor(freq, samples=RATE, rate=RATE))
     assert int(out.mean(dim=(0, 1)).argmax()) == band
 
 
@@ -110,8 +110,7 @@ def test_wrong_keys(tmp_path: Path) -> None:
     save_file({"features.0.weight": torch.zeros(64, 1, 3, 3)}, str(path))
     with pytest.raises(M2LError, match="keys do not fit") as err:
         load_embedder("vggish", weights=str(path))
-    msg = str(err.value)
-    assert "missing conv1.bias" in msg and "unexpected features.0.weight" in msg and "\n" not in msg
+    assert_one_line_error(err, "missing conv1.bias", "unexpected features.0.weight")
 
 
 def test_wrong_shapes(tmp_path: Path) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 
 import pytest
 import torch
+from m2l_testing import assert_one_line_error, sine_tensor
 
 from m2l.errors import M2LError
 from m2l.evaluate import visqol as visqol_module
@@ -18,9 +18,9 @@ HAVE_VISQOL = importlib.util.find_spec("visqol") is not None
 
 def music(samples: int, rate: int, seed: int) -> torch.Tensor:
     """Two tones and a little noise [samples]."""
-    t = torch.arange(samples, dtype=torch.float64) / rate
     hiss = 0.02 * torch.randn(samples, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.1 * torch.sin(2 * math.pi * 1500 * t) + hiss).float()
+    tones = sine_tensor(440, samples=samples, rate=rate, amplitude=0.3)
+    return (tones + sine_tensor(1500, samples=samples, rate=rate, amplitude=0.1) + hiss).float()
 
 
 def test_missing_package_gives_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +29,7 @@ def test_missing_package_gives_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     try:
         with pytest.raises(M2LError, match=r"ViSQOL needs the optional package visqol-python") as err:
             visqol(torch.zeros(48000), torch.zeros(48000), 48000)
-        assert "\n" not in str(err.value) and "m2l[visqol]" in str(err.value)
+        assert_one_line_error(err, "m2l[visqol]")
     finally:
         visqol_module._api.cache_clear()
 
@@ -64,4 +64,4 @@ def test_too_short_is_a_one_line_error() -> None:
     clip = music(4800, 48000, seed=2)  # 0.1 s: fewer spectrum frames than ViSQOL's patch
     with pytest.raises(M2LError, match="ViSQOL failed") as err:
         visqol(clip, clip, 48000)
-    assert "\n" not in str(err.value)
+    assert_one_line_error(err)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from m2l_testing import sine
 
 # program -> (instrument name, family, harmonic amplitudes 1..n)
 INSTRUMENTS: dict[int, tuple[str, str, list[float]]] = {
@@ -27,7 +28,7 @@ def _tone(
     wave = np.zeros_like(t)
     for k, amp in enumerate(harmonics, start=1):
         if amp and k * f0 < sr / 2:
-            wave += amp * np.sin(2 * math.pi * k * f0 * t + rng.uniform(0, 2 * math.pi))
+            wave += sine(k * f0, samples=t.size, rate=sr, amplitude=amp, phase=rng.uniform(0, 2 * math.pi))
     wave *= np.exp(-t * rng.uniform(0.5, 4.0)) * np.minimum(1.0, t / 0.01)
     wave = wave / np.abs(wave).max() * rng.uniform(0.1, 0.7)
     return (wave + rng.normal(0, 1e-3, t.shape)).astype(np.float32)

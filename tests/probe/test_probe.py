@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_testing import run as run_cli
+from m2l_testing import sine, sine_tensor
 
 from m2l.cli import main
 from m2l.codec import Codec
@@ -27,9 +29,13 @@ MODELS = ["--model", "m2l-v1-tiny", "--model", "m2l2-tiny", "--device", "cpu"]
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str]:
-    code = main(["probe", *(str(a) for a in argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
+    """`m2l probe ARGV` -> (exit code, stdout, stderr)."""
+    return run_cli(capsys, "probe", *argv)
+
+
+def run_cached(capsys: pytest.CaptureFixture, notes: Path, out: Path, cache: Path, *argv: str):
+    """`m2l probe` of both tiny models with linear probes into `out`, features cached in `cache`."""
+    return run(capsys, *MODELS, "--notes", notes, "--out", out, "--cache", cache, "--probes", "linear", *argv)
 
 
 def error_lines(err: str) -> list[str]:
@@ -133,11 +139,12 @@ def test_clip_vectors_average_as_the_papers():
 
 
 def test_logmel_stats_follow_the_pitch():
-    t = torch.arange(F.LOGMEL_RATE // 2) / F.LOGMEL_RATE
-    peaks = [
-        int(np.argmax(F.logmel_stats(torch.sin(2 * math.pi * f * t))[: F.LOGMEL_BANDS]))
+    rate = F.LOGMEL_RATE
+    tones = [
+        sine_tensor(f, samples=rate // 2, rate=rate, amplitude=1.0, dtype=np.float32)
         for f in (250.0, 1000.0, 4000.0)
     ]
+    peaks = [int(np.argmax(F.logmel_stats(x)[: F.LOGMEL_BANDS])) for x in tones]
     assert peaks[0] < peaks[1] < peaks[2]
     assert F.logmel_stats(torch.zeros(100)).shape == (2 * F.LOGMEL_BANDS,)
 
@@ -198,18 +205,7 @@ def test_probe_json_structure(model_run, small_notes, capsys):
 def test_second_run_reuses_the_cache(model_run, small_notes, tmp_path, monkeypatch, capsys):
     out, first = model_run
     calls = count_encodes(monkeypatch)
-    code, _, err = run(
-        capsys,
-        *MODELS,
-        "--notes",
-        small_notes,
-        "--out",
-        tmp_path / "again",
-        "--cache",
-        out / "cache",
-        "--probes",
-        "linear",
-    )
+    code, _, err = run_cached(capsys, small_notes, tmp_path / "again", out / "cache")
     assert code == 0, err
     assert calls == {"encode": 0, "logmel": 0}
     again = json.loads((tmp_path / "again" / "probe.json").read_text())
@@ -233,20 +229,7 @@ def test_corrupt_cache_is_recomputed(model_run, small_notes, tmp_path, monkeypat
         data = data[:40]
     target.write_bytes(bytes(data))
     calls = count_encodes(monkeypatch)
-    code, _, err = run(
-        capsys,
-        *MODELS,
-        "--notes",
-        small_notes,
-        "--out",
-        tmp_path / "o",
-        "--cache",
-        cache,
-        "--probes",
-        "linear",
-        "--tasks",
-        "pitch",
-    )
+    code, _, err = run_cached(capsys, small_notes, tmp_path / "o", cache, "--tasks", "pitch")
     assert code == 0, err
     assert calls == {"encode": 36, "logmel": 0}  # only the damaged entry: 36 notes x 1 kind
     warning = [line for line in err.splitlines() if "unusable feature cache" in line]
@@ -282,7 +265,7 @@ def test_existing_result_needs_force(model_run, small_notes, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- bad input
 def _one_note_per_split(root: Path) -> list[dict]:
-    wave = np.sin(np.arange(4000) / 10).astype(np.float32) * 0.3
+    wave = sine(250.0, samples=4000, rate=16000, amplitude=0.3, dtype=np.float32)
     rows = []
     for i, split in enumerate(("train", "val", "test")):
         sf.write(root / f"n{i}.wav", wave, 16000)

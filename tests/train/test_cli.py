@@ -1,5 +1,6 @@
 import pytest
-from cli_testing import assert_one_line_error, run
+from cli_testing import run
+from m2l_testing import assert_one_line_error
 from train_testing import train_argv
 
 

@@ -34,6 +34,13 @@ def test_overrides_parse_with_the_field_type():
             apply_overrides(TrainConfig(), [bad])
 
 
+def test_a_later_override_of_a_field_wins():
+    """`train_argv` relies on it: its fixed `--set`s are refined by the ones a test passes."""
+    cfg = apply_overrides(TrainConfig(), ["batch_size=2", "lr=1e-3", "batch_size=4"])
+    assert (cfg.batch_size, cfg.lr) == (4, 1e-3)
+    assert apply_overrides(TrainConfig(), ["batch_size=4", "batch_size=2"]).batch_size == 2
+
+
 def test_config_file_round_trip(tmp_path):
     cfg = apply_overrides(TRAIN_PRESETS["tiny"](), ["lr=5e-4"])
     path = tmp_path / "config.json"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_testing import train_argv
 
 from m2l.config import preset
 from m2l.formats import list_checkpoints
@@ -18,34 +19,7 @@ REPO = Path(__file__).parents[2]
 
 
 def _train(audio_dirs, run, launcher):
-    cmd = [
-        *launcher,
-        "-m",
-        "m2l",
-        "train",
-        "tiny",
-        "--data",
-        str(audio_dirs["train"]),
-        "--val",
-        str(audio_dirs["val"]),
-        "--out",
-        str(run),
-        "--no-progress",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "steps=3",
-        "--set",
-        "workers=0",
-        "--set",
-        "val_items=1",
-        "--set",
-        "val_seconds=1",
-        "--set",
-        "tensorboard=false",
-        "--set",
-        "warmup_steps=1",
-    ]
+    cmd = [*launcher, "-m", "m2l", *train_argv(audio_dirs, run, "batch_size=4", "steps=3", "warmup_steps=1")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_testing import fast_config, make_trainer
+from train_testing import fast_config, make_trainer, train_argv
 
 import m2l
 from m2l.cli import main
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints
 from m2l.train.export import export
-from m2l.train.loop import lr_at
 from m2l.train.objective import ConsistencyObjective
 from m2l.train.state import read_state
 
@@ -24,14 +23,6 @@ REPO = Path(__file__).parents[2]
 
 
 trainer = make_trainer
-
-
-def test_lr_schedule_warms_up_then_decays_to_min():
-    cfg = fast_config(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
-    lrs = [lr_at(s, cfg) for s in range(100)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
-    assert lr_at(100, cfg) == pytest.approx(1e-5)
 
 
 @pytest.mark.parametrize("model,crop", [("m2l-v1-tiny", 64), ("m2l2-tiny", 128)])
@@ -87,59 +78,18 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(audio_dirs, tmp_path, m
     assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in before.items())
 
 
-def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_path):
-    run = tmp_path / "run"
-    trainer(audio_dirs, run, fast_config(steps=2)).train()
-    out = tmp_path / "model.safetensors"
-    model_id = export(run, out)
-    assert model_id.startswith("m2l-v1-tiny@")
-    codec = m2l.load(out, device="cpu")
-    z = codec.encode(torch.randn(1, 20000) * 0.1)
-    assert codec.decode(z, seed=0, length=20000).shape == (1, 20000)
-    parts = read_state(list_checkpoints(run / "checkpoints")[-1][1])
-    assert all(torch.equal(codec.model.state_dict()[k].contiguous(), v) for k, v in parts["ema"].items())
-    direct = m2l.load(list_checkpoints(run / "checkpoints")[-1][1], device="cpu")  # EMA weights too
-    assert direct.model_id == model_id
-    assert m2l.load(run, device="cpu").model_id == model_id  # a run folder is a model
-    assert main(["export", str(run), str(out)]) == 1  # exists, no --force
-    assert main(["export", str(run), str(out), "--force"]) == 0
-    half = tmp_path / "half.safetensors"
-    assert main(["export", str(run), str(half), "--fp16"]) == 0
-    assert half.stat().st_size < 0.6 * out.stat().st_size
-    x = torch.randn(1, 20000, generator=torch.Generator().manual_seed(0)) * 0.1
-    z16, z32 = m2l.load(half, device="cpu").encode(x), codec.encode(x)
-    assert 0 < float((z16 - z32).norm() / z32.norm()) < 0.01  # float16 rounding only
-
-
 def _cli_train(audio_dirs, run, *overrides, new_group=False):
-    cmd = [
-        sys.executable,
-        "-m",
-        "m2l",
-        "train",
-        "tiny",
-        "--data",
-        f"{audio_dirs['train']}:1",
-        "--val",
-        str(audio_dirs["val"]),
-        "--out",
-        str(run),
-        "--no-progress",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "workers=0",
-        "--set",
-        "val_items=2",
-        "--set",
-        "val_seconds=1",
-        "--set",
-        "tensorboard=false",
-    ]
-    cmd += [arg for o in overrides for arg in ("--set", o)]
+    """`python -m m2l train` in a subprocess (4 clips a step, 2 validation items, a log line every
+    10 steps), killed after the test if still running."""
+    argv = train_argv(audio_dirs, run, "batch_size=4", "val_items=2", "log_every=10", *overrides)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=new_group
+        [sys.executable, "-m", "m2l", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=new_group,
     )
     _SPAWNED.append(proc)
     return proc
@@ -242,27 +192,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_so(audio_dirs
 
 def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs, tmp_path, capsys):
     run = tmp_path / "run"
-    base = [
-        "train",
-        "tiny",
-        "--data",
-        str(audio_dirs["train"]),
-        "--val",
-        str(audio_dirs["val"]),
-        "--out",
-        str(run),
-        "--no-progress",
-        "--set",
-        "batch_size=2",
-        "--set",
-        "workers=0",
-        "--set",
-        "val_items=1",
-        "--set",
-        "val_seconds=1",
-        "--set",
-        "tensorboard=false",
-    ]
+    base = train_argv(audio_dirs, run)
     assert main([*base, "--set", "steps=2"]) == 0
     assert json.loads((run / "config.json").read_text())["steps"] == 2
     assert main([*base, "--set", "steps=2", "--set", "lr=9"]) == 1

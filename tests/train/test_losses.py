@@ -1,13 +1,13 @@
-import math
-
+import numpy as np
 import torch
+from m2l_testing import sine_tensor
 
 from m2l.train.losses import multires_spectral_loss
 
 
-def _tone(freq: float, n: int = 8192, phase: float = 0.0) -> torch.Tensor:
-    t = torch.arange(n) / 44100
-    return 0.3 * torch.sin(2 * math.pi * freq * t + phase)
+def _tone(freq: float) -> torch.Tensor:
+    """A 0.3-amplitude float32 sine [8192] at 44.1 kHz."""
+    return sine_tensor(freq, samples=8192, amplitude=0.3, dtype=np.float32)
 
 
 def test_zero_for_the_same_magnitudes_whatever_the_phase():

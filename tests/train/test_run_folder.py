@@ -5,7 +5,8 @@ import socket
 import subprocess
 
 import pytest
-from cli_testing import assert_one_line_error, run
+from cli_testing import run
+from m2l_testing import assert_one_line_error
 from train_testing import fast_config, make_trainer, train_argv
 
 from m2l.errors import M2LError

@@ -1,8 +1,18 @@
+"""`m2l.train.schedule`: the learning-rate and teacher-offset schedules and their extension."""
+
 import pytest
 from train_testing import fast_config
 
 from m2l.errors import M2LError
 from m2l.train.schedule import delta_at, extend, lr_at
+
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    cfg = fast_config(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lr_at(100, cfg) == pytest.approx(1e-5)
 
 
 def test_extending_mid_run_continues_both_schedules_from_their_current_value():

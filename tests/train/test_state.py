@@ -1,0 +1,151 @@
+"""`m2l.train.state`: the EMA of the weights, and training checkpoints that lose nothing."""
+
+import json
+
+import pytest
+import torch
+from m2l_testing import MICRO, MICRO2, random_model
+from safetensors import safe_open
+from safetensors.torch import save_file
+from train_testing import fast_config, save_micro_state
+
+from m2l.errors import M2LError
+from m2l.formats import STATE_VERSION, save_checkpoint
+from m2l.train.state import EMA, read_state, restore
+
+
+def _shift(model: torch.nn.Module, amount: float) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(amount)
+
+
+def test_ema_update_lerps_towards_the_model_with_the_warmed_up_decay():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    ema = EMA(model, decay=0.5)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    _shift(model, 1.0)
+    assert all(torch.equal(ema.state[k], v) for k, v in start.items())  # a copy, not a view
+    ema.update(model)
+    d = 1 / 10  # warm-up: min(0.5, (1 + 0) / (10 + 0))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ema.state[k], d * start[k] + (1 - d) * v)
+    assert ema.updates == 1
+    ema.updates = 90  # warm-up over: min(0.5, 91 / 100) = 0.5
+    before = {k: v.clone() for k, v in ema.state.items()}
+    _shift(model, -3.0)
+    ema.update(model)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ema.state[k], 0.5 * before[k] + 0.5 * v)
+    assert ema.updates == 91
+
+
+def test_ema_keeps_float32_copies_of_a_lower_precision_model():
+    model = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    ema = EMA(model, decay=0.9)
+    assert all(v.dtype == torch.float32 for v in ema.state.values())
+    ema.update(model)
+    assert all(v.dtype == torch.float32 for v in ema.state.values())
+
+
+def test_save_then_read_gives_back_every_part(tmp_path):
+    path = tmp_path / "state.safetensors"
+    live = save_micro_state(path, step=7, steps=50)
+    parts = read_state(path)
+    assert parts["step"] == 7 and parts["train_config"] == fast_config(steps=50) == live["cfg"]
+    assert parts["model_config"] == MICRO and parts["counters"] == live["counters"]
+    assert parts["ema_updates"] == 1 and parts["scaler"] == {}
+    model, ema, optimizer = live["model"], live["ema"], live["optimizer"]
+    assert parts["model"].keys() == model.state_dict().keys()
+    assert all(torch.equal(parts["model"][k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(parts["ema"][k], v) for k, v in ema.state.items())
+    saved = optimizer.state_dict()
+    assert parts["param_groups"] == json.loads(json.dumps(saved["param_groups"]))
+    assert parts["optim"].keys() == saved["state"].keys()
+    for idx, state in saved["state"].items():
+        assert parts["optim"][idx].keys() == state.keys()
+        assert all(torch.equal(parts["optim"][idx][k], torch.as_tensor(v)) for k, v in state.items())
+    assert torch.equal(parts["rng"], live["rng"])
+
+
+def test_restore_puts_every_part_back_into_fresh_objects(tmp_path):
+    path = tmp_path / "state.safetensors"
+    live = save_micro_state(path, seed=0)
+    parts = read_state(path)
+    model = random_model(MICRO, seed=5)  # other weights
+    ema = EMA(model, 0.9)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)
+    torch.manual_seed(123)
+    restore(parts, model=model, ema=ema, optimizer=optimizer, scaler=None)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in live["model"].state_dict().items())
+    assert all(torch.equal(ema.state[k], v) for k, v in live["ema"].state.items())
+    assert ema.updates == live["ema"].updates == 1
+    got, want = optimizer.state_dict(), live["optimizer"].state_dict()
+    assert got["param_groups"][0]["lr"] == want["param_groups"][0]["lr"] != 1.0
+    for idx, state in want["state"].items():
+        assert all(
+            torch.equal(torch.as_tensor(got["state"][idx][k]), torch.as_tensor(v)) for k, v in state.items()
+        )
+    assert torch.equal(torch.get_rng_state(), live["rng"])  # random draws continue as they would have
+
+
+def test_restore_refuses_a_checkpoint_of_another_model(tmp_path):
+    path = tmp_path / "state.safetensors"
+    save_micro_state(path)
+    other = random_model(MICRO2)
+    with pytest.raises(M2LError, match="does not match the model"):
+        restore(
+            read_state(path),
+            model=other,
+            ema=EMA(other, 0.9),
+            optimizer=torch.optim.AdamW(other.parameters()),
+            scaler=None,
+        )
+
+
+def _rewrite(path, **meta_changes):
+    """Write `path` again with some metadata entries replaced (None: removed); tensors unchanged."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    for key, value in meta_changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize(
+    "damage,says",
+    [
+        ("tensor-byte", "content does not match its checksum"),
+        ("truncated", "not a readable safetensors file"),
+        ("step", "malformed training checkpoint metadata"),
+        ("no-counters", "malformed training checkpoint metadata"),
+        ("newer-version", "newer than this m2l supports"),
+        ("inference-checkpoint", "not an m2l-train-state file"),
+    ],
+)
+def test_a_corrupt_or_modified_state_file_is_refused(tmp_path, damage, says):
+    path = tmp_path / "state.safetensors"
+    live = save_micro_state(path)
+    if damage == "tensor-byte":
+        data = bytearray(path.read_bytes())
+        data[-100] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "step":
+        _rewrite(path, step="seven")
+    elif damage == "no-counters":
+        _rewrite(path, counters=None)
+    elif damage == "newer-version":
+        _rewrite(path, version=str(STATE_VERSION + 1))
+    else:
+        path.unlink()
+        save_checkpoint(path, live["model"].state_dict(), live["model"].cfg)
+    with pytest.raises(M2LError, match=says) as info:
+        read_state(path)
+    assert str(info.value).startswith(f"{path}: ")
