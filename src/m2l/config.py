@@ -14,6 +14,9 @@ from typing import Any
 
 from m2l.errors import M2LError
 
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+"""The audio rates m2l accepts from files and configs, in Hz (anything else is a damaged header)."""
+
 
 @dataclass(frozen=True)
 class SpectralConfig:

@@ -17,6 +17,7 @@ from m2l.errors import M2LError
 from m2l.formats import (
     FileKind,
     Kind,
+    LegacyChecksumWarning,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -112,7 +113,9 @@ def load_model(
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
     if name == DEFAULT_NAME:
-        model, model_id = load_model(default_checkpoint())
+        with warnings.catch_warnings():  # package data: its install, not its header, vouches for it
+            warnings.simplefilter("ignore", LegacyChecksumWarning)
+            model, model_id = load_model(default_checkpoint())
         return model, f"{DEFAULT_NAME}:{model_id}"
     path = Path(source)
     if path.is_dir():
@@ -134,7 +137,7 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
         return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
     if found.kind in (Kind.CHECKPOINT, Kind.SAFETENSORS):  # the latter: load_checkpoint says what is wrong
         state, config, meta = load_checkpoint(path)
-        return build_model(config, state, str(path)), f"{config.name}@{meta['sha256'][:12]}"
+        return build_model(config, state, str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
     if found.kind is Kind.UNKNOWN:
         raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
     if found.kind is not Kind.AUTHORS_CHECKPOINT:
