@@ -99,6 +99,7 @@ def read_state(path: Path) -> dict[str, Any]:
     """Read and verify a training checkpoint -> dict of its parts (tensors on CPU)."""
     tensors, meta = read_training_state(path)
     parts: dict[str, Any] = {
+        "path": str(path),
         "step": meta_int(path, meta, "step", 0, 1 << 62),
         "train_config": train_config_from_dict(meta_json(path, meta, "train_config"), str(path)),
         "model_config": model_config(path, meta, "model_config"),
@@ -129,9 +130,17 @@ def restore(
     scaler: torch.amp.GradScaler | None,
 ) -> None:
     """Load a `read_state` result into live objects (strict: every key must match)."""
-    missing = set(model.state_dict()) ^ set(parts["model"])
-    if missing:
-        raise M2LError(f"training checkpoint does not match the model ({len(missing)} keys differ)")
+    ours, where = model.state_dict(), parts.get("path", "training checkpoint")
+    for part in ("model", "ema"):
+        differ = set(ours) ^ set(parts[part])
+        if differ:
+            raise M2LError(f"{where}: does not match the model ({len(differ)} {part} keys differ)")
+        for key, value in parts[part].items():
+            if value.shape != ours[key].shape:
+                raise M2LError(
+                    f"{where}: does not match the model ({part} tensor {key} has shape "
+                    f"{tuple(value.shape)}, expected {tuple(ours[key].shape)})"
+                )
     model.load_state_dict(parts["model"])
     ema.state = {k: v.float() if v.is_floating_point() else v for k, v in parts["ema"].items()}
     ema.updates = parts["ema_updates"]
