@@ -382,3 +382,46 @@ def test_a_header_promising_far_more_frames_than_the_file_holds_allocates_nothin
         tracemalloc.stop()
     assert_one_line_error(exc, "liar.flac")
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB traced"
+
+
+def cut(path: Path, keep: int) -> None:
+    """Truncate the file at `path` to its first `keep` bytes, as a copy that stopped would."""
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+
+
+@pytest.mark.parametrize(
+    ("ext", "fmt", "subtype", "frame_bytes"),
+    [(".wav", "WAV", "PCM_16", 4), (".wav", "WAV", "FLOAT", 8), (".aiff", "AIFF", "PCM_24", 6)],
+)
+def test_a_truncated_file_is_reported_not_read_short(
+    tmp_path: Path, ext: str, fmt: str, subtype: str, frame_bytes: int
+):
+    path = tmp_path / f"cut{ext}"
+    sf.write(str(path), sine(440, 8000, 1.0, 2).T, 8000, format=fmt, subtype=subtype)
+    assert load_audio(path)[0].shape == (2, 8000)  # whole, it loads
+    header = path.stat().st_size - 8000 * frame_bytes  # the samples come last
+    cut(path, header + 3000 * frame_bytes + 1)  # in the middle of frame 3000
+    for target in (None, 44100):
+        with pytest.raises(M2LError) as exc:
+            load_audio(path, target)
+        assert_one_line_error(exc, path.name, "truncated: header says 8000 frames, file holds 3000")
+
+
+def test_a_truncated_mp3_or_flac_is_reported(tmp_path: Path):
+    flac = tmp_path / "cut.flac"
+    sf.write(str(flac), sine(440, 44100, 2.0).T, 44100)
+    cut(flac, flac.stat().st_size * 6 // 10)
+    with pytest.raises(M2LError) as exc:
+        load_audio(flac)
+    assert_one_line_error(exc, "cut.flac", "truncated")
+    mp3 = tmp_path / "cut.mp3"
+    try:
+        sf.write(str(mp3), sine(440, 44100, 2.0).T, 44100, format="MP3")
+    except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        pytest.skip("this libsndfile cannot write MP3")
+    assert load_audio(mp3)[0].shape == (1, 88200)
+    cut(mp3, mp3.stat().st_size * 6 // 10)
+    with pytest.raises(M2LError) as exc:
+        load_audio(mp3)
+    assert_one_line_error(exc, "cut.mp3", "truncated: header says 88200 frames, file holds")

@@ -200,3 +200,15 @@ def test_decode_reports_tampered_and_malformed_latent_files_in_one_line(tmp_path
         assert code == 1 and not out.exists(), path.name
         assert_one_line_error(err, str(path))
         assert fragment in err, err
+
+
+def test_a_truncated_file_in_a_folder_is_reported_and_the_others_encoded(tmp_path, capsys, model):
+    write_tone(tmp_path / "in" / "good.wav", seconds=0.3)
+    cut = write_tone(tmp_path / "in" / "cut.wav", seconds=0.3)
+    with open(cut, "r+b") as f:
+        f.truncate(cut.stat().st_size // 2)
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "lat", *model)
+    assert code == 1
+    assert_one_line_error(err, str(cut))
+    assert "truncated: header says 13230 frames, file holds" in err
+    assert sorted(p.name for p in (tmp_path / "lat").iterdir()) == ["good.m2l"]
