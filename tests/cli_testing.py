@@ -1,13 +1,14 @@
-"""Helpers for the `m2l` command line tests: tones on disk and running `main`."""
+"""Helpers for the `m2l` command line tests: tones on disk, running `main`, damaged latent files."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from m2l_testing import sine
+from m2l_testing import flip_bit_in_value, rewrite_header, sine
 
 from m2l.cli import main
 
@@ -27,3 +28,27 @@ def run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def bad_latent_files(capsys: pytest.CaptureFixture, tmp_path: Path, model: list[str]) -> dict[Path, str]:
+    """A good latent file of the tiny model, and copies of it: one with a bit flipped in its
+    header, others whose (resealed) metadata values are malformed -> {name: expected fragment}."""
+    src = write_tone(tmp_path / "audio" / "good.wav", seconds=0.3)
+    assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0
+    good = tmp_path / "good.m2l"
+    cases = {
+        "tampered.m2l": ({}, "metadata does not match its checksum"),
+        "rate.m2l": ({"sample_rate": "44100.5"}, "sample_rate"),
+        "channels.m2l": ({"channels": "one"}, "channels"),
+        "length.m2l": ({"length": "-1"}, "length"),
+        "nested.m2l": ({"extra": "[" * 100_000 + "]" * 100_000}, "extra"),
+        "missing.m2l": ({}, "left_pad is missing"),
+    }
+    for name, (changes, _) in cases.items():
+        shutil.copy(good, tmp_path / name)
+        if name == "tampered.m2l":
+            flip_bit_in_value(tmp_path / name, "sample_rate")
+        else:
+            drop = ("left_pad",) if name == "missing.m2l" else ()
+            rewrite_header(tmp_path / name, reseal=True, drop=drop, **changes)
+    return {tmp_path / name: fragment for name, (_, fragment) in cases.items()}

@@ -1,10 +1,14 @@
-"""Shared helpers for the tests: small models with non-trivial random weights, test signals, and
-the check that an error is reported as one line."""
+"""Shared helpers for the tests: small models with non-trivial random weights, test signals, the
+check that an error is reported as one line, and surgery on the safetensors headers of m2l files
+(tampering, crafted metadata, version 1)."""
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -132,3 +136,50 @@ def music_like(seconds: float, sr: int = 44100, seed: int = 0) -> torch.Tensor:
         out[start:] += sum(0.15 / k * torch.sin(2 * math.pi * freq * k * local) for k in (1, 2, 3, 4)) * env
     bass = 0.1 * torch.sin(2 * math.pi * 55.0 * t) * (0.6 + 0.4 * torch.sin(2 * math.pi * 0.5 * t))
     return (out + bass)[None] + 0.003 * torch.randn(1, n, generator=gen)
+
+
+def read_header(path: Path) -> tuple[dict, bytes]:
+    """(the safetensors JSON header, the tensor bytes after it) of the file at `path`."""
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
+def rewrite_header(path: Path, *, reseal: bool = False, drop: tuple[str, ...] = (), **changes: str) -> None:
+    """Change metadata fields of an m2l file in place (and remove those in `drop`).
+
+    With `reseal`, the metadata checksum is recomputed, as a writer with a bug (or a forger) would:
+    the file passes its integrity check and only the values themselves can be wrong.
+    """
+    from m2l.formats import metadata_digest
+
+    header, body = read_header(path)
+    meta = header["__metadata__"]
+    meta.update(changes)
+    for key in drop:
+        meta.pop(key, None)
+    if reseal:
+        meta["sha256"] = metadata_digest(meta)
+    blob = json.dumps(header).encode()
+    blob += b" " * ((8 - len(blob) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + body)
+
+
+def make_version_1(path: Path) -> None:
+    """Turn an m2l file into its format version 1 form: `sha256` over the tensors only."""
+    header, _ = read_header(path)
+    tensors_sha = header["__metadata__"]["tensors_sha256"]
+    rewrite_header(path, version="1", sha256=tensors_sha, drop=("tensors_sha256",))
+
+
+def flip_bit_in_value(path: Path, key: str) -> None:
+    """Flip the lowest bit of the first character of metadata field `key`'s value, in the raw
+    header bytes (the JSON stays valid: digits stay digits, letters stay letters)."""
+    data = bytearray(path.read_bytes())
+    (size,) = struct.unpack("<Q", data[:8])
+    needle = json.dumps(key).encode() + b":"
+    at = data.index(needle, 8, 8 + size) + len(needle)
+    while data[at] in b' "':
+        at += 1
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))

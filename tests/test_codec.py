@@ -72,6 +72,16 @@ def test_latent_files_carry_the_codec_version_and_round_trip(codecs, version):
         codec.encode_file(torch.zeros(2, 1, 1000))
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_latent_file_at_another_rate_than_its_model_is_refused(codecs, version):
+    from dataclasses import replace
+
+    codec = codecs[version]
+    lf = codec.encode_file(torch.randn(1, 9000) * 0.1)
+    with pytest.raises(M2LError, match="latent file says 48000 Hz, but its model .* works at 44100 Hz"):
+        codec.decode(replace(lf, sample_rate=48000), seed=0)
+
+
 def test_sigma_cond_is_v2_only(codecs):
     v1, v2 = codecs["v1"], codecs["v2"]
     assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4

@@ -1,11 +1,11 @@
-import json
 import os
 import struct
+import warnings
 from dataclasses import replace
 
 import pytest
 import torch
-from m2l_testing import random_model
+from m2l_testing import flip_bit_in_value, make_version_1, random_model, rewrite_header
 
 from m2l.config import preset
 from m2l.errors import M2LError
@@ -13,13 +13,16 @@ from m2l.formats import (
     STATE_FORMAT,
     Kind,
     LatentFile,
+    LegacyChecksumWarning,
     atomic_save,
     load_checkpoint,
     load_latents,
     safetensors_metadata,
     save_checkpoint,
     save_latents,
+    seal,
     sniff,
+    training_state_weights,
 )
 
 
@@ -87,24 +90,14 @@ def test_tampered_and_truncated_latents_are_detected(tmp_path):
         load_latents(tmp_path / "e.m2l")
 
 
-def _rewrite_header(path, **changes):
-    data = path.read_bytes()
-    size = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8 : 8 + size])
-    header["__metadata__"].update(changes)
-    blob = json.dumps(header).encode()
-    blob += b" " * ((8 - len(blob) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + size :])
-
-
 def test_future_version_and_wrong_kind_of_file(tmp_path):
     path = tmp_path / "a.m2l"
     save_latents(path, _lf())
-    _rewrite_header(path, version="99")
+    rewrite_header(path, version="99")
     with pytest.raises(M2LError, match="newer"):
         load_latents(path)
     save_latents(path, _lf(), force=True)
-    _rewrite_header(path, length="-5")
+    rewrite_header(path, reseal=True, length="-5")
     with pytest.raises(M2LError, match="malformed"):
         load_latents(path)
     model = random_model("m2l-v1-tiny")
@@ -125,6 +118,163 @@ def test_checkpoint_round_trip_and_tamper(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(M2LError, match="checksum"):
         load_checkpoint(path)
+
+
+LATENT_FIELDS = (
+    "model_id",
+    "model_source",
+    "config_hash",
+    "kind",
+    "sample_rate",
+    "length",
+    "channels",
+    "latent_scale",
+    "left_pad",
+    "extra",
+    "tensors_sha256",
+)
+
+
+@pytest.mark.parametrize("key", LATENT_FIELDS)
+def test_one_bit_in_any_latent_metadata_field_is_detected(tmp_path, key):
+    path = tmp_path / "a.m2l"
+    save_latents(path, replace(_lf(), model_source="default", extra={"audio_channels": 2}))
+    flip_bit_in_value(path, key)
+    with pytest.raises(M2LError, match="metadata does not match its checksum") as exc:
+        load_latents(path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["config", "extra", "tensors_sha256"])
+def test_one_bit_in_any_checkpoint_metadata_field_is_detected(tmp_path, key):
+    model = random_model("m2l-v1-tiny")
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model.state_dict(), model.cfg, extra={"step": 5})
+    flip_bit_in_value(path, key)
+    with pytest.raises(M2LError, match="metadata does not match its checksum"):
+        load_checkpoint(path)
+
+
+def test_version_1_files_are_read_with_one_warning_each(tmp_path):
+    lf = _lf()
+    model = random_model("m2l-v1-tiny")
+    save_latents(tmp_path / "a.m2l", lf)
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), model.cfg)
+    _, _, new_meta = load_checkpoint(tmp_path / "c.safetensors")
+    for name in ("a.m2l", "c.safetensors"):
+        make_version_1(tmp_path / name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            back = load_latents(tmp_path / "a.m2l")
+            state, cfg, meta = load_checkpoint(tmp_path / "c.safetensors")
+    legacy = [str(w.message) for w in caught if issubclass(w.category, LegacyChecksumWarning)]
+    assert len(legacy) == 2, legacy
+    named = sorted(m.split(":")[0] for m in legacy)
+    assert named == sorted(str(tmp_path / n) for n in ("a.m2l", "c.safetensors"))
+    assert all("covers the tensors but not the metadata" in m for m in legacy)
+    assert torch.equal(back.latents, lf.latents) and back.length == lf.length
+    assert cfg == model.cfg and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert meta["version"] == "1" and meta["tensors_sha256"] == new_meta["tensors_sha256"]
+    data = bytearray((tmp_path / "a.m2l").read_bytes())
+    data[-10] ^= 0xFF  # a version 1 file still has its tensors checked
+    (tmp_path / "a.m2l").write_bytes(bytes(data))
+    with pytest.raises(M2LError, match="checksum"):
+        load_latents(tmp_path / "a.m2l")
+
+
+BAD_LATENT_VALUES = [
+    ("sample_rate", "44100.0", "not an integer"),
+    ("sample_rate", "abc", "not an integer"),
+    ("sample_rate", "1e400", "not an integer"),
+    ("sample_rate", "\u0664\u0664\u0661\u0660\u0660", "not an integer"),  # Arabic-Indic digits
+    ("sample_rate", "9" * 5000, "outside"),
+    ("sample_rate", "1", "outside"),
+    ("length", "-5", "outside"),
+    ("length", "0", "outside"),
+    ("length", "99999999999999999999999", "outside"),
+    ("left_pad", "-1", "outside"),
+    ("channels", "two", "not an integer"),
+    ("channels", "3", "inconsistent"),
+    ("latent_scale", "nan", "not a number"),
+    ("latent_scale", "inf", "not a number"),
+    ("latent_scale", "0", "outside"),
+    ("latent_scale", "-0.06", "outside"),
+    ("kind", "v9", "not one of"),
+    ("model_id", "m@1\nforged line", "control characters"),
+    ("extra", "[1, 2]", "expected a dict"),
+    ("extra", "{not json", "not valid JSON"),
+    ("extra", "[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ("extra", '{"a": ' * 40 + "1" + "}" * 40, "nests deeper"),
+    ("extra", '{"pad": "' + "x" * (2 << 20) + '"}', "characters of JSON"),
+    ("version", "2.0", "not an integer"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), BAD_LATENT_VALUES)
+def test_malformed_latent_metadata_is_one_line_naming_file_and_field(tmp_path, key, value, problem):
+    path = tmp_path / "a.m2l"
+    save_latents(path, _lf())
+    rewrite_header(path, reseal=True, **{key: value})  # passes its checksum: only the value is wrong
+    with pytest.raises(M2LError, match=problem) as exc:
+        load_latents(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 400
+    assert key in message or problem == "inconsistent"
+
+
+def test_missing_fields_and_empty_or_odd_latents_are_one_line_errors(tmp_path):
+    path = tmp_path / "a.m2l"
+    for key in ("sample_rate", "length", "left_pad", "latent_scale", "model_id", "channels"):
+        save_latents(path, _lf(), force=True)
+        rewrite_header(path, reseal=True, drop=(key,))
+        with pytest.raises(M2LError, match=f"{key} is missing"):
+            load_latents(path)
+    for latents, problem in (
+        (torch.zeros(2, 64, 0), "no frames"),
+        (torch.full((2, 64, 3), float("nan")), "NaN"),
+    ):
+        save_latents(path, replace(_lf(), latents=latents), force=True)
+        with pytest.raises(M2LError, match=problem):
+            load_latents(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("config", "[1]", "expected a dict"),
+        ("config", "null", "expected a dict"),
+        ("config", "[" * 100_000, "not valid JSON"),
+        ("extra", "[]", "expected a dict"),
+    ],
+)
+def test_malformed_checkpoint_metadata_is_one_line(tmp_path, key, value, problem):
+    model = random_model("m2l-v1-tiny")
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model.state_dict(), model.cfg)
+    rewrite_header(path, reseal=True, **{key: value})
+    with pytest.raises(M2LError, match=problem) as exc:
+        load_checkpoint(path)
+    assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[" * 100_000, "not valid JSON"),
+        ('{"kind": "v1"}', "malformed model config"),
+        ("7", "expected a dict"),
+    ],
+)
+def test_malformed_model_config_of_a_training_checkpoint_is_one_line(tmp_path, value, problem):
+    path = tmp_path / "s.safetensors"
+    tensors = {"ema.w": torch.ones(2)}
+    atomic_save(
+        tensors, seal(tensors, {"format": STATE_FORMAT, "version": "2", "model_config": value}), path, False
+    )
+    with pytest.raises(M2LError, match=problem) as exc:
+        training_state_weights(path)
+    assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
 
 
 def _sniff_cases(tmp_path):

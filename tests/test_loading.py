@@ -1,13 +1,15 @@
+import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from m2l_testing import assert_one_line_error, random_model
+from m2l_testing import assert_one_line_error, random_model, rewrite_header
 
 import m2l
 from m2l import loading
-from m2l.formats import save_checkpoint
+from m2l.config import config_to_dict
+from m2l.formats import STATE_FORMAT, atomic_save, save_checkpoint, seal
 from m2l.loading import convert, load_model
 from m2l.models.v1_authors import authors_key_map
 
@@ -169,3 +171,52 @@ def test_loading_does_not_import_training_code():
     imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
     assert not [name for name in imported if name.startswith("m2l.train")]
+
+
+def _forged(tmp_path, kind: str, **changes):
+    """A tiny model's weights in a checkpoint (or training checkpoint) whose config says `changes`."""
+    model = random_model("m2l-v1-tiny")
+    config = {**config_to_dict(model.cfg), **changes}
+    path = tmp_path / f"{kind}.safetensors"
+    if kind == "checkpoint":
+        save_checkpoint(path, model.state_dict(), model.cfg)
+        rewrite_header(path, reseal=True, config=json.dumps(config))
+    else:
+        tensors = {f"ema.{k}": v for k, v in model.state_dict().items()}
+        meta = {"format": STATE_FORMAT, "version": "2", "model_config": json.dumps(config)}
+        atomic_save(tensors, seal(tensors, meta), path, False)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "training-state"])
+def test_a_config_bigger_than_its_weights_is_refused_before_building(tmp_path, monkeypatch, kind):
+    built = []
+    monkeypatch.setattr(loading, "create", lambda config: built.append(config))
+    path = _forged(tmp_path, kind, base_channels=64, bottleneck_channels=4096)
+    with pytest.raises(m2l.M2LError) as exc:
+        load_model(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path}: weights do not fit m2l-v1-tiny: its config needs ")
+    assert "the file holds 418,546 values" in message and "\n" not in message
+    assert built == []  # the model was never instantiated for real
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"heads": 0}, "heads must be"),
+        ({"latent_scale": float("nan")}, "latent_scale must be"),
+        ({"base_channels": 10**9}, "base_channels must be"),
+        (
+            {"spectral": {**config_to_dict(m2l.config.preset("m2l-v1-tiny"))["spectral"], "hop_length": 0}},
+            "hop_length",
+        ),
+        ({"base_channels": 130, "multipliers": [1, 1, 1, 1, 1]}, "cannot build the model"),  # GroupNorm
+    ],
+)
+def test_absurd_configs_in_files_are_one_line_errors(tmp_path, changes, fragment):
+    for kind in ("checkpoint", "training-state"):
+        path = _forged(tmp_path, kind, **changes)
+        with pytest.raises(m2l.M2LError, match=fragment) as exc:
+            load_model(path)
+        assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)

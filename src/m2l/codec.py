@@ -327,6 +327,11 @@ class Codec(ABC):
                 f"latents were made by model {lf.model_id} (config {lf.config_hash}), "
                 f"incompatible with {self.model_id} (config {self.config_hash})"
             )
+        if lf.sample_rate != self.sample_rate:
+            raise M2LError(
+                f"latent file says {lf.sample_rate} Hz, but its model {self.model_id} works at "
+                f"{self.sample_rate} Hz (inconsistent metadata)"
+            )
         if lf.model_id != self.model_id and not allow_model_mismatch:
             raise M2LError(
                 f"latents were made by {lf.model_id}, not {self.model_id}; pass "

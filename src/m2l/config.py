@@ -2,6 +2,11 @@
 
 A config fully describes an architecture and its signal conventions; checkpoints carry it as JSON
 so a file is self-describing. `config_hash` identifies a config in latent files.
+
+A config from a file is untrusted: every dataclass checks each field's type and range when it is
+made (`__post_init__`), before any model is sized from it, so absurd sizes, zeros that would
+divide, NaN, negative or non-integer values are one-line `M2LError`s instead of huge allocations.
+The ranges are generous bounds on what a model can sensibly have, not the presets' values.
 """
 
 from __future__ import annotations
@@ -13,6 +18,71 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m2l.errors import M2LError
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+"""The audio rates m2l accepts from files and configs, in Hz (anything else is a damaged header)."""
+_NAME_LIMIT = 200
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ints(obj: object, owner: str, bounds: dict[str, tuple[int, int]]) -> None:
+    """Each field of `obj` named in `bounds` must be an int (not a bool) in [low, high]."""
+    for name, (low, high) in bounds.items():
+        value = getattr(obj, name)
+        if not (_is_int(value) and low <= value <= high):
+            raise M2LError(f"{owner}: {name} must be an integer in {low}..{high}, got {_shown(value)}")
+
+
+def _check_reals(obj: object, owner: str, bounds: dict[str, tuple[float, float]]) -> None:
+    """Each field of `obj` named in `bounds` must be a number in (low, high] (so finite); it is
+    stored as a float, so that 1 and 1.0 make the same config."""
+    for name, (low, high) in bounds.items():
+        value = getattr(obj, name)
+        if not ((_is_int(value) or isinstance(value, float)) and low < value <= high):
+            raise M2LError(f"{owner}: {name} must be a number in ({low:g}, {high:g}], got {_shown(value)}")
+        object.__setattr__(obj, name, float(value))
+
+
+def _check_tuple(
+    obj: object, owner: str, name: str, length: tuple[int, int], items: tuple[int, int] | None
+) -> tuple:
+    """Field `name` must be a tuple (a list becomes one) of `length[0]..length[1]` ints in
+    `items`, or of bools when `items` is None."""
+    value = getattr(obj, name)
+    value = tuple(value) if isinstance(value, list) else value
+    what = "true/false values" if items is None else f"integers in {items[0]}..{items[1]}"
+    ok = isinstance(value, tuple) and length[0] <= len(value) <= length[1]
+    if ok and items is None:
+        ok = all(isinstance(v, bool) for v in value)
+    elif ok and items is not None:
+        ok = all(_is_int(v) and items[0] <= v <= items[1] for v in value)
+    if not ok:
+        raise M2LError(f"{owner}: {name} must be {length[0]}..{length[1]} {what}, got {_shown(value)}")
+    object.__setattr__(obj, name, value)
+    return value
+
+
+def _check_identity(obj: Any, kind: str) -> str:
+    """Check `kind`, `name` and the nested configs of a model config; returns its message prefix."""
+    name = obj.name
+    if not (isinstance(name, str) and 0 < len(name) <= _NAME_LIMIT and name.isprintable()):
+        raise M2LError(
+            f"config: name must be printable text of 1..{_NAME_LIMIT} characters, got {_shown(name)}"
+        )
+    owner = f"config {name}"
+    if obj.kind != kind:
+        raise M2LError(f"{owner}: kind must be {kind!r}, got {_shown(obj.kind)}")
+    if not isinstance(obj.spectral, SpectralConfig) or not isinstance(obj.consistency, ConsistencyConfig):
+        raise M2LError(f"{owner}: spectral and consistency must be SpectralConfig and ConsistencyConfig")
+    return owner
 
 
 @dataclass(frozen=True)
@@ -26,6 +96,17 @@ class SpectralConfig:
     alpha: float = 0.65  # amplitude exponent
     beta: float = 0.34  # amplitude gain
 
+    def __post_init__(self) -> None:
+        owner = "spectral config"
+        _check_ints(
+            self, owner, {"sample_rate": (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE), "hop_length": (1, 1 << 16)}
+        )
+        _check_ints(self, owner, {"n_fft": (self.hop_length, 1 << 18)})
+        if self.n_fft % self.hop_length:
+            raise M2LError(f"{owner}: n_fft {self.n_fft} is not a multiple of hop_length {self.hop_length}")
+        _check_ints(self, owner, {"freq_bins": (1, self.n_fft // 2 + 1)})
+        _check_reals(self, owner, {"alpha": (0.0, 10.0), "beta": (0.0, 1e3)})
+
 
 @dataclass(frozen=True)
 class ConsistencyConfig:
@@ -35,6 +116,11 @@ class ConsistencyConfig:
     sigma_max: float = 80.0
     sigma_data: float = 0.5
     rho: float = 7.0
+
+    def __post_init__(self) -> None:
+        owner = "consistency config"
+        _check_reals(self, owner, {"sigma_min": (0.0, 1e3), "sigma_data": (0.0, 1e3), "rho": (0.0, 1e3)})
+        _check_reals(self, owner, {"sigma_max": (self.sigma_min, 1e6)})
 
 
 @dataclass(frozen=True)
@@ -59,13 +145,23 @@ class V1Config:
     latent_scale: float = 0.06  # user latents = tanh(encoder) / latent_scale
 
     def __post_init__(self) -> None:
-        levels = len(self.multipliers)
-        if len(self.attention) != levels or len(self.freq_only_down) != levels - 1:
+        owner = _check_identity(self, "v1")
+        _check_ints(self, owner, _V1_INTS)
+        _check_reals(self, owner, {"latent_scale": (0.0, 1e6)})
+        levels = len(_check_tuple(self, owner, "multipliers", (1, 8), (1, 64)))
+        _check_tuple(self, owner, "attention", (levels, levels), None)
+        _check_tuple(self, owner, "freq_only_down", (levels - 1, levels - 1), None)
+        if self.cond_channels % 2:
             raise M2LError(
-                f"config {self.name}: attention needs {levels} and freq_only_down {levels - 1} entries"
+                f"{owner}: cond_channels must be even (sine and cosine halves), got {self.cond_channels}"
             )
         if self.spectral.freq_bins % self.freq_factor:
-            raise M2LError(f"config {self.name}: freq_bins not divisible by {self.freq_factor}")
+            raise M2LError(f"{owner}: freq_bins not divisible by {self.freq_factor}")
+        for level, (channels, attends) in enumerate(zip(self.channels, self.attention, strict=True)):
+            if attends and channels % self.heads:
+                raise M2LError(
+                    f"{owner}: level {level} has {channels} channels, not divisible by {self.heads} heads"
+                )
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -90,6 +186,17 @@ class V1Config:
     def bottom_freq(self) -> int:
         """Frequency rows at the coarsest level."""
         return self.spectral.freq_bins // self.freq_factor
+
+
+_V1_INTS = {
+    "base_channels": (1, 4096),
+    "unet_blocks": (1, 16),
+    "heads": (1, 64),
+    "cond_channels": (2, 8192),
+    "bottleneck_channels": (1, 8192),
+    "bottleneck_blocks": (1, 32),
+    "latent_dim": (1, 4096),
+}
 
 
 def _tiny() -> V1Config:
@@ -153,21 +260,26 @@ class V2Config:
     latent_scale: float = 1.0  # user latents = tanh(encoder) / latent_scale
 
     def __post_init__(self) -> None:
-        if len(self.layers) != len(self.channels) or len(self.freq_only_down) != len(self.channels) - 1:
+        owner = _check_identity(self, "v2")
+        _check_ints(self, owner, _V2_INTS)
+        _check_reals(self, owner, {"latent_scale": (0.0, 1e6)})
+        if not isinstance(self.summary, bool):
+            raise M2LError(f"{owner}: summary must be true or false, got {_shown(self.summary)}")
+        stages = len(_check_tuple(self, owner, "channels", (1, 10), (1, 8192)))
+        _check_tuple(self, owner, "layers", (stages, stages), (1, 32))
+        _check_tuple(self, owner, "freq_only_down", (stages - 1, stages - 1), None)
+        if self.cond_channels % 2:
             raise M2LError(
-                f"config {self.name}: layers need {len(self.channels)} and "
-                f"freq_only_down {len(self.channels) - 1} entries"
+                f"{owner}: cond_channels must be even (sine and cosine halves), got {self.cond_channels}"
             )
         f, t = self.token_grid
         if f * self.freq_factor != self.spectral.freq_bins or t * self.time_factor != self.chunk_frames:
             raise M2LError(
-                f"config {self.name}: a chunk of {self.spectral.freq_bins} x "
+                f"{owner}: a chunk of {self.spectral.freq_bins} x "
                 f"{self.chunk_frames} does not divide into whole patches"
             )
         if self.dim % self.heads or (not self.summary and self.num_latents % t):
-            raise M2LError(
-                f"config {self.name}: dim must divide by heads and (ordered) K by the {t} token columns"
-            )
+            raise M2LError(f"{owner}: dim must divide by heads and (ordered) K by the {t} token columns")
 
     @property
     def freq_factor(self) -> int:
@@ -190,6 +302,19 @@ class V2Config:
     @property
     def samples_per_chunk(self) -> int:
         return self.chunk_frames * self.spectral.hop_length
+
+
+_V2_INTS = {
+    "audio_channels": (1, 2),
+    "chunk_frames": (1, 4096),
+    "dim": (1, 8192),
+    "depth": (1, 128),
+    "heads": (1, 256),
+    "mlp_ratio": (1, 16),
+    "cond_channels": (2, 8192),
+    "num_latents": (1, 4096),
+    "latent_dim": (1, 4096),
+}
 
 
 def _v2_small(**kw: Any) -> V2Config:
@@ -246,7 +371,14 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a config from `config_to_dict` output (e.g. JSON from a checkpoint)."""
+    """Rebuild a config from `config_to_dict` output (e.g. JSON from a checkpoint).
+
+    Raises:
+        M2LError: `data` is not a dict, has missing or unknown fields, or a field of the wrong
+            type or out of range (one line naming the field).
+    """
+    if not isinstance(data, dict):
+        raise M2LError(f"model config must be a JSON object, got {type(data).__name__}")
     data = dict(data)
     kind = data.get("kind")
     cls = {"v1": V1Config, "v2": V2Config}.get(kind)  # type: ignore[arg-type]

@@ -1,8 +1,12 @@
 """File formats: `.m2l` latent files and m2l checkpoints, both safetensors with JSON metadata.
 
-Both carry a format name and version in the safetensors header, and a SHA-256 of their tensors so
-truncation or tampering is detected on load. Writes go through `m2l.files.atomic_output`: atomic,
-and exclusive (an existing file is an error) unless `force`.
+Both carry a format name and version in the safetensors header and two SHA-256 digests:
+`tensors_sha256` over the tensors and `sha256` over every other metadata field (the first one
+included), so truncation or tampering anywhere, header or data, is detected on load. Version 1
+files (before metadata was covered) hold only `sha256` over the tensors: they are still read,
+with one `LegacyChecksumWarning` per file. Metadata values are parsed strictly (`m2l.metadata`).
+Writes go through `m2l.files.atomic_output`: atomic, and exclusive (an existing file is an error)
+unless `force`.
 
 This module also owns "what is this file": `sniff` reads a file's first bytes (and a safetensors
 header) and tells latents, checkpoints, training states, the authors' torch checkpoint and audio
@@ -10,11 +14,13 @@ apart, without loading anything.
 
 Latent file metadata: format="m2l-latents", version, model_id, config_hash, kind, sample_rate,
 length (original samples), channels, latent_scale, left_pad (samples of padding before the audio),
-extra (JSON), sha256. Tensor "latents", already divided by latent_scale: [channels, latent_dim,
-frames] for v1 (kind "v1"); [rows, chunks, K, latent_dim] for v2 (kind "v2"; rows = channels for a
-mono model, 1 for a stereo model, whose extra["audio_channels"] records the input's channels).
+extra (JSON), tensors_sha256, sha256. Tensor "latents", already divided by latent_scale:
+[channels, latent_dim, frames] for v1 (kind "v1"); [rows, chunks, K, latent_dim] for v2 (kind
+"v2"; rows = channels for a mono model, 1 for a stereo model, whose extra["audio_channels"]
+records the input's channels).
 
-Checkpoint metadata: format="m2l-checkpoint", version, config (JSON of the model config), sha256.
+Checkpoint metadata: format="m2l-checkpoint", version, config (JSON of the model config), extra
+(JSON), tensors_sha256, sha256.
 
 Training state (written by `m2l.train.state`): format="m2l-train-state"; tensors `model.*`, `ema.*`,
 `optim.*`, `rng.torch`; a run folder keeps them as checkpoints/step-NNNNNNNNN.safetensors.
@@ -27,6 +33,7 @@ import json
 import os
 import re
 import struct
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -36,13 +43,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from m2l.config import ModelConfig, config_from_dict, config_to_dict
+from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ModelConfig, config_from_dict, config_to_dict
 from m2l.errors import M2LError
 from m2l.files import atomic_output, open_regular, regular_file
+from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
 
-LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 1
-CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "m2l-checkpoint", 1
-STATE_FORMAT, STATE_VERSION = "m2l-train-state", 1
+LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 2
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "m2l-checkpoint", 2
+STATE_FORMAT, STATE_VERSION = "m2l-train-state", 2
+TENSORS_ONLY_VERSION = 1
+"""The last version of the three formats above whose checksum covers the tensors only."""
 STEP_FILE = re.compile(r"^step-(\d{9})\.safetensors$")
 """Name of a training run's step checkpoint (hidden temp files never match)."""
 _HEADER_LIMIT = 100 << 20  # the largest safetensors header we parse
@@ -56,6 +66,42 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def metadata_digest(meta: dict[str, str]) -> str:
+    """SHA-256 over the names and values of every metadata field except `sha256` itself."""
+    fields = {k: v for k, v in meta.items() if k != "sha256"}
+    blob = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(b"m2l-metadata\n" + blob.encode()).hexdigest()
+
+
+def seal(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, str]:
+    """`meta` with `tensors_sha256` (the digest of `tensors`) and `sha256` (the digest of all the
+    other fields, that one included) added: what a file's metadata is written as."""
+    sealed = {**meta, "tensors_sha256": tensors_digest(tensors)}
+    sealed["sha256"] = metadata_digest(sealed)
+    return sealed
+
+
+class LegacyChecksumWarning(UserWarning):
+    """A file was read whose checksum covers its tensors but not its metadata (version 1)."""
+
+
+_WARNED: set[str] = set()  # the files a LegacyChecksumWarning was given for
+
+
+def _warn_tensors_only(path: Path, version: int) -> None:
+    """Warn once per file that its metadata is not covered by its checksum."""
+    key = os.path.realpath(path)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(
+        f"{path}: format version {version} file: its checksum covers the tensors but not the "
+        "metadata (written by an older m2l; rewrite it to protect both)",
+        LegacyChecksumWarning,
+        stacklevel=4,
+    )
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path, force: bool) -> None:
@@ -207,8 +253,26 @@ def safetensors_metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
-def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read tensors + metadata, checking the format name and the content digest."""
+def read_safetensors(
+    path: Path, expected_format: str, version: int, *, tensors_only: int = 0
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors + metadata, checking the format name, the version and both digests.
+
+    Args:
+        path: the file.
+        expected_format: its `format` field must be this.
+        version: the newest version of the format this m2l reads.
+        tensors_only: the last version whose `sha256` covers the tensors only (0: none); such a
+            file is read with one `LegacyChecksumWarning` per file.
+
+    Returns:
+        (tensors, metadata); the metadata always has `tensors_sha256`, the verified digest of
+        the tensors (the weights' identity), whatever the version.
+
+    Raises:
+        M2LError: unreadable, another format, a newer or malformed version, or a digest that
+            does not match (corrupt or modified).
+    """
     path = Path(path)
     regular_file(path)
     try:
@@ -220,16 +284,22 @@ def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.
         raise M2LError(f"{path}: not a readable safetensors file ({reason})") from None
     if meta.get("format") != expected_format:
         raise M2LError(f"{path}: not an {expected_format} file (format={meta.get('format')!r})")
-    if meta.get("sha256") != tensors_digest(tensors):
+    found = _check_version(path, meta, version)
+    digest = tensors_digest(tensors)
+    if found <= tensors_only:
+        if meta.get("sha256") != digest:
+            raise M2LError(f"{path}: content does not match its checksum (corrupt or modified)")
+        _warn_tensors_only(path, found)
+    elif meta.get("sha256") != metadata_digest(meta):
+        raise M2LError(f"{path}: metadata does not match its checksum (corrupt or modified)")
+    elif meta.get("tensors_sha256") != digest:
         raise M2LError(f"{path}: content does not match its checksum (corrupt or modified)")
+    meta["tensors_sha256"] = digest
     return tensors, meta
 
 
 def _check_version(path: Path, meta: dict, supported: int) -> int:
-    try:
-        version = int(meta.get("version", ""))
-    except ValueError:
-        raise M2LError(f"{path}: missing or malformed format version") from None
+    version = meta_int(path, meta, "version", 0, 10**9)
     if version > supported:
         raise M2LError(
             f"{path}: format version {version} is newer than this m2l supports ({supported}); upgrade m2l"
@@ -277,38 +347,62 @@ def save_latents(path: str | os.PathLike, lf: LatentFile, *, force: bool = False
         "latent_scale": repr(lf.latent_scale),
         "left_pad": str(lf.left_pad),
         "extra": json.dumps(lf.extra),
-        "sha256": tensors_digest(tensors),
     }
-    atomic_save(tensors, meta, Path(path), force)
+    atomic_save(tensors, seal(tensors, meta), Path(path), force)
+
+
+_LATENT_DIMS = {"v1": 3, "v2": 4}  # latent tensor rank of each kind
+_MAX_LENGTH = 1 << 40  # samples (about 290 days at 44.1 kHz)
+_MAX_PAD = 1 << 24  # samples of left padding
 
 
 def load_latents(path: str | os.PathLike) -> LatentFile:
-    """Read and verify a `.m2l` latent file."""
+    """Read and verify a `.m2l` latent file.
+
+    Raises:
+        M2LError: unreadable, corrupt, or metadata that is missing, malformed or inconsistent
+            with the latents (one line naming the file and the field).
+    """
     path = Path(path)
-    tensors, meta = read_safetensors(path, LATENT_FORMAT)
-    _check_version(path, meta, LATENT_VERSION)
-    try:
-        latents = tensors["latents"]
-        lf = LatentFile(
-            latents=latents,
-            sample_rate=int(meta["sample_rate"]),
-            length=int(meta["length"]),
-            model_id=meta["model_id"],
-            config_hash=meta["config_hash"],
-            latent_scale=float(meta["latent_scale"]),
-            left_pad=int(meta["left_pad"]),
-            kind=meta.get("kind", "v1"),
-            extra=json.loads(meta.get("extra", "{}")),
-            model_source=meta.get("model_source", ""),
+    tensors, meta = read_safetensors(path, LATENT_FORMAT, LATENT_VERSION, tensors_only=TENSORS_ONLY_VERSION)
+    latents = _checked_latents(path, tensors, meta)
+    kind = meta_text(path, meta, "kind", "v1")
+    extra = meta_json(path, meta, "extra", dict, "{}")
+    if kind == "v2" and extra.get("audio_channels", 1) not in (1, 2):
+        raise malformed(path, "extra", f"audio_channels={extra['audio_channels']!r} is not 1 or 2")
+    return LatentFile(
+        latents=latents,
+        sample_rate=meta_int(path, meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+        length=meta_int(path, meta, "length", 1, _MAX_LENGTH),
+        model_id=meta_text(path, meta, "model_id"),
+        config_hash=meta_text(path, meta, "config_hash"),
+        latent_scale=meta_float(path, meta, "latent_scale", 0.0, 1e6),
+        left_pad=meta_int(path, meta, "left_pad", 0, _MAX_PAD),
+        kind=kind,
+        extra=extra,
+        model_source=meta_text(path, meta, "model_source", ""),
+    )
+
+
+def _checked_latents(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> torch.Tensor:
+    """The `latents` tensor, checked against the file's kind and channel count."""
+    latents = tensors.get("latents")
+    if latents is None:
+        raise M2LError(f"{path}: latent file holds no 'latents' tensor")
+    kind = meta_text(path, meta, "kind", "v1")
+    if kind not in _LATENT_DIMS:
+        raise malformed(path, "kind", f"= {kind!r} is not one of {', '.join(_LATENT_DIMS)}")
+    channels = meta_int(path, meta, "channels", 1, 1 << 16)
+    if latents.dim() != _LATENT_DIMS[kind] or channels != latents.shape[0] or not latents.numel():
+        raise M2LError(
+            f"{path}: latents have shape {tuple(latents.shape)}, inconsistent with its metadata "
+            f"(kind {kind}, {channels} channels{'' if latents.numel() else ', no frames'})"
         )
-    except (KeyError, ValueError) as err:
-        raise M2LError(f"{path}: malformed latent file metadata ({err})") from None
-    dims = {"v1": 3, "v2": 4}.get(lf.kind)
-    if latents.dim() != dims or int(meta.get("channels", -1)) != latents.shape[0]:
-        raise M2LError(f"{path}: latents have shape {tuple(latents.shape)}, inconsistent with its metadata")
-    if lf.length < 1 or lf.sample_rate < 1 or lf.left_pad < 0:
-        raise M2LError(f"{path}: malformed latent file metadata (length/sample_rate/left_pad)")
-    return lf
+    if not latents.is_floating_point():
+        raise M2LError(f"{path}: latents are {latents.dtype}, expected floating point")
+    if not bool(torch.isfinite(latents).all()):
+        raise M2LError(f"{path}: latents contain NaN or Inf")
+    return latents
 
 
 def save_checkpoint(
@@ -328,21 +422,37 @@ def save_checkpoint(
         "version": str(CHECKPOINT_VERSION),
         "config": json.dumps(config_to_dict(config)),
         "extra": json.dumps(extra or {}),
-        "sha256": tensors_digest(tensors),
     }
-    atomic_save(tensors, meta, Path(path), force)
+    atomic_save(tensors, seal(tensors, meta), Path(path), force)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
-    """Read and verify an m2l checkpoint -> (state dict, config, metadata)."""
+    """Read and verify an m2l checkpoint -> (state dict, config, metadata).
+
+    The metadata's `tensors_sha256` is the verified digest of the weights (see `read_safetensors`).
+
+    Raises:
+        M2LError: unreadable, corrupt, or a missing or malformed config or extra field.
+    """
     path = Path(path)
-    tensors, meta = read_safetensors(path, CHECKPOINT_FORMAT)
-    _check_version(path, meta, CHECKPOINT_VERSION)
+    tensors, meta = read_safetensors(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, tensors_only=TENSORS_ONLY_VERSION
+    )
+    meta_json(path, meta, "extra", dict, "{}")
+    return tensors, model_config(path, meta, "config"), meta
+
+
+def model_config(path: str | os.PathLike, meta: dict[str, str], key: str) -> ModelConfig:
+    """The model config in the JSON metadata field `key` of the file at `path`, validated.
+
+    Raises:
+        M2LError: the field is missing, not a bounded JSON object, or not a valid model config.
+    """
+    data = meta_json(path, meta, key, dict)
     try:
-        config = config_from_dict(json.loads(meta["config"]))
-    except (KeyError, json.JSONDecodeError, M2LError) as err:
-        raise M2LError(f"{path}: malformed model config in checkpoint ({err})") from None
-    return tensors, config, meta
+        return config_from_dict(data)
+    except M2LError as err:
+        raise M2LError(f"{path}: malformed model config in {key} ({err})") from None
 
 
 def step_path(ckpt_dir: Path, step: int) -> Path:
@@ -370,16 +480,10 @@ def read_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     `m2l.train.state.read_state` parses the rest; inference needs only `training_state_weights`.
     """
     path = Path(path)
-    tensors, meta = read_safetensors(path, STATE_FORMAT)
-    _check_version(path, meta, STATE_VERSION)
-    return tensors, meta
+    return read_safetensors(path, STATE_FORMAT, STATE_VERSION, tensors_only=TENSORS_ONLY_VERSION)
 
 
 def training_state_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """The EMA weights and the model config of a training checkpoint (what inference runs)."""
     tensors, meta = read_training_state(path)
-    try:
-        config = config_from_dict(json.loads(meta["model_config"]))
-    except (KeyError, ValueError, TypeError) as err:
-        raise M2LError(f"{path}: malformed training checkpoint metadata ({err})") from None
-    return strip_prefix(tensors, "ema."), config
+    return strip_prefix(tensors, "ema."), model_config(path, meta, "model_config")

@@ -325,3 +325,90 @@ def test_load_refuses_a_fifo_without_blocking(tmp_path: Path):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert_one_line_error(exc, "pipe.wav", "named pipe")
+
+
+@pytest.mark.parametrize("rate", [1, 999, 800_000])
+def test_an_absurd_sample_rate_in_a_header_is_refused_before_resampling(tmp_path: Path, rate: int):
+    path = tmp_path / f"r{rate}.wav"
+    sf.write(str(path), np.zeros((100, 1), np.float32), rate)
+    for target in (None, 44100):
+        with pytest.raises(M2LError) as exc:
+            load_audio(path, target)
+        assert_one_line_error(exc, path.name, f"sample rate {rate} Hz is outside 1000..768000 Hz")
+
+
+@pytest.mark.parametrize("rate", [1000, 768_000])
+def test_the_extreme_sane_sample_rates_still_load(tmp_path: Path, rate: int):
+    sf.write(str(tmp_path / "a.wav"), sine(300, rate, 0.05).T, rate)
+    wave, got = load_audio(tmp_path / "a.wav")
+    assert got == rate and wave.shape == (1, int(rate * 0.05))
+
+
+def claim_frames(flac: Path, frames: int) -> None:
+    """Make a FLAC file's STREAMINFO promise `frames` frames (its low 36 bits of bytes 18..25)."""
+    data = bytearray(flac.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO is the first metadata block
+    fields = int.from_bytes(data[18:26], "big")
+    fields = (fields >> 36 << 36) | frames
+    data[18:26] = fields.to_bytes(8, "big")
+    flac.write_bytes(bytes(data))
+
+
+def test_a_header_promising_far_more_frames_than_the_file_holds_allocates_nothing_large(tmp_path: Path):
+    import tracemalloc
+
+    path = tmp_path / "liar.flac"
+    sf.write(str(path), sine(440, 8000, 0.5).T, 8000)
+    claim_frames(path, 1 << 35)  # 128 GiB of float32 if believed
+    tracemalloc.start()
+    try:
+        with pytest.raises(M2LError) as exc:
+            load_audio(path, 44100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_one_line_error(exc, "liar.flac")
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB traced"
+
+
+def cut(path: Path, keep: int) -> None:
+    """Truncate the file at `path` to its first `keep` bytes, as a copy that stopped would."""
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+
+
+@pytest.mark.parametrize(
+    ("ext", "fmt", "subtype", "frame_bytes"),
+    [(".wav", "WAV", "PCM_16", 4), (".wav", "WAV", "FLOAT", 8), (".aiff", "AIFF", "PCM_24", 6)],
+)
+def test_a_truncated_file_is_reported_not_read_short(
+    tmp_path: Path, ext: str, fmt: str, subtype: str, frame_bytes: int
+):
+    path = tmp_path / f"cut{ext}"
+    sf.write(str(path), sine(440, 8000, 1.0, 2).T, 8000, format=fmt, subtype=subtype)
+    assert load_audio(path)[0].shape == (2, 8000)  # whole, it loads
+    header = path.stat().st_size - 8000 * frame_bytes  # the samples come last
+    cut(path, header + 3000 * frame_bytes + 1)  # in the middle of frame 3000
+    for target in (None, 44100):
+        with pytest.raises(M2LError) as exc:
+            load_audio(path, target)
+        assert_one_line_error(exc, path.name, "truncated: header says 8000 frames, file holds 3000")
+
+
+def test_a_truncated_mp3_or_flac_is_reported(tmp_path: Path):
+    flac = tmp_path / "cut.flac"
+    sf.write(str(flac), sine(440, 44100, 2.0).T, 44100)
+    cut(flac, flac.stat().st_size * 6 // 10)
+    with pytest.raises(M2LError) as exc:
+        load_audio(flac)
+    assert_one_line_error(exc, "cut.flac", "truncated")
+    mp3 = tmp_path / "cut.mp3"
+    try:
+        sf.write(str(mp3), sine(440, 44100, 2.0).T, 44100, format="MP3")
+    except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        pytest.skip("this libsndfile cannot write MP3")
+    assert load_audio(mp3)[0].shape == (1, 88200)
+    cut(mp3, mp3.stat().st_size * 6 // 10)
+    with pytest.raises(M2LError) as exc:
+        load_audio(mp3)
+    assert_one_line_error(exc, "cut.mp3", "truncated: header says 88200 frames, file holds")

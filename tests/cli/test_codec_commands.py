@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from cli_testing import run, write_tone
+from cli_testing import bad_latent_files, run, write_tone
 from m2l_testing import assert_one_line_error
 
 from m2l.formats import load_latents
@@ -29,7 +29,7 @@ def test_round_trip_encode_info_decode(tmp_path, capsys, model, tiny_checkpoint)
     code, out, err = run(capsys, "info", "--json", m2l_file)
     assert code == 0, err
     info = json.loads(out)
-    assert info["type"] == "latents" and info["format_version"] == 1
+    assert info["type"] == "latents" and info["format_version"] == 2
     assert info["length"] == lf.length and info["channels"] == 2
     assert info["latent_shape"] == list(lf.latents.shape)
     assert info["latent_frames"] == lf.latents.shape[-1]
@@ -189,3 +189,27 @@ def test_every_codec_command_ends_with_one_summary_line(tmp_path, capsys, tiny_c
         .splitlines()[-1]
         .startswith(f"m2l: encoded 1 of 2 files, 1 failed into {tmp_path / 'lat'}")
     )
+
+
+def test_decode_reports_tampered_and_malformed_latent_files_in_one_line(tmp_path, capsys, model):
+    cases = bad_latent_files(capsys, tmp_path, model)
+    code, _, err = run(capsys, "decode", tmp_path / "good.m2l", "-o", tmp_path / "good.wav", *model)
+    assert code == 0, err
+    for path, fragment in cases.items():
+        out = tmp_path / "out" / f"{path.stem}.wav"
+        code, _, err = run(capsys, "decode", path, "-o", out, *model)
+        assert code == 1 and not out.exists(), path.name
+        assert_one_line_error(err, str(path))
+        assert fragment in err, err
+
+
+def test_a_truncated_file_in_a_folder_is_reported_and_the_others_encoded(tmp_path, capsys, model):
+    write_tone(tmp_path / "in" / "good.wav", seconds=0.3)
+    cut = write_tone(tmp_path / "in" / "cut.wav", seconds=0.3)
+    with open(cut, "r+b") as f:
+        f.truncate(cut.stat().st_size // 2)
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "lat", *model)
+    assert code == 1
+    assert_one_line_error(err, str(cut))
+    assert "truncated: header says 13230 frames, file holds" in err
+    assert sorted(p.name for p in (tmp_path / "lat").iterdir()) == ["good.m2l"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_testing import run
+from cli_testing import assert_one_line_error, bad_latent_files, run
 
 from m2l.cli.info import format_info, inspect_path
 from m2l.errors import M2LError
@@ -87,3 +87,14 @@ def test_inspect_path_refuses_folders_and_missing_paths(tmp_path):
         inspect_path(tmp_path)
     with pytest.raises(M2LError, match="no such file"):
         inspect_path(tmp_path / "none.m2l")
+
+
+def test_info_reports_tampered_and_malformed_latent_files_in_one_line(capsys, tmp_path, model):
+    cases = bad_latent_files(capsys, tmp_path, model)
+    code, out, err = run(capsys, "info", "--json", tmp_path / "good.m2l")
+    assert code == 0 and json.loads(out)["format_version"] == 2, err
+    for path, fragment in cases.items():
+        code, out, err = run(capsys, "info", path)
+        assert code == 1 and out == "", (path.name, out)
+        assert_one_line_error(err, str(path))
+        assert fragment in err, err

@@ -33,6 +33,23 @@ def test_index_counts_unreadable_files_and_is_cached(audio_dirs, tmp_path, monke
     assert again["train"] == index["train"]
 
 
+def test_a_truncated_file_is_counted_unreadable_not_indexed_short(audio_dirs, tmp_path):
+    import shutil
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    good = sorted(p for p in audio_dirs["train"].rglob("*.wav") if p.name != "broken.wav")[0]
+    shutil.copy(good, folder / "good.wav")
+    shutil.copy(good, folder / "cut.wav")
+    with open(folder / "cut.wav", "r+b") as f:
+        f.truncate(good.stat().st_size // 2)
+    with pytest.warns(UserWarning, match="cut.wav: unreadable audio file, skipped"):
+        val = [parse_source(str(audio_dirs["val"]))]  # no held-out split: good.wav stays in train
+        index = build_index([parse_source(str(folder))], tmp_path / "index.json", val_sources=val)
+    assert [p.endswith("cut.wav") for p in index["unreadable"]] == [True]
+    assert [e.path.endswith("good.wav") for f in index["train"] for e in f] == [True]
+
+
 def test_held_out_split_without_a_validation_folder(audio_dirs, tmp_path):
     with pytest.warns(UserWarning):
         index = build_index([parse_source(str(audio_dirs["train"]))], tmp_path / "i.json")

@@ -4,9 +4,7 @@ import json
 
 import pytest
 import torch
-from m2l_testing import MICRO, MICRO2, random_model
-from safetensors import safe_open
-from safetensors.torch import save_file
+from m2l_testing import MICRO, MICRO2, random_model, rewrite_header
 from train_testing import fast_config, save_micro_state
 
 from m2l.errors import M2LError
@@ -104,26 +102,14 @@ def test_restore_refuses_a_checkpoint_of_another_model(tmp_path):
         )
 
 
-def _rewrite(path, **meta_changes):
-    """Write `path` again with some metadata entries replaced (None: removed); tensors unchanged."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    for key, value in meta_changes.items():
-        if value is None:
-            meta.pop(key)
-        else:
-            meta[key] = value
-    save_file(tensors, str(path), metadata=meta)
-
-
 @pytest.mark.parametrize(
     "damage,says",
     [
         ("tensor-byte", "content does not match its checksum"),
         ("truncated", "not a readable safetensors file"),
-        ("step", "malformed training checkpoint metadata"),
-        ("no-counters", "malformed training checkpoint metadata"),
+        ("metadata-byte", "metadata does not match its checksum"),
+        ("step", "malformed metadata: step"),
+        ("no-counters", "malformed metadata: counters"),
         ("newer-version", "newer than this m2l supports"),
         ("inference-checkpoint", "not an m2l-train-state file"),
     ],
@@ -137,15 +123,43 @@ def test_a_corrupt_or_modified_state_file_is_refused(tmp_path, damage, says):
         path.write_bytes(bytes(data))
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
+    elif damage == "metadata-byte":
+        rewrite_header(path, step="7")  # a changed value without a new seal
     elif damage == "step":
-        _rewrite(path, step="seven")
+        rewrite_header(path, reseal=True, step="seven")
     elif damage == "no-counters":
-        _rewrite(path, counters=None)
+        rewrite_header(path, reseal=True, drop=("counters",))
     elif damage == "newer-version":
-        _rewrite(path, version=str(STATE_VERSION + 1))
+        rewrite_header(path, reseal=True, version=str(STATE_VERSION + 1))
     else:
         path.unlink()
         save_checkpoint(path, live["model"].state_dict(), live["model"].cfg)
     with pytest.raises(M2LError, match=says) as info:
         read_state(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("part", ["model", "ema"])
+def test_restore_refuses_a_tensor_of_another_shape_before_loading(part):
+    model = random_model("m2l-v1-tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in before.items()}
+    key = next(k for k, v in state.items() if v.dim() == 1)
+    parts = {
+        "path": "run/checkpoints/step-000000002.safetensors",
+        "model": dict(state),
+        "ema": dict(state),
+        "ema_updates": 3,
+        "optim": {},
+        "param_groups": [],
+        "scaler": {},
+        "rng": None,
+    }
+    parts[part] = {**state, key: torch.zeros(state[key].numel() + 1)}
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(M2LError) as exc:
+        restore(parts, model=model, ema=EMA(model, 0.99), optimizer=optimizer, scaler=None)
+    message = str(exc.value)
+    assert message.startswith("run/checkpoints/step-000000002.safetensors: does not match the model")
+    assert f"{part} tensor {key} has shape" in message and "\n" not in message
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # nothing loaded

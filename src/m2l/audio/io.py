@@ -17,6 +17,8 @@ import soxr
 import torch
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
+from m2l.audio.headers import declared_frames
+from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from m2l.errors import M2LError
 from m2l.files import atomic_output, check_output, regular_file, write_error
 
@@ -33,6 +35,9 @@ _NP_INT_SCALES = {
 _TORCH_INT_SCALES = {getattr(torch, d.name): scale for d, scale in _NP_INT_SCALES.items()}
 
 _READ_ERRORS = (sf.LibsndfileError, sf.SoundFileError, RuntimeError, OSError, EOFError)
+_BLOCK_SAMPLES = 1 << 20  # samples (all channels) per read: 4 MB of float32
+_UNKNOWN_FRAMES = 1 << 62  # libsndfile's frame count of a stream of unknown length is about 2**63
+_MP3_FRAME = 1152  # samples per MPEG layer III frame; MP3 frame counts may be estimates
 
 
 def _fail(name: str, problem: str) -> M2LError:
@@ -98,17 +103,21 @@ def _check_layout(wave: torch.Tensor, name: str) -> None:
         )
 
 
-def _mix_channels(wave: torch.Tensor, downmix: bool, name: str) -> torch.Tensor:
-    """Average all channels to mono when `downmix`, else refuse more than 2 channels."""
-    if downmix:
-        return wave.mean(dim=-2, keepdim=True)
-    channels = wave.shape[-2]
-    if channels > 2:
+def _check_channels(channels: int, downmix: bool, name: str) -> None:
+    """Refuse more than 2 channels unless they are to be averaged (`downmix`)."""
+    if channels > 2 and not downmix:
         raise _fail(
             name,
             f"has {channels} channels but only mono or stereo is supported; "
             "pass downmix=True (CLI: --downmix) to average them to mono",
         )
+
+
+def _mix_channels(wave: torch.Tensor, downmix: bool, name: str) -> torch.Tensor:
+    """Average all channels to mono when `downmix`, else refuse more than 2 channels."""
+    if downmix:
+        return wave.mean(dim=-2, keepdim=True)
+    _check_channels(wave.shape[-2], downmix, name)
     return wave
 
 
@@ -209,7 +218,10 @@ def load_audio(
 
     Raises:
         M2LError: When the file is missing, a directory, has an unsupported extension, cannot
-            be decoded, is empty, holds NaN/Inf, or has more than 2 channels without `downmix`.
+            be decoded, is empty, holds NaN/Inf, has more than 2 channels without `downmix`, or
+            a sample rate outside `MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE` (a damaged header: such a
+            rate would make the resampler allocate many times the file's size), or is truncated
+            (fewer frames than its header promises; MP3 counts, which may be estimates, get 5%).
     """
     p = Path(path)
     name = str(p)
@@ -223,18 +235,67 @@ def load_audio(
         supported = ", ".join(sorted(AUDIO_EXTENSIONS))
         raise _fail(name, f"unsupported extension '{p.suffix}' (supported: {supported})")
     regular_file(p)  # a FIFO or a device would block the read
-    try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)  # [samples, channels]
-    except _READ_ERRORS as err:
-        raise _fail(name, f"cannot read audio: {_short_reason(err)}") from err
+    data, rate = _read_file(p, name, downmix)
     if data.size == 0:
         raise _fail(name, "empty audio (0 samples)")
-    wave = torch.from_numpy(np.ascontiguousarray(data.T))
+    wave = torch.from_numpy(data)
     _check_finite(wave, name)
     wave = _mix_channels(wave, downmix, name)
     if target_rate is None:
         return wave, int(rate)
     return resample(wave, int(rate), target_rate), target_rate
+
+
+def _read_file(path: Path, name: str, downmix: bool) -> tuple[np.ndarray, int]:
+    """(float32 [channels, frames], sample rate) of an audio file, its header checked first and
+    the frames read checked against the frames it promises."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                sane = f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+                raise _fail(name, f"sample rate {rate} Hz is outside {sane} (damaged header?)")
+            _check_channels(f.channels, downmix, name)
+            promised = _promised_frames(path, f)
+            data = _read_frames(f, name, promised)
+            slack = max(promised // 20, 4 * _MP3_FRAME) if f.format == "MPEG" else 0
+    except _READ_ERRORS as err:
+        raise _fail(name, f"cannot read audio: {_short_reason(err)}") from err
+    if data.shape[1] < promised - slack:
+        raise _fail(name, f"truncated: header says {promised} frames, file holds {data.shape[1]}")
+    return data, rate
+
+
+def _promised_frames(path: Path, f: sf.SoundFile) -> int:
+    """The frames the header of an open file promises (0 when unknown): libsndfile's count, or
+    for WAV and AIFF, whose count libsndfile clamps to the data present, the container's."""
+    promised = f.frames if 0 <= f.frames < _UNKNOWN_FRAMES else 0
+    if f.format in ("WAV", "WAVEX", "AIFF"):
+        promised = max(promised, declared_frames(path) or 0)
+    return promised
+
+
+def _read_frames(f: sf.SoundFile, name: str, promised: int) -> np.ndarray:
+    """Every frame of an open file as float32 [channels, frames], read in blocks of
+    `_BLOCK_SAMPLES`: memory follows the data the file really holds, never the frame count its
+    header claims (which `sf.read` would allocate at once)."""
+    step = max(1, _BLOCK_SAMPLES // f.channels)
+    blocks, held = [], 0
+    try:
+        while len(block := f.read(step, dtype="float32", always_2d=True)):
+            blocks.append(block)
+            held += len(block)
+    except _READ_ERRORS as err:
+        what = f"the {promised} frames its header promises" if promised else "all of it"
+        raise _fail(name, f"truncated or damaged: cannot read {what} ({_short_reason(err)})") from err
+    data = np.empty((f.channels, held), dtype=np.float32)
+    at = 0
+    blocks.reverse()
+    while blocks:  # each block is let go once copied
+        block = blocks.pop()
+        data[:, at : at + len(block)] = block.T
+        at += len(block)
+    return data
 
 
 def save_audio(

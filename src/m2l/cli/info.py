@@ -84,7 +84,7 @@ def _checkpoint_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
             "name": cfg.name,
             "kind": cfg.kind,
             "parameters": params,
-            "sha256": meta.get("sha256"),
+            "sha256": meta.get("tensors_sha256", meta.get("sha256")),  # of the weights (version 1: sha256)
             "config": config_to_dict(cfg),
             "extra": extra,
         }

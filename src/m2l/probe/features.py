@@ -44,10 +44,10 @@ from m2l.config import ModelConfig, config_hash
 from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
-from m2l.formats import atomic_save, read_safetensors, tensors_digest
+from m2l.formats import atomic_save, read_safetensors, seal
 from m2l.probe import TASK_FIELDS
 
-CACHE_FORMAT, CACHE_VERSION = "m2l-probe-features", 1
+CACHE_FORMAT, CACHE_VERSION = "m2l-probe-features", 2
 LOGMEL_RATE, LOGMEL_FFT, LOGMEL_HOP, LOGMEL_BANDS, LOGMEL_FLOOR = 44100, 2048, 512, 128, 1e-5
 LOGMEL_ID = f"logmel-{LOGMEL_RATE}hz-fft{LOGMEL_FFT}-hop{LOGMEL_HOP}-mels{LOGMEL_BANDS}"
 """The cache's model id of the log-mel statistics baseline."""
@@ -170,7 +170,7 @@ def read_cache(path: Path, model_id: str, kind: str, manifest_sha: str, rows: in
     if not path.exists():
         return None
     try:
-        tensors, meta = read_safetensors(path, CACHE_FORMAT)
+        tensors, meta = read_safetensors(path, CACHE_FORMAT, CACHE_VERSION)
         feats = tensors.get("features")
         expected = {
             "model_id": model_id,
@@ -199,10 +199,9 @@ def write_cache(path: Path, feats: np.ndarray, model_id: str, kind: str, manifes
         "model_id": model_id,
         "kind": kind,
         "manifest_sha256": manifest_sha,
-        "sha256": tensors_digest(tensors),
     }
     try:
-        atomic_save(tensors, meta, path, force=True)
+        atomic_save(tensors, seal(tensors, meta), path, force=True)
     except OSError as err:
         warnings.warn(f"{path}: cannot write the feature cache ({err.strerror or err})", stacklevel=2)
     except M2LError as err:  # a full disk, a read-only folder... (`m2l.files`); the message names path

@@ -24,6 +24,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from m2l.audio.headers import declared_frames
 from m2l.audio.io import AUDIO_EXTENSIONS, resample
 from m2l.errors import M2LError
 from m2l.files import write_text
@@ -85,6 +86,8 @@ def _scan(root: Path) -> tuple[list[FileEntry], list[str]]:
                 info = sf.info(str(path))
                 if info.frames < 1 or info.samplerate < 1:
                     raise ValueError("empty")
+                if (declared_frames(path) or 0) > info.frames:  # libsndfile counts what is left
+                    raise ValueError("truncated")
                 good.append(FileEntry(str(path), int(info.frames), int(info.samplerate), int(info.channels)))
             except Exception:  # noqa: BLE001 - any unreadable file is skipped and counted
                 bad.append(str(path))

@@ -8,7 +8,7 @@ import torch
 
 from m2l.errors import M2LError
 from m2l.formats import Kind, save_checkpoint, sniff
-from m2l.loading import load_model, run_checkpoint
+from m2l.loading import check_state, load_model, run_checkpoint
 from m2l.train.state import read_state
 
 
@@ -35,6 +35,7 @@ def export(source: Path, out: Path, *, force: bool = False, half: bool = False) 
     the new model id."""
     path = pick_checkpoint(source)
     parts = read_state(path)
+    check_state(parts["model_config"], parts["ema"], str(path))  # before anything is written
     extra = {"exported_from": str(path), "step": parts["step"], "train_config": parts["train_config"].name}
     save_checkpoint(
         out,

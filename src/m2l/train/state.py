@@ -18,16 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from m2l.config import config_from_dict, config_to_dict
+from m2l.config import config_to_dict
 from m2l.errors import M2LError
 from m2l.formats import (
     STATE_FORMAT,
     STATE_VERSION,
     atomic_save,
+    model_config,
     read_training_state,
+    seal,
     strip_prefix,
-    tensors_digest,
 )
+from m2l.metadata import meta_int, meta_json
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
 
 
@@ -89,31 +91,30 @@ def save_state(
         "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}),
         "ema_updates": str(ema.updates),
         "counters": json.dumps(counters),
-        "sha256": tensors_digest(tensors),
     }
-    atomic_save(tensors, meta, path, force=True)
+    atomic_save(tensors, seal(tensors, meta), path, force=True)
 
 
 def read_state(path: Path) -> dict[str, Any]:
     """Read and verify a training checkpoint -> dict of its parts (tensors on CPU)."""
     tensors, meta = read_training_state(path)
-    try:
-        parts: dict[str, Any] = {
-            "step": int(meta["step"]),
-            "train_config": train_config_from_dict(json.loads(meta["train_config"]), str(path)),
-            "model_config": config_from_dict(json.loads(meta["model_config"])),
-            "param_groups": json.loads(meta["param_groups"]),
-            "scaler": json.loads(meta["scaler"]),
-            "ema_updates": int(meta["ema_updates"]),
-            "counters": json.loads(meta["counters"]),
-        }
-    except (KeyError, ValueError, TypeError) as err:
-        raise M2LError(f"{path}: malformed training checkpoint metadata ({err})") from None
+    parts: dict[str, Any] = {
+        "path": str(path),
+        "step": meta_int(path, meta, "step", 0, 1 << 62),
+        "train_config": train_config_from_dict(meta_json(path, meta, "train_config"), str(path)),
+        "model_config": model_config(path, meta, "model_config"),
+        "param_groups": meta_json(path, meta, "param_groups", list),
+        "scaler": meta_json(path, meta, "scaler"),
+        "ema_updates": meta_int(path, meta, "ema_updates", 0, 1 << 62),
+        "counters": meta_json(path, meta, "counters"),
+    }
     parts["model"] = strip_prefix(tensors, "model.")
     parts["ema"] = strip_prefix(tensors, "ema.")
     optim: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in strip_prefix(tensors, "optim.").items():
-        idx, name = key.split(".", 1)
+        idx, _, name = key.partition(".")
+        if not (idx.isascii() and idx.isdigit() and len(idx) < 10 and name):
+            raise M2LError(f"{path}: malformed optimiser tensor name 'optim.{key[:40]}'")
         optim.setdefault(int(idx), {})[name] = value
     parts["optim"] = optim
     parts["rng"] = tensors.get("rng.torch")
@@ -129,9 +130,17 @@ def restore(
     scaler: torch.amp.GradScaler | None,
 ) -> None:
     """Load a `read_state` result into live objects (strict: every key must match)."""
-    missing = set(model.state_dict()) ^ set(parts["model"])
-    if missing:
-        raise M2LError(f"training checkpoint does not match the model ({len(missing)} keys differ)")
+    ours, where = model.state_dict(), parts.get("path", "training checkpoint")
+    for part in ("model", "ema"):
+        differ = set(ours) ^ set(parts[part])
+        if differ:
+            raise M2LError(f"{where}: does not match the model ({len(differ)} {part} keys differ)")
+        for key, value in parts[part].items():
+            if value.shape != ours[key].shape:
+                raise M2LError(
+                    f"{where}: does not match the model ({part} tensor {key} has shape "
+                    f"{tuple(value.shape)}, expected {tuple(ours[key].shape)})"
+                )
     model.load_state_dict(parts["model"])
     ema.state = {k: v.float() if v.is_floating_point() else v for k, v in parts["ema"].items()}
     ema.updates = parts["ema_updates"]
