@@ -213,3 +213,39 @@ def test_a_truncated_file_in_a_folder_is_reported_and_the_others_encoded(tmp_pat
     assert_one_line_error(err, str(cut))
     assert "truncated: header says 13230 frames, file holds" in err
     assert sorted(p.name for p in (tmp_path / "lat").iterdir()) == ["good.m2l"]
+
+
+@pytest.mark.parametrize("command", ["encode", "reconstruct"])
+def test_skip_existing_keeps_finished_outputs_and_redoes_damaged_ones(
+    tmp_path, capsys, tiny_checkpoint, command
+):
+    for name in ("a", "b", "c"):
+        write_tone(tmp_path / "in" / f"{name}.wav", seconds=0.3)
+    loud = ["--model", str(tiny_checkpoint), "--device", "cpu"]
+    out = tmp_path / "out"
+    assert run(capsys, command, tmp_path / "in", "-o", out, *loud, "--quiet")[0] == 0
+    suffix = ".m2l" if command == "encode" else ".wav"
+    kept, damaged, gone = (out / f"{name}{suffix}" for name in ("a", "b", "c"))
+    finished = kept.stat().st_mtime_ns, kept.read_bytes()
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])  # as if cut short by something outside m2l
+    gone.unlink()
+    code, _, err = run(capsys, command, tmp_path / "in", "-o", out, *loud)
+    assert code == 1 and err.count("already exists (pass --force to overwrite)") == 2  # the default
+    assert gone.exists() and len(damaged.read_bytes()) < len(whole)  # made; the damaged one kept as is
+    gone.unlink()
+    code, _, err = run(capsys, command, tmp_path / "in", "-o", out, *loud, "--skip-existing")
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    warnings = [line for line in lines if line.startswith("m2l: warning: ")]
+    assert len(warnings) == 1 and str(damaged) in warnings[0] and "making it again" in warnings[0]
+    assert "2 of 3 files, 1 skipped (already done)" in lines[-1], err
+    assert (kept.stat().st_mtime_ns, kept.read_bytes()) == finished  # untouched
+    assert gone.exists() and len(damaged.read_bytes()) == len(whole)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (kept, damaged, gone))
+
+
+def test_skip_existing_and_force_exclude_each_other(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "a.wav", seconds=0.3)
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "o", *model, "--force", "--skip-existing")
+    assert code == 2 and "not allowed with argument" in err

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_testing import assert_one_line_error, bad_latent_files, run
+from cli_testing import bad_latent_files, run
+from m2l_testing import assert_one_line_error
 
 from m2l.cli.info import format_info, inspect_path
 from m2l.errors import M2LError

@@ -266,6 +266,30 @@ def _read_file(path: Path, name: str, downmix: bool) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def check_complete(path: str | os.PathLike[str]) -> None:
+    """Check, without decoding it all, that an audio file is whole: readable, not empty, holding
+    every frame its header promises (its last frame is read).
+
+    Raises:
+        M2LError: naming the file and what is wrong.
+    """
+    name = str(path)
+    regular_file(Path(path))
+    try:
+        with sf.SoundFile(name) as f:
+            promised = _promised_frames(Path(path), f)
+            if f.frames <= 0:
+                raise _fail(name, "empty audio (0 samples)")
+            if promised > f.frames:
+                raise _fail(name, f"truncated: header says {promised} frames, file holds {f.frames}")
+            if f.seekable():
+                f.seek(f.frames - 1)
+                if len(f.read(1)) != 1:
+                    raise _fail(name, f"truncated: cannot read frame {f.frames - 1}")
+    except _READ_ERRORS as err:
+        raise _fail(name, f"cannot read audio: {_short_reason(err)}") from err
+
+
 def _promised_frames(path: Path, f: sf.SoundFile) -> int:
     """The frames the header of an open file promises (0 when unknown): libsndfile's count, or
     for WAV and AIFF, whose count libsndfile clamps to the data present, the container's."""

@@ -74,7 +74,14 @@ def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) 
             choices=sorted(e.lstrip(".") for e in WRITE_EXTENSIONS),
             help="audio format of the outputs (default: wav, or the suffix of -o FILE)",
         )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    done = p.add_mutually_exclusive_group()
+    done.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    done.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that are already finished (verified) alone and redo damaged ones: "
+        "re-run an interrupted folder job",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -129,7 +136,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
     def work(codec: Any, job: Job) -> float:
         lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
-        save_latents(job.dst, lf, force=args.force)
+        save_latents(job.dst, lf, force=args.force or job.replace)
         return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "encoded")
@@ -166,7 +173,7 @@ def run_decode(args: argparse.Namespace) -> int:
             sigma_cond=args.sigma_cond,
             allow_model_mismatch=args.allow_model_mismatch,
         )
-        save_audio(job.dst, audio, lf.sample_rate, force=args.force)
+        save_audio(job.dst, audio, lf.sample_rate, force=args.force or job.replace)
         return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "decoded")
@@ -207,7 +214,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     def work(codec: Any, job: Job) -> float:
         lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
-        save_audio(job.dst, audio, codec.sample_rate, force=args.force)
+        save_audio(job.dst, audio, codec.sample_rate, force=args.force or job.replace)
         return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "reconstructed")

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,8 @@ class Job:
 
     src: Path
     dst: Path
+    replace: bool = False
+    """The output exists but is not a finished one (`--skip-existing`): write it again."""
 
 
 def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]:
@@ -254,13 +256,18 @@ def run_files(
             error(message)
         return 1
     failed, audio_s, started = 0, 0.0, time.perf_counter()
-    todo = []
+    todo, skipped = [], 0
     for job in jobs:
-        if job.dst.exists() and not args.force:
+        if not job.dst.exists() or args.force:
+            todo.append(job)
+        elif not getattr(args, "skip_existing", False):
             error(str(exists_error(job.dst)))
             failed += 1
+        elif (problem := unfinished_output(job.dst)) is None:
+            skipped += 1
         else:
-            todo.append(job)
+            print(f"{PROG}: warning: {problem}; making it again", file=sys.stderr)
+            todo.append(replace(job, replace=True))
     if todo:
         try:
             codec = load_codec(args)
@@ -277,16 +284,33 @@ def run_files(
                 error(naming(describe(err), job.src, job.dst))
                 failed += 1
     if not args.quiet:
-        print(
-            summary_line(verb, len(jobs), failed, audio_s, time.perf_counter() - started, args.output),
-            file=sys.stderr,
-        )
+        wall_s = time.perf_counter() - started
+        print(summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped), file=sys.stderr)
     return 1 if failed else 0
 
 
-def summary_line(verb: str, total: int, failed: int, audio_s: float, wall_s: float, output: str) -> str:
+def unfinished_output(path: Path) -> str | None:
+    """Why an existing output is not a finished one, or None when it is: a latent file must pass
+    all its checks, an audio file must hold every frame its header promises."""
+    from m2l.audio.io import check_complete
+    from m2l.formats import load_latents
+
+    try:
+        if path.suffix == LATENT_SUFFIX:
+            load_latents(path)
+        else:
+            check_complete(path)
+    except M2LError as err:
+        return str(err)
+    return None
+
+
+def summary_line(
+    verb: str, total: int, failed: int, audio_s: float, wall_s: float, output: str, skipped: int = 0
+) -> str:
     """The line every codec command ends with: what was written where, how long, how fast."""
-    files = f"{total - failed} of {total} file{'s' if total != 1 else ''}"
-    tail = f", {failed} failed" if failed else ""
+    files = f"{total - failed - skipped} of {total} file{'s' if total != 1 else ''}"
+    tail = f", {skipped} skipped (already done)" if skipped else ""
+    tail += f", {failed} failed" if failed else ""
     speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
     return f"{PROG}: {verb} {files}{tail} into {output}: {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
