@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 import stat
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -285,6 +286,11 @@ def _remove(path: Path) -> None:
     """Delete `path` if it is there, never raising (cleanup must not hide the real error)."""
     with suppress(OSError):
         os.unlink(path)
+
+
+def warn_skipped(line: str) -> None:
+    """An `on_skip` for `walk_files` that raises the line as a `UserWarning` (one line on the CLI)."""
+    warnings.warn(line, stacklevel=2)
 
 
 def walk_files(

@@ -82,6 +82,20 @@ def test_silent_source_is_skipped_by_the_rms_rule(audio_dirs, tmp_path):
     assert min(rms) >= 1e-3
 
 
+def test_a_named_pipe_in_a_data_folder_is_skipped_with_a_warning_not_read(audio_dirs, tmp_path):
+    import os
+    import shutil
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(audio_dirs["train"] / "a.wav", folder / "a.wav")
+    os.mkfifo(folder / "pipe.wav")  # sf.info on it would block forever
+    with pytest.warns(UserWarning, match=r"pipe.wav: is a named pipe \(FIFO\)"):
+        val = [parse_source(str(audio_dirs["val"]))]
+        index = build_index([parse_source(str(folder))], tmp_path / "index.json", val_sources=val)
+    assert [e.path.endswith("a.wav") for f in index["train"] for e in f] == [True]
+
+
 def test_unreadable_file_found_while_reading_is_skipped_and_counted(audio_dirs, tmp_path):
     ds = _dataset(audio_dirs, tmp_path, "train")
     entry = ds.files[0][0]
@@ -119,7 +133,12 @@ def test_a_silent_source_is_refused_up_front_naming_its_folder(audio_dirs, tmp_p
         ds.check_audible(roots)
     assert not ds.bad  # the probe leaves the dataset as it was
     _dataset(audio_dirs, tmp_path / "t", "train").check_audible(roots[:1])
-    silent = build_index([parse_source(str(audio_dirs["silent"]))], tmp_path / "s.json")["train"][0]
+    val = [
+        parse_source(str(audio_dirs["val"]))
+    ]  # without it, 2% of paths would hold s.wav out for validation
+    silent = build_index([parse_source(str(audio_dirs["silent"]))], tmp_path / "s.json", val_sources=val)[
+        "train"
+    ][0]
     with pytest.raises(M2LError, match=f"^{silent[0].path}: every validation crop is quieter"):
         validation_crops(silent, items=2, seconds=0.5, sample_rate=44100, channels=1, seed=0)
 

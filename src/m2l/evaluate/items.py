@@ -16,7 +16,6 @@ the same items.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from m2l.audio.io import AUDIO_EXTENSIONS, load_audio
 from m2l.datasets import manifest_rows
 from m2l.errors import M2LError
+from m2l.files import walk_files, warn_skipped
 
 MANIFEST_SUFFIX = ".jsonl"
 
@@ -56,16 +56,10 @@ class Item:
 
 
 def _walk_audio(root: Path) -> list[ItemSource]:
-    """Audio files under `root`, named by their POSIX path relative to it."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        here = Path(dirpath)
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                path = here / name
-                found.append(ItemSource(path.relative_to(root).as_posix(), path))
-    return found
+    """Audio files under `root`, named by their POSIX path relative to it (`m2l.files.walk_files`:
+    what is not a regular file is left out with a warning)."""
+    paths = walk_files(root, frozenset(AUDIO_EXTENSIONS), on_skip=warn_skipped)
+    return [ItemSource(path.relative_to(root).as_posix(), path) for path in paths]
 
 
 def _manifest_path(manifest: Path, where: str, entry: dict[str, Any]) -> ItemSource:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from m2l.audio.headers import declared_frames
 from m2l.audio.io import AUDIO_EXTENSIONS, resample
 from m2l.errors import M2LError
-from m2l.files import write_text
+from m2l.files import walk_files, warn_skipped, write_text
 
 INDEX_VERSION = 1
 _MAX_TRIES = 50
@@ -74,23 +74,17 @@ class FileEntry:
 
 def _scan(root: Path) -> tuple[list[FileEntry], list[str]]:
     good, bad = [], []
-    for dirpath, _, names in sorted(os.walk(root)):
-        for name in sorted(names):
-            path = Path(dirpath) / name
-            if path.suffix.lower() not in AUDIO_EXTENSIONS:
-                continue
-            if not path.is_file():  # a FIFO or a device would block the read: unreadable
-                bad.append(str(path))
-                continue
-            try:
-                info = sf.info(str(path))
-                if info.frames < 1 or info.samplerate < 1:
-                    raise ValueError("empty")
-                if (declared_frames(path) or 0) > info.frames:  # libsndfile counts what is left
-                    raise ValueError("truncated")
-                good.append(FileEntry(str(path), int(info.frames), int(info.samplerate), int(info.channels)))
-            except Exception:  # noqa: BLE001 - any unreadable file is skipped and counted
-                bad.append(str(path))
+    # what is not a regular file (a FIFO or a device would block the read) is left out, with a warning
+    for path in walk_files(root, frozenset(AUDIO_EXTENSIONS), on_skip=warn_skipped):
+        try:
+            info = sf.info(str(path))
+            if info.frames < 1 or info.samplerate < 1:
+                raise ValueError("empty")
+            if (declared_frames(path) or 0) > info.frames:  # libsndfile counts what is left
+                raise ValueError("truncated")
+            good.append(FileEntry(str(path), int(info.frames), int(info.samplerate), int(info.channels)))
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped and counted
+            bad.append(str(path))
     return good, bad
 
 
