@@ -1,0 +1,101 @@
+"""Corpus-scale plumbing of the codec commands: a deterministic share of the inputs per rank, and
+inputs read ahead in worker processes while the model works.
+
+Ranks. Under torchrun (or any launcher that sets RANK and WORLD_SIZE) rank r of W takes the jobs
+r, r + W, r + 2W, ... of the list sorted by output path: ranks never write the same file, and
+together they cover every job once. With `--skip-existing` a job can be restarted with another
+number of ranks: finished outputs are verified and left alone whoever wrote them.
+
+Read-ahead. `read_ahead` yields each job with what `load` made of it (the decoded, resampled
+audio) or the one-line reason it failed, in order, while `workers` processes load the next ones:
+audio decoding and resampling overlap with the network instead of taking turns with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from m2l.errors import M2LError
+
+T = TypeVar("T")
+J = TypeVar("J")
+
+
+def rank_and_world(environ: os._Environ[str] | dict[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world size) from RANK / WORLD_SIZE (torchrun), (0, 1) when they are not set.
+
+    Raises:
+        M2LError: when they are set but not integers with 0 <= rank < world.
+    """
+    env = os.environ if environ is None else environ
+    raw_rank, raw_world = env.get("RANK"), env.get("WORLD_SIZE")
+    if raw_rank is None and raw_world is None:
+        return 0, 1
+    try:
+        rank, world = int(raw_rank or "0"), int(raw_world or "1")
+    except ValueError:
+        raise M2LError(f"RANK={raw_rank!r} and WORLD_SIZE={raw_world!r} must be integers") from None
+    if not 0 <= rank < world:
+        raise M2LError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
+    return rank, world
+
+
+def shard(jobs: Sequence[J], key: Callable[[J], str], rank: int, world: int) -> list[J]:
+    """Rank `rank`'s share of `jobs`: every `world`-th job of the list sorted by `key`."""
+    return sorted(jobs, key=key)[rank::world]
+
+
+def _as_is(item: T) -> T:
+    return item
+
+
+class _Loads:
+    """A map-style dataset: item i is (i, load(jobs[i]), None) or (i, None, reason)."""
+
+    def __init__(self, jobs: Sequence[J], load: Callable[[J], T]) -> None:
+        self.jobs, self.load = jobs, load
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        try:
+            return i, self.load(self.jobs[i]), None
+        except M2LError as err:
+            return i, None, str(err)
+        except (OSError, RuntimeError, ValueError, MemoryError) as err:  # a file that breaks a decoder
+            return i, None, f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+def read_ahead(
+    jobs: Sequence[J], load: Callable[[J], T], workers: int, depth: int = 2
+) -> Iterator[tuple[J, T | None, str | None]]:
+    """(job, load(job) or None, None or the reason it failed) for each job, in order.
+
+    Args:
+        jobs: the work list.
+        load: reads one job's input; must be picklable (a module-level function or a partial of
+            one) when `workers` > 0. Its M2LErrors (and OS/decoder errors) become the reason.
+        workers: processes loading ahead; 0 loads in this process, one job at a time.
+        depth: loads each worker keeps ready.
+    """
+    data = _Loads(jobs, load)
+    if workers <= 0 or len(jobs) <= 1:
+        for i in range(len(data)):
+            _, value, reason = data[i]
+            yield jobs[i], value, reason
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        data,  # type: ignore[arg-type]
+        batch_size=None,
+        num_workers=min(workers, len(jobs)),
+        prefetch_factor=depth,
+        collate_fn=_as_is,
+        persistent_workers=False,
+    )
+    for i, value, reason in loader:
+        yield jobs[i], value, reason

@@ -1,0 +1,52 @@
+"""`m2l.cli.prefetch`: shares of the inputs per rank, and inputs read ahead in worker processes."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import pytest
+
+from m2l.cli.prefetch import rank_and_world, read_ahead, shard
+from m2l.errors import M2LError
+
+
+def test_rank_and_world_from_the_environment():
+    assert rank_and_world({}) == (0, 1)
+    assert rank_and_world({"RANK": "1", "WORLD_SIZE": "3"}) == (1, 3)
+    for env in (
+        {"RANK": "3", "WORLD_SIZE": "3"},
+        {"RANK": "-1", "WORLD_SIZE": "2"},
+        {"RANK": "a", "WORLD_SIZE": "2"},
+    ):
+        with pytest.raises(M2LError, match="RANK"):
+            rank_and_world(env)
+
+
+def test_shards_are_disjoint_cover_everything_and_do_not_depend_on_input_order():
+    names = [f"f{i:03d}" for i in range(23)]
+    for world in (1, 2, 3, 7):
+        shares = [shard(names, str, rank, world) for rank in range(world)]
+        assert sorted(n for share in shares for n in share) == names
+        assert all(len(share) in (len(names) // world, len(names) // world + 1) for share in shares)
+        assert shares == [shard(list(reversed(names)), str, rank, world) for rank in range(world)]
+
+
+def _load(fail_on: int, job: int) -> tuple[int, int]:
+    if job == fail_on:
+        raise M2LError(f"job{job}.wav: cannot read audio")
+    if job == fail_on + 1:
+        raise OSError("disk vanished")
+    return job * job, os.getpid()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_read_ahead_keeps_order_and_turns_failures_into_reasons(workers):
+    jobs = list(range(9))
+    out = list(read_ahead(jobs, partial(_load, 4), workers))
+    assert [job for job, _, _ in out] == jobs
+    assert [value[0] for _, value, _ in out if value is not None] == [j * j for j in jobs if j not in (4, 5)]
+    reasons = {job: reason for job, _, reason in out if reason is not None}
+    assert reasons == {4: "job4.wav: cannot read audio", 5: "OSError: disk vanished"}
+    pids = {value[1] for _, value, _ in out if value is not None}
+    assert (os.getpid() in pids) == (workers == 0)  # with workers, loading happens elsewhere
