@@ -76,7 +76,9 @@ class LatentCropDataset(Dataset):
             stats: statistics (a `LatentStats` or a stats file of `m2l stats`) to normalise crops
                 with; None serves the latents as stored.
             normalize: "dims" (per-dimension mean/std) or "global" (the global mean/std).
-            verify: check each file's checksum when it is first read (see `LatentStore`).
+            verify: check each file's checksum when it is first read (see `LatentStore`): one
+                sequential read of every shard a process touches, in each DataLoader worker. For
+                a large dataset, check it once (`m2l stats` verifies every shard) and pass False.
             with_metadata: items are (crop, metadata) pairs.
 
         Raises:
