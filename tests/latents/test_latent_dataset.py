@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from latents_testing import encoded_folder, micro_codec, random_folder, random_latent_file
+from latents_testing import encoded_folder, flip_byte, micro_codec, random_folder, random_latent_file
 from m2l_testing import assert_one_line_error
 from torch.utils.data import DataLoader
 
@@ -205,3 +205,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         with pytest.raises(M2LError) as err:
             LatentCropDataset(tmp_path, **kwargs)
         assert_one_line_error(err, fragment)
+
+
+def test_a_damaged_m2l_file_in_a_folder_is_refused_when_first_read(tmp_path):
+    paths = random_folder(tmp_path, frames=(20, 20))
+    flip_byte(paths[0])
+    data = LatentCropDataset(tmp_path, 5)  # headers are fine: cataloguing works
+    number = next(n for n, e in enumerate(data.store.entries) if e.source == "file0.m2l")
+    with pytest.raises(M2LError) as err:
+        data.crop(number, 0, 0)
+    assert_one_line_error(err, str(paths[0]), "does not match its checksum")
+    assert LatentCropDataset(tmp_path, 5, verify=False).crop(number, 0, 0).shape == (64, 5)
