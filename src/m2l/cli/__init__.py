@@ -1,4 +1,5 @@
-"""The `m2l` command line: encode, decode, reconstruct, info, convert, train, export, eval, probe, data.
+"""The `m2l` command line: encode, decode, reconstruct, info, convert, train, export, eval, probe, data,
+pack, stats.
 
     m2l encode INPUT... -o OUT        audio -> .m2l latent files
     m2l decode INPUT... -o OUT        .m2l latent files -> audio (.wav / .flac)

@@ -19,6 +19,7 @@ from m2l.cli.report import PROG, describe, error, show_warning
 from m2l.datasets import cli as data_cli
 from m2l.errors import M2LError
 from m2l.evaluate import cli as eval_cli
+from m2l.latents import cli as latents_cli
 from m2l.probe import cli as probe_cli
 from m2l.train import cli as train_cli
 
@@ -68,6 +69,16 @@ COMMANDS: dict[str, Command] = {
         "build open music/speech/note data sets with manifests (m2l data fetch DATA_DIR)",
         data_cli.add_data,
         data_cli.run_data,
+    ),
+    "pack": Command(
+        "pack a folder of .m2l files into a sharded latent dataset (shards + index.jsonl)",
+        latents_cli.add_pack,
+        latents_cli.run_pack,
+    ),
+    "stats": Command(
+        "per-dimension mean/std of the latents of a dataset or .m2l folder (JSON)",
+        latents_cli.add_stats,
+        latents_cli.run_stats,
     ),
 }
 
