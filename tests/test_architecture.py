@@ -17,7 +17,16 @@ LAYERS = {
     3: ("m2l.models",),
     4: ("m2l.codec", "m2l.codec_v1", "m2l.codec_v2"),
     5: ("m2l.loading", "m2l.authors_api"),
-    6: ("m2l", "m2l.__main__", "m2l.cli", "m2l.train", "m2l.evaluate", "m2l.probe", "m2l.datasets"),
+    6: (
+        "m2l",
+        "m2l.__main__",
+        "m2l.cli",
+        "m2l.train",
+        "m2l.evaluate",
+        "m2l.probe",
+        "m2l.datasets",
+        "m2l.latents",
+    ),
 }
 
 
