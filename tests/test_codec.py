@@ -82,6 +82,23 @@ def test_a_latent_file_at_another_rate_than_its_model_is_refused(codecs, version
         codec.decode(replace(lf, sample_rate=48000), seed=0)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_other_weights_are_refused_in_one_wording_for_the_api_and_the_cli(codecs, version):
+    codec = codecs[version]
+    lf = codec.encode_file(torch.randn(1, 9000) * 0.1)
+    other = make_codec(codec.model, model_id=f"{version}@other", device="cpu")
+    with pytest.raises(M2LError) as info:
+        other.decode(lf, seed=0)
+    assert str(info.value) == (
+        f"latents were made by {version}@test, not {version}@other; to decode them anyway pass "
+        "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
+    )
+    with pytest.raises(M2LError) as again:
+        other.check_latent_file(lf)
+    assert str(again.value) == str(info.value)
+    assert other.decode(lf, seed=0, allow_model_mismatch=True).shape == (1, 9000)
+
+
 def test_sigma_cond_is_v2_only(codecs):
     v1, v2 = codecs["v1"], codecs["v2"]
     assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4

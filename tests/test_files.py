@@ -15,6 +15,7 @@ from m2l.files import (
     EXISTS_MESSAGE,
     atomic_output,
     check_output,
+    check_output_folder,
     exists_error,
     move_into_place,
     regular_file,
@@ -31,6 +32,26 @@ def test_exists_wording_is_the_standard_one(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
     assert str(exists_error(path)) == f"{path}: already exists (pass --force to overwrite)"
     assert EXISTS_MESSAGE.format(path="x") == "x: already exists (pass --force to overwrite)"
+
+
+def test_output_folder_wordings_are_the_standard_ones(tmp_path: Path) -> None:
+    file, folder = tmp_path / "file", tmp_path / "folder"
+    file.write_text("x")
+    folder.mkdir()
+    check_output_folder(folder, force=False)  # empty: fine
+    check_output_folder(tmp_path / "missing", force=False)
+    (folder / "a.wav").write_text("x")
+    check_output_folder(folder)  # not asked about its content
+    check_output_folder(folder, force=True)
+    with pytest.raises(M2LError) as info:
+        check_output_folder(folder, force=False)
+    assert str(info.value) == f"{folder}: already exists and is not empty (pass --force to overwrite)"
+    with pytest.raises(M2LError) as info:
+        check_output_folder(file, force=True)
+    assert str(info.value) == f"{file}: exists and is not a directory (output folder expected)"
+    with pytest.raises(M2LError) as info:
+        check_output(folder, force=True)
+    assert str(info.value) == f"{folder}: is a directory, expected an output file path"
 
 
 def test_second_write_without_force_fails_and_keeps_the_first(tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
 
+MODEL_MISMATCH_MESSAGE = (
+    "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
+    "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
+)
+"""The one wording for "a latent file made with other weights of the same architecture"."""
+
 
 def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
     """Unit Gaussian noise of `shape` that is a pure function of the integer `key`."""
@@ -333,10 +339,7 @@ class Codec(ABC):
                 f"{self.sample_rate} Hz (inconsistent metadata)"
             )
         if lf.model_id != self.model_id and not allow_model_mismatch:
-            raise M2LError(
-                f"latents were made by {lf.model_id}, not {self.model_id}; pass "
-                f"--allow-model-mismatch to decode them anyway"
-            )
+            raise M2LError(MODEL_MISMATCH_MESSAGE.format(made_by=lf.model_id, model_id=self.model_id))
 
     def check_sigma_cond(self, sigma_cond: float | None) -> float | None:
         """The decoder's context noise level: refused unless None for codecs without one."""

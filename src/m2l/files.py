@@ -35,8 +35,16 @@ from pathlib import Path
 
 from m2l.errors import M2LError
 
-EXISTS_MESSAGE = "{path}: already exists (pass --force to overwrite)"
+FORCE_HINT = "(pass --force to overwrite)"
+"""How every "already exists" error ends: the one way out the command line offers."""
+EXISTS_MESSAGE = "{path}: already exists " + FORCE_HINT
 """The one wording for "the output exists and --force was not given" (`exists_error`)."""
+NOT_EMPTY_MESSAGE = "{path}: already exists and is not empty " + FORCE_HINT
+"""The one wording for "the output folder holds files and --force was not given"."""
+NOT_A_FOLDER_MESSAGE = "{path}: exists and is not a directory (output folder expected)"
+"""The one wording for "an output folder was asked for, and a file is there"."""
+IS_A_FOLDER_MESSAGE = "{path}: is a directory, expected an output file path"
+"""The one wording for "an output file was asked for, and a folder is there"."""
 
 _WRITE_REASONS = {
     errno.ENOSPC: "disk full (no space left on device)",
@@ -63,6 +71,30 @@ def exists_error(path: str | os.PathLike[str]) -> M2LError:
     return M2LError(EXISTS_MESSAGE.format(path=path))
 
 
+def not_empty_error(path: str | os.PathLike[str]) -> M2LError:
+    """The standard error for an output folder that holds files when --force was not given."""
+    return M2LError(NOT_EMPTY_MESSAGE.format(path=path))
+
+
+def not_a_folder_error(path: str | os.PathLike[str]) -> M2LError:
+    """The standard error for an output folder path where a file (or other non-folder) is."""
+    return M2LError(NOT_A_FOLDER_MESSAGE.format(path=path))
+
+
+def check_output_folder(path: str | os.PathLike[str], *, force: bool | None = None) -> None:
+    """Refuse an output folder path that is something other than a folder; with `force` given
+    (True or False), also refuse a folder that holds files unless `force`.
+
+    Raises:
+        M2LError: `NOT_A_FOLDER_MESSAGE` or `NOT_EMPTY_MESSAGE`.
+    """
+    dest = Path(path)
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise not_a_folder_error(dest)
+    if force is False and dest.is_dir() and any(dest.iterdir()):
+        raise not_empty_error(dest)
+
+
 def write_error(path: str | os.PathLike[str], err: OSError) -> M2LError:
     """A one-line error for an `OSError` met while writing `path` (disk full, read-only, ...)."""
     if err.errno in (errno.ENOTDIR, errno.EEXIST):  # from creating the folder
@@ -82,7 +114,7 @@ def check_output(path: str | os.PathLike[str], force: bool) -> None:
     """
     dest = Path(path)
     if dest.is_dir():
-        raise M2LError(f"{dest}: is a directory, expected an output file path")
+        raise M2LError(IS_A_FOLDER_MESSAGE.format(path=dest))
     if not force and os.path.lexists(dest):
         raise exists_error(dest)
 

@@ -29,7 +29,7 @@ from m2l.cli.jobs import (
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
-from m2l.files import exists_error
+from m2l.files import check_output
 
 DEFAULT_MODEL = "default"
 """The --model of the codec commands when none is given: the model shipped with m2l."""
@@ -238,11 +238,10 @@ def run_convert(args: argparse.Namespace) -> int:
     from m2l.loading import convert
 
     out = Path(args.out)
-    if out.is_dir():
-        error(f"{out}: is a directory; give the checkpoint file to write")
-        return 1
-    if out.exists() and not args.force:
-        error(str(exists_error(out)))
+    try:
+        check_output(out, args.force)
+    except M2LError as err:
+        error(str(err))
         return 1
     try:
         model_id = convert(args.source, out, force=args.force)

@@ -25,7 +25,7 @@ from m2l.cli.args import check_device
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
-from m2l.files import exists_error, walk_files
+from m2l.files import exists_error, not_a_folder_error, walk_files
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,7 @@ def resolve_jobs(
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
     if not out_is_file and out_path.exists() and not out_path.is_dir():
-        return [], [f"{out_path}: exists and is not a directory (output folder expected)"]
+        return [], [str(not_a_folder_error(out_path))]
     suffix = out_path.suffix.lower()
     if single_file and suffix and not out_is_file and not out_path.exists():
         return [], [

@@ -44,7 +44,7 @@ from m2l.evaluate.boundaries import (
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
-from m2l.files import write_text
+from m2l.files import check_output_folder, write_text
 
 RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
@@ -138,10 +138,7 @@ def slug(text: str, limit: int = 40) -> str:
 
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse an OUT_DIR that is a file, or is not empty, unless `force`."""
-    if out.exists() and not out.is_dir():
-        raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise M2LError(f"{out}: already exists and is not empty (pass --force to overwrite)")
+    check_output_folder(out, force=force)
 
 
 def finite_or_none(value: float | None) -> float | None:
