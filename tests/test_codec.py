@@ -99,6 +99,31 @@ def test_other_weights_are_refused_in_one_wording_for_the_api_and_the_cli(codecs
     assert other.decode(lf, seed=0, allow_model_mismatch=True).shape == (1, 9000)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_progress_is_reported_once_per_window_or_chunk_and_silent_by_default(version):
+    model = random_model(MICRO if version == "v1" else MICRO2)
+    codec = make_codec(model, model_id="p@test", device="cpu", window_seconds=1.0)
+    assert codec.progress is None  # the Python API stays silent
+    heard: list[tuple[str, int, int]] = []
+    codec.progress = lambda task, done, total: heard.append((task, done, total))
+    x = torch.randn(1, 3 * CHUNK + 5000 if version == "v2" else 4 * 44100) * 0.1
+    units = codec.num_latents(x.shape[-1])
+    expected = len(codec.windows(units)) if version == "v1" else units  # windows / chunks
+    if version == "v2":
+        codec.chunk_batch = 1  # one chunk per encoder pass: one report per chunk
+    lf = codec.encode_file(x)
+    assert heard[0] == ("encoding", 0, expected) and expected >= 3
+    assert heard[1:] == [("encoding", k, expected) for k in range(1, expected + 1)]
+    heard.clear()
+    codec.decode(lf, seed=0)
+    assert heard == [("decoding", k, expected) for k in range(expected + 1)]
+    if version == "v2":  # several chunks per encoder pass: fewer reports, the same total
+        heard.clear()
+        codec.chunk_batch = 3
+        codec.encode(x)
+        assert [done for _, done, _ in heard] == [0, 3, 4]
+
+
 def test_sigma_cond_is_v2_only(codecs):
     v1, v2 = codecs["v1"], codecs["v2"]
     assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4

@@ -42,6 +42,10 @@ MODEL_MISMATCH_MESSAGE = (
 """The one wording for "a latent file made with other weights of the same architecture"."""
 
 
+Progress = Callable[[str, int, int], None]
+"""`progress(task, done, total)`: how far an `encode` or `decode` call is (see `Codec.progress`)."""
+
+
 def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
     """Unit Gaussian noise of `shape` that is a pure function of the integer `key`."""
     state = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint32)
@@ -108,6 +112,7 @@ class Codec(ABC):
         latent_channel_axis: the axis of a latent tensor that holds one latent vector's channels.
         default_sigma_cond: the decoder's default context noise level, None for a decoder that
             takes no `sigma_cond` (v1).
+        progress_unit: what one progress report counts ("windows" for v1, "chunks" for v2).
 
     Attributes:
         sample_rate: the model's audio rate (inputs at other rates are resampled).
@@ -118,6 +123,11 @@ class Codec(ABC):
         config_hash: identifies the architecture; stored in latent files.
         default_left_pad: samples of padding before the audio unless told otherwise.
         batch_size: rows per model pass.
+        progress: None (the default: silent), or a `Progress` callback that hears how far one
+            `encode`/`encode_file`/`decode` call is: `progress(task, done, total)` with task
+            "encoding" or "decoding", first with done = 0, then after every window (v1) or chunk
+            (v2) of work, the last time with done = total. The command line sets it to draw a
+            progress bar; the models never print.
     """
 
     version: ClassVar[str]
@@ -125,6 +135,7 @@ class Codec(ABC):
     latent_time_axis: ClassVar[int]
     latent_channel_axis: ClassVar[int]
     default_sigma_cond: ClassVar[float | None] = None
+    progress_unit: ClassVar[str]
     hop_length: int
     latent_rate: float
 
@@ -160,6 +171,7 @@ class Codec(ABC):
         self.latent_dim = model.cfg.latent_dim
         self.default_left_pad = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
         self.batch_size = checked_int(batch_size, "batch_size", 1)
+        self.progress: Progress | None = None
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
@@ -183,6 +195,22 @@ class Codec(ABC):
         """Slices of `count` rows in batches of `batch_size`."""
         for i in range(0, count, self.batch_size):
             yield slice(i, min(i + self.batch_size, count))
+
+    def progress_counter(self, task: str, total: int) -> Callable[[int], None]:
+        """Report `task` at 0 of `total` units to `progress` now; returns `advance(n)`, which
+        reports n more units done (does nothing when `progress` is None)."""
+        hook = self.progress
+        if hook is None:
+            return lambda n=1: None
+        done = 0
+        hook(task, 0, total)
+
+        def advance(n: int = 1) -> None:
+            nonlocal done
+            done += n
+            hook(task, done, total)
+
+        return advance
 
     def seam_positions(self, samples: int) -> list[int]:
         """Where pieces processed apart are joined in a clip of `samples` samples: sample offsets
