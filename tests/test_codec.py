@@ -124,6 +124,21 @@ def test_progress_is_reported_once_per_window_or_chunk_and_silent_by_default(ver
         assert [done for _, done, _ in heard] == [0, 3, 4]
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_latent_file_records_the_rate_of_the_audio_it_was_made_from(codecs, version, tmp_path):
+    import soundfile as sf
+
+    codec = codecs[version]
+    x = (torch.randn(2, 24000) * 0.1).numpy()
+    sf.write(tmp_path / "a.wav", x.T, 48000, subtype="FLOAT")
+    from_file = codec.encode_file(tmp_path / "a.wav")
+    from_array = codec.encode_file(x, 48000)
+    assert from_file.source_sample_rate == from_array.source_sample_rate == 48000
+    assert torch.allclose(from_file.latents, from_array.latents, atol=1e-4)  # the same audio
+    assert from_file.length == round(24000 * 44100 / 48000)
+    assert codec.encode_file(x).source_sample_rate == codec.sample_rate  # no rate: the model's
+
+
 def test_sigma_cond_is_v2_only(codecs):
     v1, v2 = codecs["v1"], codecs["v2"]
     assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4

@@ -140,6 +140,17 @@ def test_published_file_has_the_permissions_open_would_give(tmp_path: Path) -> N
         assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
+def test_a_writer_that_recreates_the_temp_file_does_not_change_the_published_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.unlink()  # as safetensors does: a file of its own, 0o600
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o644
+
+
 def test_two_writers_without_force_exactly_one_wins(tmp_path: Path) -> None:
     path = tmp_path / "race.txt"
     both_written = threading.Barrier(2, timeout=30)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from m2l.audio.io import load_audio, to_waveform
+from m2l.audio.io import load_audio, resample, to_waveform
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
@@ -244,11 +244,20 @@ class Codec(ABC):
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> torch.Tensor:
         """Path or array -> float32 waveform at the model rate, [channels, samples] or batched."""
+        return self.load_audio_and_rate(audio, sample_rate, downmix=downmix)[0]
+
+    def load_audio_and_rate(
+        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """`load_audio`, and the rate the audio came at (the file's, `sample_rate`, or the
+        model rate for an array without one)."""
         if isinstance(audio, str | bytes) or hasattr(audio, "__fspath__"):
             if sample_rate is not None:
                 raise M2LError(f"{audio}: sample_rate is read from the file; do not pass it")
-            return load_audio(audio, self.sample_rate, downmix=downmix)[0]
-        return to_waveform(audio, sample_rate, self.sample_rate, downmix=downmix)
+            wave, rate = load_audio(audio, downmix=downmix)
+            return resample(wave, rate, self.sample_rate), rate
+        wave = to_waveform(audio, sample_rate, self.sample_rate, downmix=downmix)
+        return wave, self.sample_rate if sample_rate is None else int(sample_rate)
 
     @torch.inference_mode()
     def encode(
@@ -286,8 +295,18 @@ class Codec(ABC):
     def encode_file(
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> LatentFile:
-        """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
-        wave = self.load_audio(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
+        """Encode to a `LatentFile` (latents + everything needed to decode them faithfully).
+
+        Args:
+            audio: a file path, or an array [samples] or [channels, samples] at `sample_rate`.
+            sample_rate: rate of an array input (the model rate if None).
+            downmix: average more than 2 channels to mono instead of refusing them.
+
+        Returns:
+            The latents with their length, padding and model, and in `extra` the rate of the
+            audio given (`source_sample_rate`, for decoding back to it).
+        """
+        wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)
@@ -300,7 +319,7 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra=self.file_extra(wave),
+            extra={**self.file_extra(wave), "source_sample_rate": rate},
             model_source=self.source,
         )
 

@@ -14,7 +14,8 @@ Either way a reader sees the old file or the complete new one, never a partial o
 placeholder fallback may it briefly see an empty file where there was none), and a failed
 or interrupted write (any exception, KeyboardInterrupt included) leaves no temp file behind and
 the previous file untouched. The published file has the permissions `open()` would give it
-(0o666 less the umask). A full disk, a read-only file system or a permission problem becomes a
+(0o666 less the umask: 0o644 under the usual umask 022), whatever the writer in the block did
+to the temp file's mode. A full disk, a read-only file system or a permission problem becomes a
 one-line `M2LError` naming the destination.
 
 This module sits at the bottom of the package: it imports only the standard library and
@@ -143,6 +144,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _create_temp(dest)
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
     except OSError as err:
         raise write_error(dest, err) from None
     try:
@@ -152,7 +154,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
             if err.errno not in _WRITE_REASONS:
                 raise
             raise write_error(dest, err) from None
-        _publish_new(tmp, dest, force)
+        _publish_new(tmp, dest, force, mode)
     finally:
         _remove(tmp)
     _sync_dir(dest.parent)
@@ -259,9 +261,13 @@ def _create_temp(dest: Path) -> Path:
         return tmp
 
 
-def _publish_new(tmp: Path, dest: Path, force: bool) -> None:
-    """Sync `tmp` and publish it as `dest`, with errors as one-line `M2LError`s."""
+def _publish_new(tmp: Path, dest: Path, force: bool, mode: int) -> None:
+    """Sync `tmp` and publish it as `dest` with permissions `mode`, with errors as one-line
+    `M2LError`s. A writer that replaced the temp file by one of its own (safetensors creates
+    its files 0o600) gets the mode the temp file was created with back."""
     try:
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
         _sync_file(tmp)
         _publish(tmp, dest, force)
     except FileExistsError:

@@ -14,6 +14,7 @@ from m2l_testing import assert_one_line_error, sine
 from m2l.audio.io import (
     AUDIO_EXTENSIONS,
     WRITE_EXTENSIONS,
+    check_subtype,
     load_audio,
     resample,
     save_audio,
@@ -339,7 +340,7 @@ def test_an_absurd_sample_rate_in_a_header_is_refused_before_resampling(tmp_path
 
 @pytest.mark.parametrize("rate", [1000, 768_000])
 def test_the_extreme_sane_sample_rates_still_load(tmp_path: Path, rate: int):
-    sf.write(str(tmp_path / "a.wav"), sine(300, rate, 0.05).T, rate)
+    sf.write(str(tmp_path / "a.wav"), sine(300, 0.05, rate=rate, channels=1).T, rate)
     wave, got = load_audio(tmp_path / "a.wav")
     assert got == rate and wave.shape == (1, int(rate * 0.05))
 
@@ -358,7 +359,7 @@ def test_a_header_promising_far_more_frames_than_the_file_holds_allocates_nothin
     import tracemalloc
 
     path = tmp_path / "liar.flac"
-    sf.write(str(path), sine(440, 8000, 0.5).T, 8000)
+    sf.write(str(path), sine(440, 0.5, rate=8000, channels=1).T, 8000)
     claim_frames(path, 1 << 35)  # 128 GiB of float32 if believed
     tracemalloc.start()
     try:
@@ -385,7 +386,7 @@ def test_a_truncated_file_is_reported_not_read_short(
     tmp_path: Path, ext: str, fmt: str, subtype: str, frame_bytes: int
 ):
     path = tmp_path / f"cut{ext}"
-    sf.write(str(path), sine(440, 8000, 1.0, 2).T, 8000, format=fmt, subtype=subtype)
+    sf.write(str(path), sine(440, 1.0, rate=8000, channels=2).T, 8000, format=fmt, subtype=subtype)
     assert load_audio(path)[0].shape == (2, 8000)  # whole, it loads
     header = path.stat().st_size - 8000 * frame_bytes  # the samples come last
     cut(path, header + 3000 * frame_bytes + 1)  # in the middle of frame 3000
@@ -397,14 +398,14 @@ def test_a_truncated_file_is_reported_not_read_short(
 
 def test_a_truncated_mp3_or_flac_is_reported(tmp_path: Path):
     flac = tmp_path / "cut.flac"
-    sf.write(str(flac), sine(440, 44100, 2.0).T, 44100)
+    sf.write(str(flac), sine(440, 2.0, rate=44100, channels=1).T, 44100)
     cut(flac, flac.stat().st_size * 6 // 10)
     with pytest.raises(M2LError) as exc:
         load_audio(flac)
     assert_one_line_error(exc, "cut.flac", "truncated")
     mp3 = tmp_path / "cut.mp3"
     try:
-        sf.write(str(mp3), sine(440, 44100, 2.0).T, 44100, format="MP3")
+        sf.write(str(mp3), sine(440, 2.0, rate=44100, channels=1).T, 44100, format="MP3")
     except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, TypeError, ValueError):
         pytest.skip("this libsndfile cannot write MP3")
     assert load_audio(mp3)[0].shape == (1, 88200)
@@ -412,3 +413,35 @@ def test_a_truncated_mp3_or_flac_is_reported(tmp_path: Path):
     with pytest.raises(M2LError) as exc:
         load_audio(mp3)
     assert_one_line_error(exc, "cut.mp3", "truncated: header says 88200 frames, file holds")
+
+
+@pytest.mark.parametrize(
+    "name,subtype",
+    [
+        ("a.wav", "PCM_16"),
+        ("a.wav", "PCM_24"),
+        ("a.wav", "FLOAT"),
+        ("a.flac", "PCM_16"),
+        ("a.flac", "PCM_24"),
+    ],
+)
+def test_save_writes_the_asked_sample_format(tmp_path: Path, name: str, subtype: str):
+    x = sine(440.0, samples=4000, amplitude=0.5, dtype=np.float32)
+    save_audio(tmp_path / name, x, 44100, subtype=subtype)
+    assert sf.info(tmp_path / name).subtype == subtype
+    back, _ = load_audio(tmp_path / name)
+    step = {"PCM_16": 2.0**-15, "PCM_24": 2.0**-23, "FLOAT": 1e-7}[subtype]
+    assert float((back[0] - torch.from_numpy(x)).abs().max()) <= step
+
+
+def test_a_sample_format_the_file_cannot_hold_is_one_line(tmp_path: Path):
+    with pytest.raises(M2LError) as info:
+        save_audio(tmp_path / "a.flac", np.zeros(100, dtype=np.float32), 44100, subtype="FLOAT")
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'a.flac'}: FLAC cannot hold FLOAT samples (use PCM_16 or PCM_24, or a .wav output)"
+    )
+    assert not (tmp_path / "a.flac").exists()
+    with pytest.raises(M2LError, match="WAV cannot hold PCM_8 samples"):
+        check_subtype("x.wav", "PCM_8")
+    assert check_subtype("x.WAV", "FLOAT") == "FLOAT"

@@ -205,10 +205,13 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def read_audio(codec: Any, path: Path, downmix: bool) -> torch.Tensor:
-    """[channels, samples] at the model rate, without native decoder chatter on stderr."""
+def read_audio(path: Path, downmix: bool) -> tuple[torch.Tensor, int]:
+    """([channels, samples] at the file's own rate, that rate), without native decoder chatter
+    on stderr; `Codec.encode_file(wave, rate)` resamples it and records the rate."""
+    from m2l.audio.io import load_audio
+
     with _native_stderr_silenced():
-        return codec.load_audio(path, downmix=downmix)
+        return load_audio(path, downmix=downmix)
 
 
 def load_codec(args: argparse.Namespace) -> Any:
