@@ -378,16 +378,10 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     extra = meta_json(path, meta, "extra", dict, "{}")
     if kind == "v2" and extra.get("audio_channels", 1) not in (1, 2):
         raise malformed(path, "extra", f"audio_channels={extra['audio_channels']!r} is not 1 or 2")
-    source_rate = extra.get("source_sample_rate", MIN_SAMPLE_RATE)  # optional (older files lack it)
-    if isinstance(source_rate, bool) or not isinstance(source_rate, int):
-        source_rate = -1
-    if not MIN_SAMPLE_RATE <= source_rate <= MAX_SAMPLE_RATE:
-        raise malformed(
-            path,
-            "extra",
-            f"source_sample_rate={extra['source_sample_rate']!r} is not an integer in "
-            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}",
-        )
+    rate = extra.get("source_sample_rate", MIN_SAMPLE_RATE)  # optional: older files lack it
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        bounds = f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}"
+        raise malformed(path, "extra", f"source_sample_rate={rate!r} is not an integer in {bounds}")
     return LatentFile(
         latents=latents,
         sample_rate=meta_int(path, meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
