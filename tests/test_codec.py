@@ -82,6 +82,63 @@ def test_a_latent_file_at_another_rate_than_its_model_is_refused(codecs, version
         codec.decode(replace(lf, sample_rate=48000), seed=0)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_other_weights_are_refused_in_one_wording_for_the_api_and_the_cli(codecs, version):
+    codec = codecs[version]
+    lf = codec.encode_file(torch.randn(1, 9000) * 0.1)
+    other = make_codec(codec.model, model_id=f"{version}@other", device="cpu")
+    with pytest.raises(M2LError) as info:
+        other.decode(lf, seed=0)
+    assert str(info.value) == (
+        f"latents were made by {version}@test, not {version}@other; to decode them anyway pass "
+        "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
+    )
+    with pytest.raises(M2LError) as again:
+        other.check_latent_file(lf)
+    assert str(again.value) == str(info.value)
+    assert other.decode(lf, seed=0, allow_model_mismatch=True).shape == (1, 9000)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_progress_is_reported_once_per_window_or_chunk_and_silent_by_default(version):
+    model = random_model(MICRO if version == "v1" else MICRO2)
+    codec = make_codec(model, model_id="p@test", device="cpu", window_seconds=1.0)
+    assert codec.progress is None  # the Python API stays silent
+    heard: list[tuple[str, int, int]] = []
+    codec.progress = lambda task, done, total: heard.append((task, done, total))
+    x = torch.randn(1, 3 * CHUNK + 5000 if version == "v2" else 4 * 44100) * 0.1
+    units = codec.num_latents(x.shape[-1])
+    expected = len(codec.windows(units)) if version == "v1" else units  # windows / chunks
+    if version == "v2":
+        codec.chunk_batch = 1  # one chunk per encoder pass: one report per chunk
+    lf = codec.encode_file(x)
+    assert heard[0] == ("encoding", 0, expected) and expected >= 3
+    assert heard[1:] == [("encoding", k, expected) for k in range(1, expected + 1)]
+    heard.clear()
+    codec.decode(lf, seed=0)
+    assert heard == [("decoding", k, expected) for k in range(expected + 1)]
+    if version == "v2":  # several chunks per encoder pass: fewer reports, the same total
+        heard.clear()
+        codec.chunk_batch = 3
+        codec.encode(x)
+        assert [done for _, done, _ in heard] == [0, 3, 4]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_latent_file_records_the_rate_of_the_audio_it_was_made_from(codecs, version, tmp_path):
+    import soundfile as sf
+
+    codec = codecs[version]
+    x = (torch.randn(2, 24000) * 0.1).numpy()
+    sf.write(tmp_path / "a.wav", x.T, 48000, subtype="FLOAT")
+    from_file = codec.encode_file(tmp_path / "a.wav")
+    from_array = codec.encode_file(x, 48000)
+    assert from_file.source_sample_rate == from_array.source_sample_rate == 48000
+    assert torch.allclose(from_file.latents, from_array.latents, atol=1e-4)  # the same audio
+    assert from_file.length == round(24000 * 44100 / 48000)
+    assert codec.encode_file(x).source_sample_rate == codec.sample_rate  # no rate: the model's
+
+
 def test_sigma_cond_is_v2_only(codecs):
     v1, v2 = codecs["v1"], codecs["v2"]
     assert v1.check_sigma_cond(None) is None and v2.check_sigma_cond(None) == 0.4

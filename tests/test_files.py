@@ -15,6 +15,7 @@ from m2l.files import (
     EXISTS_MESSAGE,
     atomic_output,
     check_output,
+    check_output_folder,
     exists_error,
     move_into_place,
     regular_file,
@@ -31,6 +32,26 @@ def test_exists_wording_is_the_standard_one(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
     assert str(exists_error(path)) == f"{path}: already exists (pass --force to overwrite)"
     assert EXISTS_MESSAGE.format(path="x") == "x: already exists (pass --force to overwrite)"
+
+
+def test_output_folder_wordings_are_the_standard_ones(tmp_path: Path) -> None:
+    file, folder = tmp_path / "file", tmp_path / "folder"
+    file.write_text("x")
+    folder.mkdir()
+    check_output_folder(folder, force=False)  # empty: fine
+    check_output_folder(tmp_path / "missing", force=False)
+    (folder / "a.wav").write_text("x")
+    check_output_folder(folder)  # not asked about its content
+    check_output_folder(folder, force=True)
+    with pytest.raises(M2LError) as info:
+        check_output_folder(folder, force=False)
+    assert str(info.value) == f"{folder}: already exists and is not empty (pass --force to overwrite)"
+    with pytest.raises(M2LError) as info:
+        check_output_folder(file, force=True)
+    assert str(info.value) == f"{file}: exists and is not a directory (output folder expected)"
+    with pytest.raises(M2LError) as info:
+        check_output(folder, force=True)
+    assert str(info.value) == f"{folder}: is a directory, expected an output file path"
 
 
 def test_second_write_without_force_fails_and_keeps_the_first(tmp_path: Path) -> None:
@@ -117,6 +138,17 @@ def test_published_file_has_the_permissions_open_would_give(tmp_path: Path) -> N
             os.umask(old)
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
         assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_writer_that_recreates_the_temp_file_does_not_change_the_published_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.unlink()  # as safetensors does: a file of its own, 0o600
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o644
 
 
 def test_two_writers_without_force_exactly_one_wins(tmp_path: Path) -> None:

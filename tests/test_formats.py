@@ -207,6 +207,9 @@ BAD_LATENT_VALUES = [
     ("extra", "[" * 100_000 + "]" * 100_000, "not valid JSON"),
     ("extra", '{"a": ' * 40 + "1" + "}" * 40, "nests deeper"),
     ("extra", '{"pad": "' + "x" * (2 << 20) + '"}', "characters of JSON"),
+    ("extra", '{"source_sample_rate": 44100.5}', "source_sample_rate=44100.5 is not an integer"),
+    ("extra", '{"source_sample_rate": 12}', "source_sample_rate=12 is not an integer in 1000..768000"),
+    ("extra", '{"source_sample_rate": true}', "source_sample_rate=True is not an integer"),
     ("version", "2.0", "not an integer"),
 ]
 
@@ -221,6 +224,25 @@ def test_malformed_latent_metadata_is_one_line_naming_file_and_field(tmp_path, k
     message = str(exc.value)
     assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 400
     assert key in message or problem == "inconsistent"
+
+
+def test_the_source_rate_is_read_when_recorded_and_none_for_older_files(tmp_path):
+    save_latents(tmp_path / "new.m2l", replace(_lf(), extra={"source_sample_rate": 48000}))
+    assert load_latents(tmp_path / "new.m2l").source_sample_rate == 48000
+    save_latents(tmp_path / "old.m2l", _lf())  # as m2l wrote them before recording it
+    assert load_latents(tmp_path / "old.m2l").source_sample_rate is None
+
+
+def test_latent_files_and_checkpoints_get_the_permissions_open_would_give(tmp_path):
+    model = random_model("m2l-v1-tiny")
+    old = os.umask(0o022)
+    try:
+        save_latents(tmp_path / "a.m2l", _lf())  # safetensors itself creates its files 0o600
+        save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), model.cfg)
+    finally:
+        os.umask(old)
+    for name in ("a.m2l", "c.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_missing_fields_and_empty_or_odd_latents_are_one_line_errors(tmp_path):

@@ -30,10 +30,20 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from m2l.audio.io import load_audio, to_waveform
+from m2l.audio.io import load_audio, resample, to_waveform
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
+
+MODEL_MISMATCH_MESSAGE = (
+    "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
+    "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
+)
+"""The one wording for "a latent file made with other weights of the same architecture"."""
+
+
+Progress = Callable[[str, int, int], None]
+"""`progress(task, done, total)`: how far an `encode` or `decode` call is (see `Codec.progress`)."""
 
 
 def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
@@ -102,6 +112,7 @@ class Codec(ABC):
         latent_channel_axis: the axis of a latent tensor that holds one latent vector's channels.
         default_sigma_cond: the decoder's default context noise level, None for a decoder that
             takes no `sigma_cond` (v1).
+        progress_unit: what one progress report counts ("windows" for v1, "chunks" for v2).
 
     Attributes:
         sample_rate: the model's audio rate (inputs at other rates are resampled).
@@ -112,6 +123,11 @@ class Codec(ABC):
         config_hash: identifies the architecture; stored in latent files.
         default_left_pad: samples of padding before the audio unless told otherwise.
         batch_size: rows per model pass.
+        progress: None (the default: silent), or a `Progress` callback that hears how far one
+            `encode`/`encode_file`/`decode` call is: `progress(task, done, total)` with task
+            "encoding" or "decoding", first with done = 0, then after every window (v1) or chunk
+            (v2) of work, the last time with done = total. The command line sets it to draw a
+            progress bar; the models never print.
     """
 
     version: ClassVar[str]
@@ -119,6 +135,7 @@ class Codec(ABC):
     latent_time_axis: ClassVar[int]
     latent_channel_axis: ClassVar[int]
     default_sigma_cond: ClassVar[float | None] = None
+    progress_unit: ClassVar[str]
     hop_length: int
     latent_rate: float
 
@@ -154,6 +171,7 @@ class Codec(ABC):
         self.latent_dim = model.cfg.latent_dim
         self.default_left_pad = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
         self.batch_size = checked_int(batch_size, "batch_size", 1)
+        self.progress: Progress | None = None
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
@@ -177,6 +195,22 @@ class Codec(ABC):
         """Slices of `count` rows in batches of `batch_size`."""
         for i in range(0, count, self.batch_size):
             yield slice(i, min(i + self.batch_size, count))
+
+    def progress_counter(self, task: str, total: int) -> Callable[[int], None]:
+        """Report `task` at 0 of `total` units to `progress` now; returns `advance(n)`, which
+        reports n more units done (does nothing when `progress` is None)."""
+        hook = self.progress
+        if hook is None:
+            return lambda n=1: None
+        done = 0
+        hook(task, 0, total)
+
+        def advance(n: int = 1) -> None:
+            nonlocal done
+            done += n
+            hook(task, done, total)
+
+        return advance
 
     def seam_positions(self, samples: int) -> list[int]:
         """Where pieces processed apart are joined in a clip of `samples` samples: sample offsets
@@ -210,11 +244,20 @@ class Codec(ABC):
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> torch.Tensor:
         """Path or array -> float32 waveform at the model rate, [channels, samples] or batched."""
+        return self.load_audio_and_rate(audio, sample_rate, downmix=downmix)[0]
+
+    def load_audio_and_rate(
+        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """`load_audio`, and the rate the audio came at (the file's, `sample_rate`, or the
+        model rate for an array without one)."""
         if isinstance(audio, str | bytes) or hasattr(audio, "__fspath__"):
             if sample_rate is not None:
                 raise M2LError(f"{audio}: sample_rate is read from the file; do not pass it")
-            return load_audio(audio, self.sample_rate, downmix=downmix)[0]
-        return to_waveform(audio, sample_rate, self.sample_rate, downmix=downmix)
+            wave, rate = load_audio(audio, downmix=downmix)
+            return resample(wave, rate, self.sample_rate), rate
+        wave = to_waveform(audio, sample_rate, self.sample_rate, downmix=downmix)
+        return wave, self.sample_rate if sample_rate is None else int(sample_rate)
 
     @torch.inference_mode()
     def encode(
@@ -252,8 +295,18 @@ class Codec(ABC):
     def encode_file(
         self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
     ) -> LatentFile:
-        """Encode to a `LatentFile` (latents + everything needed to decode them faithfully)."""
-        wave = self.load_audio(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
+        """Encode to a `LatentFile` (latents + everything needed to decode them faithfully).
+
+        Args:
+            audio: a file path, or an array [samples] or [channels, samples] at `sample_rate`.
+            sample_rate: rate of an array input (the model rate if None).
+            downmix: average more than 2 channels to mono instead of refusing them.
+
+        Returns:
+            The latents with their length, padding and model, and in `extra` the rate of the
+            audio given (`source_sample_rate`, for decoding back to it).
+        """
+        wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)
@@ -266,7 +319,7 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra=self.file_extra(wave),
+            extra={**self.file_extra(wave), "source_sample_rate": rate},
             model_source=self.source,
         )
 
@@ -333,10 +386,7 @@ class Codec(ABC):
                 f"{self.sample_rate} Hz (inconsistent metadata)"
             )
         if lf.model_id != self.model_id and not allow_model_mismatch:
-            raise M2LError(
-                f"latents were made by {lf.model_id}, not {self.model_id}; pass "
-                f"--allow-model-mismatch to decode them anyway"
-            )
+            raise M2LError(MODEL_MISMATCH_MESSAGE.format(made_by=lf.model_id, model_id=self.model_id))
 
     def check_sigma_cond(self, sigma_cond: float | None) -> float | None:
         """The decoder's context noise level: refused unless None for codecs without one."""

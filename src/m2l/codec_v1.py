@@ -88,6 +88,7 @@ class Codec1(Codec):
 
     version = "v1"
     unit_name = "latent frames"
+    progress_unit = "windows"
     latent_time_axis = -1
     latent_channel_axis = -2
 
@@ -124,7 +125,9 @@ class Codec1(Codec):
         rows, m = self.pad_rows(rows, left_pad)
         out: torch.Tensor | None = None
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        for win in self.windows(m):
+        windows = self.windows(m)
+        advance = self.progress_counter("encoding", len(windows))
+        for win in windows:
             seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
             weight = crossfade_weights(win, m, self.context // 2 or 1)
             for sl in self.row_slices(rows.shape[0]):
@@ -133,6 +136,7 @@ class Codec1(Codec):
                 if out is None:
                     out = torch.zeros(rows.shape[0], z.shape[1], m)
                 out[sl, :, win.lo : win.hi] += z * weight
+            advance(1)
         assert out is not None
         return out if features else out / self.cfg.latent_scale
 
@@ -149,7 +153,9 @@ class Codec1(Codec):
         m = rows.shape[-1]
         out = torch.zeros(rows.shape[0], self.padded_length(m))
         sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
-        for win in self.windows(m):
+        windows = self.windows(m)
+        advance = self.progress_counter("decoding", len(windows))
+        for win in windows:
             weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
             first, last = win.lo * fpl, win.hi * fpl
             for sl in self.row_slices(rows.shape[0]):
@@ -170,6 +176,7 @@ class Codec1(Codec):
                 )
                 frames = spectrogram_to_frames(spec.float(), spc).cpu()
                 overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
+            advance(1)
         return out.clamp_(-1.0, 1.0)
 
     def output_waveform(

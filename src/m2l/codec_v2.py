@@ -21,6 +21,7 @@ deterministic function of (seed, row, chunk, step).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,6 +49,7 @@ class Codec2(Codec):
 
     version = "v2"
     unit_name = "chunks"
+    progress_unit = "chunks"
     latent_time_axis = -3
     latent_channel_axis = -1
     default_sigma_cond = 0.4  # the paper's
@@ -88,6 +90,7 @@ class Codec2(Codec):
         rows, m = self.pad_rows(rows, left_pad)
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
         parts = []
+        advance = self.progress_counter("encoding", m)
         for c0 in range(0, m, self.chunk_batch):
             c1 = min(c0 + self.chunk_batch, m)
             seg = rows[..., c0 * self.hop_length : c1 * self.hop_length + tail].to(self.device)
@@ -95,6 +98,7 @@ class Codec2(Codec):
             spec = spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)
             z = self.model.encode(spec, features=features).float().cpu()
             parts.append(z.unflatten(0, (rows.shape[0], c1 - c0)))
+            advance(c1 - c0)
         z = torch.cat(parts, dim=1)  # [R, chunks, ...]
         return z.mean(1) if features else z / self.cfg.latent_scale
 
@@ -114,19 +118,31 @@ class Codec2(Codec):
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
     ) -> torch.Tensor:
         """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples], in
-        batches of `batch_size` rows."""
+        batches of `batch_size` rows (progress counts chunks times batches)."""
         sigma = self.check_sigma_cond(sigma_cond)
+        slices = list(self.row_slices(rows.shape[0]))
+        advance = self.progress_counter("decoding", rows.shape[1] * len(slices))
         return torch.cat(
             [
-                self.decode_batch(rows[sl], steps=steps, seed=seed, sigma_cond=sigma, first_row=sl.start)
-                for sl in self.row_slices(rows.shape[0])
+                self.decode_batch(
+                    rows[sl], steps=steps, seed=seed, sigma_cond=sigma, first_row=sl.start, on_chunk=advance
+                )
+                for sl in slices
             ]
         )
 
     def decode_batch(
-        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float, first_row: int = 0
+        self,
+        rows: torch.Tensor,
+        *,
+        steps: int,
+        seed: int,
+        sigma_cond: float,
+        first_row: int = 0,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels, samples]."""
+        """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels, samples];
+        `on_chunk(1)` is called as each chunk is finished."""
         cc = self.cfg.consistency
         r, m = rows.shape[:2]
         out = torch.zeros(r * self.cfg.audio_channels, self.padded_length(m))
@@ -142,10 +158,14 @@ class Codec2(Codec):
                 both = [torch.stack(pair, dim=1).flatten(0, 1) for pair in zip(prev_feat, feat, strict=True)]
                 est, refined = self._sample(left, both, levels, s_cond, seed, first_row, t)
                 self._emit(out, refined, t - 1)
+                if on_chunk is not None:
+                    on_chunk(1)
             prev, prev_feat = est, feat
         left = renoise(prev, self._noise(seed, first_row, r, m - 1, COND_STEP), s_cond, cc.sigma_min)
         sigma = torch.full((r, 1), s_cond, device=self.device)
         self._emit(out, self.model.denoise(left[:, None], sigma, prev_feat)[:, 0], m - 1)
+        if on_chunk is not None:
+            on_chunk(1)
         return out.clamp_(-1.0, 1.0).view(r, self.cfg.audio_channels, -1)
 
     def _sample(

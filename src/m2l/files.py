@@ -14,7 +14,8 @@ Either way a reader sees the old file or the complete new one, never a partial o
 placeholder fallback may it briefly see an empty file where there was none), and a failed
 or interrupted write (any exception, KeyboardInterrupt included) leaves no temp file behind and
 the previous file untouched. The published file has the permissions `open()` would give it
-(0o666 less the umask). A full disk, a read-only file system or a permission problem becomes a
+(0o666 less the umask: 0o644 under the usual umask 022), whatever the writer in the block did
+to the temp file's mode. A full disk, a read-only file system or a permission problem becomes a
 one-line `M2LError` naming the destination.
 
 This module sits at the bottom of the package: it imports only the standard library and
@@ -35,8 +36,16 @@ from pathlib import Path
 
 from m2l.errors import M2LError
 
-EXISTS_MESSAGE = "{path}: already exists (pass --force to overwrite)"
+FORCE_HINT = "(pass --force to overwrite)"
+"""How every "already exists" error ends: the one way out the command line offers."""
+EXISTS_MESSAGE = "{path}: already exists " + FORCE_HINT
 """The one wording for "the output exists and --force was not given" (`exists_error`)."""
+NOT_EMPTY_MESSAGE = "{path}: already exists and is not empty " + FORCE_HINT
+"""The one wording for "the output folder holds files and --force was not given"."""
+NOT_A_FOLDER_MESSAGE = "{path}: exists and is not a directory (output folder expected)"
+"""The one wording for "an output folder was asked for, and a file is there"."""
+IS_A_FOLDER_MESSAGE = "{path}: is a directory, expected an output file path"
+"""The one wording for "an output file was asked for, and a folder is there"."""
 
 _WRITE_REASONS = {
     errno.ENOSPC: "disk full (no space left on device)",
@@ -63,6 +72,30 @@ def exists_error(path: str | os.PathLike[str]) -> M2LError:
     return M2LError(EXISTS_MESSAGE.format(path=path))
 
 
+def not_empty_error(path: str | os.PathLike[str]) -> M2LError:
+    """The standard error for an output folder that holds files when --force was not given."""
+    return M2LError(NOT_EMPTY_MESSAGE.format(path=path))
+
+
+def not_a_folder_error(path: str | os.PathLike[str]) -> M2LError:
+    """The standard error for an output folder path where a file (or other non-folder) is."""
+    return M2LError(NOT_A_FOLDER_MESSAGE.format(path=path))
+
+
+def check_output_folder(path: str | os.PathLike[str], *, force: bool | None = None) -> None:
+    """Refuse an output folder path that is something other than a folder; with `force` given
+    (True or False), also refuse a folder that holds files unless `force`.
+
+    Raises:
+        M2LError: `NOT_A_FOLDER_MESSAGE` or `NOT_EMPTY_MESSAGE`.
+    """
+    dest = Path(path)
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise not_a_folder_error(dest)
+    if force is False and dest.is_dir() and any(dest.iterdir()):
+        raise not_empty_error(dest)
+
+
 def write_error(path: str | os.PathLike[str], err: OSError) -> M2LError:
     """A one-line error for an `OSError` met while writing `path` (disk full, read-only, ...)."""
     if err.errno in (errno.ENOTDIR, errno.EEXIST):  # from creating the folder
@@ -82,7 +115,7 @@ def check_output(path: str | os.PathLike[str], force: bool) -> None:
     """
     dest = Path(path)
     if dest.is_dir():
-        raise M2LError(f"{dest}: is a directory, expected an output file path")
+        raise M2LError(IS_A_FOLDER_MESSAGE.format(path=dest))
     if not force and os.path.lexists(dest):
         raise exists_error(dest)
 
@@ -111,6 +144,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _create_temp(dest)
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
     except OSError as err:
         raise write_error(dest, err) from None
     try:
@@ -120,7 +154,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
             if err.errno not in _WRITE_REASONS:
                 raise
             raise write_error(dest, err) from None
-        _publish_new(tmp, dest, force)
+        _publish_new(tmp, dest, force, mode)
     finally:
         _remove(tmp)
     _sync_dir(dest.parent)
@@ -227,9 +261,13 @@ def _create_temp(dest: Path) -> Path:
         return tmp
 
 
-def _publish_new(tmp: Path, dest: Path, force: bool) -> None:
-    """Sync `tmp` and publish it as `dest`, with errors as one-line `M2LError`s."""
+def _publish_new(tmp: Path, dest: Path, force: bool, mode: int) -> None:
+    """Sync `tmp` and publish it as `dest` with permissions `mode`, with errors as one-line
+    `M2LError`s. A writer that replaced the temp file by one of its own (safetensors creates
+    its files 0o600) gets the mode the temp file was created with back."""
     try:
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
         _sync_file(tmp)
         _publish(tmp, dest, force)
     except FileExistsError:

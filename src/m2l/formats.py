@@ -17,7 +17,8 @@ length (original samples), channels, latent_scale, left_pad (samples of padding 
 extra (JSON), tensors_sha256, sha256. Tensor "latents", already divided by latent_scale:
 [channels, latent_dim, frames] for v1 (kind "v1"); [rows, chunks, K, latent_dim] for v2 (kind
 "v2"; rows = channels for a mono model, 1 for a stereo model, whose extra["audio_channels"]
-records the input's channels).
+records the input's channels). extra["source_sample_rate"] is the rate of the audio the latents
+were made from (written since m2l records it; optional when reading).
 
 Checkpoint metadata: format="m2l-checkpoint", version, config (JSON of the model config), extra
 (JSON), tensors_sha256, sha256.
@@ -326,6 +327,13 @@ class LatentFile:
     def channels(self) -> int:
         return int(self.latents.shape[0])
 
+    @property
+    def source_sample_rate(self) -> int | None:
+        """The rate of the audio these latents were made from (`extra["source_sample_rate"]`),
+        None for a file made before m2l recorded it."""
+        rate = self.extra.get("source_sample_rate")
+        return None if rate is None else int(rate)
+
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Write this as a `.m2l` file (atomically; an existing file needs `force`)."""
         save_latents(path, self, force=force)
@@ -370,6 +378,10 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     extra = meta_json(path, meta, "extra", dict, "{}")
     if kind == "v2" and extra.get("audio_channels", 1) not in (1, 2):
         raise malformed(path, "extra", f"audio_channels={extra['audio_channels']!r} is not 1 or 2")
+    rate = extra.get("source_sample_rate", MIN_SAMPLE_RATE)  # optional: older files lack it
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        bounds = f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}"
+        raise malformed(path, "extra", f"source_sample_rate={rate!r} is not an integer in {bounds}")
     return LatentFile(
         latents=latents,
         sample_rate=meta_int(path, meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),

@@ -14,6 +14,7 @@ from m2l_testing import assert_one_line_error, sine
 from m2l.audio.io import (
     AUDIO_EXTENSIONS,
     WRITE_EXTENSIONS,
+    check_subtype,
     load_audio,
     resample,
     save_audio,
@@ -418,3 +419,35 @@ def test_a_truncated_mp3_or_flac_is_reported(tmp_path: Path):
     with pytest.raises(M2LError) as exc:
         load_audio(mp3)
     assert_one_line_error(exc, "cut.mp3", "truncated: header says 88200 frames, file holds")
+
+
+@pytest.mark.parametrize(
+    "name,subtype",
+    [
+        ("a.wav", "PCM_16"),
+        ("a.wav", "PCM_24"),
+        ("a.wav", "FLOAT"),
+        ("a.flac", "PCM_16"),
+        ("a.flac", "PCM_24"),
+    ],
+)
+def test_save_writes_the_asked_sample_format(tmp_path: Path, name: str, subtype: str):
+    x = sine(440.0, samples=4000, amplitude=0.5, dtype=np.float32)
+    save_audio(tmp_path / name, x, 44100, subtype=subtype)
+    assert sf.info(tmp_path / name).subtype == subtype
+    back, _ = load_audio(tmp_path / name)
+    step = {"PCM_16": 2.0**-15, "PCM_24": 2.0**-23, "FLOAT": 1e-7}[subtype]
+    assert float((back[0] - torch.from_numpy(x)).abs().max()) <= step
+
+
+def test_a_sample_format_the_file_cannot_hold_is_one_line(tmp_path: Path):
+    with pytest.raises(M2LError) as info:
+        save_audio(tmp_path / "a.flac", np.zeros(100, dtype=np.float32), 44100, subtype="FLOAT")
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'a.flac'}: FLAC cannot hold FLOAT samples (use PCM_16 or PCM_24, or a .wav output)"
+    )
+    assert not (tmp_path / "a.flac").exists()
+    with pytest.raises(M2LError, match="WAV cannot hold PCM_8 samples"):
+        check_subtype("x.wav", "PCM_8")
+    assert check_subtype("x.WAV", "FLOAT") == "FLOAT"

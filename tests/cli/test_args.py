@@ -23,6 +23,7 @@ from m2l.cli.args import (
     number_list,
     positive_float,
     positive_int,
+    sample_rate_arg,
 )
 from m2l.errors import M2LError
 
@@ -94,6 +95,16 @@ def test_comma_subset():
     assert parse("music,music") == ["music", "music"]  # kept as given
     for bad in ("music,foo", "", ",", "Music"):
         assert refused(parse, bad) == f"expected a comma-separated list of music, speech, notes, got {bad!r}"
+
+
+def test_sample_rate_arg():
+    assert (
+        sample_rate_arg("48000") == 48000 and sample_rate_arg("keep") == sample_rate_arg(" KEEP ") == "keep"
+    )
+    for bad in ("0", "999", "768001", "44.1k", "44100.5", "same"):
+        assert refused(sample_rate_arg, bad) == (
+            f"expected a sample rate in Hz (1000..768000) or 'keep', got {bad!r}"
+        )
 
 
 def test_device_arg():

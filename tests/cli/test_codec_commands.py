@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 import soundfile as sf
 from cli_testing import bad_latent_files, run, write_tone
-from m2l_testing import assert_one_line_error
+from m2l_testing import assert_one_line_error, rewrite_header
 
+from m2l.codec import MODEL_MISMATCH_MESSAGE
 from m2l.formats import load_latents
+from m2l.loading import load_model
 
 
 def test_round_trip_encode_info_decode(tmp_path, capsys, model, tiny_checkpoint):
@@ -124,7 +128,9 @@ def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_othe
     other = ["--model", str(tiny_checkpoint_other), "--device", "cpu", "-q"]
     code, _, err = run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d1.wav", *other)
     assert code == 1
-    assert_one_line_error(err, "--allow-model-mismatch")
+    made_by, other_id = load_latents(tmp_path / "a.m2l").model_id, load_model(str(tiny_checkpoint_other))[1]
+    message = MODEL_MISMATCH_MESSAGE.format(made_by=made_by, model_id=other_id)
+    assert err == f"m2l: error: {tmp_path / 'a.m2l'}: {message}\n"  # the API's wording, naming the file
     code, _, err = run(
         capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "d2.wav", "--allow-model-mismatch", *other
     )
@@ -249,3 +255,129 @@ def test_skip_existing_and_force_exclude_each_other(tmp_path, capsys, model):
     src = write_tone(tmp_path / "a.wav", seconds=0.3)
     code, _, err = run(capsys, "encode", src, "-o", tmp_path / "o", *model, "--force", "--skip-existing")
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_sample_rate_keeps_or_sets_the_rate_of_the_written_audio(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "in.wav", seconds=1.0, rate=48000, channels=2)
+    seed = ["--seed", "0"]
+    assert run(capsys, "reconstruct", src, "-o", tmp_path / "model.wav", *seed, *model)[0] == 0
+    assert (sf.info(tmp_path / "model.wav").samplerate, sf.info(tmp_path / "model.wav").channels) == (
+        44100,
+        2,
+    )
+    code, _, err = run(
+        capsys, "reconstruct", src, "-o", tmp_path / "kept.wav", "--sample-rate", "keep", *seed, *model
+    )
+    assert code == 0, err
+    kept = sf.info(tmp_path / "kept.wav")
+    assert (kept.samplerate, kept.channels) == (48000, 2) and abs(kept.frames - 48000) <= 1
+    code, _, err = run(
+        capsys, "reconstruct", src, "-o", tmp_path / "low.wav", "--sample-rate", "22050", *seed, *model
+    )
+    assert code == 0, err
+    assert (
+        sf.info(tmp_path / "low.wav").samplerate == 22050
+        and abs(sf.info(tmp_path / "low.wav").frames - 22050) <= 1
+    )
+    # decode: the rate recorded in the latent file
+    assert run(capsys, "encode", src, "-o", tmp_path / "in.m2l", *model)[0] == 0
+    assert load_latents(tmp_path / "in.m2l").source_sample_rate == 48000
+    code, _, err = run(
+        capsys, "decode", tmp_path / "in.m2l", "-o", tmp_path / "dec.wav", "--sample-rate", "keep", *model
+    )
+    assert code == 0 and err == ""
+    assert (sf.info(tmp_path / "dec.wav").samplerate, sf.info(tmp_path / "dec.wav").channels) == (48000, 2)
+    code, _, err = run(
+        capsys, "decode", tmp_path / "in.m2l", "-o", tmp_path / "x.wav", "--sample-rate", "8", *model
+    )
+    assert code == 2 and "expected a sample rate in Hz (1000..768000) or 'keep', got '8'" in err
+
+
+def test_keep_with_a_latent_file_that_records_no_source_rate_warns_and_uses_the_model_rate(
+    tmp_path, capsys, model
+):
+    src = write_tone(tmp_path / "in.wav", seconds=0.5, rate=48000)
+    assert run(capsys, "encode", src, "-o", tmp_path / "old.m2l", *model)[0] == 0
+    rewrite_header(tmp_path / "old.m2l", reseal=True, extra="{}")  # as older m2l versions wrote them
+    code, _, err = run(
+        capsys, "decode", tmp_path / "old.m2l", "-o", tmp_path / "o.wav", "--sample-rate", "keep", *model
+    )
+    assert code == 0
+    assert err == (
+        f"m2l: warning: {tmp_path / 'old.m2l'}: records no source sample rate (made by an older m2l); "
+        "written at the model rate, 44100 Hz\n"
+    )
+    assert sf.info(tmp_path / "o.wav").samplerate == 44100
+
+
+def test_subtype_sets_the_sample_format_and_is_checked_against_the_output_format(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "in.wav", seconds=0.3)
+    for out, subtype in (("a.wav", "PCM_16"), ("b.wav", "FLOAT"), ("c.flac", "PCM_24")):
+        code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / out, "--subtype", subtype, *model)
+        assert code == 0, err
+        assert sf.info(tmp_path / out).subtype == subtype
+    assert run(capsys, "reconstruct", src, "-o", tmp_path / "d.wav", *model)[0] == 0
+    assert sf.info(tmp_path / "d.wav").subtype == "PCM_24"  # the default
+    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "e.flac", "--subtype", "FLOAT", *model)
+    assert code == 1 and not (tmp_path / "e.flac").exists()
+    assert err == (
+        f"m2l: error: {tmp_path / 'e.flac'}: FLAC cannot hold FLOAT samples (use PCM_16 or PCM_24, or a .wav "
+        "output)\n"
+    )
+    (tmp_path / "in2").mkdir()
+    write_tone(tmp_path / "in2" / "x.wav", seconds=0.3)
+    code, _, err = run(
+        capsys,
+        "reconstruct",
+        tmp_path / "in2",
+        "-o",
+        tmp_path / "o",
+        "--format",
+        "flac",
+        "--subtype",
+        "FLOAT",
+        *model,
+    )
+    assert code == 1 and not (tmp_path / "o").exists()
+    assert_one_line_error(err, str(tmp_path / "o" / "x.flac"), "FLAC cannot hold FLOAT samples")
+
+
+def test_outputs_get_the_permissions_open_would_give(tmp_path, capsys, model):
+    src = write_tone(tmp_path / "in.wav", seconds=0.3)
+    old = os.umask(0o022)
+    try:
+        assert run(capsys, "encode", src, "-o", tmp_path / "a.m2l", *model)[0] == 0
+        assert run(capsys, "decode", tmp_path / "a.m2l", "-o", tmp_path / "b.flac", *model)[0] == 0
+        assert run(capsys, "reconstruct", src, "-o", tmp_path / "c.wav", *model)[0] == 0
+    finally:
+        os.umask(old)
+    for name in ("a.m2l", "b.flac", "c.wav"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("audio_channels", [1, 2])
+def test_outputs_keep_the_channels_of_the_input(tmp_path, capsys, audio_channels):
+    """v1 and mono v2 models code each channel apart; a stereo v2 model codes both together,
+    duplicating a mono input and giving mono back: mono and stereo inputs come back as they were."""
+    import dataclasses
+
+    from m2l_testing import MICRO2, random_model
+
+    from m2l.formats import save_checkpoint
+
+    cfg = dataclasses.replace(MICRO2, audio_channels=audio_channels)
+    checkpoint = tmp_path / "v2.safetensors"
+    save_checkpoint(checkpoint, random_model(cfg).state_dict(), cfg)
+    model = ["--model", str(checkpoint), "--device", "cpu", "-q"]
+    for channels in (1, 2):
+        src = write_tone(tmp_path / f"in{channels}.wav", seconds=0.5, channels=channels)
+        assert run(capsys, "reconstruct", src, "-o", tmp_path / f"r{channels}.wav", *model)[0] == 0
+        assert run(capsys, "encode", src, "-o", tmp_path / f"e{channels}.m2l", *model)[0] == 0
+        assert (
+            run(capsys, "decode", tmp_path / f"e{channels}.m2l", "-o", tmp_path / f"d{channels}.wav", *model)[
+                0
+            ]
+            == 0
+        )
+        for out in (f"r{channels}.wav", f"d{channels}.wav"):
+            assert sf.info(tmp_path / out).channels == channels, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,29 @@ def test_folder_walk_skips_fifos_and_link_loops_with_a_warning(tmp_path, capsys,
     assert sorted(p.name for p in (tmp_path / "lat").rglob("*.m2l")) == ["good.m2l"]
     warnings = [line for line in err.splitlines() if line.startswith("m2l: warning: ")]
     assert len(warnings) == 2 and "pipe.wav: is a named pipe" in err and "loop.wav" in err
+
+
+def test_a_bar_over_the_windows_of_one_file_on_a_terminal_only(tmp_path, capsys, monkeypatch, model):
+    from m2l.cli import jobs
+
+    src = write_tone(tmp_path / "long.wav", seconds=3.0)
+    loud = [*model[:-1], "--window", "1"]  # not --quiet
+    heard: list[tuple[str, int, int]] = []
+    drawn = jobs.WithinFileBar.__call__
+
+    def spy(self, task, done, total):
+        heard.append((task, done, total))
+        drawn(self, task, done, total)
+
+    monkeypatch.setattr(jobs.WithinFileBar, "__call__", spy)
+    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "a.wav", *loud)  # not a terminal
+    assert code == 0 and heard == [] and "decoding" not in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "q.wav", *loud, "--quiet")
+    assert code == 0 and heard == [] and err == ""  # --quiet: nothing at all
+    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "b.wav", *loud)
+    assert code == 0, err
+    windows = heard[0][2]
+    assert windows >= 3 and heard[0] == ("encoding", 0, windows)
+    assert [h for h in heard if h[0] == "decoding"] == [("decoding", k, windows) for k in range(windows + 1)]
+    assert "encoding:   0%|" in err and f"| 0/{windows} [" in err and "decoding:" in err  # on stderr

@@ -52,3 +52,58 @@ def test_naming_prefixes_the_file_unless_the_message_names_one():
     assert naming("cannot read audio", a, b) == "in/a.wav: cannot read audio"
     assert naming("out/a.m2l: already exists", a, b) == "out/a.m2l: already exists"
     assert naming("in/a.wav: too short", a) == "in/a.wav: too short"
+
+
+def test_every_command_words_an_existing_output_the_same_way(tmp_path, capsys, tiny_checkpoint):
+    from cli_testing import run, write_tone
+    from train_testing import save_micro_state
+
+    model = ["--model", str(tiny_checkpoint), "--device", "cpu", "-q"]
+    tone = write_tone(tmp_path / "in.wav", seconds=0.3)
+    assert run(capsys, "encode", tone, "-o", tmp_path / "in.m2l", *model)[0] == 0
+    state = tmp_path / "state.safetensors"
+    save_micro_state(state)
+    taken = tmp_path / "taken"
+    commands = {
+        "encode": ["encode", tone, "-o", taken.with_suffix(".m2l"), *model],
+        "decode": ["decode", tmp_path / "in.m2l", "-o", taken.with_suffix(".wav"), *model],
+        "reconstruct": ["reconstruct", tone, "-o", taken.with_suffix(".flac"), *model],
+        "convert": ["convert", tiny_checkpoint, taken.with_suffix(".safetensors")],
+        "export": ["export", state, taken.with_suffix(".ckpt")],
+        "probe": ["probe", "--notes", tmp_path / "n.jsonl", "--out", tmp_path, "--tasks", "pitch"],
+    }
+    outputs = {
+        name: argv[3] if name in ("encode", "decode", "reconstruct") else argv[2]
+        for name, argv in commands.items()
+    }
+    outputs["probe"] = tmp_path / "probe.json"
+    for name, argv in commands.items():
+        out = Path(outputs[name])
+        out.write_text("the user's file")
+        code, _, err = run(capsys, *argv)
+        assert code == 1, name
+        assert err == f"m2l: error: {out}: already exists (pass --force to overwrite)\n", name
+        assert out.read_text() == "the user's file", name
+    code, _, err = run(capsys, "eval", "--model", tiny_checkpoint, "--data", tone, "--out", tmp_path, "-q")
+    assert code == 1
+    assert err == f"m2l: error: {tmp_path}: already exists and is not empty (pass --force to overwrite)\n"
+
+
+def test_every_command_words_a_file_where_a_folder_belongs_the_same_way(tmp_path, capsys, tiny_checkpoint):
+    from cli_testing import run, write_tone
+
+    write_tone(tmp_path / "in" / "a.wav", seconds=0.3)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    model = ["--model", str(tiny_checkpoint), "--device", "cpu", "-q"]
+    commands = [
+        ["encode", tmp_path / "in", "-o", taken, *model],
+        ["eval", "--model", tiny_checkpoint, "--data", tmp_path / "in", "--out", taken, "-q"],
+        ["probe", "--notes", tmp_path / "n.jsonl", "--out", taken, "--tasks", "pitch"],
+    ]
+    for argv in commands:
+        code, _, err = run(capsys, *argv)
+        assert code == 1, argv[0]
+        assert err == f"m2l: error: {taken}: exists and is not a directory (output folder expected)\n", argv[
+            0
+        ]

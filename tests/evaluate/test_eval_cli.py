@@ -302,3 +302,25 @@ def test_unknown_model_names_the_source(tmp_path, capsys):
     code, _, err = run(capsys, "eval", "--model", "x=no-such-model", "--data", data, "--out", out, *FAST)
     lines = error_lines(err)
     assert code == 1 and len(lines) == 1 and "no-such-model" in lines[0]
+
+
+def test_an_item_and_its_reconstructions_share_one_db_scale(tmp_path, capsys, checkpoints, monkeypatch):
+    from eval_testing import luminance, read_png
+
+    from m2l.evaluate import run as eval_run
+
+    def quiet_decode(codec, z, item, setting, seed):
+        return item.wave * 0.01  # a reconstruction 40 dB quieter than the original
+
+    monkeypatch.setattr(eval_run, "_decode", quiet_decode)
+    write_items(tmp_path / "data")
+    out = tmp_path / "report"
+    argv = ["eval", "--model", f"v1={checkpoints['v1']}", "--data", tmp_path / "data", "--out", out]
+    code, _, err = run(capsys, *argv, "--items", "1", "--audio-items", "1", "--steps", "1", *FAST)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    original = read_png(out / results["items"][0]["media"]["image"])[2]
+    reconstruction = read_png(out / results["models"][0]["settings"][0]["items"][0]["media"]["image"])[2]
+    assert original.shape == reconstruction.shape
+    assert luminance(reconstruction).mean() < luminance(original).mean() - 10  # visibly darker
+    assert "loudest bin of the item's original" in (out / "report.html").read_text()

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from m2l_testing import sine_tensor
+from eval_testing import luminance, read_png
+from m2l_testing import music_like, sine_tensor
 
 from m2l.errors import M2LError
-from m2l.evaluate.images import PNG_SIGNATURE, apply_colormap, spectrogram_png, write_png
+from m2l.evaluate.images import (
+    PNG_SIGNATURE,
+    apply_colormap,
+    colour_bar,
+    spectrogram_peak,
+    spectrogram_png,
+    write_png,
+)
 
 RATE = 8000
-
-
-def read_png(path: Path) -> tuple[int, int, np.ndarray]:
-    """Parse our PNG files independently: check chunk CRCs, return width, height, pixels [H, W, 3]."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF
-        chunks.append((tag, body))
-        pos += 12 + length
-    assert [t for t, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, colour, comp, filt, interlace) == (8, 2, 0, 0, 0)
-    raw = zlib.decompress(b"".join(body for tag, body in chunks if tag == b"IDAT"))
-    assert len(raw) == height * (1 + 3 * width)
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + 3 * width)
-    assert np.all(rows[:, 0] == 0)  # filter type None on every row
-    return width, height, rows[:, 1:].reshape(height, width, 3)
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
 
 
 def test_write_png_round_trips_pixels(tmp_path: Path) -> None:
@@ -119,3 +99,48 @@ def test_spectrogram_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(M2LError, match="db_range"):
         spectrogram_png(torch.zeros(4), tmp_path / "a.png", sample_rate=RATE, db_range=0)
     assert not (tmp_path / "a.png").exists()
+
+
+def test_a_shared_reference_draws_quieter_audio_darker(tmp_path: Path) -> None:
+    loud = music_like(1.0)
+    quiet = loud * 0.01  # 40 dB quieter
+    options = {"sample_rate": 44100, "height": 128}
+    own = spectrogram_png(loud, tmp_path / "loud.png", **options)
+    alone = spectrogram_png(quiet, tmp_path / "alone.png", **options)  # its own loudest bin as 0 dB
+    assert abs(luminance(alone).mean() - luminance(own).mean()) < 1.0  # looks as loud: misleading
+    peak = spectrogram_peak(loud)
+    shared = spectrogram_png(quiet, tmp_path / "shared.png", reference_peak=peak, **options)
+    assert luminance(shared).mean() < luminance(own).mean() - 40  # one scale: visibly darker
+    again = spectrogram_png(loud, tmp_path / "ref.png", reference_peak=peak, **options)
+    np.testing.assert_array_equal(again, own)  # its own peak is the default reference
+    # 40 dB down on an 80 dB scale: the quiet picture's brightest level is about half way up
+    half_way = luminance(apply_colormap(np.array([0.4, 0.6])))
+    assert half_way[0] <= luminance(shared).max() <= half_way[1]
+
+
+def test_axes_frame_the_same_plot_with_ticks_labels_and_a_colour_bar(tmp_path: Path) -> None:
+    x = sine_tensor(1000.0, 2.0, rate=RATE)
+    options = {"sample_rate": RATE, "n_fft": 256, "hop": 128, "height": 100, "width": 200}
+    plot = spectrogram_png(x, tmp_path / "plot.png", **options)
+    framed = spectrogram_png(x, tmp_path / "framed.png", axes=True, **options)
+    width, height, pixels = read_png(tmp_path / "framed.png")
+    np.testing.assert_array_equal(pixels, framed)
+    assert plot.shape == (100, 200, 3) and height > 100 and width > 200 + 12
+    rows, cols = np.where((framed == plot[0, 0]).all(axis=-1))  # find the plot in the picture
+    matches = [
+        (r, c)
+        for r, c in zip(rows, cols, strict=True)
+        if r + 100 <= height and c + 200 <= width and np.array_equal(framed[r : r + 100, c : c + 200], plot)
+    ]
+    assert len(matches) == 1
+    top, left = matches[0]
+    bar = colour_bar(100)
+    right = framed[top : top + 100, left + 200 :]
+    span = bar.shape[1]
+    bar_cols = [c for c in range(right.shape[1] - span) if np.array_equal(right[:, c : c + span], bar)]
+    assert bar_cols, "no colour bar right of the plot"
+    assert np.all(np.diff(luminance(bar[:, 0])) <= 0)  # 0 dB (brightest) at the top
+    ink = (framed == np.array([40, 40, 40], dtype=np.uint8)).all(axis=-1)
+    assert ink[top + 100 :, left : left + 200].any()  # time ticks and labels below the plot
+    assert ink[top : top + 100, :left].any()  # frequency ticks and labels left of it
+    assert ink[:, left + 200 + bar_cols[0] + bar.shape[1] :].any()  # dB labels right of the bar

@@ -24,6 +24,7 @@ import pytest
 from eval_testing import write_items
 
 from m2l.cli import main
+from m2l.evaluate.run import SPECTROGRAM_HEIGHT, SPECTROGRAM_WIDTH
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -32,7 +33,8 @@ PAGE_STATE = """JSON.stringify({
   rows: Array.from(document.querySelectorAll('#metrics tbody tr.metric-row'),
                    r => [r.dataset.model, r.dataset.setting]),
   images: Array.from(document.images, i => ({src: i.getAttribute('src'), complete: i.complete,
-                                              width: i.naturalWidth, height: i.naturalHeight})),
+                                              width: i.naturalWidth, height: i.naturalHeight,
+                                              shownWidth: i.clientWidth, shownHeight: i.clientHeight})),
   audios: Array.from(document.querySelectorAll('audio'), a => ({src: a.getAttribute('src'),
       state: a.readyState, duration: a.duration, error: a.error ? a.error.code : null})),
 })"""
@@ -193,8 +195,11 @@ def test_report_in_headless_chromium(report, tmp_path):
     ]
     expected_media = 2 * (1 + 3)  # two items: the original and three reconstructions each
     assert len(state["images"]) == expected_media and len(state["audios"]) == expected_media
-    for image in state["images"]:
-        assert image["complete"] and image["width"] > 0 and image["height"] == 256, image
+    for image in state["images"]:  # the plot, framed by its axes and colour bar
+        assert image["complete"] and image["width"] > SPECTROGRAM_WIDTH, image
+        assert image["height"] > SPECTROGRAM_HEIGHT, image
+        shown = image["shownWidth"] / image["width"], image["shownHeight"] / image["height"]
+        assert shown[0] == pytest.approx(shown[1], rel=0.02), image  # scaled, never squashed
     for audio in state["audios"]:
         assert audio["error"] is None and audio["state"] >= 1, audio
         assert audio["duration"] == pytest.approx(1.0, abs=0.01), audio

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from cli_testing import run
 from m2l_testing import assert_one_line_error
@@ -32,3 +34,19 @@ def test_out_must_be_a_folder(audio_dirs, tmp_path, capsys):
     result, _, err = run(capsys, *train_argv(audio_dirs, tmp_path / "file"))
     assert result == 1 and (tmp_path / "file").read_text() == "not a run"
     assert_one_line_error(err, f"{tmp_path / 'file'}: --out must be a run folder, not a file")
+
+
+def test_train_ends_with_one_closing_line(audio_dirs, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, *train_argv(audio_dirs, run_dir, "steps=2"))
+    assert code == 0, err
+    last = err.strip().splitlines()[-1]
+    ckpts = run_dir / "checkpoints"
+    assert last.startswith(
+        f"m2l: trained 2 steps (step 2 of 2) in {run_dir}: newest checkpoint "
+        f"{ckpts / 'step-000000002.safetensors'}, best {ckpts / 'best.safetensors'} (step 2, mel distance "
+    ), last
+    assert re.search(r"; \d+\.\d s wall, \d+\.\d s CPU \(run total \d+\.\d s CPU\)$", last), last
+    code, out, err = run(capsys, *train_argv(audio_dirs, run_dir, "steps=2"))  # nothing left to do
+    assert code == 0 and "already trained for 2 steps" in out
+    assert err.strip().splitlines()[-1].startswith(f"m2l: trained 0 steps (step 2 of 2) in {run_dir}: ")

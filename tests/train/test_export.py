@@ -17,7 +17,7 @@ from m2l.train.state import read_state
 pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable")
 
 
-def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_path):
+def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_path, capsys):
     run = tmp_path / "run"
     make_trainer(audio_dirs, run, fast_config(steps=2)).train()
     out = tmp_path / "model.safetensors"
@@ -32,9 +32,19 @@ def test_export_gives_a_checkpoint_that_load_and_the_cli_use(audio_dirs, tmp_pat
     assert direct.model_id == model_id
     assert m2l.load(run, device="cpu").model_id == model_id  # a run folder is a model
     assert main(["export", str(run), str(out)]) == 1  # exists, no --force
+    capsys.readouterr()
     assert main(["export", str(run), str(out), "--force"]) == 0
+    said = capsys.readouterr()
+    assert said.out == f"{model_id}\n"  # the id alone on stdout, for scripts
+    size, best = f"{out.stat().st_size / 2**20:.1f} MiB", run / "checkpoints" / "best.safetensors"
+    assert said.err == (
+        f"m2l: exported {out}: model {model_id}, {size}, float32 weights "
+        f"(the EMA weights of {best}, step 2)\n"
+    )
     half = tmp_path / "half.safetensors"
     assert main(["export", str(run), str(half), "--fp16"]) == 0
+    line = capsys.readouterr().err
+    assert line.startswith(f"m2l: exported {half}: model m2l-v1-tiny@") and ", float16 weights (" in line
     assert half.stat().st_size < 0.6 * out.stat().st_size
     x = torch.randn(1, 20000, generator=torch.Generator().manual_seed(0)) * 0.1
     z16, z32 = m2l.load(half, device="cpu").encode(x), codec.encode(x)

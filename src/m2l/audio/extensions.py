@@ -9,3 +9,15 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 WRITE_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac"})
 """Lowercase file extensions that `save_audio` can write."""
+
+WRITE_SUBTYPES: dict[str, tuple[str, ...]] = {
+    ".wav": ("PCM_16", "PCM_24", "FLOAT"),
+    ".flac": ("PCM_16", "PCM_24"),
+}
+"""The sample formats (libsndfile subtypes) `save_audio` writes for each extension."""
+
+SUBTYPES: tuple[str, ...] = ("PCM_16", "PCM_24", "FLOAT")
+"""Every sample format `save_audio` writes (`--subtype`)."""
+
+DEFAULT_SUBTYPE = "PCM_24"
+"""The sample format of written audio unless told otherwise (24-bit integers)."""

@@ -16,14 +16,13 @@ import soundfile as sf
 import soxr
 import torch
 
-from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
+from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, WRITE_EXTENSIONS, WRITE_SUBTYPES
 from m2l.audio.headers import declared_frames
 from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from m2l.errors import M2LError
 from m2l.files import atomic_output, check_output, regular_file, write_error
 
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
-_WRITE_SUBTYPE = "PCM_24"
 
 # Integer sample formats: (offset, scale) so that float = (int - offset) / scale.
 _NP_INT_SCALES = {
@@ -322,14 +321,36 @@ def _read_frames(f: sf.SoundFile, name: str, promised: int) -> np.ndarray:
     return data
 
 
+def check_subtype(path: str | os.PathLike, subtype: str) -> str:
+    """`subtype` if the format of `path` (its extension) can hold it, else a one-line error.
+
+    Raises:
+        M2LError: an extension m2l does not write, or a subtype it cannot hold (FLAC: no FLOAT).
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in WRITE_EXTENSIONS:
+        supported = ", ".join(sorted(WRITE_EXTENSIONS))
+        raise _fail(str(p), f"cannot write extension '{p.suffix}' (supported: {supported})")
+    allowed = WRITE_SUBTYPES[ext]
+    if subtype not in allowed:
+        fits = sorted(e for e, kinds in WRITE_SUBTYPES.items() if subtype in kinds)
+        other = f", or a {'/'.join(fits)} output" if fits else ""
+        raise _fail(
+            str(p), f"{ext[1:].upper()} cannot hold {subtype} samples (use {' or '.join(allowed)}{other})"
+        )
+    return subtype
+
+
 def save_audio(
     path: str | os.PathLike,
     audio: np.ndarray | torch.Tensor,
     sample_rate: int,
     *,
     force: bool = False,
+    subtype: str = DEFAULT_SUBTYPE,
 ) -> None:
-    """Write a waveform as 24-bit PCM .wav or .flac, atomically.
+    """Write a waveform as .wav or .flac (24-bit PCM unless `subtype` says otherwise), atomically.
 
     Written through `m2l.files.atomic_output`: a hidden temporary file in the target directory
     is published as `path` (exclusively without `force`), so a failed write never leaves a
@@ -340,17 +361,17 @@ def save_audio(
         audio: Numpy array or tensor [channels, samples] or [samples].
         sample_rate: Rate in Hz.
         force: Overwrite an existing file.
+        subtype: sample format, one of `WRITE_SUBTYPES[extension]`: "PCM_16", "PCM_24" or
+            "FLOAT" (32-bit float, .wav only).
 
     Raises:
-        M2LError: On an unsupported extension, an existing file without `force`, bad audio
-            (empty, wrong dims, swapped axes, NaN/Inf) or a failed write.
+        M2LError: On an unsupported extension or subtype, an existing file without `force`, bad
+            audio (empty, wrong dims, swapped axes, NaN/Inf) or a failed write.
     """
     p = Path(path)
     name = str(p)
     ext = p.suffix.lower()
-    if ext not in WRITE_EXTENSIONS:
-        supported = ", ".join(sorted(WRITE_EXTENSIONS))
-        raise _fail(name, f"cannot write extension '{p.suffix}' (supported: {supported})")
+    check_subtype(p, subtype)
     check_output(p, force)
     rate = _check_rate(sample_rate, name)
     wave = _as_float_tensor(audio, name)
@@ -364,7 +385,7 @@ def save_audio(
     data = np.ascontiguousarray(wave.detach().clamp(-1.0, 1.0).cpu().numpy().T)
     with atomic_output(p, force=force) as tmp:
         try:
-            sf.write(str(tmp), data, rate, subtype=_WRITE_SUBTYPE, format=_WRITE_FORMATS[ext])
+            sf.write(str(tmp), data, rate, subtype=subtype, format=_WRITE_FORMATS[ext])
         except OSError as err:
             raise write_error(p, err) from None
         except (sf.LibsndfileError, sf.SoundFileError, RuntimeError, EOFError, ValueError, TypeError) as err:

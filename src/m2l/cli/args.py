@@ -72,6 +72,29 @@ non_negative_float = finite_float("a number >= 0", lambda v: v >= 0)
 """Finite floats >= 0."""
 
 
+KEEP_RATE = "keep"
+"""The `--sample-rate` value that keeps the rate of the input audio."""
+
+
+def sample_rate_arg(text: str) -> int | str:
+    """An argparse type for `--sample-rate`: `KEEP_RATE`, or a rate in Hz within the range m2l
+    reads and writes (`m2l.config.MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE`)."""
+    from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if text.strip().lower() == KEEP_RATE:
+        return KEEP_RATE
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected a sample rate in Hz ({MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}) or "
+            f"{KEEP_RATE!r}, got {text!r}"
+        )
+    return value
+
+
 def number_list(
     kind: Callable[[str], float], check: Callable[[float], bool], what: str
 ) -> Callable[[str], tuple]:

@@ -16,8 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from m2l.audio.extensions import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
-from m2l.cli.args import device_arg, non_negative_float, non_negative_int, positive_float, positive_int
+from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WRITE_EXTENSIONS
+from m2l.cli.args import (
+    KEEP_RATE,
+    device_arg,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sample_rate_arg,
+)
 from m2l.cli.jobs import (
     LATENT_SUFFIX,
     Job,
@@ -26,10 +34,10 @@ from m2l.cli.jobs import (
     resolve_jobs,
     run_files,
 )
-from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
+from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
 from m2l.config import PRESETS
 from m2l.errors import M2LError
-from m2l.files import exists_error
+from m2l.files import check_output
 
 DEFAULT_MODEL = "default"
 """The --model of the codec commands when none is given: the model shipped with m2l."""
@@ -101,8 +109,51 @@ def _add_downmix(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--downmix",
         action="store_true",
-        help="average audio with more than 2 channels to mono (instead of refusing it)",
+        help="average audio with more than 2 channels to mono (instead of refusing it); "
+        "mono and stereo keep their channels",
     )
+
+
+def _add_output_audio_options(p: argparse.ArgumentParser, keep: str) -> None:
+    g = p.add_argument_group("output audio")
+    g.add_argument(
+        "--sample-rate",
+        type=sample_rate_arg,
+        metavar=f"HZ|{KEEP_RATE}",
+        help=f"rate of the written audio in Hz, or {KEEP_RATE!r}: {keep} (default: the model's "
+        "rate, 44100 Hz for the shipped model)",
+    )
+    g.add_argument(
+        "--subtype",
+        choices=SUBTYPES,
+        default=DEFAULT_SUBTYPE,
+        help="sample format of the written audio (default: %(default)s; FLOAT is 32-bit float, .wav only)",
+    )
+
+
+def _output_rate(choice: int | str | None, lf: Any, src: Path) -> int:
+    """The rate to write a decoding of `lf` at: the model's (None), the source audio's
+    (`KEEP_RATE`; the model's, with a warning, for a file made before m2l recorded it), or `choice`."""
+    if choice is None:
+        return lf.sample_rate
+    if choice != KEEP_RATE:
+        return int(choice)
+    if lf.source_sample_rate is None:
+        warning(
+            f"{src}: records no source sample rate (made by an older m2l); written at the "
+            f"model rate, {lf.sample_rate} Hz"
+        )
+        return lf.sample_rate
+    return lf.source_sample_rate
+
+
+def _write_audio(args: argparse.Namespace, job: Job, audio: Any, lf: Any) -> None:
+    """Write a decoding of `lf` for `job` at the asked rate (resampled) and sample format."""
+    from m2l.audio.io import resample, save_audio
+
+    rate = _output_rate(args.sample_rate, lf, job.src)
+    out = resample(audio, lf.sample_rate, rate)
+    save_audio(job.dst, out, rate, force=args.force or job.replace, subtype=args.subtype)
 
 
 def _audio_jobs(
@@ -114,9 +165,18 @@ def _audio_jobs(
     if not errors:
         try:
             check_format_conflict(args, jobs)
+            if jobs:  # every output has the same format
+                _check_subtype(jobs[0].dst, args.subtype)
         except M2LError as err:
             errors.append(str(err))
     return jobs, errors
+
+
+def _check_subtype(path: Path, subtype: str) -> None:
+    """`m2l.audio.io.check_subtype` (imported here: it needs the audio libraries)."""
+    from m2l.audio.io import check_subtype
+
+    check_subtype(path, subtype)
 
 
 # ----------------------------------------------------------------------------- encode
@@ -135,7 +195,7 @@ def run_encode(args: argparse.Namespace) -> int:
     jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
 
     def work(codec: Any, job: Job) -> float:
-        lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
+        lf = codec.encode_file(*read_audio(job.src, args.downmix))
         save_latents(job.dst, lf, force=args.force or job.replace)
         return lf.length / lf.sample_rate
 
@@ -146,6 +206,7 @@ def run_encode(args: argparse.Namespace) -> int:
 def add_decode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l decode`."""
     _add_io_options(p, ".m2l", with_format=True)
+    _add_output_audio_options(p, "the rate of the audio the latents were made from")
     _add_decode_options(p)
     p.add_argument(
         "--allow-model-mismatch",
@@ -157,7 +218,6 @@ def add_decode(p: argparse.ArgumentParser) -> None:
 
 def run_decode(args: argparse.Namespace) -> int:
     """Run `m2l decode`: .m2l latent files to audio. Returns the exit code."""
-    from m2l.audio.io import save_audio
     from m2l.formats import load_latents
 
     jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l")
@@ -173,7 +233,7 @@ def run_decode(args: argparse.Namespace) -> int:
             sigma_cond=args.sigma_cond,
             allow_model_mismatch=args.allow_model_mismatch,
         )
-        save_audio(job.dst, audio, lf.sample_rate, force=args.force or job.replace)
+        _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "decoded")
@@ -200,6 +260,7 @@ def _recorded_model(jobs: list[Job], quiet: bool) -> str:
 def add_reconstruct(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l reconstruct`."""
     _add_io_options(p, "audio", with_format=True)
+    _add_output_audio_options(p, "the rate of each input file")
     _add_downmix(p)
     _add_decode_options(p)
     _add_model_options(p)
@@ -207,14 +268,12 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
-    from m2l.audio.io import save_audio
-
     jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
 
     def work(codec: Any, job: Job) -> float:
-        lf = codec.encode_file(read_audio(codec, job.src, args.downmix))
+        lf = codec.encode_file(*read_audio(job.src, args.downmix))
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
-        save_audio(job.dst, audio, codec.sample_rate, force=args.force or job.replace)
+        _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 
     return run_files(args, jobs, errors, work, "reconstructed")
@@ -238,11 +297,10 @@ def run_convert(args: argparse.Namespace) -> int:
     from m2l.loading import convert
 
     out = Path(args.out)
-    if out.is_dir():
-        error(f"{out}: is a directory; give the checkpoint file to write")
-        return 1
-    if out.exists() and not args.force:
-        error(str(exists_error(out)))
+    try:
+        check_output(out, args.force)
+    except M2LError as err:
+        error(str(err))
         return 1
     try:
         model_id = convert(args.source, out, force=args.force)

@@ -25,7 +25,7 @@ from m2l.cli.args import check_device
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
-from m2l.files import exists_error, walk_files
+from m2l.files import exists_error, not_a_folder_error, walk_files
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,7 @@ def resolve_jobs(
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
     if not out_is_file and out_path.exists() and not out_path.is_dir():
-        return [], [f"{out_path}: exists and is not a directory (output folder expected)"]
+        return [], [str(not_a_folder_error(out_path))]
     suffix = out_path.suffix.lower()
     if single_file and suffix and not out_is_file and not out_path.exists():
         return [], [
@@ -205,10 +205,13 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def read_audio(codec: Any, path: Path, downmix: bool) -> torch.Tensor:
-    """[channels, samples] at the model rate, without native decoder chatter on stderr."""
+def read_audio(path: Path, downmix: bool) -> tuple[torch.Tensor, int]:
+    """([channels, samples] at the file's own rate, that rate), without native decoder chatter
+    on stderr; `Codec.encode_file(wave, rate)` resamples it and records the rate."""
+    from m2l.audio.io import load_audio
+
     with _native_stderr_silenced():
-        return codec.load_audio(path, downmix=downmix)
+        return load_audio(path, downmix=downmix)
 
 
 def load_codec(args: argparse.Namespace) -> Any:
@@ -277,16 +280,55 @@ def run_files(
         if not args.quiet:
             print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
         disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
+        bars = WithinFileBar(codec.progress_unit) if not args.quiet and sys.stderr.isatty() else None
+        codec.progress = bars
         for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable, dynamic_ncols=True):
             try:
                 audio_s += work(codec, job)
             except EXPECTED_ERRORS as err:
                 error(naming(describe(err), job.src, job.dst))
                 failed += 1
+            finally:
+                if bars is not None:
+                    bars.close()
     if not args.quiet:
         wall_s = time.perf_counter() - started
         print(summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped), file=sys.stderr)
     return 1 if failed else 0
+
+
+class WithinFileBar:
+    """A `m2l.codec.Progress` callback that draws a tqdm bar on stderr over the windows (v1) or
+    chunks (v2) of one file: a new bar for each task ("encoding", "decoding"), gone when done.
+
+    `run_files` installs it as `codec.progress` when stderr is a terminal and --quiet is not given.
+    """
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.bar: tqdm | None = None
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        """Start a bar at done = 0, move it on, close it at done = total."""
+        if done == 0 or self.bar is None:
+            self.close()
+            self.bar = tqdm(
+                total=total,
+                desc=task,
+                unit=self.unit.rstrip("s"),
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Take the current bar off the screen (after a task, or a failed file)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def unfinished_output(path: Path) -> str | None:

@@ -27,6 +27,11 @@ def error(message: str) -> None:
     tqdm.write(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
 
 
+def warning(message: str) -> None:
+    """Print `m2l: warning: message` as one line on stderr (without breaking a progress bar)."""
+    tqdm.write(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+
+
 def describe(err: BaseException) -> str:
     """One line for an expected error (M2LError, OSError)."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:

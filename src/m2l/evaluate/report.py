@@ -39,6 +39,11 @@ METRIC_COLUMNS: tuple[tuple[str, str, bool | None], ...] = (
     ("decode_seconds", "Decode time (s)", None),
 )
 ITEM_COLUMNS = METRIC_COLUMNS[:4]
+SCALE_NOTE = (
+    "Spectrograms: time in seconds, frequency in kHz, colour in dB relative to the loudest bin of "
+    "the item's original (0 dB, the top of the colour bar). The original and every reconstruction "
+    "of an item share this scale: a quieter reconstruction looks darker."
+)
 ITEMS_ATTRS = ' class="items"'
 LATENT_KEYS = ("dim", "count", "mean", "std", "abs_max", "saturation")
 
@@ -50,9 +55,9 @@ th { background: #f0f0f4; } td.text, th.text { text-align: left; }
 td.text { white-space: nowrap; }
 td.best { font-weight: bold; background: #e8f5e9; }
 pre { background: #f6f6f6; padding: 0.6em; white-space: pre-wrap; word-break: break-all; }
-.listen { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 1em; }
+.listen { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1em; }
 figure { margin: 0; border: 1px solid #ddd; padding: 0.5em; }
-figure img { width: 100%; height: 160px; image-rendering: pixelated; display: block; }
+figure img { width: 100%; height: auto; display: block; }
 figure audio { width: 100%; margin-top: 0.3em; }
 figcaption { font-size: 0.9em; margin-bottom: 0.3em; }
 """
@@ -203,7 +208,9 @@ def _listening(results: dict[str, Any]) -> str:
                     caption = f"{_esc(m['label'])} &mdash; {_esc(s['label'])} (SI-SDR {sdr} dB)"
                     figures.append(_figure(caption, row["media"]))
         parts.append(f'<h3>{_esc(item["name"])}</h3>\n<div class="listen">' + "\n".join(figures) + "</div>")
-    return "\n".join(parts) or "<p>No audio examples (--audio-items 0).</p>"
+    if not parts:
+        return "<p>No audio examples (--audio-items 0).</p>"
+    return f"<p>{SCALE_NOTE}</p>\n" + "\n".join(parts)
 
 
 def render_report(results: dict[str, Any]) -> str:

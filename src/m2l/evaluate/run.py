@@ -44,11 +44,12 @@ from m2l.evaluate.boundaries import (
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
-from m2l.files import write_text
+from m2l.files import check_output_folder, write_text
 
 RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
 SPECTROGRAM_HEIGHT = 256
+SPECTROGRAM_WIDTH = 512  # plot columns of every report picture (the time axis is resampled to it)
 ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "visqol")
 
 
@@ -138,10 +139,7 @@ def slug(text: str, limit: int = 40) -> str:
 
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse an OUT_DIR that is a file, or is not empty, unless `force`."""
-    if out.exists() and not out.is_dir():
-        raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise M2LError(f"{out}: already exists and is not empty (pass --force to overwrite)")
+    check_output_folder(out, force=force)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -238,14 +236,34 @@ def model_latent_stats(latents: list[torch.Tensor], codec: Any) -> dict[str, Any
 
 
 # ----------------------------------------------------------------------------- outputs
-def write_media(out: Path, stem: str, wave: torch.Tensor, sample_rate: int) -> dict[str, str]:
-    """audio/STEM.wav and images/STEM.png; returns their paths relative to `out`."""
+def write_media(
+    out: Path, stem: str, wave: torch.Tensor, sample_rate: int, reference: torch.Tensor | None = None
+) -> dict[str, str]:
+    """audio/STEM.wav and images/STEM.png; returns their paths relative to `out`.
+
+    Args:
+        out: the report folder.
+        stem: the file names' stem.
+        wave: [channels, samples] audio.
+        sample_rate: its rate.
+        reference: [channels, samples] original audio whose loudest spectrogram bin is drawn as
+            0 dB (`wave` itself if None): an item's original and every reconstruction of it share
+            one dB scale, so a quieter reconstruction looks darker.
+    """
     from m2l.audio.io import save_audio
-    from m2l.evaluate.images import spectrogram_png
+    from m2l.evaluate.images import spectrogram_peak, spectrogram_png
 
     audio, image = f"audio/{stem}.wav", f"images/{stem}.png"
     save_audio(out / audio, wave, sample_rate, force=True)
-    spectrogram_png(wave, out / image, sample_rate=sample_rate, height=SPECTROGRAM_HEIGHT)
+    spectrogram_png(
+        wave,
+        out / image,
+        sample_rate=sample_rate,
+        height=SPECTROGRAM_HEIGHT,
+        width=SPECTROGRAM_WIDTH,
+        reference_peak=spectrogram_peak(wave if reference is None else reference),
+        axes=True,
+    )
     return {"audio": audio, "image": image}
 
 
@@ -270,7 +288,7 @@ def _score_item(
     row["media"] = None
     if item.index < ctx.opts.audio_items:
         stem = f"{item.slug}__{mslug}__{setting.slug}"
-        row["media"] = write_media(ctx.opts.out, stem, y, item.sample_rate)
+        row["media"] = write_media(ctx.opts.out, stem, y, item.sample_rate, reference=item.wave)
     return row, y, seconds
 
 

@@ -22,8 +22,7 @@ import numpy as np
 
 from m2l.cli.args import check_device, comma_choices, device_arg
 from m2l.datasets import SPLITS
-from m2l.errors import M2LError
-from m2l.files import check_output
+from m2l.files import check_output, check_output_folder
 from m2l.probe import TASK_FIELDS
 
 if TYPE_CHECKING:
@@ -189,8 +188,7 @@ def run_probe(args: argparse.Namespace) -> int:
     probes.require_sklearn()
     out = Path(args.out)
     result = out / RESULT_FILE
-    if out.exists() and not out.is_dir():
-        raise M2LError(f"{out}: exists and is not a directory (output folder expected)")
+    check_output_folder(out)
     check_output(result, args.force)
     check_device(args.device)
     notes = read_notes(args.notes, args.tasks)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from m2l.cli.args import device_arg, non_negative_int
+from m2l.cli.report import PROG
+
+if TYPE_CHECKING:
+    from m2l.train.loop import Trainer
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
@@ -62,6 +69,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Run `m2l train`; ends with one closing line on stderr (see `train_closing_line`)."""
     from m2l.train.config import apply_overrides, load_train_config
     from m2l.train.data import parse_source
     from m2l.train.loop import Trainer
@@ -80,8 +88,38 @@ def run_train(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             extend=args.extend,
         )
+        first_step, wall, cpu = trainer.step, time.perf_counter(), time.process_time()
         trainer.train(until=args.until)
+    if trainer.dist.main:
+        times = (time.perf_counter() - wall, time.process_time() - cpu, trainer.cpu_seconds())
+        print(train_closing_line(trainer, first_step, *times), file=sys.stderr, flush=True)
     return 0
+
+
+def train_closing_line(
+    trainer: Trainer, first_step: int, wall_s: float, cpu_s: float, run_cpu_s: float
+) -> str:
+    """The line `m2l train` ends with: the steps done, where the newest and the best checkpoints
+    are, and the time this run took (wall and CPU) with the CPU time of the whole run.
+
+    Args:
+        trainer: the trainer after `train()`.
+        first_step: the step it started (or resumed) at.
+        wall_s: wall seconds of this run; cpu_s: CPU seconds of this process in it.
+        run_cpu_s: CPU seconds of the training processes over every resumption.
+    """
+    from m2l.formats import list_checkpoints
+
+    done = trainer.step - first_step
+    steps = f"trained {done} step{'s' if done != 1 else ''} (step {trainer.step} of {trainer.cfg.steps})"
+    found = list_checkpoints(trainer.ckpt_dir)
+    newest = f"newest checkpoint {found[-1][1]}" if found else "no checkpoint yet"
+    best_path, best_step = trainer.ckpt_dir / "best.safetensors", trainer.counters.get("best_step")
+    best = ""
+    if best_path.is_file() and best_step is not None:
+        best = f", best {best_path} (step {best_step}, mel distance {trainer.counters['best_mel']:.4g})"
+    took = f"{wall_s:.1f} s wall, {cpu_s:.1f} s CPU (run total {run_cpu_s:.1f} s CPU)"
+    return f"{PROG}: {steps} in {trainer.run_dir}: {newest}{best}; {took}"
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
@@ -96,7 +134,12 @@ def add_export(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from m2l.train.export import export
+    """Run `m2l export`: prints the new model id on stdout and one line on stderr saying what
+    was written where (path, model id, size, precision, the checkpoint and step it came from)."""
+    from m2l.train.export import export, export_line
 
-    print(export(Path(args.source), Path(args.out), force=args.force, half=args.fp16))
+    out = Path(args.out)
+    model_id = export(Path(args.source), out, force=args.force, half=args.fp16)
+    print(model_id)
+    print(f"{PROG}: {export_line(out, model_id, args.fp16)}", file=sys.stderr)
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from m2l.errors import M2LError
-from m2l.formats import Kind, save_checkpoint, sniff
+from m2l.formats import Kind, safetensors_metadata, save_checkpoint, sniff
 from m2l.loading import check_state, load_model, run_checkpoint
 from m2l.train.state import read_state
 
@@ -46,3 +47,19 @@ def export(source: Path, out: Path, *, force: bool = False, half: bool = False) 
         dtype=torch.float16 if half else torch.float32,
     )
     return load_model(str(out))[1]
+
+
+def export_line(out: Path, model_id: str, half: bool) -> str:
+    """What `export` wrote, as one line: path, model id, size, precision, and the training
+    checkpoint and step the weights came from (read back from the written file's header)."""
+    meta = safetensors_metadata(Path(out)) or {}
+    try:
+        extra = json.loads(meta.get("extra", "{}"))
+    except ValueError:
+        extra = {}
+    origin = ""
+    if isinstance(extra, dict) and "exported_from" in extra:
+        origin = f" (the EMA weights of {extra['exported_from']}, step {extra.get('step')})"
+    size = Path(out).stat().st_size / 2**20
+    precision = "float16" if half else "float32"
+    return f"exported {out}: model {model_id}, {size:.1f} MiB, {precision} weights{origin}"

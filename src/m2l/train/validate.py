@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from m2l.audio.io import save_audio
-from m2l.evaluate.images import spectrogram_png
+from m2l.evaluate.images import spectrogram_peak, spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import make_codec
 from m2l.train.objective import ConsistencyObjective, sample_seeds
@@ -64,7 +64,9 @@ class Validator:
             metrics["select"] = metrics["mel_distance_cond0"]
         folder = self.trainer.run_dir / "val" / f"step-{step:09d}"
         for i in range(min(cfg.val_audio, ref.shape[0])):
+            peak = spectrogram_peak(ref[i])  # one dB scale for the original and its reconstruction
             for tag, audio in (("original", ref[i]), ("reconstruction", rec[i])):
                 save_audio(folder / f"item{i}-{tag}.wav", audio, sr, force=True)
-                spectrogram_png(audio.mean(0), folder / f"item{i}-{tag}.png", sample_rate=sr)
+                png = folder / f"item{i}-{tag}.png"
+                spectrogram_png(audio, png, sample_rate=sr, reference_peak=peak, axes=True)
         return metrics
