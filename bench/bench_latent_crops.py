@@ -3,8 +3,8 @@ run: from a packed dataset (`m2l pack`, memory-mapped slices), from a folder of 
 through the same `LatentCropDataset`, and the obvious baseline (load the whole `.m2l` file with
 `m2l.formats.load_latents`, then slice).
 
-The corpus is random v1 latents (64 dims, 200 files of 8-60 s at 10.77 latents/s, so every file holds a crop of 64); speed does not
-depend on the values.
+The corpus is random v1 latents (64 dims, 200 files of 8-60 s at 10.77 latents/s, so every file
+holds a crop of 64 frames); speed does not depend on the values.
 
     python bench/bench_latent_crops.py --files 200 --crops 2000 --out bench/results/latent_crops.json
 """
