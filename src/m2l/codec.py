@@ -293,7 +293,12 @@ class Codec(ABC):
 
     @torch.inference_mode()
     def encode_file(
-        self, audio: object, sample_rate: int | None = None, *, downmix: bool = False
+        self,
+        audio: object,
+        sample_rate: int | None = None,
+        *,
+        downmix: bool = False,
+        source_sample_rate: int | None = None,
     ) -> LatentFile:
         """Encode to a `LatentFile` (latents + everything needed to decode them faithfully).
 
@@ -301,12 +306,16 @@ class Codec(ABC):
             audio: a file path, or an array [samples] or [channels, samples] at `sample_rate`.
             sample_rate: rate of an array input (the model rate if None).
             downmix: average more than 2 channels to mono instead of refusing them.
+            source_sample_rate: the rate the audio had before someone resampled it to
+                `sample_rate` (recorded instead of `sample_rate`).
 
         Returns:
             The latents with their length, padding and model, and in `extra` the rate of the
             audio given (`source_sample_rate`, for decoding back to it).
         """
         wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
+        if source_sample_rate is not None:
+            checked_int(source_sample_rate, "source_sample_rate", 1)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)
@@ -319,7 +328,10 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra={**self.file_extra(wave), "source_sample_rate": rate},
+            extra={
+                **self.file_extra(wave),
+                "source_sample_rate": rate if source_sample_rate is None else source_sample_rate,
+            },
             model_source=self.source,
         )
 

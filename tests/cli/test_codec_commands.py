@@ -9,6 +9,7 @@ import stat
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from cli_testing import bad_latent_files, run, write_tone
 from m2l_testing import assert_one_line_error, rewrite_header
 
@@ -381,3 +382,63 @@ def test_outputs_keep_the_channels_of_the_input(tmp_path, capsys, audio_channels
         )
         for out in (f"r{channels}.wav", f"d{channels}.wav"):
             assert sf.info(tmp_path / out).channels == channels, out
+
+
+def _corpus(folder, count=5):
+    for i in range(count):
+        rate, channels = (44100, 1) if i % 2 else (22050, 2)
+        write_tone(folder / f"s{i}" / f"t{i}.wav", seconds=0.2 + 0.1 * i, rate=rate, channels=channels)
+
+
+def _latents(out):
+    return {p.relative_to(out).as_posix(): load_latents(p).latents for p in sorted(out.rglob("*.m2l"))}
+
+
+def test_read_ahead_workers_give_the_same_latents_as_reading_in_turn(tmp_path, capsys, model):
+    _corpus(tmp_path / "in")
+    for workers in ("0", "2"):
+        out = tmp_path / workers
+        code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model, "--workers", workers)
+        assert code == 0, err
+    plain, ahead = _latents(tmp_path / "0"), _latents(tmp_path / "2")
+    assert list(plain) == list(ahead) and len(plain) == 5
+    assert all(torch.equal(plain[k], ahead[k]) for k in plain)
+
+
+def test_ranks_share_a_corpus_and_a_restart_may_use_another_rank_count(tmp_path, capsys, model, monkeypatch):
+    _corpus(tmp_path / "in", count=7)
+    assert run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "one", *model)[0] == 0
+    out = tmp_path / "ranks"
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")  # rank 0 of 3 finishes, then the job is killed
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model[:-1])
+    assert code == 0 and "m2l: rank 0/3: encoded 3 of 3 files" in err
+    first = {p: p.stat().st_mtime_ns for p in out.rglob("*.m2l")}
+    assert len(first) == 3
+    monkeypatch.setenv("WORLD_SIZE", "2")  # restarted with 2 ranks
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model, "--skip-existing")
+        assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # finished files left alone
+    one, shared = _latents(tmp_path / "one"), _latents(out)
+    assert list(one) == list(shared) and all(torch.equal(one[k], shared[k]) for k in one)
+    monkeypatch.setenv("RANK", "2")
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model, "--skip-existing")
+    assert code == 1 and "RANK=2 must be in [0, WORLD_SIZE=2)" in err
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_ranks_writes_the_same_files_as_one_process(tmp_path, capsys, model):
+    import subprocess
+    import sys
+
+    _corpus(tmp_path / "in")
+    assert run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "one", *model)[0] == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "m2l", "encode", str(tmp_path / "in"), "-o", str(tmp_path / "two"), *model]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = _latents(tmp_path / "one"), _latents(tmp_path / "two")
+    assert list(one) == list(two) and len(one) == 5 and all(torch.equal(one[k], two[k]) for k in one)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WRITE_EXTENSIONS
 from m2l.cli.args import (
@@ -30,7 +32,7 @@ from m2l.cli.jobs import (
     LATENT_SUFFIX,
     Job,
     check_format_conflict,
-    read_audio,
+    read_for_model,
     resolve_jobs,
     run_files,
 )
@@ -38,6 +40,9 @@ from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warni
 from m2l.config import PRESETS
 from m2l.errors import M2LError
 from m2l.files import check_output
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "default"
 """The --model of the codec commands when none is given: the model shipped with m2l."""
@@ -156,6 +161,21 @@ def _write_audio(args: argparse.Namespace, job: Job, audio: Any, lf: Any) -> Non
     save_audio(job.dst, out, rate, force=args.force or job.replace, subtype=args.subtype)
 
 
+def _audio_loader(args: argparse.Namespace) -> Callable[[Any], Callable[[Job], Any]]:
+    """For `run_files`: a codec -> the picklable reader of one job's audio at the codec's rate."""
+    return lambda codec: partial(read_for_model, downmix=args.downmix, model_rate=codec.sample_rate)
+
+
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        metavar="N",
+        help="processes that decode and resample the next inputs while the model works "
+        "(default: 1 for several inputs, 0 for one)",
+    )
+
+
 def _audio_jobs(
     args: argparse.Namespace, in_suffixes: frozenset[str], what: str
 ) -> tuple[list[Job], list[str]]:
@@ -184,6 +204,7 @@ def add_encode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l encode`."""
     _add_io_options(p, "audio", with_format=False)
     _add_downmix(p)
+    _add_workers(p)
     _add_model_options(p)
 
 
@@ -194,12 +215,13 @@ def run_encode(args: argparse.Namespace) -> int:
     suffixes = frozenset({LATENT_SUFFIX})
     jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
 
-    def work(codec: Any, job: Job) -> float:
-        lf = codec.encode_file(*read_audio(job.src, args.downmix))
+    def work(codec: Any, job: Job, loaded: tuple[torch.Tensor, int]) -> float:
+        wave, rate = loaded
+        lf = codec.encode_file(wave, codec.sample_rate, source_sample_rate=rate)
         save_latents(job.dst, lf, force=args.force or job.replace)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, work, "encoded")
+    return run_files(args, jobs, errors, work, "encoded", load=_audio_loader(args))
 
 
 # ----------------------------------------------------------------------------- decode
@@ -224,7 +246,7 @@ def run_decode(args: argparse.Namespace) -> int:
     if args.model is None:
         args.model = _recorded_model(jobs, args.quiet)
 
-    def work(codec: Any, job: Job) -> float:
+    def work(codec: Any, job: Job, _: None) -> float:
         lf = load_latents(job.src)
         audio = codec.decode(
             lf,
@@ -262,6 +284,7 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
     _add_io_options(p, "audio", with_format=True)
     _add_output_audio_options(p, "the rate of each input file")
     _add_downmix(p)
+    _add_workers(p)
     _add_decode_options(p)
     _add_model_options(p)
 
@@ -270,13 +293,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
     jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
 
-    def work(codec: Any, job: Job) -> float:
-        lf = codec.encode_file(*read_audio(job.src, args.downmix))
+    def work(codec: Any, job: Job, loaded: tuple[torch.Tensor, int]) -> float:
+        wave, rate = loaded
+        lf = codec.encode_file(wave, codec.sample_rate, source_sample_rate=rate)
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
         _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, work, "reconstructed")
+    return run_files(args, jobs, errors, work, "reconstructed", load=_audio_loader(args))
 
 
 # ----------------------------------------------------------------------------- convert

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from m2l.audio.extensions import WRITE_EXTENSIONS
 from m2l.cli.args import check_device
+from m2l.cli.prefetch import rank_and_world, read_ahead, shard
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import PRESETS
 from m2l.errors import M2LError
@@ -214,8 +215,20 @@ def read_audio(path: Path, downmix: bool) -> tuple[torch.Tensor, int]:
         return load_audio(path, downmix=downmix)
 
 
-def load_codec(args: argparse.Namespace) -> Any:
+def read_for_model(job: Job, downmix: bool, model_rate: int) -> tuple[torch.Tensor, int]:
+    """(the input audio [channels, samples] resampled to `model_rate`, the file's own rate): what
+    a worker process prepares for `Codec.encode_file(wave, model_rate, source_sample_rate=rate)`."""
+    from m2l.audio.io import resample
+
+    wave, rate = read_audio(job.src, downmix)
+    return (wave if rate == model_rate else resample(wave, rate, model_rate)), rate
+
+
+def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     """The codec of the --model, --checkpoint, --device and --window options.
+
+    With `local_device` (a rank of a torchrun job) and no --device, each rank takes the GPU of its
+    LOCAL_RANK when there are GPUs.
 
     Raises:
         M2LError: for a --checkpoint without a preset --model, a missing device or a bad model.
@@ -228,28 +241,40 @@ def load_codec(args: argparse.Namespace) -> Any:
             f"({', '.join(sorted(PRESETS))}), not {args.model!r}"
         )
     check_device(args.device)
+    device = args.device
+    if device is None and local_device:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
     options: dict[str, Any] = {}
     if args.window is not None:
         options["window_seconds"] = args.window
-    return load(args.model, device=args.device, checkpoint=args.checkpoint, **options)
+    return load(args.model, device=device, checkpoint=args.checkpoint, **options)
 
 
 def run_files(
     args: argparse.Namespace,
     jobs: list[Job],
     errors: list[str],
-    work: Callable[[Any, Job], float],
+    work: Callable[[Any, Job, Any], float],
     verb: str,
+    load: Callable[[Any], Callable[[Job], Any]] | None = None,
 ) -> int:
     """Report resolution errors, skip existing outputs, load the model once, run `work` per job.
 
+    Under torchrun (RANK / WORLD_SIZE set) this process does its rank's share of the jobs
+    (`m2l.cli.prefetch.shard`). With `load`, inputs are read ahead in `--workers` processes.
+
     Args:
-        args: the parsed options (--force, --quiet and the model options).
+        args: the parsed options (--force, --skip-existing, --workers, --quiet, the model options).
         jobs: from `resolve_jobs`.
         errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
-        work: does one job with the loaded codec and returns the seconds of audio it covered; its
-            expected errors fail only that job.
+        work: does one job with the loaded codec and what `load` read (None without `load`) and
+            returns the seconds of audio it covered; its expected errors fail only that job.
         verb: past tense for the progress bar and the summary line ("encoded").
+        load: given the loaded codec, the function that reads one job's input for it (run in
+            worker processes, so picklable: a partial of a module-level function).
 
     Returns:
         The exit code: 0 when every job succeeded, else 1.
@@ -258,43 +283,83 @@ def run_files(
         for message in errors:
             error(message)
         return 1
-    failed, audio_s, started = 0, 0.0, time.perf_counter()
-    todo, skipped = [], 0
-    for job in jobs:
-        if not job.dst.exists() or args.force:
-            todo.append(job)
-        elif not getattr(args, "skip_existing", False):
-            error(str(exists_error(job.dst)))
-            failed += 1
-        elif (problem := unfinished_output(job.dst)) is None:
-            skipped += 1
-        else:
-            print(f"{PROG}: warning: {problem}; making it again", file=sys.stderr)
-            todo.append(replace(job, replace=True))
+    rank, world = rank_and_world()
+    jobs = shard(jobs, lambda job: str(job.dst), rank, world)
+    started = time.perf_counter()
+    todo, skipped, failed = _pending(args, jobs)
+    audio_s = 0.0
     if todo:
         try:
-            codec = load_codec(args)
+            codec = load_codec(args, local_device=world > 1)
         except EXPECTED_ERRORS as err:
             error(describe(err))
             return 1
         if not args.quiet:
             print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
-        disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
-        bars = WithinFileBar(codec.progress_unit) if not args.quiet and sys.stderr.isatty() else None
-        codec.progress = bars
-        for job in tqdm(todo, desc=verb, unit="file", file=sys.stderr, disable=disable, dynamic_ncols=True):
+        audio_s, errors_run = _run_jobs(args, codec, todo, work, verb, load)
+        failed += errors_run
+    if not args.quiet:
+        wall_s = time.perf_counter() - started
+        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped)
+        where = f"{PROG}: rank {rank}/{world}: " if world > 1 else f"{PROG}: "
+        print(where + line.removeprefix(f"{PROG}: "), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _run_jobs(
+    args: argparse.Namespace,
+    codec: Any,
+    todo: list[Job],
+    work: Callable[[Any, Job, Any], float],
+    verb: str,
+    load: Callable[[Any], Callable[[Job], Any]] | None,
+) -> tuple[float, int]:
+    """Run `work` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures)."""
+    bars = WithinFileBar(codec.progress_unit) if not args.quiet and sys.stderr.isatty() else None
+    codec.progress = bars
+    workers = getattr(args, "workers", None)
+    workers = (1 if len(todo) > 1 else 0) if workers is None else workers
+    inputs = read_ahead(todo, load(codec), workers) if load else ((job, None, None) for job in todo)
+    disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
+    audio_s, failed, started = 0.0, 0, time.perf_counter()
+    options = {"unit": "file", "file": sys.stderr, "disable": disable, "dynamic_ncols": True}
+    with tqdm(total=len(todo), desc=verb, **options) as bar:
+        for job, value, reason in inputs:
             try:
-                audio_s += work(codec, job)
+                if reason is not None:
+                    raise M2LError(reason)
+                audio_s += work(codec, job, value)
             except EXPECTED_ERRORS as err:
                 error(naming(describe(err), job.src, job.dst))
                 failed += 1
             finally:
                 if bars is not None:
                     bars.close()
-    if not args.quiet:
-        wall_s = time.perf_counter() - started
-        print(summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped), file=sys.stderr)
-    return 1 if failed else 0
+            bar.update()
+            bar.set_postfix_str(_audio_rate(audio_s, time.perf_counter() - started), refresh=False)
+    return audio_s, failed
+
+
+def _pending(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], int, int]:
+    """(jobs to run, finished outputs skipped, jobs refused because their output exists)."""
+    todo, skipped, refused = [], 0, 0
+    for job in jobs:
+        if not job.dst.exists() or args.force:
+            todo.append(job)
+        elif not getattr(args, "skip_existing", False):
+            error(str(exists_error(job.dst)))
+            refused += 1
+        elif (problem := unfinished_output(job.dst)) is None:
+            skipped += 1
+        else:
+            print(f"{PROG}: warning: {problem}; making it again", file=sys.stderr)
+            todo.append(replace(job, replace=True))
+    return todo, skipped, refused
+
+
+def _audio_rate(audio_s: float, wall_s: float) -> str:
+    """The progress bar's postfix: audio hours done and audio hours per second."""
+    return f"{audio_s / 3600:.2f} h audio, {audio_s / 3600 / max(wall_s, 1e-9):.3g} h/s"
 
 
 class WithinFileBar:
