@@ -191,10 +191,15 @@ class Codec(ABC):
         m = self.num_latents(rows.shape[-1], pad)
         return torch.nn.functional.pad(rows.float(), (pad, self.padded_length(m) - pad - rows.shape[-1])), m
 
-    def row_slices(self, count: int) -> Iterator[slice]:
-        """Slices of `count` rows in batches of `batch_size`."""
-        for i in range(0, count, self.batch_size):
-            yield slice(i, min(i + self.batch_size, count))
+    def row_slices(self, count: int, span: int | None = None, budget: int | None = None) -> Iterator[slice]:
+        """Slices of `count` rows in batches of `batch_size` rows, or fewer: when one row's pass
+        covers `span` units, at most `budget` // `span` rows (at least one), so that a stereo
+        file (two rows) takes the memory of a mono one (one window's worth of units per pass)."""
+        per_pass = self.batch_size
+        if span is not None and budget is not None:
+            per_pass = min(per_pass, max(1, budget // max(span, 1)))
+        for i in range(0, count, per_pass):
+            yield slice(i, min(i + per_pass, count))
 
     def progress_counter(self, task: str, total: int) -> Callable[[int], None]:
         """Report `task` at 0 of `total` units to `progress` now; returns `advance(n)`, which

@@ -109,6 +109,12 @@ class Codec1(Codec):
         self.context = context
         self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
 
+    @property
+    def pass_units(self) -> int:
+        """Latents one model pass covers at most (a full window with its context), whatever
+        the number of rows (channels, clips) it is shared by."""
+        return self.window + 2 * self.context
+
     def windows(self, total: int) -> list[Window]:
         """The windows that cover `total` latents."""
         return plan_windows(total, self.window, self.context)
@@ -130,7 +136,7 @@ class Codec1(Codec):
         for win in windows:
             seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
             weight = crossfade_weights(win, m, self.context // 2 or 1)
-            for sl in self.row_slices(rows.shape[0]):
+            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units):
                 spec = to_spectrogram(seg[sl].to(self.device), self.cfg.spectral)
                 z = self.model.encode(spec.to(self.dtype), features=features).float().cpu()
                 if out is None:
@@ -158,7 +164,7 @@ class Codec1(Codec):
         for win in windows:
             weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
             first, last = win.lo * fpl, win.hi * fpl
-            for sl in self.row_slices(rows.shape[0]):
+            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units):
                 ids = range(sl.start, sl.stop)
 
                 def noise(step: int, ids: range = ids, first: int = first, last: int = last) -> torch.Tensor:

@@ -91,8 +91,9 @@ class Codec2(Codec):
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
         parts = []
         advance = self.progress_counter("encoding", m)
-        for c0 in range(0, m, self.chunk_batch):
-            c1 = min(c0 + self.chunk_batch, m)
+        per_pass = max(1, self.chunk_batch // rows.shape[0])  # stereo: the chunks of a mono pass
+        for c0 in range(0, m, per_pass):
+            c1 = min(c0 + per_pass, m)
             seg = rows[..., c0 * self.hop_length : c1 * self.hop_length + tail].to(self.device)
             spec = self.model.spectrogram(seg).unflatten(-1, (c1 - c0, frames))  # [R, C, F, n, T]
             spec = spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)
