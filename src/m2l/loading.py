@@ -18,7 +18,6 @@ from m2l.errors import M2LError
 from m2l.formats import (
     FileKind,
     Kind,
-    LegacyChecksumWarning,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -132,9 +131,7 @@ def load_model(
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
     if name == DEFAULT_NAME:
-        with warnings.catch_warnings():  # package data: its install, not its header, vouches for it
-            warnings.simplefilter("ignore", LegacyChecksumWarning)
-            model, model_id = load_model(default_checkpoint())
+        model, model_id = load_model(default_checkpoint())
         return model, f"{DEFAULT_NAME}:{model_id}"
     path = Path(source)
     if path.is_dir():
