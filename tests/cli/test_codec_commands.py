@@ -442,3 +442,20 @@ def test_torchrun_with_two_ranks_writes_the_same_files_as_one_process(tmp_path, 
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = _latents(tmp_path / "one"), _latents(tmp_path / "two")
     assert list(one) == list(two) and len(one) == 5 and all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_a_run_folder_is_a_model_and_the_command_says_which_checkpoint(tmp_path, capsys):
+    from train_testing import save_micro_state
+
+    run_dir = tmp_path / "runs" / "x"
+    newest = run_dir / "checkpoints" / "step-000000002.safetensors"
+    newest.parent.mkdir(parents=True)
+    save_micro_state(newest, step=2)
+    src = write_tone(tmp_path / "a.wav", seconds=0.3)
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "a.m2l", "--model", run_dir, "--device", "cpu")
+    assert code == 0, err
+    assert f"(the newest checkpoint of run folder {run_dir}: {newest.resolve()})" in err
+    save_micro_state(run_dir / "checkpoints" / "best.safetensors", step=1)
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "b.m2l", "--model", run_dir, "--device", "cpu")
+    assert code == 0 and "(the best checkpoint of run folder" in err, err
+    assert load_latents(tmp_path / "b.m2l").model_source.endswith("best.safetensors")

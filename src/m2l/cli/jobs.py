@@ -295,7 +295,9 @@ def run_files(
             error(describe(err))
             return 1
         if not args.quiet:
-            print(f"{PROG}: model {codec.model_id}", file=sys.stderr)
+            print(
+                f"{PROG}: model {codec.model_id}{_from_run_folder(args.model, codec.source)}", file=sys.stderr
+            )
         audio_s, errors_run = _run_jobs(args, codec, todo, work, verb, load)
         failed += errors_run
     if not args.quiet:
@@ -338,6 +340,14 @@ def _run_jobs(
             bar.update()
             bar.set_postfix_str(_audio_rate(audio_s, time.perf_counter() - started), refresh=False)
     return audio_s, failed
+
+
+def _from_run_folder(model: str | None, source: str) -> str:
+    """ " (the best checkpoint of the run folder: PATH)" when --model named a training run folder."""
+    if model is None or not Path(model).is_dir():
+        return ""
+    which = "best" if Path(source).name == "best.safetensors" else "newest"
+    return f" (the {which} checkpoint of run folder {model}: {source})"
 
 
 def _pending(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], int, int]:
