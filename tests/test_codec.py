@@ -258,3 +258,17 @@ def test_finite_latents_never_decode_to_non_finite_audio(codecs, version):
     with pytest.raises(M2LError, match="non-finite audio.*far outside"):
         codec.decode(torch.full_like(z, 1e30), seed=0)
     assert torch.isfinite(codec.decode(z * 10, seed=0)).all()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_decode_stream_pieces_join_to_exactly_decode(codecs, version):
+    codec = codecs[version]
+    x = torch.randn(2, 3 * codec.seam_spacing + 1234) * 0.1  # several windows / chunks, stereo
+    lf = codec.encode_file(x)
+    whole = codec.decode(lf, seed=3)
+    pieces = list(codec.decode_stream(lf, seed=3))
+    assert len(pieces) > 2  # audio arrives while decoding goes on
+    assert all(p.shape[:-1] == whole.shape[:-1] and p.shape[-1] > 0 for p in pieces)
+    assert torch.equal(torch.cat(pieces, dim=-1), whole)
+    with pytest.raises(M2LError, match="steps must be >= 1"):
+        next(codec.decode_stream(lf, steps=0))

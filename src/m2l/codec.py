@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +69,29 @@ def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expecte
     if not torch.isfinite(z).all():
         raise M2LError("latents: contain NaN or Inf")
     return z
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """`decode`'s checked arguments: model rows [R, ...] (times latent_scale), the lead shape
+    they reshape to, and the span of the padded waveform to return."""
+
+    rows: torch.Tensor
+    lead: tuple[int, ...]
+    source_channels: int | None
+    pad: int
+    length: int
+    steps: int
+    seed: int
+    sigma_cond: float | None
+    largest: float
+
+
+def finished(progressive: Iterator[tuple[torch.Tensor, int]]) -> torch.Tensor:
+    """The waveforms of the last step of a `Codec.decode_steps` iterator (all samples final)."""
+    last = deque(progressive, maxlen=1)
+    assert last, "decode_steps yielded nothing"
+    return last[0][0]
 
 
 def checked_int(value: object, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -370,6 +395,50 @@ class Codec(ABC):
             [channels, samples] or [batch, channels, samples] float32 waveform on the CPU (a
             stereo v2 model gives 2 channels, or 1 for a latent file made from mono audio).
         """
+        plan = self._decode_plan(z, steps, seed, length, left_pad, allow_model_mismatch, sigma_cond)
+        wave = self.decode_rows(plan.rows, steps=plan.steps, seed=plan.seed, sigma_cond=plan.sigma_cond)
+        return self._output(plan, wave[..., plan.pad : plan.pad + plan.length])
+
+    @torch.inference_mode()
+    def decode_stream(
+        self,
+        z: torch.Tensor | np.ndarray | LatentFile,
+        steps: int = 1,
+        seed: int | None = None,
+        length: int | None = None,
+        *,
+        left_pad: int | None = None,
+        allow_model_mismatch: bool = False,
+        sigma_cond: float | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Decode latents piece by piece, for playback while decoding: v1 yields the audio that is
+        final after each window, v2 after each chunk (all rows decoded side by side).
+
+        Arguments are those of `decode`, and so is the result: the pieces [..., n] (the layout of
+        `decode`'s output) joined along the last axis are exactly `decode(...)` with the same
+        seed (a seed must be given for that; a random one is drawn otherwise).
+        """
+        plan = self._decode_plan(z, steps, seed, length, left_pad, allow_model_mismatch, sigma_cond)
+        start, stop, done = plan.pad, plan.pad + plan.length, plan.pad
+        options = {"steps": plan.steps, "seed": plan.seed, "sigma_cond": plan.sigma_cond}
+        for wave, final in self.decode_steps(plan.rows, **options):
+            upto = min(final, stop)
+            if upto > done:
+                yield self._output(plan, wave[..., done:upto].clamp(-1.0, 1.0))
+                done = upto
+        assert done == stop >= start
+
+    def _decode_plan(
+        self,
+        z: torch.Tensor | np.ndarray | LatentFile,
+        steps: int,
+        seed: int | None,
+        length: int | None,
+        left_pad: int | None,
+        allow_model_mismatch: bool,
+        sigma_cond: float | None,
+    ) -> DecodePlan:
+        """Check `decode`'s arguments and lay the latents out as model rows."""
         source_channels = None
         if isinstance(z, LatentFile):
             self.check_latent_file(z, allow_model_mismatch)
@@ -380,15 +449,19 @@ class Codec(ABC):
         z = self.check_latents(z)
         pad, length, seed = self._decode_span(z.shape[self.latent_time_axis], steps, length, left_pad, seed)
         per_row = max(-self.latent_time_axis, -self.latent_channel_axis)  # latent axes of one row
-        lead = z.shape[: z.dim() - per_row]
+        lead = tuple(z.shape[: z.dim() - per_row])
         rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
-        wave = self.decode_rows(rows, steps=steps, seed=seed, sigma_cond=sigma_cond)
+        largest = float(z.abs().max())
+        return DecodePlan(rows, lead, source_channels, pad, length, steps, seed, sigma_cond, largest)
+
+    def _output(self, plan: DecodePlan, wave: torch.Tensor) -> torch.Tensor:
+        """Decoded rows [R, ..., n] -> the caller's layout, refusing non-finite audio."""
         if not torch.isfinite(wave).all():
             raise M2LError(
                 f"latents: decoding gave non-finite audio; their values (largest magnitude "
-                f"{z.abs().max().item():.3g}) are far outside what the model was trained on"
+                f"{plan.largest:.3g}) are far outside what the model was trained on"
             )
-        return self.output_waveform(wave[..., pad : pad + length], tuple(lead), source_channels)
+        return self.output_waveform(wave, plan.lead, plan.source_channels)
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:
         """Refuse latents made by another architecture (or other weights, unless allowed)."""
@@ -428,10 +501,20 @@ class Codec(ABC):
         """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
 
     @abstractmethod
+    def decode_steps(
+        self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
+    ) -> Iterator[tuple[torch.Tensor, int]]:
+        """Decode raw latents (times latent_scale) [R, ...] progressively: yields (the padded
+        waveforms [R, ..., samples] being written, how many leading samples are final), the last
+        time with every sample final. Samples are not clamped."""
+
     def decode_rows(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
     ) -> torch.Tensor:
-        """Raw latents (times latent_scale) [R, ...] -> padded waveforms [R, ..., samples]."""
+        """Raw latents (times latent_scale) [R, ...] -> padded waveforms [R, ..., samples],
+        clamped to [-1, 1]."""
+        wave = finished(self.decode_steps(rows, steps=steps, seed=seed, sigma_cond=sigma_cond))
+        return wave.clamp_(-1.0, 1.0)
 
     @abstractmethod
     def output_waveform(

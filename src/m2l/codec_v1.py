@@ -14,6 +14,7 @@ size, device or batch layout.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -146,10 +147,11 @@ class Codec1(Codec):
         assert out is not None
         return out if features else out / self.cfg.latent_scale
 
-    def decode_rows(
+    def decode_steps(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
-    ) -> torch.Tensor:
-        """Raw latents [rows, dim, frames] -> full padded waveforms [rows, samples] on the CPU.
+    ) -> Iterator[tuple[torch.Tensor, int]]:
+        """Raw latents [rows, dim, frames] -> full padded waveforms [rows, samples] on the CPU,
+        window by window: after each, the samples before the next window's first frame are final.
 
         Noise is a deterministic function of (seed, row, absolute frame position, step), drawn
         on the CPU in tiles of `NOISE_TILE` frames: the same seed gives the same audio whatever
@@ -161,7 +163,7 @@ class Codec1(Codec):
         sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
         windows = self.windows(m)
         advance = self.progress_counter("decoding", len(windows))
-        for win in windows:
+        for k, win in enumerate(windows):
             weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
             first, last = win.lo * fpl, win.hi * fpl
             for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units):
@@ -183,7 +185,8 @@ class Codec1(Codec):
                 frames = spectrogram_to_frames(spec.float(), spc).cpu()
                 overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
             advance(1)
-        return out.clamp_(-1.0, 1.0)
+            later = windows[k + 1].lo * fpl * spc.hop_length if k + 1 < len(windows) else out.shape[-1]
+            yield out, later
 
     def output_waveform(
         self, wave: torch.Tensor, lead: tuple[int, ...], source_channels: int | None

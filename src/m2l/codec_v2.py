@@ -21,13 +21,13 @@ deterministic function of (seed, row, chunk, step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.codec import Codec, checked_int, checked_latents, keyed_randn
+from m2l.codec import Codec, checked_int, checked_latents, finished, keyed_randn
 from m2l.consistency.sampling import renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
@@ -115,24 +115,25 @@ class Codec2(Codec):
             raise M2LError(f"sigma_cond must be in [0, {self.cfg.consistency.sigma_max}], got {sigma_cond}")
         return sigma_cond
 
-    def decode_rows(
+    def decode_steps(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
-    ) -> torch.Tensor:
-        """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples], in
-        batches of `batch_size` rows (progress counts chunks times batches)."""
+    ) -> Iterator[tuple[torch.Tensor, int]]:
+        """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]. Rows
+        that fit one batch (`batch_size`) are decoded side by side and reported chunk by chunk;
+        more rows are decoded batch after batch and reported once, at the end (progress counts
+        chunks times batches)."""
         sigma = self.check_sigma_cond(sigma_cond)
         slices = list(self.row_slices(rows.shape[0]))
         advance = self.progress_counter("decoding", rows.shape[1] * len(slices))
-        return torch.cat(
-            [
-                self.decode_batch(
-                    rows[sl], steps=steps, seed=seed, sigma_cond=sigma, first_row=sl.start, on_chunk=advance
-                )
-                for sl in slices
-            ]
-        )
+        if len(slices) == 1:
+            yield from self.batch_steps(rows, steps=steps, seed=seed, sigma_cond=sigma, on_chunk=advance)
+            return
+        options = {"steps": steps, "seed": seed, "sigma_cond": sigma, "on_chunk": advance}
+        parts = [finished(self.batch_steps(rows[sl], first_row=sl.start, **options)) for sl in slices]
+        whole = torch.cat(parts)
+        yield whole, whole.shape[-1]
 
-    def decode_batch(
+    def batch_steps(
         self,
         rows: torch.Tensor,
         *,
@@ -141,12 +142,14 @@ class Codec2(Codec):
         sigma_cond: float,
         first_row: int = 0,
         on_chunk: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
-        """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels, samples];
-        `on_chunk(1)` is called as each chunk is finished."""
+    ) -> Iterator[tuple[torch.Tensor, int]]:
+        """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels,
+        samples], chunk after chunk: yields (the waveforms, how many leading samples are final)
+        as each chunk is finished, when `on_chunk(1)` is also called."""
         cc = self.cfg.consistency
         r, m = rows.shape[:2]
         out = torch.zeros(r * self.cfg.audio_channels, self.padded_length(m))
+        view = out.view(r, self.cfg.audio_channels, -1)
         levels = karras_sigmas(steps, cc).tolist()
         s_cond = max(sigma_cond, cc.sigma_min)
         prev = prev_feat = None
@@ -161,13 +164,14 @@ class Codec2(Codec):
                 self._emit(out, refined, t - 1)
                 if on_chunk is not None:
                     on_chunk(1)
+                yield view, t * self.cfg.chunk_frames * self.cfg.spectral.hop_length  # chunk t starts there
             prev, prev_feat = est, feat
         left = renoise(prev, self._noise(seed, first_row, r, m - 1, COND_STEP), s_cond, cc.sigma_min)
         sigma = torch.full((r, 1), s_cond, device=self.device)
         self._emit(out, self.model.denoise(left[:, None], sigma, prev_feat)[:, 0], m - 1)
         if on_chunk is not None:
             on_chunk(1)
-        return out.clamp_(-1.0, 1.0).view(r, self.cfg.audio_channels, -1)
+        yield view, out.shape[-1]
 
     def _sample(
         self,
