@@ -57,7 +57,8 @@ def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> No
         default=None if recorded else DEFAULT_MODEL,
         metavar="SOURCE",
         help=f"model: {DEFAULT_MODEL!r} (the model shipped with m2l), 'music2latent' "
-        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, or a "
+        f"(the authors' checkpoint, fetched from the hub), a checkpoint path, a training run folder "
+        f"(its best checkpoint, else its newest), or a "
         f"preset name ({', '.join(sorted(PRESETS))}) (default: {default}{DEFAULT_MODEL})",
     )
     g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
