@@ -200,7 +200,9 @@ def test_cli_train_records_the_resolved_config_and_rejects_bad_input(audio_dirs,
     assert main(["train", "tiny", "--data", str(tmp_path / "none"), "--out", str(run)]) == 1
     err = capsys.readouterr().err
     assert "different config" in err and "nosuch" in err and "not a folder" in err
-    assert all(line.startswith(("m2l: error:", "m2l: warning:")) for line in err.strip().splitlines()), err
+    lines = err.strip().splitlines()
+    assert sum(line.startswith("m2l: trained 2 steps") for line in lines) == 1  # the run's closing line
+    assert all(line.startswith(("m2l: error:", "m2l: warning:", "m2l: trained ")) for line in lines), err
 
 
 def test_bf16_autocast_trains_on_cpu(audio_dirs, tmp_path):
