@@ -88,3 +88,19 @@ def test_pack_copies_manifest_rows_and_warns_about_files_without_one(capsys, tmp
     assert summary.startswith("m2l: packed 4 files")
     copied = [e.manifest for e in read_index(tmp_path / "ds")]
     assert copied == [rows[0], None, rows[1], None]
+
+
+def test_info_describes_a_shard_and_refuses_a_damaged_one(capsys, tmp_path, latents):
+    assert run(capsys, "pack", latents, "-o", tmp_path / "ds", "-q")[0] == 0
+    shard = tmp_path / "ds" / "shard-000000.safetensors"
+    code, out, err = run(capsys, "info", shard, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["type"] == "latent-shard" and info["files"] == 4 and info["units"] == 198
+    assert info["kind"] == "v1" and info["shape"] == [198, 64] and info["model_id"] == "rand@1"
+    code, out, _ = run(capsys, "info", shard)
+    assert code == 0 and "m2l latent dataset shard" in out and "198 latent frames" in out
+    flip_byte(shard)
+    code, _, err = run(capsys, "info", shard)
+    assert code == 1
+    assert_one_line_error(err, str(shard), "does not match its checksum")

@@ -1,7 +1,8 @@
-"""`m2l info PATH... [--json]`: describe .m2l latent files and model checkpoints.
+"""`m2l info PATH... [--json]`: describe .m2l latent files, model checkpoints and shards.
 
 `inspect_path` returns a JSON-able dict for one path (a latent file, an m2l checkpoint, a training
-checkpoint or the authors' checkpoint); `format_info` turns it into text.
+checkpoint, a shard of a packed latent dataset or the authors' checkpoint); `format_info` turns it
+into text.
 """
 
 from __future__ import annotations
@@ -117,6 +118,26 @@ def _training_info(path: Path) -> dict[str, Any]:
     }
 
 
+def _shard_info(path: Path) -> dict[str, Any]:
+    """A shard of a packed latent dataset, its checksum verified (the file is read once)."""
+    from m2l.latents.shards import Shard
+
+    shard = Shard(path)
+    shard.verify()
+    meta = shard.metadata
+    return {
+        "path": str(path),
+        "type": "latent-shard",
+        "format_version": int(meta["version"]),
+        "model_id": meta.get("model_id"),
+        "kind": meta.get("kind"),
+        "files": int(meta.get("files", 0)),
+        "units": shard.units,
+        "shape": list(shard.shape),
+        "sample_rate": int(meta.get("sample_rate", 0)),
+    }
+
+
 def inspect_path(path: Path) -> dict[str, Any]:
     """Describe a `.m2l` latent file or a checkpoint as a JSON-able dict.
 
@@ -124,8 +145,8 @@ def inspect_path(path: Path) -> dict[str, Any]:
         path: a latent file, an m2l checkpoint, a training checkpoint or the authors' checkpoint.
 
     Returns:
-        The description; its "type" is "latents", "checkpoint", "training-checkpoint" or
-        "authors-checkpoint".
+        The description; its "type" is "latents", "checkpoint", "training-checkpoint",
+        "latent-shard" (of a dataset made by `m2l pack`) or "authors-checkpoint".
 
     Raises:
         M2LError: when the path is missing, a directory, or none of these.
@@ -139,6 +160,8 @@ def inspect_path(path: Path) -> dict[str, Any]:
         return _latent_info(path, found.metadata)
     if found.kind is Kind.TRAINING_STATE:
         return _training_info(path)
+    if found.kind is Kind.SAFETENSORS and found.format == "m2l-latent-shard":
+        return _shard_info(path)
     if found.kind is Kind.SAFETENSORS and found.metadata is not None:
         raise M2LError(
             f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
@@ -213,7 +236,17 @@ def _checkpoint_lines(info: dict[str, Any]) -> list[str]:
 
 
 def _other_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A training checkpoint or the authors' checkpoint."""
+    """A training checkpoint, a latent shard or the authors' checkpoint."""
+    if info["type"] == "latent-shard":
+        unit = "latent frames" if info["kind"] == "v1" else "chunks"
+        return [
+            ("type", f"m2l latent dataset shard (version {info['format_version']}, checksum verified)"),
+            ("model id", info["model_id"]),
+            ("kind", info["kind"]),
+            ("files", info["files"]),
+            ("length", f"{info['units']} {unit} (tensor {info['shape']})"),
+            ("sample rate", f"{info['sample_rate']} Hz"),
+        ]
     if info["type"] == "training-checkpoint":
         return [
             ("type", "m2l training checkpoint (m2l.load / --model use its EMA weights)"),
@@ -248,7 +281,7 @@ def format_info(info: dict[str, Any]) -> str:
 
 def add_info(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l info`."""
-    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l latent files or checkpoints")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l files, checkpoints or latent dataset shards")
     p.add_argument("--json", action="store_true", help="print one JSON object per path")
 
 
