@@ -281,7 +281,7 @@ def format_info(info: dict[str, Any]) -> str:
 
 def add_info(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l info`."""
-    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l files, checkpoints or latent dataset shards")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l files, checkpoints, dataset shards")
     p.add_argument("--json", action="store_true", help="print one JSON object per path")
 
 
