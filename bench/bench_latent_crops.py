@@ -12,13 +12,13 @@ holds a crop of 64 frames); speed does not depend on the values.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from child import report
 
 from m2l.formats import LatentFile, load_latents
 from m2l.latents import LatentCropDataset, pack_folder
@@ -90,10 +90,7 @@ def main() -> None:
         }
     result["packed_vs_whole_file"] = result["packed_crops_per_s"] / result["whole_file_crops_per_s"]
     result["folder_vs_whole_file"] = result["folder_crops_per_s"] / result["whole_file_crops_per_s"]
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from child import peak_rss_mb, run_child
+from child import peak_rss_mb, report, run_child
 
 SR = 44100
 
@@ -52,10 +52,7 @@ def main() -> None:
     result = {"seconds": args.seconds, **rows}
     if "peak_rss_mb" in mono and "peak_rss_mb" in stereo:
         result["stereo_over_mono_peak"] = stereo["peak_rss_mb"] / mono["peak_rss_mb"]
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

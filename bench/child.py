@@ -26,3 +26,12 @@ def run_child(script: str, *args: object) -> dict:
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def report(result: dict, out: Path | None) -> None:
+    """Print `result` as JSON and, when `out` is given, write it there too (folders made)."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")

@@ -84,7 +84,6 @@ class DecodePlan:
     steps: int
     seed: int
     sigma_cond: float | None
-    largest: float
 
 
 def finished(progressive: Iterator[tuple[torch.Tensor, int]]) -> torch.Tensor:
@@ -345,7 +344,7 @@ class Codec(ABC):
         """
         wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if source_sample_rate is not None:
-            checked_int(source_sample_rate, "source_sample_rate", 1)
+            rate = checked_int(source_sample_rate, "source_sample_rate", 1)
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
         rows, _ = self.model_rows(wave)
@@ -358,10 +357,7 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra={
-                **self.file_extra(wave),
-                "source_sample_rate": rate if source_sample_rate is None else source_sample_rate,
-            },
+            extra={**self.file_extra(wave), "source_sample_rate": rate},
             model_source=self.source,
         )
 
@@ -451,15 +447,15 @@ class Codec(ABC):
         per_row = max(-self.latent_time_axis, -self.latent_channel_axis)  # latent axes of one row
         lead = tuple(z.shape[: z.dim() - per_row])
         rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
-        largest = float(z.abs().max())
-        return DecodePlan(rows, lead, source_channels, pad, length, steps, seed, sigma_cond, largest)
+        return DecodePlan(rows, lead, source_channels, pad, length, steps, seed, sigma_cond)
 
     def _output(self, plan: DecodePlan, wave: torch.Tensor) -> torch.Tensor:
         """Decoded rows [R, ..., n] -> the caller's layout, refusing non-finite audio."""
         if not torch.isfinite(wave).all():
+            largest = float(plan.rows.abs().max()) / self.cfg.latent_scale  # as the caller gave them
             raise M2LError(
                 f"latents: decoding gave non-finite audio; their values (largest magnitude "
-                f"{plan.largest:.3g}) are far outside what the model was trained on"
+                f"{largest:.3g}) are far outside what the model was trained on"
             )
         return self.output_waveform(wave, plan.lead, plan.source_channels)
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from m2l.audio.extensions import WRITE_EXTENSIONS
 from m2l.cli.args import check_device
 from m2l.cli.prefetch import rank_and_world, read_ahead, shard
-from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
+from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
 from m2l.config import PRESETS
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
@@ -48,11 +48,7 @@ class Job:
 def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]:
     """Regular files under `root` (recursively, sorted) whose lowercase suffix is in `suffixes`;
     FIFOs, sockets, devices and broken or looping links are skipped with a warning line."""
-
-    def warn(line: str) -> None:
-        print(f"{PROG}: warning: {line}", file=sys.stderr)
-
-    return walk_files(root, suffixes, skip=skip, on_skip=warn)
+    return walk_files(root, suffixes, skip=skip, on_skip=warning)
 
 
 def _resolved(path: Path) -> Path:
@@ -302,9 +298,9 @@ def run_files(
         failed += errors_run
     if not args.quiet:
         wall_s = time.perf_counter() - started
-        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped)
-        where = f"{PROG}: rank {rank}/{world}: " if world > 1 else f"{PROG}: "
-        print(where + line.removeprefix(f"{PROG}: "), file=sys.stderr)
+        who = f"rank {rank}/{world}: " if world > 1 else ""
+        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped, who)
+        print(line, file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -362,7 +358,7 @@ def _pending(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], int,
         elif (problem := unfinished_output(job.dst)) is None:
             skipped += 1
         else:
-            print(f"{PROG}: warning: {problem}; making it again", file=sys.stderr)
+            warning(f"{problem}; making it again")
             todo.append(replace(job, replace=True))
     return todo, skipped, refused
 
@@ -423,11 +419,20 @@ def unfinished_output(path: Path) -> str | None:
 
 
 def summary_line(
-    verb: str, total: int, failed: int, audio_s: float, wall_s: float, output: str, skipped: int = 0
+    verb: str,
+    total: int,
+    failed: int,
+    audio_s: float,
+    wall_s: float,
+    output: str,
+    skipped: int = 0,
+    who: str = "",
 ) -> str:
-    """The line every codec command ends with: what was written where, how long, how fast."""
+    """The line every codec command ends with: what was written where, how long, how fast
+    (`who` is "rank R/W: " for one rank of a torchrun job)."""
     files = f"{total - failed - skipped} of {total} file{'s' if total != 1 else ''}"
     tail = f", {skipped} skipped (already done)" if skipped else ""
     tail += f", {failed} failed" if failed else ""
     speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
-    return f"{PROG}: {verb} {files}{tail} into {output}: {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
+    took = f"{audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
+    return f"{PROG}: {who}{verb} {files}{tail} into {output}: {took}"
