@@ -59,16 +59,6 @@ V1_BAD = [
 ]
 
 
-@pytest.mark.parametrize(("key", "value"), V1_BAD)
-def test_v1_fields_are_checked_in_one_line(key, value):
-    data = _as_json("m2l-v1-tiny")
-    data[key] = value
-    with pytest.raises(M2LError) as exc:
-        config_from_dict(data)
-    message = str(exc.value)
-    assert key in message and "\n" not in message and len(message) < 300, message
-
-
 V2_BAD = [
     ("heads", 0),
     ("dim", 10**9),
@@ -84,13 +74,17 @@ V2_BAD = [
 ]
 
 
-@pytest.mark.parametrize(("key", "value"), V2_BAD)
-def test_v2_fields_are_checked_in_one_line(key, value):
-    data = _as_json("m2l2-tiny")
+@pytest.mark.parametrize(
+    ("preset_name", "key", "value"),
+    [("m2l-v1-tiny", *bad) for bad in V1_BAD] + [("m2l2-tiny", *bad) for bad in V2_BAD],
+)
+def test_model_config_fields_are_checked_in_one_line(preset_name, key, value):
+    data = _as_json(preset_name)
     data[key] = value
     with pytest.raises(M2LError) as exc:
         config_from_dict(data)
-    assert key in str(exc.value) and "\n" not in str(exc.value)
+    message = str(exc.value)
+    assert key in message and "\n" not in message and len(message) < 300, message
 
 
 @pytest.mark.parametrize(
