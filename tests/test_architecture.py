@@ -15,7 +15,7 @@ LAYERS = {
     1: ("m2l.audio", "m2l.formats", "m2l.metadata"),
     2: ("m2l.consistency",),
     3: ("m2l.models",),
-    4: ("m2l.codec", "m2l.codec_v1", "m2l.codec_v2"),
+    4: ("m2l.packing", "m2l.codec", "m2l.codec_v1", "m2l.codec_v2"),
     5: ("m2l.loading", "m2l.authors_api"),
     6: (
         "m2l",

@@ -36,6 +36,7 @@ from m2l.audio.io import load_audio, resample, to_waveform
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
+from m2l.packing import EncodePlan, run_batch
 
 MODEL_MISMATCH_MESSAGE = (
     "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
@@ -147,6 +148,8 @@ class Codec(ABC):
         config_hash: identifies the architecture; stored in latent files.
         default_left_pad: samples of padding before the audio unless told otherwise.
         batch_size: rows per model pass.
+        precision: None (the default: the network runs in `dtype`), or torch.bfloat16 /
+            torch.float16: the encoder runs under autocast to it (latents stay float32).
         progress: None (the default: silent), or a `Progress` callback that hears how far one
             `encode`/`encode_file`/`decode` call is: `progress(task, done, total)` with task
             "encoding" or "decoding", first with done = 0, then after every window (v1) or chunk
@@ -196,6 +199,7 @@ class Codec(ABC):
         self.default_left_pad = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
         self.batch_size = checked_int(batch_size, "batch_size", 1)
         self.progress: Progress | None = None
+        self.precision: torch.dtype | None = None
 
     # ----------------------------------------------------------------------------- framing
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
@@ -345,11 +349,20 @@ class Codec(ABC):
         wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if source_sample_rate is not None:
             rate = checked_int(source_sample_rate, "source_sample_rate", 1)
+        rows, _ = self.model_rows(self.checked_clip(wave))
+        return self.latent_file(wave, self.encode_rows(rows), rate)
+
+    def checked_clip(self, wave: torch.Tensor) -> torch.Tensor:
+        """`wave` if it is one clip [channels, samples], else a one-line M2LError."""
         if wave.dim() != 2:
             raise M2LError("encode_file takes one clip [channels, samples], not a batch")
-        rows, _ = self.model_rows(wave)
+        return wave
+
+    def latent_file(self, wave: torch.Tensor, latents: torch.Tensor, source_rate: int) -> LatentFile:
+        """The `LatentFile` of `latents` encoded from `wave` [channels, samples] at the model
+        rate, which came from audio at `source_rate`."""
         return LatentFile(
-            latents=self.encode_rows(rows),
+            latents=latents,
             sample_rate=self.sample_rate,
             length=wave.shape[-1],
             model_id=self.model_id,
@@ -357,7 +370,7 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra={**self.file_extra(wave), "source_sample_rate": rate},
+            extra={**self.file_extra(wave), "source_sample_rate": source_rate},
             model_source=self.source,
         )
 
@@ -491,10 +504,34 @@ class Codec(ABC):
         that an output of R rows reshapes to)."""
 
     @abstractmethod
+    def encode_plan(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> EncodePlan:
+        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.packing`)."""
+
     def encode_rows(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> torch.Tensor:
         """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
+        plan = self.encode_plan(rows, features=features, left_pad=left_pad)
+        advance = self.progress_counter("encoding", plan.total_progress)
+        for one in plan.passes:
+            run_batch(self, [one], features=features)
+            advance(one.progress)
+        return plan.finish()
+
+    def encoder_pass(self, x: torch.Tensor, *, features: bool = False) -> torch.Tensor:
+        """The encoder on a batch of inputs [B, ...] -> float32 outputs on the CPU, under
+        autocast to `precision` when one is set."""
+        if self.precision is None:
+            return self.model.encode(x, features=features).float().cpu()
+        with torch.autocast(self.device.type, dtype=self.precision):
+            return self.model.encode(x, features=features).float().cpu()
+
+    @property
+    @abstractmethod
+    def batch_units(self) -> int:
+        """Units (v1 latent frames, v2 chunks) one batch of `m2l.packing.encode_many` holds."""
 
     @abstractmethod
     def decode_steps(

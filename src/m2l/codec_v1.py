@@ -24,6 +24,7 @@ from m2l.codec import Codec, checked_int, checked_latents, keyed_randn
 from m2l.consistency.sampling import sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
+from m2l.packing import EncodePass, EncodePlan
 
 NOISE_TILE = 64  # frames per noise tile
 
@@ -125,27 +126,46 @@ class Codec1(Codec):
         """[..., channels, samples] -> one mono row per channel [R, samples] + the lead shape."""
         return wave.reshape(-1, wave.shape[-1]), tuple(wave.shape[:-1])
 
-    def encode_rows(
+    def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
-    ) -> torch.Tensor:
-        """[rows, samples] waveforms at the model rate -> [rows, dim, frames] on the CPU."""
+    ) -> EncodePlan:
+        """[rows, samples] waveforms at the model rate -> passes over windows x row slices; the
+        plan finishes to latents [rows, dim, frames] (features [rows, feature_dim, frames])."""
         rows, m = self.pad_rows(rows, left_pad)
-        out: torch.Tensor | None = None
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        windows = self.windows(m)
-        advance = self.progress_counter("encoding", len(windows))
-        for win in windows:
+        out: list[torch.Tensor] = []  # the accumulator, made by the first output placed
+        passes = []
+        for win in self.windows(m):
             seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
             weight = crossfade_weights(win, m, self.context // 2 or 1)
-            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units):
-                spec = to_spectrogram(seg[sl].to(self.device), self.cfg.spectral)
-                z = self.model.encode(spec.to(self.dtype), features=features).float().cpu()
-                if out is None:
-                    out = torch.zeros(rows.shape[0], z.shape[1], m)
-                out[sl, :, win.lo : win.hi] += z * weight
-            advance(1)
-        assert out is not None
-        return out if features else out / self.cfg.latent_scale
+            slices = list(self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units))
+            for sl in slices:
+
+                def make_input(seg: torch.Tensor = seg[sl]) -> torch.Tensor:
+                    return to_spectrogram(seg.to(self.device), self.cfg.spectral).to(self.dtype)
+
+                def place(
+                    z: torch.Tensor, sl: slice = sl, win: Window = win, weight: torch.Tensor = weight
+                ) -> None:
+                    if not out:
+                        out.append(torch.zeros(rows.shape[0], z.shape[1], m))
+                    out[0][sl, :, win.lo : win.hi] += z * weight
+
+                units = (sl.stop - sl.start) * (win.hi - win.lo)
+                last = int(sl == slices[-1])
+                passes.append(
+                    EncodePass((win.hi - win.lo,), sl.stop - sl.start, units, make_input, place, last)
+                )
+
+        def finish() -> torch.Tensor:
+            return out[0] if features else out[0] / self.cfg.latent_scale
+
+        return EncodePlan(passes, finish)
+
+    @property
+    def batch_units(self) -> int:
+        """`batch_size` full windows (with their context) of one row each."""
+        return self.batch_size * self.pass_units
 
     def decode_steps(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None

@@ -31,6 +31,7 @@ from m2l.codec import Codec, checked_int, checked_latents, finished, keyed_randn
 from m2l.consistency.sampling import renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
+from m2l.packing import EncodePass, EncodePlan
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk
 
@@ -83,25 +84,42 @@ class Codec2(Codec):
         wave = wave.expand(*wave.shape[:-2], 2, wave.shape[-1])  # mono -> both channels
         return wave.reshape(-1, 2, wave.shape[-1]), (*wave.shape[:-2], 1)
 
-    def encode_rows(
+    def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
-    ) -> torch.Tensor:
-        """[R, audio_channels, samples] -> latents [R, chunks, K, d] (or features [R, K * dim])."""
+    ) -> EncodePlan:
+        """[R, audio_channels, samples] -> passes over groups of chunks; the plan finishes to
+        latents [R, chunks, K, d] (or features [R, K * dim])."""
         rows, m = self.pad_rows(rows, left_pad)
         tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
-        parts = []
-        advance = self.progress_counter("encoding", m)
-        per_pass = max(1, self.chunk_batch // rows.shape[0])  # stereo: the chunks of a mono pass
+        r = rows.shape[0]
+        parts: dict[int, torch.Tensor] = {}  # first chunk -> [R, chunks, ...]
+        passes = []
+        per_pass = max(1, self.chunk_batch // r)  # stereo: the chunks of a mono pass
         for c0 in range(0, m, per_pass):
             c1 = min(c0 + per_pass, m)
-            seg = rows[..., c0 * self.hop_length : c1 * self.hop_length + tail].to(self.device)
-            spec = self.model.spectrogram(seg).unflatten(-1, (c1 - c0, frames))  # [R, C, F, n, T]
-            spec = spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)
-            z = self.model.encode(spec, features=features).float().cpu()
-            parts.append(z.unflatten(0, (rows.shape[0], c1 - c0)))
-            advance(c1 - c0)
-        z = torch.cat(parts, dim=1)  # [R, chunks, ...]
-        return z.mean(1) if features else z / self.cfg.latent_scale
+            seg = rows[..., c0 * self.hop_length : c1 * self.hop_length + tail]
+
+            def make_input(seg: torch.Tensor = seg, n: int = c1 - c0) -> torch.Tensor:
+                spec = self.model.spectrogram(seg.to(self.device)).unflatten(
+                    -1, (n, frames)
+                )  # [R, C, F, n, T]
+                return spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)
+
+            def place(z: torch.Tensor, c0: int = c0, n: int = c1 - c0) -> None:
+                parts[c0] = z.unflatten(0, (r, n))
+
+            passes.append(EncodePass((), r * (c1 - c0), r * (c1 - c0), make_input, place, c1 - c0))
+
+        def finish() -> torch.Tensor:
+            z = torch.cat([parts[c] for c in sorted(parts)], dim=1)  # [R, chunks, ...]
+            return z.mean(1) if features else z / self.cfg.latent_scale
+
+        return EncodePlan(passes, finish)
+
+    @property
+    def batch_units(self) -> int:
+        """`chunk_batch` chunks (what one pass of a mono clip holds)."""
+        return self.chunk_batch
 
     def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
         """The channel count of the audio (a stereo model decodes mono audio back to mono)."""

@@ -68,6 +68,10 @@ def test_paper_is_the_published_recipe_and_recipe_bundles_apply_before_single_op
     assert fast.weighting == RECIPES["fast"]["weighting"] and fast.spectral_weight == 3.0
     back = apply_overrides(fast, ["recipe=published"])
     assert {k: getattr(back, k) for k in RECIPES["published"]} == RECIPES["published"]
+    for name in ("small", "tiny", "small-v2", "tiny-v2"):  # the CPU presets learn with `fast`
+        cfg = TRAIN_PRESETS[name]()
+        assert cfg.recipe == "fast" and {k: getattr(cfg, k) for k in RECIPES["fast"]} == RECIPES["fast"]
+    assert TRAIN_PRESETS["paper-v2"]().recipe == "published"
     for bad in [
         "recipe=turbo",
         "teacher=ema",

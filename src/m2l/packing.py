@@ -1,0 +1,151 @@
+"""Encoder passes, and packing the passes of several clips into shared batches.
+
+An encode is planned as a list of `EncodePass`es (`Codec.encode_plan`): each pass stacks
+`items` inputs of one shape (v1: one window of latents per channel row; v2: one chunk per row and
+chunk) and puts the encoder's output where it belongs. `Codec.encode` runs one clip's passes one
+after the other; `encode_many` gathers the passes of many clips by input shape (their `key`) and runs them in
+batches of up to `batch_units` units, so short clips and the windows of many files fill a batch
+together. Every item of a batch is computed independently of the others (convolutions, group
+norms and attention all act within one item), so a clip's latents do not depend on what it was
+batched with: `encode_many` gives each clip the latents `Codec.encode_file` gives it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from m2l.errors import M2LError
+
+if TYPE_CHECKING:
+    from m2l.codec import Codec
+    from m2l.formats import LatentFile
+
+K = TypeVar("K")
+
+
+@dataclass
+class EncodePass:
+    """One encoder pass of one clip.
+
+    Attributes:
+        key: passes with equal keys have inputs of one shape and may share a batch.
+        items: inputs this pass stacks.
+        units: cost of the pass (latent frames of all its items for v1, chunks for v2).
+        make_input: () -> the model input [items, *shape] on the codec's device and dtype.
+        place: takes the encoder's output for these items [items, ...] (float32, CPU).
+        progress: units of the clip's progress this pass completes.
+    """
+
+    key: tuple[int, ...]
+    items: int
+    units: int
+    make_input: Callable[[], torch.Tensor]
+    place: Callable[[torch.Tensor], None]
+    progress: int = 1
+
+
+@dataclass
+class EncodePlan:
+    """A clip's encoder passes and `finish()`, which returns its latents once all have run."""
+
+    passes: list[EncodePass]
+    finish: Callable[[], torch.Tensor]
+    total_progress: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total_progress = sum(p.progress for p in self.passes)
+
+
+@dataclass
+class _Open:
+    """A clip whose passes have not all run yet."""
+
+    key: Any
+    wave: torch.Tensor
+    rate: int
+    plan: EncodePlan
+    left: int
+
+
+def run_batch(codec: Codec, passes: list[EncodePass], features: bool = False) -> None:
+    """Run passes of one input shape as one encoder batch and hand each its outputs."""
+    x = passes[0].make_input() if len(passes) == 1 else torch.cat([p.make_input() for p in passes])
+    z = codec.encoder_pass(x, features=features)
+    start = 0
+    for p in passes:
+        p.place(z[start : start + p.items])
+        start += p.items
+
+
+def encode_many(
+    codec: Codec,
+    clips: Iterable[tuple[K, torch.Tensor, int]],
+    *,
+    batch_units: int | None = None,
+    max_open: int | None = None,
+) -> Iterator[tuple[K, LatentFile | M2LError]]:
+    """Encode many clips, batching the passes of different clips together.
+
+    Args:
+        codec: the codec (`m2l.load`).
+        clips: (key, waveform [channels, samples] at the codec's rate, the rate the audio had
+            before it was resampled), consumed lazily.
+        batch_units: most units per batch (default `codec.batch_units`).
+        max_open: most clips in flight (default: 2 * batch_size + 2); when more are open, the
+            passes of the oldest are run in a partial batch, which bounds memory and delay.
+
+    Yields:
+        (key, its `LatentFile`) as clips finish (not necessarily in input order), or
+        (key, M2LError) for a clip that cannot be encoded (the others go on).
+    """
+    capacity = max(1, batch_units or codec.batch_units)
+    limit = max(1, max_open or 2 * codec.batch_size + 2)
+    open_clips: OrderedDict[int, _Open] = OrderedDict()
+    buckets: dict[Hashable, list[tuple[int, EncodePass]]] = {}
+    serial = 0
+    with torch.inference_mode():
+        for key, wave, rate in clips:
+            try:
+                rows, _ = codec.model_rows(codec.checked_clip(wave))
+                plan = codec.encode_plan(rows)
+            except M2LError as err:
+                yield key, err
+                continue
+            serial += 1
+            open_clips[serial] = _Open(key, wave, rate, plan, len(plan.passes))
+            for p in plan.passes:
+                if p.key in buckets and _units(buckets[p.key]) + p.units > capacity:
+                    yield from _run(codec, buckets.pop(p.key), open_clips)
+                buckets.setdefault(p.key, []).append((serial, p))
+                if _units(buckets[p.key]) >= capacity:
+                    yield from _run(codec, buckets.pop(p.key), open_clips)
+            while len(open_clips) > limit:
+                oldest = next(iter(open_clips))
+                shape = next(s for s, b in buckets.items() if any(n == oldest for n, _ in b))
+                yield from _run(codec, buckets.pop(shape), open_clips)
+        while buckets:  # the rest, oldest clip first
+            oldest = next(iter(open_clips))
+            shape = next(s for s, b in buckets.items() if any(n == oldest for n, _ in b))
+            yield from _run(codec, buckets.pop(shape), open_clips)
+
+
+def _units(bucket: list[tuple[int, EncodePass]]) -> int:
+    return sum(p.units for _, p in bucket)
+
+
+def _run(
+    codec: Codec, bucket: list[tuple[int, EncodePass]], open_clips: OrderedDict[int, _Open]
+) -> Iterator[tuple[Any, LatentFile]]:
+    """Run one bucket; yield the clips it finished."""
+    run_batch(codec, [p for _, p in bucket])
+    for serial, _ in bucket:
+        clip = open_clips[serial]
+        clip.left -= 1
+        if clip.left == 0:
+            del open_clips[serial]
+            yield clip.key, codec.latent_file(clip.wave, clip.plan.finish(), clip.rate)
