@@ -459,3 +459,66 @@ def test_a_run_folder_is_a_model_and_the_command_says_which_checkpoint(tmp_path,
     code, _, err = run(capsys, "encode", src, "-o", tmp_path / "b.m2l", "--model", run_dir, "--device", "cpu")
     assert code == 0 and "(the best checkpoint of run folder" in err, err
     assert load_latents(tmp_path / "b.m2l").model_source.endswith("best.safetensors")
+
+
+def test_encode_packs_files_into_shared_batches_and_can_pack_a_dataset(tmp_path, capsys, model, monkeypatch):
+    from m2l import packing
+    from m2l.loading import load
+
+    for i in range(6):  # equal lengths: their windows share encoder batches
+        write_tone(tmp_path / "in" / f"t{i}.wav", seconds=0.5, rate=44100, channels=1 + i % 2)
+    batches = []
+    original = packing.run_batch
+    monkeypatch.setattr(
+        packing, "run_batch", lambda c, p, f=False: (batches.append(len(p)), original(c, p, f))
+    )
+    out, dataset = tmp_path / "out", tmp_path / "dataset"
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model[:-1], "--pack", dataset)
+    assert code == 0, err
+    assert max(batches) > 1 and len(batches) < 9  # 9 rows (mono + stereo) in fewer, shared passes
+    assert "m2l: packed 6 files" in err and (dataset / "index.jsonl").is_file()
+    codec = load(model[1], device="cpu")
+    for path, latents in _latents(out).items():
+        alone = codec.encode_file(tmp_path / "in" / path.replace(".m2l", ".wav")).latents
+        torch.testing.assert_close(latents, alone, rtol=1e-4, atol=1e-5)
+    rows = [json.loads(line) for line in (dataset / "index.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+
+
+def test_pack_needs_a_folder_and_one_process(tmp_path, capsys, model, monkeypatch):
+    write_tone(tmp_path / "a.wav", seconds=0.3)
+    code, _, err = run(
+        capsys, "encode", tmp_path / "a.wav", "-o", tmp_path / "a.m2l", *model, "--pack", tmp_path / "d"
+    )
+    assert code == 1
+    assert_one_line_error(err, "--pack needs an output folder")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code, _, err = run(
+        capsys, "encode", tmp_path / "a.wav", "-o", tmp_path / "o", *model, "--pack", tmp_path / "d"
+    )
+    assert code == 1 and "run `m2l pack OUT -o DATASET_DIR`" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_precision_bf16_autocasts_the_encoder_and_writes_float32_latents(tmp_path, capsys, model):
+    write_tone(tmp_path / "a.wav", seconds=0.6)
+    for precision in ("fp32", "bf16"):
+        code, _, err = run(
+            capsys,
+            "encode",
+            tmp_path / "a.wav",
+            "-o",
+            tmp_path / f"{precision}.m2l",
+            *model,
+            "--precision",
+            precision,
+        )
+        assert code == 0, err
+    full, half = (load_latents(tmp_path / f"{p}.m2l").latents for p in ("fp32", "bf16"))
+    assert half.dtype == torch.float32 and not torch.equal(full, half)
+    assert (half - full).norm() / full.norm() < 0.05
+    code, _, err = run(
+        capsys, "encode", tmp_path / "a.wav", "-o", tmp_path / "x.m2l", *model, "--precision", "fp8"
+    )
+    assert code == 2 and "invalid choice" in err

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,23 +207,98 @@ def add_encode(p: argparse.ArgumentParser) -> None:
     _add_io_options(p, "audio", with_format=False)
     _add_downmix(p)
     _add_workers(p)
+    p.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="auto",
+        help="arithmetic of the encoder network: bf16/fp16 autocast (latents stay float32); "
+        "auto = bf16 on a CUDA GPU that has it, else fp32 (default: auto)",
+    )
+    p.add_argument(
+        "--pack",
+        metavar="DATASET_DIR",
+        help="when every file is encoded, also pack the output folder into a latent dataset "
+        "(as `m2l pack OUT -o DATASET_DIR`; for manifest columns run `m2l pack` yourself)",
+    )
     _add_model_options(p)
+
+
+PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+"""--precision choices -> the torch dtype name the encoder autocasts to (None: no autocast)."""
+
+
+def encoder_precision(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a --precision choice on `device` (None: the model's own dtype)."""
+    import torch
+
+    if choice == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    name = PRECISIONS[choice]
+    return None if name is None else getattr(torch, name)
 
 
 def run_encode(args: argparse.Namespace) -> int:
     """Run `m2l encode`: audio files to .m2l latent files. Returns the exit code."""
-    from m2l.formats import save_latents
-
     suffixes = frozenset({LATENT_SUFFIX})
     jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
+    if args.pack is not None and not errors:
+        errors += _pack_errors(args, jobs)
+    stream = partial(_encode_stream, args)
+    code = run_files(args, jobs, errors, stream, "encoded", _audio_loader(args), streaming=True)
+    if code == 0 and args.pack is not None:
+        from m2l.latents.cli import add_pack, run_pack
 
-    def work(codec: Any, job: Job, loaded: tuple[torch.Tensor, int]) -> float:
-        wave, rate = loaded
-        lf = codec.encode_file(wave, codec.sample_rate, source_sample_rate=rate)
-        save_latents(job.dst, lf, force=args.force or job.replace)
-        return lf.length / lf.sample_rate
+        parser = argparse.ArgumentParser()
+        add_pack(parser)
+        flags = ["--force"] * args.force + ["--quiet"] * args.quiet
+        code = run_pack(parser.parse_args([args.output, "-o", args.pack, *flags]))
+    return code
 
-    return run_files(args, jobs, errors, work, "encoded", load=_audio_loader(args))
+
+def _pack_errors(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
+    """Why --pack cannot be done in this run (an output file, not a folder; several ranks)."""
+    from m2l.cli.prefetch import rank_and_world
+
+    if len(jobs) == 1 and jobs[0].dst == Path(args.output):
+        return [f"{args.output}: --pack needs an output folder, not a file"]
+    if rank_and_world()[1] > 1:
+        return [
+            "--pack runs in one process: under torchrun, run `m2l pack OUT -o DATASET_DIR` after the ranks"
+        ]
+    return []
+
+
+def _encode_stream(
+    args: argparse.Namespace, codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]
+) -> Iterator[tuple[Job, float | BaseException]]:
+    """`m2l encode`'s jobs: the encoder passes of several files share batches
+    (`m2l.packing.encode_many`); each file is written as soon as its last pass has run."""
+    from m2l.formats import save_latents
+    from m2l.packing import encode_many
+
+    codec.precision = encoder_precision(args.precision, codec.device)
+    unreadable: deque[tuple[Job, BaseException]] = deque()
+
+    def clips() -> Iterator[tuple[Job, torch.Tensor, int]]:
+        for job, loaded, reason in inputs:
+            if reason is not None:
+                unreadable.append((job, M2LError(reason)))
+            else:
+                yield job, loaded[0], loaded[1]
+
+    for job, result in encode_many(codec, clips()):
+        while unreadable:
+            yield unreadable.popleft()
+        if isinstance(result, BaseException):
+            yield job, result
+            continue
+        try:
+            save_latents(job.dst, result, force=args.force or job.replace)
+            yield job, result.length / result.sample_rate
+        except EXPECTED_ERRORS as err:
+            yield job, err
+    while unreadable:
+        yield unreadable.popleft()
 
 
 # ----------------------------------------------------------------------------- decode

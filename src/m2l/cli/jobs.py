@@ -249,13 +249,24 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     return load(args.model, device=device, checkpoint=args.checkpoint, **options)
 
 
+Outcome = tuple[Job, "float | BaseException"]
+"""What a job came to: the seconds of audio it covered, or the expected error that failed it."""
+
+Stream = Callable[[Any, Iterator[tuple[Job, Any, "str | None"]]], Iterator[Outcome]]
+"""(codec, (job, what `load` read or None, None or why reading failed) per job) -> one `Outcome`
+per job, in any order: a command that works on several jobs at once (`m2l encode` packs the
+encoder passes of several files into one batch)."""
+
+
 def run_files(
     args: argparse.Namespace,
     jobs: list[Job],
     errors: list[str],
-    work: Callable[[Any, Job, Any], float],
+    work: Callable[[Any, Job, Any], float] | Stream,
     verb: str,
     load: Callable[[Any], Callable[[Job], Any]] | None = None,
+    *,
+    streaming: bool = False,
 ) -> int:
     """Report resolution errors, skip existing outputs, load the model once, run `work` per job.
 
@@ -268,6 +279,7 @@ def run_files(
         errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
         work: does one job with the loaded codec and what `load` read (None without `load`) and
             returns the seconds of audio it covered; its expected errors fail only that job.
+            With `streaming`, a `Stream` instead, which works through all jobs.
         verb: past tense for the progress bar and the summary line ("encoded").
         load: given the loaded codec, the function that reads one job's input for it (run in
             worker processes, so picklable: a partial of a module-level function).
@@ -294,7 +306,8 @@ def run_files(
             print(
                 f"{PROG}: model {codec.model_id}{_from_run_folder(args.model, codec.source)}", file=sys.stderr
             )
-        audio_s, errors_run = _run_jobs(args, codec, todo, work, verb, load)
+        stream = work if streaming else one_at_a_time(work)  # type: ignore[arg-type]
+        audio_s, errors_run = _run_jobs(args, codec, todo, stream, verb, load)
         failed += errors_run
     if not args.quiet:
         wall_s = time.perf_counter() - started
@@ -304,15 +317,30 @@ def run_files(
     return 1 if failed else 0
 
 
+def one_at_a_time(work: Callable[[Any, Job, Any], float]) -> Stream:
+    """The `Stream` that runs `work(codec, job, loaded)` per job, in order."""
+
+    def stream(codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]) -> Iterator[Outcome]:
+        for job, value, reason in inputs:
+            try:
+                if reason is not None:
+                    raise M2LError(reason)
+                yield job, work(codec, job, value)
+            except EXPECTED_ERRORS as err:
+                yield job, err
+
+    return stream
+
+
 def _run_jobs(
     args: argparse.Namespace,
     codec: Any,
     todo: list[Job],
-    work: Callable[[Any, Job, Any], float],
+    stream: Stream,
     verb: str,
     load: Callable[[Any], Callable[[Job], Any]] | None,
 ) -> tuple[float, int]:
-    """Run `work` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures)."""
+    """Run `stream` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures)."""
     bars = WithinFileBar(codec.progress_unit) if not args.quiet and sys.stderr.isatty() else None
     codec.progress = bars
     workers = getattr(args, "workers", None)
@@ -322,17 +350,14 @@ def _run_jobs(
     audio_s, failed, started = 0.0, 0, time.perf_counter()
     options = {"unit": "file", "file": sys.stderr, "disable": disable, "dynamic_ncols": True}
     with tqdm(total=len(todo), desc=verb, **options) as bar:
-        for job, value, reason in inputs:
-            try:
-                if reason is not None:
-                    raise M2LError(reason)
-                audio_s += work(codec, job, value)
-            except EXPECTED_ERRORS as err:
-                error(naming(describe(err), job.src, job.dst))
+        for job, outcome in stream(codec, inputs):
+            if bars is not None:
+                bars.close()
+            if isinstance(outcome, BaseException):
+                error(naming(describe(outcome), job.src, job.dst))
                 failed += 1
-            finally:
-                if bars is not None:
-                    bars.close()
+            else:
+                audio_s += outcome
             bar.update()
             bar.set_postfix_str(_audio_rate(audio_s, time.perf_counter() - started), refresh=False)
     return audio_s, failed

@@ -1,0 +1,110 @@
+"""Packing the encoder passes of many clips into shared batches (`m2l.packing.encode_many`)."""
+
+import pytest
+import torch
+from m2l_testing import MICRO, MICRO2, random_model
+
+from m2l import packing
+from m2l.errors import M2LError
+from m2l.loading import make_codec
+from m2l.packing import encode_many
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    return {
+        "v1": make_codec(random_model(MICRO), model_id="v1@test", device="cpu", window_seconds=1.0),
+        "v2": make_codec(random_model(MICRO2), model_id="v2@test", device="cpu", chunk_batch=3),
+    }
+
+
+def clips(seed: int = 0) -> list[tuple[str, torch.Tensor, int]]:
+    """Mono and stereo clips of lengths from a fraction of a window to several windows."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = [9000, 44100 * 3 + 123, 30000, 9000, 44100 * 2, 70000, 30000]
+    return [
+        (f"clip{i}", torch.randn(1 + i % 2, n, generator=gen) * 0.1, 22050 + i) for i, n in enumerate(lengths)
+    ]
+
+
+def spy_batches(codec, monkeypatch) -> list[int]:
+    """Record the batch size of every encoder pass."""
+    sizes: list[int] = []
+    original = codec.encoder_pass
+
+    def recording(x, *, features=False):
+        sizes.append(x.shape[0])
+        return original(x, features=features)
+
+    monkeypatch.setattr(codec, "encoder_pass", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_packed_clips_get_the_latents_of_one_clip_at_a_time(codecs, version, monkeypatch):
+    codec = codecs[version]
+    data = clips()
+    alone = {key: codec.encode_file(wave, source_sample_rate=rate) for key, wave, rate in data}
+    sizes = spy_batches(codec, monkeypatch)
+    packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=3))
+    assert sorted(packed) == sorted(alone)
+    for key, lf in packed.items():
+        ref = alone[key]
+        assert lf.latents.dtype == torch.float32 and lf.latents.shape == ref.latents.shape
+        torch.testing.assert_close(
+            lf.latents, ref.latents, rtol=1e-4, atol=1e-5
+        )  # batched kernels round differently
+        assert (lf.length, lf.extra, lf.model_id) == (ref.length, ref.extra, ref.model_id)
+    # several clips really shared batches: fewer, larger passes than one clip at a time
+    plans = [codec.encode_plan(codec.model_rows(wave)[0]) for _, wave, _ in data]
+    assert len(sizes) < sum(len(p.passes) for p in plans)
+    assert max(sizes) > max(p.items for plan in plans for p in plan.passes)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_batches_stay_within_the_unit_budget_and_clips_in_flight_are_bounded(codecs, version, monkeypatch):
+    codec = codecs[version]
+    batches, finished, pulled = [], [], []
+    original = packing.run_batch
+
+    def recording(codec, passes, features=False):
+        batches.append([p.units for p in passes])
+        return original(codec, passes, features)
+
+    monkeypatch.setattr(packing, "run_batch", recording)
+
+    def source():
+        for item in clips() * 2:
+            pulled.append(item[0])
+            yield item
+
+    budget = 2 * codec.batch_units
+    for key, _ in encode_many(codec, source(), batch_units=budget, max_open=2):
+        finished.append(key)
+        assert len(pulled) - len(finished) <= 3  # at most max_open open, plus the one being added
+    assert len(finished) == 14
+    assert all(sum(units) <= budget for units in batches)
+    assert any(len(units) > 1 for units in batches)
+
+
+def test_a_clip_that_cannot_be_encoded_fails_alone(codecs):
+    codec = codecs["v2"]
+    data = [("good", torch.randn(1, 20000) * 0.1, 44100), ("bad", torch.randn(3, 20000), 44100)]
+    data += [("batch", torch.randn(2, 1, 20000), 44100), ("also good", torch.randn(2, 9000) * 0.1, 8000)]
+    out = dict(encode_many(codec, iter(data)))
+    assert isinstance(out["bad"], M2LError) and "3 channels" in str(out["bad"])
+    assert isinstance(out["batch"], M2LError) and "one clip" in str(out["batch"])
+    assert out["good"].latents.shape[0] == 1 and out["also good"].latents.shape[0] == 2
+    assert out["also good"].extra["source_sample_rate"] == 8000
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bf16_autocast_runs_the_encoder_in_bf16_and_returns_float32_latents(codecs, version, monkeypatch):
+    codec = codecs[version]
+    wave = torch.randn(1, 50000) * 0.1
+    ref = codec.encode(wave)
+    monkeypatch.setattr(codec, "precision", torch.bfloat16)
+    z = codec.encode(wave)
+    assert z.dtype == torch.float32 and z.shape == ref.shape
+    assert not torch.equal(z, ref)  # bf16 arithmetic really ran
+    assert (z - ref).norm() / ref.norm() < 0.05
