@@ -164,8 +164,10 @@ class Codec1(Codec):
 
     @property
     def batch_units(self) -> int:
-        """`batch_size` full windows (with their context) of one row each."""
-        return self.batch_size * self.pass_units
+        """`batch_size` full windows (with their context) of one row each on a GPU; one on the
+        CPU, where a batch of several windows is no faster than one after the other and holds
+        more memory (BENCHMARKS.md, corpus encoding)."""
+        return self.pass_units * (1 if self.device.type == "cpu" else self.batch_size)
 
     def decode_steps(
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None

@@ -1,0 +1,164 @@
+"""Corpus benchmark: encoding a folder of mixed audio with m2l vs a loop over the authors' package.
+
+One run makes a corpus (FILES files of 2-60 s, rates 22.05/32/44.1/48 kHz, mono and stereo,
+WAV and FLAC; seeded), then times each case in a fresh child process on identical random weights
+of the released-size v1 network, saved in the authors' checkpoint format:
+
+- authors: for each file, soundfile read + soxr resample to 44.1 kHz (their package does not
+  resample) + `EncoderDecoder.encode` + `np.save` of the latents;
+- m2l-one-at-a-time: for each file, `codec.encode_file(path)` + `save_latents` (m2l's API, one
+  file after the other, reading in the same process);
+- m2l-corpus: `m2l encode CORPUS -o OUT` (worker read-ahead, passes of several files in shared
+  batches, outputs written as they finish); also with `--precision bf16`;
+- network: the encoder alone on the same audio already decoded and resampled in memory
+  (`m2l.packing.encode_many` with no reading or writing): the throughput I/O could at best hide
+  behind.
+
+    python bench/bench_corpus.py --files 200 --out bench/out/corpus.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from bench_codec import make_checkpoint
+from child import peak_rss_mb, report, run_child
+
+RATES = (22050, 32000, 44100, 48000)
+CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
+
+
+def make_corpus(folder: Path, files: int, seed: int = 0) -> float:
+    """Write `files` music-like clips (harmonic notes + a little noise); returns their seconds."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for i in range(files):
+        seconds, rate, channels = rng.uniform(2, 60), RATES[i % 4], 1 + (i // 4) % 2
+        t = np.arange(int(seconds * rate)) / rate
+        notes = 110 * 2 ** (rng.integers(0, 36, size=8) / 12)
+        wave = sum(0.1 / k * np.sin(2 * np.pi * f * k * t) for f in notes[:4] for k in (1, 2, 3))
+        wave = wave * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+        data = np.stack([wave + 0.01 * rng.standard_normal(t.size) for _ in range(channels)], axis=1)
+        path = folder / f"d{i % 7}" / f"clip{i:03d}.{'flac' if i % 3 == 0 else 'wav'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, (0.5 * data / np.abs(data).max()).astype(np.float32), rate)
+        total += t.size / rate
+    return total
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".wav", ".flac"))
+
+
+def child(case: str, corpus: str, ckpt: str, out: str) -> dict:
+    """Runs in a subprocess: one case over the whole corpus, timed."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    files, out_dir = audio_files(Path(corpus)), Path(out)
+    start = time.perf_counter()
+    if case == "authors":
+        import music2latent.inference as inf
+        import soxr
+
+        inf.download_model = lambda: None
+        ed = inf.EncoderDecoder(ckpt, device="cpu")
+        start = time.perf_counter()
+        for path in files:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+            if rate != 44100:
+                audio = soxr.resample(audio, rate, 44100)
+            audio = np.ascontiguousarray(audio.T)  # [channels, samples]: what their encode takes
+            z = ed.encode(audio[0] if audio.shape[0] == 1 else audio)
+            target = out_dir / path.relative_to(corpus).with_suffix(".npy")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, np.asarray(z.cpu() if hasattr(z, "cpu") else z))
+    elif case == "m2l-one-at-a-time":
+        import m2l
+        from m2l.formats import save_latents
+
+        codec = m2l.load(ckpt, device="cpu")
+        start = time.perf_counter()
+        for path in files:
+            target = out_dir / path.relative_to(corpus).with_suffix(".m2l")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_latents(target, codec.encode_file(path))
+    elif case.startswith("m2l-corpus"):
+        from m2l.cli import main
+
+        extra = ["--precision", "bf16"] if case.endswith("bf16") else []
+        code = main(["encode", corpus, "-o", out, "--model", ckpt, "--device", "cpu", "--quiet", *extra])
+        assert code == 0
+    else:  # network
+        import m2l
+        from m2l.audio.io import load_audio, resample
+        from m2l.packing import encode_many
+
+        codec = m2l.load(ckpt, device="cpu")
+        clips = []
+        for path in files:
+            wave, rate = load_audio(path)
+            clips.append((path, resample(wave, rate, codec.sample_rate), rate))
+        start = time.perf_counter()
+        assert len(list(encode_many(codec, iter(clips)))) == len(files)
+    return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    ap.add_argument("--out", type=Path, default=Path("bench/out/corpus.json"))
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    work = args.out.parent / "corpus_work"
+    ckpt = args.out.parent / "random_authors.pt"
+    if not ckpt.exists():
+        make_checkpoint(ckpt)
+    corpus = work / f"corpus-{args.files}"
+    if not corpus.exists():
+        seconds = make_corpus(corpus, args.files)
+    else:
+        seconds = sum(sf.info(p).duration for p in audio_files(corpus))
+    results = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "files": args.files,
+        "audio_s": seconds,
+        "cases": [],
+    }
+    print(f"{args.files} files, {seconds / 60:.1f} min of audio", file=sys.stderr, flush=True)
+    for case in args.cases:
+        out = work / f"out-{case}"
+        if out.exists():
+            for p in sorted(out.rglob("*"), reverse=True):
+                p.rmdir() if p.is_dir() else p.unlink()
+        r = run_child(__file__, case, corpus, ckpt, out)
+        r["case"] = case
+        if "wall_s" in r:
+            r["audio_s_per_s"] = seconds / r["wall_s"]
+        results["cases"].append(r)
+        print(json.dumps(r), file=sys.stderr, flush=True)
+    walls = {c["case"]: c.get("wall_s") for c in results["cases"]}
+    if walls.get("m2l-corpus"):
+        results["ratios"] = {
+            f"m2l-corpus vs {k}": v / walls["m2l-corpus"] for k, v in walls.items() if v and k != "m2l-corpus"
+        }
+    report(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
