@@ -5,6 +5,7 @@ script does every case, alternating implementations. Reports wall time, real-tim
 peak RSS, and achieved FLOP/s as a fraction of this machine's measured fp32 matmul rate.
 
     python bench/bench_codec.py --seconds 10 60 --out bench/out/codec.json
+    python bench/bench_codec.py --profile 5 --out bench/out/codec.json   # operator shares
 """
 
 from __future__ import annotations
@@ -89,12 +90,30 @@ def count_flops(op: str, seconds: float, ckpt: str) -> float:
     return float(counter.get_total_flops())
 
 
+def profile(seconds: float, ckpt: str) -> dict:
+    """Share of a warm m2l encode's CPU time per operator (torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    import m2l
+
+    codec = m2l.load(ckpt, device="cpu")
+    x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
+    codec.encode(x)  # warm up
+    with profiler(activities=[ProfilerActivity.CPU]) as prof:
+        codec.encode(x)
+    ops = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in ops)
+    return {k: round(t / total, 3) for k, t in sorted(ops, key=lambda kv: -kv[1])[:8]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
     ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
     ap.add_argument("--impls", nargs="+", default=["authors", "m2l"])
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
+    ap.add_argument("--profile", type=float, metavar="SECONDS", help="only profile one m2l encode")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -105,6 +124,9 @@ def main() -> None:
     ckpt = args.out.parent / "random_authors.pt"
     if not ckpt.exists():
         make_checkpoint(ckpt)
+    if args.profile:
+        print(json.dumps(profile(args.profile, str(ckpt)), indent=1))
+        return
     rate = matmul_rate()
     results = {
         "torch": torch.__version__,

@@ -15,6 +15,7 @@ of the released-size v1 network, saved in the authors' checkpoint format:
   behind.
 
     python bench/bench_corpus.py --files 200 --out bench/out/corpus.json
+    python bench/bench_corpus.py --window-batches --out bench/out/window_batches.json
 """
 
 from __future__ import annotations
@@ -112,15 +113,67 @@ def child(case: str, corpus: str, ckpt: str, out: str) -> dict:
     return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
+def compare_outputs(work: Path) -> dict:
+    """How far the corpus encoder's latents are from one-file-at-a-time (max abs difference)
+    and bf16 autocast's from fp32 (relative L2 per file, mean and max)."""
+    from m2l.formats import load_latents
+
+    def latents(case: str) -> dict[str, torch.Tensor]:
+        out = work / f"out-{case}"
+        return {p.relative_to(out).as_posix(): load_latents(p).latents for p in sorted(out.rglob("*.m2l"))}
+
+    alone, packed, half = (latents(c) for c in ("m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16"))
+    result: dict = {}
+    if alone and packed.keys() == alone.keys():
+        result["corpus_vs_one_at_a_time_max_abs"] = max(
+            (packed[k] - alone[k]).abs().max().item() for k in alone
+        )
+    if half and packed.keys() == half.keys():
+        rel = [((half[k] - packed[k]).norm() / packed[k].norm()).item() for k in packed]
+        result["bf16_vs_fp32_relative_l2"] = {"mean": sum(rel) / len(rel), "max": max(rel)}
+    return result
+
+
+def window_batches(ckpt: str, repeats: int = 2) -> dict:
+    """Seconds for 4 full windows of the released-size encoder as one batch of 4, two of 2 and
+    four of 1 (same inputs, best of `repeats`): is packing several windows worth it here?"""
+    import m2l
+    from m2l.audio.spectral import to_spectrogram
+
+    codec = m2l.load(ckpt, device="cpu")
+    spc = codec.cfg.spectral
+    x = torch.randn(4, codec.pass_units * codec.hop_length + spc.n_fft - spc.hop_length) * 0.1
+    with torch.inference_mode():
+        spec = to_spectrogram(x, spc)
+        codec.encoder_pass(spec[:1])  # warm up
+        best: dict[str, float] = {}
+        for _ in range(repeats):
+            for size in (4, 2, 1):
+                start = time.perf_counter()
+                for i in range(0, 4, size):
+                    codec.encoder_pass(spec[i : i + size])
+                wall = time.perf_counter() - start
+                best[f"batches of {size}"] = min(best.get(f"batches of {size}", wall), wall)
+    return {"threads": torch.get_num_threads(), "seconds_for_4_windows": best}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--out", type=Path, default=Path("bench/out/corpus.json"))
+    ap.add_argument("--window-batches", action="store_true", help="only time window batches of 4, 2, 1")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
+        return
+    if args.window_batches:
+        ckpt = args.out.parent / "random_authors.pt"
+        if not ckpt.exists():
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            make_checkpoint(ckpt)
+        report(window_batches(str(ckpt)), args.out)
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = args.out.parent / "corpus_work"
@@ -157,6 +210,7 @@ def main() -> None:
         results["ratios"] = {
             f"m2l-corpus vs {k}": v / walls["m2l-corpus"] for k, v in walls.items() if v and k != "m2l-corpus"
         }
+    results["latents"] = compare_outputs(work)
     report(results, args.out)
 
 
