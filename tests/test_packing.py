@@ -82,6 +82,7 @@ def test_batches_stay_within_the_unit_budget_and_clips_in_flight_are_bounded(cod
     for key, _ in encode_many(codec, source(), batch_units=budget, max_open=2):
         finished.append(key)
         assert len(pulled) - len(finished) <= 3  # at most max_open open, plus the one being added
+        assert not torch.is_inference_mode_enabled()  # autograd is off only inside batches
     assert len(finished) == 14
     assert all(sum(units) <= budget for units in batches)
     assert any(len(units) > 1 for units in batches)

@@ -72,6 +72,7 @@ class _Open:
     left: int
 
 
+@torch.inference_mode()
 def run_batch(codec: Codec, passes: list[EncodePass], features: bool = False) -> None:
     """Run passes of one input shape as one encoder batch and hand each its outputs."""
     x = passes[0].make_input() if len(passes) == 1 else torch.cat([p.make_input() for p in passes])
@@ -101,37 +102,42 @@ def encode_many(
 
     Yields:
         (key, its `LatentFile`) as clips finish (not necessarily in input order), or
-        (key, M2LError) for a clip that cannot be encoded (the others go on).
+        (key, M2LError) for a clip that cannot be encoded (the others go on). Autograd is
+        off inside each batch only, never across a yield.
     """
     capacity = max(1, batch_units or codec.batch_units)
     limit = max(1, max_open or 2 * codec.batch_size + 2)
     open_clips: OrderedDict[int, _Open] = OrderedDict()
     buckets: dict[Hashable, list[tuple[int, EncodePass]]] = {}
     serial = 0
-    with torch.inference_mode():
-        for key, wave, rate in clips:
-            try:
-                rows, _ = codec.model_rows(codec.checked_clip(wave))
-                plan = codec.encode_plan(rows)
-            except M2LError as err:
-                yield key, err
-                continue
-            serial += 1
-            open_clips[serial] = _Open(key, wave, rate, plan, len(plan.passes))
-            for p in plan.passes:
-                if p.key in buckets and _units(buckets[p.key]) + p.units > capacity:
-                    yield from _run(codec, buckets.pop(p.key), open_clips)
-                buckets.setdefault(p.key, []).append((serial, p))
-                if _units(buckets[p.key]) >= capacity:
-                    yield from _run(codec, buckets.pop(p.key), open_clips)
-            while len(open_clips) > limit:
-                oldest = next(iter(open_clips))
-                shape = next(s for s, b in buckets.items() if any(n == oldest for n, _ in b))
-                yield from _run(codec, buckets.pop(shape), open_clips)
-        while buckets:  # the rest, oldest clip first
-            oldest = next(iter(open_clips))
-            shape = next(s for s, b in buckets.items() if any(n == oldest for n, _ in b))
-            yield from _run(codec, buckets.pop(shape), open_clips)
+    for key, wave, rate in clips:
+        try:
+            rows, _ = codec.model_rows(codec.checked_clip(wave))
+            plan = codec.encode_plan(rows)
+        except M2LError as err:
+            yield key, err
+            continue
+        serial += 1
+        open_clips[serial] = _Open(key, wave, rate, plan, len(plan.passes))
+        for p in plan.passes:
+            if p.key in buckets and _units(buckets[p.key]) + p.units > capacity:
+                yield from _run(codec, buckets.pop(p.key), open_clips)
+            buckets.setdefault(p.key, []).append((serial, p))
+            if _units(buckets[p.key]) >= capacity:
+                yield from _run(codec, buckets.pop(p.key), open_clips)
+        while len(open_clips) > limit:
+            yield from _run(codec, _oldest_bucket(buckets, open_clips), open_clips)
+    while buckets:  # the rest, oldest clip first
+        yield from _run(codec, _oldest_bucket(buckets, open_clips), open_clips)
+
+
+def _oldest_bucket(
+    buckets: dict[Hashable, list[tuple[int, EncodePass]]], open_clips: OrderedDict[int, _Open]
+) -> list[tuple[int, EncodePass]]:
+    """Take out the bucket that holds a pass of the oldest open clip."""
+    oldest = next(iter(open_clips))
+    key = next(k for k, bucket in buckets.items() if any(n == oldest for n, _ in bucket))
+    return buckets.pop(key)
 
 
 def _units(bucket: list[tuple[int, EncodePass]]) -> int:
