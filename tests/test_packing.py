@@ -51,9 +51,9 @@ def test_packed_clips_get_the_latents_of_one_clip_at_a_time(codecs, version, mon
     for key, lf in packed.items():
         ref = alone[key]
         assert lf.latents.dtype == torch.float32 and lf.latents.shape == ref.latents.shape
-        torch.testing.assert_close(
-            lf.latents, ref.latents, rtol=1e-4, atol=1e-5
-        )  # batched kernels round differently
+        # equal up to rounding: batched (multi-threaded) kernels may sum in another order
+        error = ((lf.latents - ref.latents).norm() / ref.latents.norm()).item()
+        assert error < 1e-4, (key, error)
         assert (lf.length, lf.extra, lf.model_id) == (ref.length, ref.extra, ref.model_id)
     # several clips really shared batches: fewer, larger passes than one clip at a time
     plans = [codec.encode_plan(codec.model_rows(wave)[0]) for _, wave, _ in data]
