@@ -64,6 +64,8 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
         import m2l
 
         codec = m2l.load(ckpt, device="cpu")
+        if impl == "m2l-bf16":  # bf16 autocast (`--precision bf16`): not the authors' arithmetic
+            codec.precision = torch.bfloat16
         encode, decode = (lambda: codec.encode(x)), (lambda z: codec.decode(z, seed=0))
     z = encode() if op == "decode" else None
     start = time.perf_counter()
@@ -111,7 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
     ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
-    ap.add_argument("--impls", nargs="+", default=["authors", "m2l"])
+    ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=["authors", "m2l", "m2l-bf16"])
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
     ap.add_argument("--profile", type=float, metavar="SECONDS", help="only profile one m2l encode")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)

@@ -272,3 +272,27 @@ def test_decode_stream_pieces_join_to_exactly_decode(codecs, version):
     assert torch.equal(torch.cat(pieces, dim=-1), whole)
     with pytest.raises(M2LError, match="steps must be >= 1"):
         next(codec.decode_stream(lf, steps=0))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bf16_autocast_runs_the_encoder_in_bf16_and_returns_float32_latents(codecs, version, monkeypatch):
+    codec = codecs[version]
+    wave = torch.randn(1, 50000) * 0.1
+    ref = codec.encode(wave)
+    monkeypatch.setattr(codec, "precision", torch.bfloat16)
+    z = codec.encode(wave)
+    assert z.dtype == torch.float32 and z.shape == ref.shape
+    assert not torch.equal(z, ref)  # bf16 arithmetic really ran
+    assert (z - ref).norm() / ref.norm() < 0.05
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bf16_autocast_decodes_close_to_fp32(codecs, version, monkeypatch):
+    codec = codecs[version]
+    z = codec.encode(torch.randn(1, 50000) * 0.1)
+    ref = codec.decode(z, seed=3)
+    monkeypatch.setattr(codec, "precision", torch.bfloat16)
+    out = codec.decode(z, seed=3)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert not torch.equal(out, ref)  # bf16 arithmetic really ran
+    assert (out - ref).norm() / ref.norm() < 0.05

@@ -22,6 +22,7 @@ for v2; at least 1). Decoding overlap-adds the frames and cuts [left_pad, left_p
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from abc import ABC, abstractmethod
 from collections import deque
@@ -148,8 +149,9 @@ class Codec(ABC):
         config_hash: identifies the architecture; stored in latent files.
         default_left_pad: samples of padding before the audio unless told otherwise.
         batch_size: rows per model pass.
-        precision: None (the default: the network runs in `dtype`), or torch.bfloat16 /
-            torch.float16: the encoder runs under autocast to it (latents stay float32).
+        precision: None (the default: the networks run in `dtype`), or torch.bfloat16 /
+            torch.float16: the encoder and decoder run under autocast to it (latents and
+            audio stay float32).
         progress: None (the default: silent), or a `Progress` callback that hears how far one
             `encode`/`encode_file`/`decode` call is: `progress(task, done, total)` with task
             "encoding" or "decoding", first with done = 0, then after every window (v1) or chunk
@@ -523,10 +525,15 @@ class Codec(ABC):
     def encoder_pass(self, x: torch.Tensor, *, features: bool = False) -> torch.Tensor:
         """The encoder on a batch of inputs [B, ...] -> float32 outputs on the CPU, under
         autocast to `precision` when one is set."""
+        with self.autocast():
+            return self.model.encode(x, features=features).float().cpu()
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context the networks run in: autocast to `precision`, or nothing when None.
+        Entered around each network call, never across a yield."""
         if self.precision is None:
-            return self.model.encode(x, features=features).float().cpu()
-        with torch.autocast(self.device.type, dtype=self.precision):
-            return self.model.encode(x, features=features).float().cpu()
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision)
 
     @property
     @abstractmethod

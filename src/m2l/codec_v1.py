@@ -196,14 +196,17 @@ class Codec1(Codec):
                         [tile_noise(seed, r, first, last, step, (2, spc.freq_bins)) for r in ids]
                     ).to(self.device, self.dtype)
 
-                pyramid = self.model.decode_features(rows[sl, :, win.lo : win.hi].to(self.device, self.dtype))
-                spec = sample_multistep(
-                    lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
-                    noise(0),
-                    self.cfg.consistency,
-                    sigmas=sigmas,
-                    noise_source=lambda i, f=noise: f(i + 1),
-                )
+                with self.autocast():
+                    pyramid = self.model.decode_features(
+                        rows[sl, :, win.lo : win.hi].to(self.device, self.dtype)
+                    )
+                    spec = sample_multistep(
+                        lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
+                        noise(0),
+                        self.cfg.consistency,
+                        sigmas=sigmas,
+                        noise_source=lambda i, f=noise: f(i + 1),
+                    )
                 frames = spectrogram_to_frames(spec.float(), spc).cpu()
                 overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
             advance(1)

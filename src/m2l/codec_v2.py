@@ -172,7 +172,8 @@ class Codec2(Codec):
         s_cond = max(sigma_cond, cc.sigma_min)
         prev = prev_feat = None
         for t in range(m):
-            feat = self.model.decode_features(rows[:, t].to(self.device, self.dtype))
+            with self.autocast():
+                feat = self.model.decode_features(rows[:, t].to(self.device, self.dtype))
             if prev is None:
                 est, _ = self._sample(None, feat, levels, s_cond, seed, first_row, t)
             else:
@@ -186,7 +187,9 @@ class Codec2(Codec):
             prev, prev_feat = est, feat
         left = renoise(prev, self._noise(seed, first_row, r, m - 1, COND_STEP), s_cond, cc.sigma_min)
         sigma = torch.full((r, 1), s_cond, device=self.device)
-        self._emit(out, self.model.denoise(left[:, None], sigma, prev_feat)[:, 0], m - 1)
+        with self.autocast():
+            last = self.model.denoise(left[:, None], sigma, prev_feat)[:, 0]
+        self._emit(out, last, m - 1)
         if on_chunk is not None:
             on_chunk(1)
         yield view, out.shape[-1]
@@ -206,15 +209,16 @@ class Codec2(Codec):
         `feats` are the decoder features of chunk t, or of chunks (t - 1, t) interleaved per row.
         """
         r = feats[0].shape[0] // (1 if left is None else 2)
-        return sample_with_context(
-            lambda x, s: self.model.denoise(x, s, feats),
-            self._noise(seed, first_row, r, t, 0),
-            self.cfg.consistency,
-            sigmas=levels,
-            noise_source=lambda i: self._noise(seed, first_row, r, t, i + 1),
-            context=left,
-            context_sigma=s_cond,
-        )
+        with self.autocast():
+            return sample_with_context(
+                lambda x, s: self.model.denoise(x, s, feats),
+                self._noise(seed, first_row, r, t, 0),
+                self.cfg.consistency,
+                sigmas=levels,
+                noise_source=lambda i: self._noise(seed, first_row, r, t, i + 1),
+                context=left,
+                context_sigma=s_cond,
+            )
 
     def _noise(self, seed: int, first_row: int, r: int, chunk: int, step: int) -> torch.Tensor:
         """Unit noise [R, C_in, F, chunk_frames] of one chunk, a function of (seed, row, chunk, step)."""

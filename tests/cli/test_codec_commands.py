@@ -501,7 +501,7 @@ def test_pack_needs_a_folder_and_one_process(tmp_path, capsys, model, monkeypatc
     assert not (tmp_path / "d").exists()
 
 
-def test_precision_bf16_autocasts_the_encoder_and_writes_float32_latents(tmp_path, capsys, model):
+def test_precision_bf16_autocasts_the_networks_and_writes_float32_latents(tmp_path, capsys, model):
     write_tone(tmp_path / "a.wav", seconds=0.6)
     for precision in ("fp32", "bf16"):
         code, _, err = run(
@@ -522,3 +522,9 @@ def test_precision_bf16_autocasts_the_encoder_and_writes_float32_latents(tmp_pat
         capsys, "encode", tmp_path / "a.wav", "-o", tmp_path / "x.m2l", *model, "--precision", "fp8"
     )
     assert code == 2 and "invalid choice" in err
+    for precision in ("fp32", "bf16"):  # decoding too
+        args = ["-o", tmp_path / f"{precision}.wav", *model, "--precision", precision, "--seed", "0"]
+        assert run(capsys, "decode", tmp_path / "fp32.m2l", *args)[0] == 0
+    full, half = (sf.read(tmp_path / f"{p}.wav", dtype="float32")[0] for p in ("fp32", "bf16"))
+    assert full.shape == half.shape and not np.array_equal(full, half)
+    assert np.linalg.norm(half - full) / np.linalg.norm(full) < 0.1

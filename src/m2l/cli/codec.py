@@ -31,6 +31,7 @@ from m2l.cli.args import (
 )
 from m2l.cli.jobs import (
     LATENT_SUFFIX,
+    PRECISIONS,
     Job,
     check_format_conflict,
     read_for_model,
@@ -64,6 +65,13 @@ def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> No
     )
     g.add_argument("--checkpoint", metavar="PATH", help="weights for a preset --model")
     g.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:N, mps (default: best available)")
+    g.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="auto",
+        help="arithmetic of the networks: bf16/fp16 autocast (latents and audio stay float32); "
+        "auto = bf16 on a CUDA GPU that has it, else fp32 (default: auto)",
+    )
     g.add_argument(
         "--window",
         type=positive_float,
@@ -208,33 +216,12 @@ def add_encode(p: argparse.ArgumentParser) -> None:
     _add_downmix(p)
     _add_workers(p)
     p.add_argument(
-        "--precision",
-        choices=sorted(PRECISIONS),
-        default="auto",
-        help="arithmetic of the encoder network: bf16/fp16 autocast (latents stay float32); "
-        "auto = bf16 on a CUDA GPU that has it, else fp32 (default: auto)",
-    )
-    p.add_argument(
         "--pack",
         metavar="DATASET_DIR",
         help="when every file is encoded, also pack the output folder into a latent dataset "
         "(as `m2l pack OUT -o DATASET_DIR`; for manifest columns run `m2l pack` yourself)",
     )
     _add_model_options(p)
-
-
-PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-"""--precision choices -> the torch dtype name the encoder autocasts to (None: no autocast)."""
-
-
-def encoder_precision(choice: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a --precision choice on `device` (None: the model's own dtype)."""
-    import torch
-
-    if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    name = PRECISIONS[choice]
-    return None if name is None else getattr(torch, name)
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -276,7 +263,6 @@ def _encode_stream(
     from m2l.formats import save_latents
     from m2l.packing import encode_many
 
-    codec.precision = encoder_precision(args.precision, codec.device)
     unreadable: deque[tuple[Job, BaseException]] = deque()
 
     def clips() -> Iterator[tuple[Job, torch.Tensor, int]]:

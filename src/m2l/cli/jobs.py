@@ -220,8 +220,23 @@ def read_for_model(job: Job, downmix: bool, model_rate: int) -> tuple[torch.Tens
     return (wave if rate == model_rate else resample(wave, rate, model_rate)), rate
 
 
+PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+"""--precision choices -> the torch dtype name the networks autocast to (None: no autocast)."""
+
+
+def network_precision(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a --precision choice on `device` (None: the model's own dtype);
+    "auto" is bf16 on a CUDA GPU that supports it, else none."""
+    import torch
+
+    if choice == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    name = PRECISIONS[choice]
+    return None if name is None else getattr(torch, name)
+
+
 def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
-    """The codec of the --model, --checkpoint, --device and --window options.
+    """The codec of the --model, --checkpoint, --device, --window and --precision options.
 
     With `local_device` (a rank of a torchrun job) and no --device, each rank takes the GPU of its
     LOCAL_RANK when there are GPUs.
@@ -246,7 +261,9 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     options: dict[str, Any] = {}
     if args.window is not None:
         options["window_seconds"] = args.window
-    return load(args.model, device=device, checkpoint=args.checkpoint, **options)
+    codec = load(args.model, device=device, checkpoint=args.checkpoint, **options)
+    codec.precision = network_precision(getattr(args, "precision", "fp32"), codec.device)
+    return codec
 
 
 Outcome = tuple[Job, "float | BaseException"]
