@@ -528,3 +528,15 @@ def test_precision_bf16_autocasts_the_networks_and_writes_float32_latents(tmp_pa
     full, half = (sf.read(tmp_path / f"{p}.wav", dtype="float32")[0] for p in ("fp32", "bf16"))
     assert full.shape == half.shape and not np.array_equal(full, half)
     assert np.linalg.norm(half - full) / np.linalg.norm(full) < 0.1
+
+
+def test_under_torchrun_only_rank_0_draws_the_progress_bar(tmp_path, capsys, model, monkeypatch):
+    _corpus(tmp_path / "in", count=4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    errs = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        code, _, errs[rank] = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "out", *model[:-1])
+        assert code == 0, errs[rank]
+        assert f"m2l: rank {rank}/2: encoded 2 of 2 files" in errs[rank]
+    assert "encoded:" in errs["0"] and "encoded:" not in errs["1"]

@@ -324,7 +324,7 @@ def run_files(
                 f"{PROG}: model {codec.model_id}{_from_run_folder(args.model, codec.source)}", file=sys.stderr
             )
         stream = work if streaming else one_at_a_time(work)  # type: ignore[arg-type]
-        audio_s, errors_run = _run_jobs(args, codec, todo, stream, verb, load)
+        audio_s, errors_run = _run_jobs(args, codec, todo, stream, verb, load, bar=rank == 0)
         failed += errors_run
     if not args.quiet:
         wall_s = time.perf_counter() - started
@@ -356,14 +356,16 @@ def _run_jobs(
     stream: Stream,
     verb: str,
     load: Callable[[Any], Callable[[Job], Any]] | None,
+    bar: bool = True,
 ) -> tuple[float, int]:
-    """Run `stream` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures)."""
-    bars = WithinFileBar(codec.progress_unit) if not args.quiet and sys.stderr.isatty() else None
+    """Run `stream` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures).
+    Without `bar` (torchrun ranks other than 0) no progress bar is drawn: one per job, not per rank."""
+    bars = WithinFileBar(codec.progress_unit) if not args.quiet and bar and sys.stderr.isatty() else None
     codec.progress = bars
     workers = getattr(args, "workers", None)
     workers = (1 if len(todo) > 1 else 0) if workers is None else workers
     inputs = read_ahead(todo, load(codec), workers) if load else ((job, None, None) for job in todo)
-    disable = args.quiet or (len(todo) == 1 and not sys.stderr.isatty())
+    disable = args.quiet or not bar or (len(todo) == 1 and not sys.stderr.isatty())
     audio_s, failed, started = 0.0, 0, time.perf_counter()
     options = {"unit": "file", "file": sys.stderr, "disable": disable, "dynamic_ncols": True}
     with tqdm(total=len(todo), desc=verb, **options) as bar:
