@@ -1,13 +1,14 @@
 """Encoder passes, and packing the passes of several clips into shared batches.
 
 An encode is planned as a list of `EncodePass`es (`Codec.encode_plan`): each pass stacks
-`items` inputs of one shape (v1: one window of latents per channel row; v2: one chunk per row and
-chunk) and puts the encoder's output where it belongs. `Codec.encode` runs one clip's passes one
-after the other; `encode_many` gathers the passes of many clips by input shape (their `key`) and runs them in
-batches of up to `batch_units` units, so short clips and the windows of many files fill a batch
-together. Every item of a batch is computed independently of the others (convolutions, group
-norms and attention all act within one item), so a clip's latents do not depend on what it was
-batched with: `encode_many` gives each clip the latents `Codec.encode_file` gives it.
+`items` inputs of one shape (v1: one window of latents per channel row; v2: one chunk per row
+and chunk) and puts the encoder's output where it belongs. `Codec.encode` runs one clip's passes
+one after the other; `encode_many` gathers the passes of many clips by their `key` (input shape)
+and runs them in batches of up to `batch_units` units, so short clips and the windows of many
+files fill a batch together. Every item of a batch is computed independently of the others
+(convolutions, group norms and attention all act within one item), so a clip's latents do not
+depend on what it was batched with, up to float rounding (batched kernels may sum in another
+order): `encode_many` gives each clip the latents `Codec.encode_file` gives it.
 """
 
 from __future__ import annotations
