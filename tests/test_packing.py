@@ -27,17 +27,17 @@ def clips(seed: int = 0) -> list[tuple[str, torch.Tensor, int]]:
     ]
 
 
-def spy_batches(codec, monkeypatch) -> list[int]:
-    """Record the batch size of every encoder pass."""
-    sizes: list[int] = []
-    original = codec.encoder_pass
+def spy_batches(monkeypatch) -> list[list[packing.EncodePass]]:
+    """Record the passes of every batch `encode_many` runs."""
+    batches: list[list[packing.EncodePass]] = []
+    original = packing.run_batch
 
-    def recording(x, *, features=False):
-        sizes.append(x.shape[0])
-        return original(x, features=features)
+    def recording(codec, passes, features=False):
+        batches.append(list(passes))
+        return original(codec, passes, features)
 
-    monkeypatch.setattr(codec, "encoder_pass", recording)
-    return sizes
+    monkeypatch.setattr(packing, "run_batch", recording)
+    return batches
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -45,7 +45,7 @@ def test_packed_clips_get_the_latents_of_one_clip_at_a_time(codecs, version, mon
     codec = codecs[version]
     data = clips()
     alone = {key: codec.encode_file(wave, source_sample_rate=rate) for key, wave, rate in data}
-    sizes = spy_batches(codec, monkeypatch)
+    batches = spy_batches(monkeypatch)
     packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=3))
     assert sorted(packed) == sorted(alone)
     for key, lf in packed.items():
@@ -57,21 +57,15 @@ def test_packed_clips_get_the_latents_of_one_clip_at_a_time(codecs, version, mon
         assert (lf.length, lf.extra, lf.model_id) == (ref.length, ref.extra, ref.model_id)
     # several clips really shared batches: fewer, larger passes than one clip at a time
     plans = [codec.encode_plan(codec.model_rows(wave)[0]) for _, wave, _ in data]
-    assert len(sizes) < sum(len(p.passes) for p in plans)
-    assert max(sizes) > max(p.items for plan in plans for p in plan.passes)
+    assert len(batches) < sum(len(p.passes) for p in plans)
+    assert max(sum(p.items for p in b) for b in batches) > max(p.items for plan in plans for p in plan.passes)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_batches_stay_within_the_unit_budget_and_clips_in_flight_are_bounded(codecs, version, monkeypatch):
     codec = codecs[version]
-    batches, finished, pulled = [], [], []
-    original = packing.run_batch
-
-    def recording(codec, passes, features=False):
-        batches.append([p.units for p in passes])
-        return original(codec, passes, features)
-
-    monkeypatch.setattr(packing, "run_batch", recording)
+    batches = spy_batches(monkeypatch)
+    finished, pulled = [], []
 
     def source():
         for item in clips() * 2:
@@ -84,8 +78,8 @@ def test_batches_stay_within_the_unit_budget_and_clips_in_flight_are_bounded(cod
         assert len(pulled) - len(finished) <= 3  # at most max_open open, plus the one being added
         assert not torch.is_inference_mode_enabled()  # autograd is off only inside batches
     assert len(finished) == 14
-    assert all(sum(units) <= budget for units in batches)
-    assert any(len(units) > 1 for units in batches)
+    assert all(sum(p.units for p in b) <= budget for b in batches)
+    assert any(len(b) > 1 for b in batches)
 
 
 def test_a_clip_that_cannot_be_encoded_fails_alone(codecs):

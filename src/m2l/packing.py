@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -56,10 +56,11 @@ class EncodePlan:
 
     passes: list[EncodePass]
     finish: Callable[[], torch.Tensor]
-    total_progress: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.total_progress = sum(p.progress for p in self.passes)
+    @property
+    def total_progress(self) -> int:
+        """Progress units of the whole clip (the sum over its passes)."""
+        return sum(p.progress for p in self.passes)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from m2l.cli.jobs import (
     PRECISIONS,
     Job,
     check_format_conflict,
+    one_at_a_time,
     read_for_model,
     resolve_jobs,
     run_files,
@@ -231,7 +232,7 @@ def run_encode(args: argparse.Namespace) -> int:
     if args.pack is not None and not errors:
         errors += _pack_errors(args, jobs)
     stream = partial(_encode_stream, args)
-    code = run_files(args, jobs, errors, stream, "encoded", _audio_loader(args), streaming=True)
+    code = run_files(args, jobs, errors, stream, "encoded", _audio_loader(args))
     if code == 0 and args.pack is not None:
         from m2l.latents.cli import add_pack, run_pack
 
@@ -321,7 +322,7 @@ def run_decode(args: argparse.Namespace) -> int:
         _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, work, "decoded")
+    return run_files(args, jobs, errors, one_at_a_time(work), "decoded")
 
 
 def _recorded_model(jobs: list[Job], quiet: bool) -> str:
@@ -363,7 +364,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, work, "reconstructed", load=_audio_loader(args))
+    return run_files(args, jobs, errors, one_at_a_time(work), "reconstructed", load=_audio_loader(args))
 
 
 # ----------------------------------------------------------------------------- convert

@@ -279,13 +279,12 @@ def run_files(
     args: argparse.Namespace,
     jobs: list[Job],
     errors: list[str],
-    work: Callable[[Any, Job, Any], float] | Stream,
+    stream: Stream,
     verb: str,
     load: Callable[[Any], Callable[[Job], Any]] | None = None,
-    *,
-    streaming: bool = False,
 ) -> int:
-    """Report resolution errors, skip existing outputs, load the model once, run `work` per job.
+    """Report resolution errors, skip existing outputs, load the model once, run `stream` over
+    the jobs.
 
     Under torchrun (RANK / WORLD_SIZE set) this process does its rank's share of the jobs
     (`m2l.cli.prefetch.shard`). With `load`, inputs are read ahead in `--workers` processes.
@@ -294,9 +293,9 @@ def run_files(
         args: the parsed options (--force, --skip-existing, --workers, --quiet, the model options).
         jobs: from `resolve_jobs`.
         errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
-        work: does one job with the loaded codec and what `load` read (None without `load`) and
-            returns the seconds of audio it covered; its expected errors fail only that job.
-            With `streaming`, a `Stream` instead, which works through all jobs.
+        stream: works through the jobs with the loaded codec and what `load` read (None
+            without `load`); `one_at_a_time(work)` for a command that does one job after the
+            other. An expected error fails only its job.
         verb: past tense for the progress bar and the summary line ("encoded").
         load: given the loaded codec, the function that reads one job's input for it (run in
             worker processes, so picklable: a partial of a module-level function).
@@ -323,7 +322,6 @@ def run_files(
             print(
                 f"{PROG}: model {codec.model_id}{_from_run_folder(args.model, codec.source)}", file=sys.stderr
             )
-        stream = work if streaming else one_at_a_time(work)  # type: ignore[arg-type]
         audio_s, errors_run = _run_jobs(args, codec, todo, stream, verb, load, bar=rank == 0)
         failed += errors_run
     if not args.quiet:
