@@ -35,6 +35,7 @@ from child import peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
+EXTRA_CASES = ("authors-bf16",)  # their loop under torch.autocast (bf16): for GPUs
 
 
 def make_corpus(folder: Path, files: int, seed: int = 0) -> float:
@@ -59,34 +60,38 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in (".wav", ".flac"))
 
 
-def child(case: str, corpus: str, ckpt: str, out: str) -> dict:
+def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
     """Runs in a subprocess: one case over the whole corpus, timed."""
+    import contextlib
     import warnings
 
     warnings.simplefilter("ignore")
     files, out_dir = audio_files(Path(corpus)), Path(out)
     start = time.perf_counter()
-    if case == "authors":
+    if case.startswith("authors"):
         import music2latent.inference as inf
         import soxr
 
         inf.download_model = lambda: None
-        ed = inf.EncoderDecoder(ckpt, device="cpu")
+        ed = inf.EncoderDecoder(ckpt, device=device)
+        half = case.endswith("bf16")
+        autocast = torch.autocast(device.split(":")[0], torch.bfloat16) if half else contextlib.nullcontext()
         start = time.perf_counter()
         for path in files:
             audio, rate = sf.read(path, dtype="float32", always_2d=True)
             if rate != 44100:
                 audio = soxr.resample(audio, rate, 44100)
             audio = np.ascontiguousarray(audio.T)  # [channels, samples]: what their encode takes
-            z = ed.encode(audio[0] if audio.shape[0] == 1 else audio)
+            with autocast:
+                z = ed.encode(audio[0] if audio.shape[0] == 1 else audio)
             target = out_dir / path.relative_to(corpus).with_suffix(".npy")
             target.parent.mkdir(parents=True, exist_ok=True)
-            np.save(target, np.asarray(z.cpu() if hasattr(z, "cpu") else z))
+            np.save(target, np.asarray(z.float().cpu() if hasattr(z, "cpu") else z))
     elif case == "m2l-one-at-a-time":
         import m2l
         from m2l.formats import save_latents
 
-        codec = m2l.load(ckpt, device="cpu")
+        codec = m2l.load(ckpt, device=device)
         start = time.perf_counter()
         for path in files:
             target = out_dir / path.relative_to(corpus).with_suffix(".m2l")
@@ -96,20 +101,22 @@ def child(case: str, corpus: str, ckpt: str, out: str) -> dict:
         from m2l.cli import main
 
         extra = ["--precision", "bf16"] if case.endswith("bf16") else []
-        code = main(["encode", corpus, "-o", out, "--model", ckpt, "--device", "cpu", "--quiet", *extra])
+        code = main(["encode", corpus, "-o", out, "--model", ckpt, "--device", device, "--quiet", *extra])
         assert code == 0
     else:  # network
         import m2l
         from m2l.audio.io import load_audio, resample
         from m2l.packing import encode_many
 
-        codec = m2l.load(ckpt, device="cpu")
+        codec = m2l.load(ckpt, device=device)
         clips = []
         for path in files:
             wave, rate = load_audio(path)
             clips.append((path, resample(wave, rate, codec.sample_rate), rate))
         start = time.perf_counter()
         assert len(list(encode_many(codec, iter(clips)))) == len(files)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
     return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -160,10 +167,12 @@ def window_batches(ckpt: str, repeats: int = 2) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=200)
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES + EXTRA_CASES)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--make-only", action="store_true", help="only write the corpus (and checkpoint)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/corpus.json"))
     ap.add_argument("--window-batches", action="store_true", help="only time window batches of 4, 2, 1")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -185,10 +194,14 @@ def main() -> None:
         seconds = make_corpus(corpus, args.files)
     else:
         seconds = sum(sf.info(p).duration for p in audio_files(corpus))
+    if args.make_only:
+        print(f"{corpus}: {args.files} files, {seconds / 60:.1f} min of audio")
+        return
     results = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
         "files": args.files,
         "audio_s": seconds,
         "cases": [],
@@ -199,12 +212,13 @@ def main() -> None:
         if out.exists():
             for p in sorted(out.rglob("*"), reverse=True):
                 p.rmdir() if p.is_dir() else p.unlink()
-        r = run_child(__file__, case, corpus, ckpt, out)
+        r = run_child(__file__, case, corpus, ckpt, out, args.device)
         r["case"] = case
         if "wall_s" in r:
             r["audio_s_per_s"] = seconds / r["wall_s"]
         results["cases"].append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")  # kept if a later case is stopped
     walls = {c["case"]: c.get("wall_s") for c in results["cases"]}
     if walls.get("m2l-corpus"):
         results["ratios"] = {
