@@ -142,9 +142,9 @@ def restore(
                     f"{tuple(value.shape)}, expected {tuple(ours[key].shape)})"
                 )
     model.load_state_dict(parts["model"])
-    ema.state = {k: v.float() if v.is_floating_point() else v for k, v in parts["ema"].items()}
+    device = next(model.parameters()).device  # the EMA lives beside the weights it averages
+    ema.state = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in parts["ema"].items()}
     ema.updates = parts["ema_updates"]
-    device = next(model.parameters()).device
     state = {
         i: {k: v.to(device) if k != "step" else v for k, v in st.items()} for i, st in parts["optim"].items()
     }
