@@ -83,7 +83,8 @@ def main() -> int:
     music = subset(args.train, args.out / "music", args.segments, args.seconds, None, seed=0)
     val = subset(args.val, args.out / "val", 1, 10.0, args.val_files, seed=1)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"{newest.name}: {music / 60:.1f} min of music, {val:.0f} s of validation, {size / 2**20:.1f} MiB in all")
+    mib = size / 2**20
+    print(f"{newest.name}: {music / 60:.1f} min of music, {val:.0f} s of validation, {mib:.1f} MiB in all")
     return 0
 
 

@@ -42,10 +42,10 @@ def pack(state: Path, out_dir: Path, part_bytes: int) -> list[Path]:
     origin = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
     dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()}
     parts: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
+    size = len(json.dumps(meta)) + len(json.dumps(dtypes))  # part 0's header carries both
     for name in sorted(tensors):
         t = narrow(name, tensors[name]).contiguous()
-        nbytes = t.numel() * t.element_size()
+        nbytes = t.numel() * t.element_size() + len(name) + 96  # + its header entry
         if size + nbytes > part_bytes and parts[-1]:
             parts.append({})
             size = 0
@@ -86,7 +86,8 @@ def unpack(parts_dir: Path, state: Path) -> Path:
     for f in files:
         tensors |= load_file(str(f))
     if set(tensors) != set(dtypes):
-        raise M2LError(f"{parts_dir}: the parts' tensors are not the state's ({len(tensors)} vs {len(dtypes)})")
+        have = f"{len(tensors)} tensors, the state had {len(dtypes)}"
+        raise M2LError(f"{parts_dir}: the parts do not hold the state's tensors ({have})")
     tensors = {k: v.to(getattr(torch, dtypes[k])) for k, v in tensors.items()}
     meta = {k: v for k, v in meta.items() if k not in ("tensors_sha256", "sha256")}
     meta["version"] = str(STATE_VERSION)  # sealed as today's version, whatever the source's

@@ -163,3 +163,17 @@ def test_restore_refuses_a_tensor_of_another_shape_before_loading(part):
     assert message.startswith("run/checkpoints/step-000000002.safetensors: does not match the model")
     assert f"{part} tensor {key} has shape" in message and "\n" not in message
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # nothing loaded
+
+
+def test_restore_puts_the_ema_on_the_models_device(tmp_path):
+    """A run resumed on a GPU averages the GPU weights into the restored EMA: the EMA must live
+    on the model's device (here the meta device stands in for CUDA; a CPU EMA failed at the first
+    update of a resumed CUDA run)."""
+    path = tmp_path / "s.safetensors"
+    save_micro_state(path)
+    model = random_model(MICRO).to("meta")
+    ema = EMA(random_model(MICRO), 0.9)
+    with pytest.warns(UserWarning, match="meta"):  # torch: loading into meta weights copies nothing
+        optimizer = torch.optim.AdamW(model.parameters())
+        restore(read_state(path), model=model, ema=ema, optimizer=optimizer, scaler=None)
+    assert {v.device.type for v in ema.state.values()} == {"meta"}
