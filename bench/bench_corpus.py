@@ -35,7 +35,10 @@ from child import peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
-EXTRA_CASES = ("authors-bf16",)  # their loop under torch.autocast (bf16): for GPUs
+EXTRA_CASES = ("authors-bf16", "m2l-cli-start")
+"""authors-bf16: their loop under torch.autocast (bf16), for GPUs. m2l-cli-start: `m2l encode` of
+the corpus's first file alone, what the m2l-corpus case's clock holds besides the corpus (imports,
+device start-up, loading the model)."""
 
 
 def make_corpus(folder: Path, files: int, seed: int = 0) -> float:
@@ -97,11 +100,16 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
             target = out_dir / path.relative_to(corpus).with_suffix(".m2l")
             target.parent.mkdir(parents=True, exist_ok=True)
             save_latents(target, codec.encode_file(path))
-    elif case.startswith("m2l-corpus"):
+    elif case.startswith("m2l-corpus") or case == "m2l-cli-start":
         from m2l.cli import main
 
         extra = ["--precision", "bf16"] if case.endswith("bf16") else []
-        code = main(["encode", corpus, "-o", out, "--model", ckpt, "--device", device, "--quiet", *extra])
+        source = str(files[0]) if case == "m2l-cli-start" else corpus
+        target = out
+        if case == "m2l-cli-start":
+            Path(out).mkdir(parents=True, exist_ok=True)
+            target = str(Path(out) / "first.m2l")
+        code = main(["encode", source, "-o", target, "--model", ckpt, "--device", device, "--quiet", *extra])
         assert code == 0
     else:  # network
         import m2l

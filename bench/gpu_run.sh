@@ -43,6 +43,6 @@ wait $MAKE; cat /tmp/make_corpus.log
 [ "${BENCH_S:-150}" = 0 ] || (cd bench && timeout "${BENCH_S:-150}" python3 bench_gpu.py --device "$DEVICE" --out out/gpu/gpu_codec.json ${BENCH_ARGS:-})
 cp bench/out/gpu/gpu_codec.json "$OUT/" 2>/dev/null
 (cd bench && timeout "${CORPUS_S:-150}" python3 bench_corpus.py --files "$FILES" --device "$DEVICE" \
-  --cases ${CASES:-authors m2l-corpus network m2l-one-at-a-time m2l-corpus-bf16 authors-bf16} --out out/gpu/corpus.json)
+  --cases ${CASES:-authors m2l-corpus network m2l-cli-start m2l-one-at-a-time m2l-corpus-bf16 authors-bf16} --out out/gpu/corpus.json)
 cp bench/out/gpu/corpus.json "$OUT/" 2>/dev/null
 echo "end $(date +%s.%N)"
