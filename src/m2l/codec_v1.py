@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
-from m2l.codec import Codec, checked_int, checked_latents, keyed_randn
-from m2l.consistency.sampling import sample_multistep
+from m2l.checks import checked_int, checked_latents
+from m2l.codec import Codec
+from m2l.consistency.sampling import keyed_randn, sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
 from m2l.packing import EncodePass, EncodePlan

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.codec import Codec, checked_int, checked_latents, finished, keyed_randn
-from m2l.consistency.sampling import renoise, sample_with_context
+from m2l.checks import checked_int, checked_latents
+from m2l.codec import Codec, finished
+from m2l.consistency.sampling import keyed_randn, renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
 from m2l.packing import EncodePass, EncodePlan

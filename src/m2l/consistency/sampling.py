@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from m2l.config import ConsistencyConfig
@@ -153,3 +154,10 @@ def sample_with_context(
         return pair[:, 1]
 
     return sample_multistep(new_chunk, noise, cfg, sigmas, steps, generator, noise_source), refined
+
+
+def keyed_randn(shape: tuple[int, ...], *key: int) -> torch.Tensor:
+    """Unit Gaussian noise of `shape` that is a pure function of the integer `key`."""
+    state = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint32)
+    gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randn(*shape, generator=gen)
