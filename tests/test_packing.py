@@ -91,3 +91,27 @@ def test_a_clip_that_cannot_be_encoded_fails_alone(codecs):
     assert isinstance(out["batch"], M2LError) and "one clip" in str(out["batch"])
     assert out["good"].latents.shape[0] == 1 and out["also good"].latents.shape[0] == 2
     assert out["also good"].extra["source_sample_rate"] == 8000
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_one_clip_runs_its_neighbouring_passes_in_batches_of_batch_units(codecs, version, monkeypatch):
+    """`Codec.encode`: one pass per call on a CPU; with a GPU's larger `batch_units`, passes of one
+    shape share a call, and the latents stay those of one pass at a time."""
+    codec = codecs[version]
+    wave = torch.randn(1, 44100 * 5, generator=torch.Generator().manual_seed(3)) * 0.1
+    shapes: list[int] = []
+    original = codec.encoder_pass
+
+    def counting(x, *, features=False):
+        shapes.append(x.shape[0])
+        return original(x, features=features)
+
+    monkeypatch.setattr(codec, "encoder_pass", counting)
+    passes = codec.encode_plan(codec.model_rows(wave)[0]).passes
+    alone = codec.encode(wave)
+    assert len(shapes) == len(passes) > 2  # the CPU default: one pass per encoder call
+    shapes.clear()
+    monkeypatch.setattr(type(codec), "batch_units", property(lambda self: 4 * sum(p.units for p in passes)))
+    batched = codec.encode(wave)
+    assert len(shapes) < len(passes) and max(shapes) > max(p.items for p in passes)
+    assert ((batched - alone).norm() / alone.norm()).item() < 1e-4

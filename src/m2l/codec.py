@@ -38,7 +38,7 @@ from m2l.checks import auto_device, checked_flag, checked_int
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
-from m2l.packing import EncodePlan, run_batch
+from m2l.packing import EncodePlan, consecutive_batches, run_batch
 
 MODEL_MISMATCH_MESSAGE = (
     "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
@@ -462,9 +462,9 @@ class Codec(ABC):
         """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
         plan = self.encode_plan(rows, features=features, left_pad=left_pad)
         advance = self.progress_counter("encoding", plan.total_progress)
-        for one in plan.passes:
-            run_batch(self, [one], features=features)
-            advance(one.progress)
+        for batch in consecutive_batches(plan.passes, self.batch_units, self.batch_size):
+            run_batch(self, batch, features=features)
+            advance(sum(p.progress for p in batch))
         return plan.finish()
 
     def encoder_pass(self, x: torch.Tensor, *, features: bool = False) -> torch.Tensor:

@@ -3,12 +3,14 @@
 An encode is planned as a list of `EncodePass`es (`Codec.encode_plan`): each pass stacks
 `items` inputs of one shape (v1: one window of latents per channel row; v2: one chunk per row
 and chunk) and puts the encoder's output where it belongs. `Codec.encode` runs one clip's passes
-one after the other; `encode_many` gathers the passes of many clips by their `key` (input shape)
-and runs them in batches of up to `batch_units` units, so short clips and the windows of many
-files fill a batch together. Every item of a batch is computed independently of the others
-(convolutions, group norms and attention all act within one item), so a clip's latents do not
-depend on what it was batched with, up to float rounding (batched kernels may sum in another
-order): `encode_many` gives each clip the latents `Codec.encode_file` gives it.
+in batches of up to `batch_units` units of neighbouring passes of one shape (on a CPU that is one
+pass at a time: bigger batches are no faster there); `encode_many` gathers the passes of many
+clips by their `key` (input shape) and runs them in batches of up to `batch_units` units, so
+short clips and the windows of many files fill a batch together. Every item of a batch is
+computed independently of the others (convolutions, group norms and attention all act within one
+item), so a clip's latents do not depend on what it was batched with, up to float rounding
+(batched kernels may sum in another order): `encode_many` gives each clip the latents
+`Codec.encode_file` gives it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,22 @@ class _Open:
     rate: int
     plan: EncodePlan
     left: int
+
+
+def consecutive_batches(
+    passes: list[EncodePass], capacity: int, max_items: int
+) -> Iterator[list[EncodePass]]:
+    """One clip's passes in order, neighbours of one key grouped into batches of at most
+    `capacity` units and `max_items` inputs (a pass larger than that runs alone)."""
+    batch: list[EncodePass] = []
+    for p in passes:
+        units, items = sum(q.units for q in batch) + p.units, sum(q.items for q in batch) + p.items
+        if batch and (p.key != batch[0].key or units > capacity or items > max_items):
+            yield batch
+            batch = []
+        batch.append(p)
+    if batch:
+        yield batch
 
 
 @torch.inference_mode()
