@@ -183,3 +183,16 @@ def flip_bit_in_value(path: Path, key: str) -> None:
         at += 1
     data[at] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def record_pass_sizes(codec, method: str, monkeypatch) -> list[int]:
+    """Record the batch size (leading dimension) of every call of `codec.model.<method>`."""
+    seen: list[int] = []
+    original = getattr(codec.model, method)
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.shape[0])
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(codec.model, method, spy)
+    return seen

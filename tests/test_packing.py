@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from m2l_testing import MICRO, MICRO2, random_model
+from m2l_testing import MICRO, MICRO2, random_model, record_pass_sizes
 
 from m2l import packing
 from m2l.errors import M2LError
@@ -99,14 +99,7 @@ def test_one_clip_runs_its_neighbouring_passes_in_batches_of_batch_units(codecs,
     shape share a call, and the latents stay those of one pass at a time."""
     codec = codecs[version]
     wave = torch.randn(1, 44100 * 5, generator=torch.Generator().manual_seed(3)) * 0.1
-    shapes: list[int] = []
-    original = codec.encoder_pass
-
-    def counting(x, *, features=False):
-        shapes.append(x.shape[0])
-        return original(x, features=features)
-
-    monkeypatch.setattr(codec, "encoder_pass", counting)
+    shapes = record_pass_sizes(codec, "encode", monkeypatch)
     passes = codec.encode_plan(codec.model_rows(wave)[0]).passes
     alone = codec.encode(wave)
     assert len(shapes) == len(passes) > 2  # the CPU default: one pass per encoder call
