@@ -6,6 +6,10 @@ peak RSS, and achieved FLOP/s as a fraction of this machine's measured fp32 matm
 
     python bench/bench_codec.py --seconds 10 60 --out bench/out/codec.json
     python bench/bench_codec.py --profile 5 --out bench/out/codec.json   # operator shares
+    python bench/bench_codec.py --seconds 5 --impls authors authors+retain m2l m2l+retain
+
+An implementation name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on (what
+`m2l encode` and `m2l train` do): freed memory is kept for the next allocation.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
     import warnings
 
     warnings.simplefilter("ignore")
+    if impl.endswith("+retain"):
+        from m2l.runtime import retain_freed_memory
+
+        assert retain_freed_memory(), "not glibc"
+        impl = impl.removesuffix("+retain")
     x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
     if impl == "authors":
         import music2latent.inference as inf
@@ -113,7 +122,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
     ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
-    ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=["authors", "m2l", "m2l-bf16"])
+    impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", "+retain")]
+    ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=impls)
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
     ap.add_argument("--profile", type=float, metavar="SECONDS", help="only profile one m2l encode")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)

@@ -7,6 +7,10 @@ training config (recipe, precision, batch_size, ...); `--threads` sets torch's t
 
     python bench/bench_train.py --presets tiny small paper --steps 3
     python bench/bench_train.py --presets small --threads 1 --set recipe=fast --set precision=bf16
+    python bench/bench_train.py --presets small --system-malloc   # without retain_freed_memory
+
+Like `m2l train`, it keeps freed memory for reuse (`m2l.runtime.retain_freed_memory`) unless
+`--system-malloc`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from m2l.audio.spectral import num_samples
 from m2l.config import preset
 from m2l.models import create
+from m2l.runtime import retain_freed_memory
 from m2l.train.config import TRAIN_PRESETS, apply_overrides
 from m2l.train.loop import precision
 from m2l.train.objective import ConsistencyObjective, sample_seeds
@@ -90,7 +95,9 @@ def main() -> None:
         help="training step to time (sets the teacher gap; default: late in training)",
     )
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="FIELD=VALUE")
+    ap.add_argument("--system-malloc", action="store_true", help="glibc's default malloc settings")
     args = ap.parse_args()
+    retain_freed_memory(not args.system_malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in args.presets:

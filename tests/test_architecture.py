@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).parents[1] / "src" / "m2l"
 
 LAYERS = {
-    0: ("m2l.checks", "m2l.config", "m2l.errors", "m2l.files", "m2l.lazy"),
+    0: ("m2l.checks", "m2l.config", "m2l.errors", "m2l.files", "m2l.lazy", "m2l.runtime"),
     1: ("m2l.audio", "m2l.formats", "m2l.metadata"),
     2: ("m2l.consistency",),
     3: ("m2l.models",),
