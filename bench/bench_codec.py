@@ -125,6 +125,7 @@ def main() -> None:
     impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", "+retain")]
     ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=impls)
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
+    ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a one-shot pass)")
     ap.add_argument("--profile", type=float, metavar="SECONDS", help="only profile one m2l encode")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -150,7 +151,7 @@ def main() -> None:
     print(f"fp32 matmul: {rate / 1e9:.1f} GFLOP/s, threads {torch.get_num_threads()}", flush=True)
     for seconds in args.seconds:
         for op in args.ops:
-            flops = count_flops(op, seconds, str(ckpt))
+            flops = math.nan if args.no_flops else count_flops(op, seconds, str(ckpt))
             for impl in args.impls:
                 r = run_child(__file__, impl, op, seconds, ckpt)
                 r.update(impl=impl, op=op, seconds=seconds, flops=flops)

@@ -14,8 +14,8 @@ of the released-size v1 network, saved in the authors' checkpoint format:
   (`m2l.packing.encode_many` with no reading or writing): the throughput I/O could at best hide
   behind.
 
-Every m2l case runs with `m2l.runtime.retain_freed_memory()` on, as `m2l encode` does; the extra
-case `authors+retain` gives the authors' loop the same malloc setting.
+A case name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on (glibc keeps
+freed memory for reuse; what `m2l train` does), e.g. `--cases authors+retain m2l-corpus+retain`.
 
     python bench/bench_corpus.py --files 200 --out bench/out/corpus.json
     python bench/bench_corpus.py --window-batches --out bench/out/window_batches.json
@@ -38,7 +38,7 @@ from child import peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
-EXTRA_CASES = ("authors-bf16", "authors+retain", "m2l-cli-start")
+EXTRA_CASES = ("authors-bf16", "m2l-cli-start")
 """authors-bf16: their loop under torch.autocast (bf16), for GPUs. m2l-cli-start: `m2l encode` of
 the corpus's first file alone, what the m2l-corpus case's clock holds besides the corpus (imports,
 device start-up, loading the model)."""
@@ -75,8 +75,9 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
     from m2l.runtime import retain_freed_memory
 
     files, out_dir = audio_files(Path(corpus)), Path(out)
-    if not case.startswith("authors") or case.endswith("+retain"):
-        retain_freed_memory()  # `m2l encode` does it itself; the API cases do it here
+    if case.endswith("+retain"):
+        assert retain_freed_memory(), "not glibc"
+        case = case.removesuffix("+retain")
     start = time.perf_counter()
     if case.startswith("authors"):
         import music2latent.inference as inf
@@ -182,7 +183,8 @@ def window_batches(ckpt: str, repeats: int = 2) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=200)
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES + EXTRA_CASES)
+    names = [c + r for c in CASES + EXTRA_CASES for r in ("", "+retain")]
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=names)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--make-only", action="store_true", help="only write the corpus (and checkpoint)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/corpus.json"))

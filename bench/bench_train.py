@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -76,6 +77,7 @@ def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str
         "steps_per_s": 1 / per_step,
         "audio_s_per_s": cfg.batch_size * crop / sp.sample_rate / per_step,
     }
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if dev.type == "cuda":
         out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out

@@ -1,15 +1,16 @@
-"""Process settings for fast CPU inference and training.
+"""Process settings: malloc that keeps freed memory, for fast CPU training.
 
 On CPU, a large new tensor is fresh memory from the kernel: glibc's malloc serves allocations
 above its mmap threshold (at most 32 MiB) with a new mapping and unmaps them on free, so every
 big activation is page-faulted and zeroed again, pass after pass. `retain_freed_memory` makes
 malloc keep freed memory in the process for the next allocation (what torch's CUDA caching
 allocator does for GPU memory, and CPU inference guides get from jemalloc or tcmalloc via
-LD_PRELOAD). Measured on a 2-core CPU with the released-size v1 (BENCHMARKS.md): encode 1.27x
-faster, training steps 1.24x; the price is fragmentation: encode peaks at 2.6 GB instead of
-1.6 GB whatever the length, but a decode at 4.6 GB instead of 2.4 GB. So `m2l encode` and
-`m2l train` turn it on, decoding commands and `m2l.load` do not. Freed memory goes back to the
-system only when more than 2 GiB of it lie at the top of the heap.
+LD_PRELOAD). Measured on a 2-core CPU (BENCHMARKS.md): `small` training steps 1.7x faster at a
+flat peak (every step has the same shapes). Reuse is only where a freed block fits, so work of
+varied shapes fragments the heap: a released-size decode peaks 60 % higher, and a corpus of
+varied lengths keeps growing (the authors' loop with it was OOM-killed at 21 GB). So `m2l train`
+turns it on and the codec does not. Freed memory goes back to the system only when more than
+2 GiB of it lie at the top of the heap.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def _glibc() -> ctypes.CDLL | None:
 def retain_freed_memory(enabled: bool = True) -> bool:
     """Keep freed memory in the process for reuse (glibc only; a no-op elsewhere).
 
-    Process-wide; call it with `enabled=False` to give freed memory back to the system again
-    (glibc's default thresholds).
+    Process-wide. Meant for work that repeats the same tensor shapes (training steps): work of
+    varied shapes fragments the heap (see the module docstring). `enabled=False` gives freed
+    memory back to the system again (glibc's default values; its dynamic mmap threshold, which
+    any setting turns off, stays off).
 
     Args:
         enabled: retain freed memory (True) or restore glibc's defaults (False).

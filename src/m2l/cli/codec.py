@@ -227,9 +227,6 @@ def add_encode(p: argparse.ArgumentParser) -> None:
 
 def run_encode(args: argparse.Namespace) -> int:
     """Run `m2l encode`: audio files to .m2l latent files. Returns the exit code."""
-    from m2l.runtime import retain_freed_memory
-
-    retain_freed_memory()  # encoder passes reuse freed memory: ~1.25x on CPU, peak < 3 GB (m2l.runtime)
     suffixes = frozenset({LATENT_SUFFIX})
     jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
     if args.pack is not None and not errors:
