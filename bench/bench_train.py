@@ -7,10 +7,7 @@ training config (recipe, precision, batch_size, ...); `--threads` sets torch's t
 
     python bench/bench_train.py --presets tiny small paper --steps 3
     python bench/bench_train.py --presets small --threads 1 --set recipe=fast --set precision=bf16
-    python bench/bench_train.py --presets small --system-malloc   # without retain_freed_memory
-
-Like `m2l train`, it keeps freed memory for reuse (`m2l.runtime.retain_freed_memory`) unless
-`--system-malloc`.
+    python bench/bench_train.py --presets small --retain   # with m2l.runtime.retain_freed_memory
 """
 
 from __future__ import annotations
@@ -97,9 +94,10 @@ def main() -> None:
         help="training step to time (sets the teacher gap; default: late in training)",
     )
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="FIELD=VALUE")
-    ap.add_argument("--system-malloc", action="store_true", help="glibc's default malloc settings")
+    ap.add_argument("--retain", action="store_true", help="keep freed memory for reuse (m2l.runtime)")
     args = ap.parse_args()
-    retain_freed_memory(not args.system_malloc)
+    if args.retain:
+        retain_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in args.presets:

@@ -1,16 +1,16 @@
-"""Process settings: malloc that keeps freed memory, for fast CPU training.
+"""Process settings: an opt-in malloc setting that keeps freed memory for reuse.
 
 On CPU, a large new tensor is fresh memory from the kernel: glibc's malloc serves allocations
 above its mmap threshold (at most 32 MiB) with a new mapping and unmaps them on free, so every
 big activation is page-faulted and zeroed again, pass after pass. `retain_freed_memory` makes
 malloc keep freed memory in the process for the next allocation (what torch's CUDA caching
 allocator does for GPU memory, and CPU inference guides get from jemalloc or tcmalloc via
-LD_PRELOAD). Measured on a 2-core CPU (BENCHMARKS.md): `small` training steps 1.7x faster at a
-flat peak (every step has the same shapes). Reuse is only where a freed block fits, so work of
-varied shapes fragments the heap: a released-size decode peaks 60 % higher, and a corpus of
-varied lengths keeps growing (the authors' loop with it was OOM-killed at 21 GB). So `m2l train`
-turns it on and the codec does not. Freed memory goes back to the system only when more than
-2 GiB of it lie at the top of the heap.
+LD_PRELOAD). Opt-in: nothing in m2l turns it on. Measured on a 2-core CPU (BENCHMARKS.md): a
+released-size encode or decode 1.2-1.5x faster, but reuse is only where a freed block fits, so
+work of varied shapes fragments the heap: a decode peaks up to 60 % higher, and a corpus of
+varied lengths kept growing (the authors' loop with it was OOM-killed at 21 GB); real `m2l train`
+steps were not faster. Freed memory goes back to the system only when more than 2 GiB of it lie
+at the top of the heap.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _glibc() -> ctypes.CDLL | None:
 def retain_freed_memory(enabled: bool = True) -> bool:
     """Keep freed memory in the process for reuse (glibc only; a no-op elsewhere).
 
-    Process-wide. Meant for work that repeats the same tensor shapes (training steps): work of
-    varied shapes fragments the heap (see the module docstring). `enabled=False` gives freed
+    Process-wide. Only for work that repeats the same tensor shapes (clips of one length): work
+    of varied shapes fragments the heap (see the module docstring). `enabled=False` gives freed
     memory back to the system again (glibc's default values; its dynamic mmap threshold, which
     any setting turns off, stays off).
 

@@ -70,13 +70,11 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run `m2l train`; ends with one closing line on stderr (see `train_closing_line`)."""
-    from m2l.runtime import retain_freed_memory
     from m2l.train.config import apply_overrides, load_train_config
     from m2l.train.data import parse_source
     from m2l.train.loop import Trainer
     from m2l.train.run_folder import sigterm_interrupts
 
-    retain_freed_memory()  # steps reuse freed memory: ~1.7x on CPU (m2l.runtime)
     cfg = apply_overrides(load_train_config(args.config), args.overrides)
     sources = [parse_source(s) for s in args.data]
     val = [parse_source(s) for s in args.val] or None
