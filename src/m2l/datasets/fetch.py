@@ -361,44 +361,9 @@ class Fetcher:
         self.say(f"{part}: fetching and unpacking {source.package}")
         with self._work() as work:
             extracted = self.packages.extract(source.package, Path(work))
-            copyright_file = extracted.root / "usr/share/doc" / source.package / "copyright"
-            licences = dep5_file_licences(
-                copyright_file.read_text(encoding="utf-8", errors="replace")
-                if copyright_file.is_file()
-                else ""
-            )
             staging = Path(work) / "staging"
             staging.mkdir()
-            entries, unreadable = [], []
-            with _items(extracted.root, source) as items:
-                splits = (
-                    split_by_language([i.rel for i in items])
-                    if source.split == BY_LANGUAGE
-                    else dict.fromkeys((i.rel for i in items), source.split)
-                )
-                for item in items:
-                    try:
-                        staged = item.stage(staging)
-                    except (zipfile.BadZipFile, zlib.error, EOFError):  # a corrupt archive member
-                        staged = staging / "corrupt"
-                    info = _audio_info(staged)
-                    if info is None:
-                        unreadable.append(item.rel)
-                        continue
-                    rel = f"{source.set}/{splits[item.rel]}/{source.package}/{item.rel}"
-                    move_into_place(staged, self.data_dir / rel, force=True)
-                    entries.append(
-                        {
-                            "path": rel,
-                            "duration": info.frames / info.samplerate,
-                            "sample_rate": info.samplerate,
-                            "channels": info.channels,
-                            "licence": licences.get(
-                                (item.parent, PurePosixPath(item.rel).name), source.licence
-                            ),
-                            "source": source.package,
-                        }
-                    )
+            entries, unreadable = self._place_files(source, extracted.root, staging)
         if unreadable:
             shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
             warnings.warn(
@@ -406,24 +371,53 @@ class Fetcher:
                 f"left out: {shown}",
                 stacklevel=2,
             )
-        _write_if_changed(
-            self._marker(part),
-            json.dumps(
-                {
-                    "recipe": recipe,
-                    "package_version": extracted.version,
-                    "entries": entries,
-                    "unreadable": unreadable,
-                },
-                indent=1,
-            )
-            + "\n",
-        )
+        marker = {"recipe": recipe, "package_version": extracted.version, "entries": entries}
+        text = json.dumps({**marker, "unreadable": unreadable}, indent=1) + "\n"
+        _write_if_changed(self._marker(part), text)
         self.say(
             f"{part}: {len(entries)} files, {sum(e['duration'] for e in entries) / 60:.1f} min "
             f"({source.package} {extracted.version})"
         )
         return entries
+
+    def _place_files(
+        self, source: Source, root: Path, staging: Path
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Move the package's readable audio files (unpacked under `root`) into the data folder;
+        returns their manifest entries and the files soundfile cannot read."""
+        copyright_file = root / "usr/share/doc" / source.package / "copyright"
+        licences = dep5_file_licences(
+            copyright_file.read_text(encoding="utf-8", errors="replace") if copyright_file.is_file() else ""
+        )
+        entries, unreadable = [], []
+        with _items(root, source) as items:
+            splits = (
+                split_by_language([i.rel for i in items])
+                if source.split == BY_LANGUAGE
+                else dict.fromkeys((i.rel for i in items), source.split)
+            )
+            for item in items:
+                try:
+                    staged = item.stage(staging)
+                except (zipfile.BadZipFile, zlib.error, EOFError):  # a corrupt archive member
+                    staged = staging / "corrupt"
+                info = _audio_info(staged)
+                if info is None:
+                    unreadable.append(item.rel)
+                    continue
+                rel = f"{source.set}/{splits[item.rel]}/{source.package}/{item.rel}"
+                move_into_place(staged, self.data_dir / rel, force=True)
+                entries.append(
+                    {
+                        "path": rel,
+                        "duration": info.frames / info.samplerate,
+                        "sample_rate": info.samplerate,
+                        "channels": info.channels,
+                        "licence": licences.get((item.parent, PurePosixPath(item.rel).name), source.licence),
+                        "source": source.package,
+                    }
+                )
+        return entries, unreadable
 
     def _soundfont(self) -> Path:
         """FluidR3_GM.sf2: installed, cached by an earlier run, or fetched now."""

@@ -316,38 +316,15 @@ class Trainer:
         if self.step == 0 and self.dist.main:  # the untrained baseline of the validation curve
             logger.log({"step": 0, "split": "val", **self.validator.run(0)})
         previous = _install_signal_handlers(self)
-        consecutive, tick, tick_step = 0, time.perf_counter(), self.step
+        consecutive, tick = 0, (time.perf_counter(), self.step)
         try:
             for audio, unreadable in loader:
                 self.counters["unreadable"] += int(unreadable.sum())
                 out = self.train_step(audio)
-                consecutive = 0 if out["finite"] else consecutive + 1
-                if not out["finite"]:
-                    self.counters["nonfinite"] += 1
-                    if consecutive >= cfg.max_nonfinite:
-                        raise M2LError(
-                            f"loss was not finite for {consecutive} steps in a row (step "
-                            f"{self.step}); lower lr or check the data"
-                        )
+                consecutive = self._count_nonfinite(out["finite"], consecutive)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    now = time.perf_counter()
-                    rate = (self.step - tick_step) / max(now - tick, 1e-9)
-                    tick, tick_step = now, self.step
-                    bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
-                    logger.log(
-                        {
-                            **self.counters,
-                            **{k: v for k, v in out.items() if k != "finite"},
-                            "step": self.step,
-                            "steps_per_s": rate,
-                            "cpu_s": self.cpu_seconds(),
-                            "audio_s_per_s": rate
-                            * cfg.batch_size
-                            * self.crop_samples()
-                            / self.model.cfg.spectral.sample_rate,
-                        }
-                    )
+                    tick = self._log_step(logger, bar, out, tick)
                 self._periodic(logger)
                 if self._should_stop():
                     break
@@ -364,6 +341,38 @@ class Trainer:
             )
         logger.close()
         return self.step
+
+    def _count_nonfinite(self, finite: bool, consecutive: int) -> int:
+        """Steps in a row whose loss was not finite (0 after a finite one); stops the run with a
+        one-line error after `max_nonfinite` of them."""
+        if finite:
+            return 0
+        self.counters["nonfinite"] += 1
+        if consecutive + 1 >= self.cfg.max_nonfinite:
+            raise M2LError(
+                f"loss was not finite for {consecutive + 1} steps in a row (step "
+                f"{self.step}); lower lr or check the data"
+            )
+        return consecutive + 1
+
+    def _log_step(self, logger: Logger, bar: tqdm, out: dict, tick: tuple[float, int]) -> tuple[float, int]:
+        """Log the step's losses, counters and rates since the last log `tick` (time, step);
+        returns the new tick."""
+        now = time.perf_counter()
+        rate = (self.step - tick[1]) / max(now - tick[0], 1e-9)
+        bar.set_postfix(loss=f"{out['loss']:.4g}", lr=f"{out['lr']:.2e}")
+        audio_s = self.cfg.batch_size * self.crop_samples() / self.model.cfg.spectral.sample_rate
+        logger.log(
+            {
+                **self.counters,
+                **{k: v for k, v in out.items() if k != "finite"},
+                "step": self.step,
+                "steps_per_s": rate,
+                "cpu_s": self.cpu_seconds(),
+                "audio_s_per_s": rate * audio_s,
+            }
+        )
+        return now, self.step
 
     def cpu_seconds(self) -> float:
         """CPU seconds this run's training process has used, over all its resumptions."""
