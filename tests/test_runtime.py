@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from m2l.runtime import retain_freed_memory
-
 # Runs in a fresh interpreter, so the test process's own malloc settings play no part.
 PROBE = """
 import json, resource, sys, torch
@@ -30,10 +28,12 @@ def second_pass_faults(setting: str) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.skipif(not retain_freed_memory(), reason="not glibc: nothing to set")
 def test_freed_memory_is_reused_without_page_faults() -> None:
+    # (asked in a child: any mallopt call, even one restoring defaults, would change this process)
     pages = 60 * 2**20 // 4096
     on, off = second_pass_faults("on"), second_pass_faults("off")
+    if not (on["applied"] or off["applied"]):
+        pytest.skip("not glibc: nothing to set")
     assert on["applied"] and off["applied"]
     assert off["faults"] > pages // 2, (on, off)  # glibc's default: every pass maps and faults fresh memory
     assert on["faults"] < pages // 20, (on, off)  # retained: the freed memory is reused as it is
