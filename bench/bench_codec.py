@@ -8,8 +8,8 @@ peak RSS, and achieved FLOP/s as a fraction of this machine's measured fp32 matm
     python bench/bench_codec.py --profile 5 --out bench/out/codec.json   # operator shares
     python bench/bench_codec.py --seconds 5 --impls authors authors+retain m2l m2l+retain
 
-An implementation name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on (what
-`m2l encode` and `m2l train` do): freed memory is kept for the next allocation.
+An implementation name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on
+(opt-in; no m2l command uses it): freed memory is kept for the next allocation.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from child import peak_rss_mb, run_child
+from child import RETAIN, apply_retain, peak_rss_mb, run_child
 
 SR = 44100
 
@@ -57,11 +57,7 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
     import warnings
 
     warnings.simplefilter("ignore")
-    if impl.endswith("+retain"):
-        from m2l.runtime import retain_freed_memory
-
-        assert retain_freed_memory(), "not glibc"
-        impl = impl.removesuffix("+retain")
+    impl = apply_retain(impl)
     x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
     if impl == "authors":
         import music2latent.inference as inf
@@ -122,7 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
     ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
-    impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", "+retain")]
+    impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", RETAIN)]
     ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=impls)
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
     ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a one-shot pass)")

@@ -15,7 +15,7 @@ of the released-size v1 network, saved in the authors' checkpoint format:
   behind.
 
 A case name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on (glibc keeps
-freed memory for reuse; what `m2l train` does), e.g. `--cases authors+retain m2l-corpus+retain`.
+freed memory for reuse; opt-in, no m2l command uses it), e.g. `--cases authors+retain m2l-corpus+retain`.
 
     python bench/bench_corpus.py --files 200 --out bench/out/corpus.json
     python bench/bench_corpus.py --window-batches --out bench/out/window_batches.json
@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from bench_codec import make_checkpoint
-from child import peak_rss_mb, report, run_child
+from child import RETAIN, apply_retain, peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
@@ -72,12 +72,8 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
     import warnings
 
     warnings.simplefilter("ignore")
-    from m2l.runtime import retain_freed_memory
-
+    case = apply_retain(case)
     files, out_dir = audio_files(Path(corpus)), Path(out)
-    if case.endswith("+retain"):
-        assert retain_freed_memory(), "not glibc"
-        case = case.removesuffix("+retain")
     start = time.perf_counter()
     if case.startswith("authors"):
         import music2latent.inference as inf
@@ -183,7 +179,7 @@ def window_batches(ckpt: str, repeats: int = 2) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=200)
-    names = [c + r for c in CASES + EXTRA_CASES for r in ("", "+retain")]
+    names = [c + r for c in CASES + EXTRA_CASES for r in ("", RETAIN)]
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=names)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--make-only", action="store_true", help="only write the corpus (and checkpoint)")

@@ -8,6 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+RETAIN = "+retain"
+"""Suffix of a case name whose child runs with `m2l.runtime.retain_freed_memory()` on."""
+
+
+def apply_retain(name: str) -> str:
+    """Turn the malloc setting on in this (child) process when `name` ends in `RETAIN`; returns
+    the name without the suffix."""
+    if not name.endswith(RETAIN):
+        return name
+    from m2l.runtime import retain_freed_memory
+
+    assert retain_freed_memory(), "not glibc"
+    return name.removesuffix(RETAIN)
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's peak,

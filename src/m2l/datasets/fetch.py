@@ -371,9 +371,13 @@ class Fetcher:
                 f"left out: {shown}",
                 stacklevel=2,
             )
-        marker = {"recipe": recipe, "package_version": extracted.version, "entries": entries}
-        text = json.dumps({**marker, "unreadable": unreadable}, indent=1) + "\n"
-        _write_if_changed(self._marker(part), text)
+        done = {
+            "recipe": recipe,
+            "package_version": extracted.version,
+            "entries": entries,
+            "unreadable": unreadable,
+        }
+        _write_if_changed(self._marker(part), json.dumps(done, indent=1) + "\n")
         self.say(
             f"{part}: {len(entries)} files, {sum(e['duration'] for e in entries) / 60:.1f} min "
             f"({source.package} {extracted.version})"
