@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from cli_testing import bad_latent_files, run, write_tone
-from m2l_testing import assert_one_line_error, rewrite_header
+from m2l_testing import assert_one_line_error, record_pass_sizes, rewrite_header
 
 from m2l.codec import MODEL_MISMATCH_MESSAGE
 from m2l.formats import load_latents
@@ -121,6 +121,32 @@ def test_window_option_reaches_the_codec(tmp_path, capsys, model):
     assert full.latents.shape == win.latents.shape
     assert not np.array_equal(full.latents.numpy(), win.latents.numpy())  # windows cross-faded
     assert run(capsys, "encode", src, "-o", tmp_path / "x.m2l", "--window", "0", *model)[0] == 2
+
+
+def test_batch_size_option_reaches_the_codec(tmp_path, capsys, monkeypatch, model):
+    import m2l.cli.jobs as jobs
+
+    src = write_tone(tmp_path / "st.wav", seconds=0.5, channels=2)
+    assert run(capsys, "encode", src, "-o", tmp_path / "st.m2l", *model)[0] == 0
+    passes: dict[str, list[int]] = {}
+    load_codec = jobs.load_codec
+
+    def spied(args, *rest, **kw):
+        codec = load_codec(args, *rest, **kw)
+        passes[str(args.batch_size)] = record_pass_sizes(codec, "decode_features", monkeypatch)
+        return codec
+
+    monkeypatch.setattr(jobs, "load_codec", spied)
+    for size in ([], ["--batch-size", "1"]):
+        out = tmp_path / f"b{len(size)}.wav"
+        code, _, err = run(capsys, "decode", tmp_path / "st.m2l", "-o", out, "--seed", "0", *size, *model)
+        assert code == 0, err
+    assert passes == {"None": [2], "1": [1, 1]}  # both channels side by side by default, then one by one
+    np.testing.assert_allclose(sf.read(tmp_path / "b0.wav")[0], sf.read(tmp_path / "b2.wav")[0], atol=1e-4)
+    code, _, err = run(
+        capsys, "decode", tmp_path / "st.m2l", "-o", tmp_path / "x.wav", "--batch-size", "0", *model
+    )
+    assert code == 2 and "--batch-size" in err
 
 
 def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_other):

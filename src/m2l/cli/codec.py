@@ -79,6 +79,14 @@ def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> No
         metavar="SECONDS",
         help="process audio in windows of this length (bounds memory; default 10)",
     )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="rows per model pass; on a GPU also the windows (v1) one encoder pass packs, from "
+        "several files (default 4; on the CPU a v1 encoder pass holds one window, where more "
+        "are no faster); raise it to fill a large GPU, lower it to save memory",
+    )
 
 
 def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) -> None:

@@ -236,7 +236,8 @@ def network_precision(choice: str, device: torch.device) -> torch.dtype | None:
 
 
 def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
-    """The codec of the --model, --checkpoint, --device, --window and --precision options.
+    """The codec of the --model, --checkpoint, --device, --window, --batch-size and --precision
+    options.
 
     With `local_device` (a rank of a torchrun job) and no --device, each rank takes the GPU of its
     LOCAL_RANK when there are GPUs.
@@ -261,6 +262,8 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     options: dict[str, Any] = {}
     if args.window is not None:
         options["window_seconds"] = args.window
+    if getattr(args, "batch_size", None) is not None:
+        options["batch_size"] = args.batch_size
     codec = load(args.model, device=device, checkpoint=args.checkpoint, **options)
     codec.precision = network_precision(getattr(args, "precision", "fp32"), codec.device)
     return codec
