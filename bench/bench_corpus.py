@@ -10,6 +10,8 @@ of the released-size v1 network, saved in the authors' checkpoint format:
   file after the other, reading in the same process);
 - m2l-corpus: `m2l encode CORPUS -o OUT` (worker read-ahead, passes of several files in shared
   batches, outputs written as they finish); also with `--precision bf16`;
+  The m2l-corpus cases also report `phases_s`: seconds spent loading the model, waiting for the
+  next input, in encoder batches and writing outputs (the rest is the command's own work);
 - network: the encoder alone on the same audio already decoded and resampled in memory
   (`m2l.packing.encode_many` with no reading or writing): the throughput I/O could at best hide
   behind.
@@ -66,6 +68,45 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in (".wav", ".flac"))
 
 
+def time_cli_phases() -> dict[str, float]:
+    """Patch the corpus encoder's steps to add up their seconds into the returned dict: loading
+    the model (`load`), waiting for the read-ahead's next input (`wait_input`), the encoder batches
+    (`network`: `run_batch`, which hands its outputs to the CPU, so a GPU's work is inside) and
+    writing outputs (`write`). Where a GPU corpus run's time goes, next to the network-alone case."""
+    import m2l.cli.jobs as jobs
+    import m2l.formats as formats
+    import m2l.packing as packing
+
+    spent = {"load": 0.0, "wait_input": 0.0, "network": 0.0, "write": 0.0}
+
+    def timing(name, fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - t
+
+        return timed
+
+    def read_ahead(*args, **kwargs):
+        source = jobs_read_ahead(*args, **kwargs)
+        while True:
+            t = time.perf_counter()
+            item = next(source, None)
+            spent["wait_input"] += time.perf_counter() - t
+            if item is None:
+                return
+            yield item
+
+    jobs_read_ahead = jobs.read_ahead
+    jobs.read_ahead = read_ahead
+    jobs.load_codec = timing("load", jobs.load_codec)
+    packing.run_batch = timing("network", packing.run_batch)
+    formats.save_latents = timing("write", formats.save_latents)
+    return spent
+
+
 def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
     """Runs in a subprocess: one case over the whole corpus, timed."""
     import contextlib
@@ -113,8 +154,12 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
         if case == "m2l-cli-start":
             Path(out).mkdir(parents=True, exist_ok=True)
             target = str(Path(out) / "first.m2l")
+        phases = time_cli_phases() if case.startswith("m2l-corpus") else None
         code = main(["encode", source, "-o", target, "--model", ckpt, "--device", device, "--quiet", *extra])
         assert code == 0
+        if phases is not None:
+            wall = time.perf_counter() - start
+            return {"wall_s": wall, "peak_rss_mb": peak_rss_mb(), "phases_s": phases}
     else:  # network
         import m2l
         from m2l.audio.io import load_audio, resample
