@@ -20,7 +20,14 @@ _count = int_at_least(0, "an integer >= 0")
 
 def add_eval(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l eval`."""
-    p.add_argument(
+    _add_eval_inputs(p)
+    _add_eval_decoding(p)
+    _add_eval_report(p)
+
+
+def _add_eval_inputs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to evaluate")
+    g.add_argument(
         "--model",
         action="append",
         required=True,
@@ -28,38 +35,42 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         help="model to evaluate (preset, checkpoint, run checkpoint or 'music2latent'); "
         "repeat to compare several side by side; LABEL names it in the report",
     )
-    p.add_argument(
+    g.add_argument(
         "--data",
         required=True,
         metavar="DIR|MANIFEST",
         help="folder of audio (recursive) or a manifest.jsonl from `m2l data fetch`",
     )
-    p.add_argument(
+    g.add_argument(
         "--out",
         required=True,
         metavar="OUT_DIR",
         help="report folder (results.json, report.html, audio/, images/)",
     )
-    p.add_argument(
+    g.add_argument(
         "--items",
         type=positive_int,
         metavar="N",
         help="evaluate the first N files in sorted order (default: all)",
     )
-    p.add_argument(
+    g.add_argument(
         "--seconds",
         type=_seconds,
         metavar="S",
         help="evaluate one centred crop of S seconds per file (default: whole files)",
     )
-    p.add_argument(
+
+
+def _add_eval_decoding(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument(
         "--steps",
         type=_steps_list,
         default=(1,),
         metavar="K[,K...]",
         help="consistency steps to sweep, e.g. 1,2,4 (default: 1)",
     )
-    p.add_argument(
+    g.add_argument(
         "--sigma-cond",
         type=_sigma_list,
         default=(),
@@ -67,37 +78,41 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         help="v2 models: sigma_cond values to sweep, e.g. 0.2,0.4,0.6 (default: the codec's "
         "0.4); ignored for v1 models, refused when no model is v2",
     )
-    p.add_argument(
+    g.add_argument(
+        "--seed",
+        type=_count,
+        default=0,
+        help="decoding seed, the same for every item (default: 0)",
+    )
+    g.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: best available)")
+    g.add_argument(
+        "--window",
+        type=_seconds,
+        metavar="SECONDS",
+        help="v1 window length (sets where window seams fall; default 10 s)",
+    )
+
+
+def _add_eval_report(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("report")
+    g.add_argument(
         "--embedding",
         default="mel-stats",
         metavar="NAME",
         help=f"FAD embedding model: {', '.join(DEFAULT_EMBEDDINGS)} (default: %(default)s; "
         f"mel-stats FAD is not comparable with published VGGish FAD)",
     )
-    p.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
-    p.add_argument(
+    g.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
+    g.add_argument(
         "--audio-items",
         type=_count,
         default=4,
         metavar="N",
         help="write audio players and spectrograms for the first N items (default: 4)",
     )
-    p.add_argument(
-        "--seed",
-        type=_count,
-        default=0,
-        help="decoding seed, the same for every item (default: 0)",
-    )
-    p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: best available)")
-    p.add_argument(
-        "--window",
-        type=_seconds,
-        metavar="SECONDS",
-        help="v1 window length (sets where window seams fall; default 10 s)",
-    )
-    p.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (slow) even when installed")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (slow) even when installed")
+    g.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def command_line(args: argparse.Namespace) -> str:

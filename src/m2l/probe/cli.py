@@ -194,23 +194,41 @@ def run_probe(args: argparse.Namespace) -> int:
     notes = read_notes(args.notes, args.tasks)
     cache_dir = Path(args.cache) if args.cache else out / "cache"
     sets = extract_feature_sets(notes, args.model, cache_dir, args.device, args.quiet)
-    results = []
-    for fs in sets:
-        for task in args.tasks:
-            for probe in args.probes:
-                scores = probes.evaluate_probe(fs.matrix, notes.labels[task], notes.splits, probe)
-                results.append(
-                    {
-                        "model": fs.model,
-                        "model_id": fs.model_id,
-                        "feature": fs.feature,
-                        "dim": int(fs.matrix.shape[1]),
-                        "task": task,
-                        "probe": probe,
-                        **scores,
-                    }
-                )
-    report = {
+    report = _report(args, notes, sets, _score_all(args, notes, sets))
+    write_text(result, json.dumps(report, indent=2) + "\n", force=args.force)
+    print(format_table(report), flush=True)
+    return 0
+
+
+def _set_info(fs: Any) -> dict[str, Any]:
+    """What names a feature set in the results: its model, weights, feature and width."""
+    return {"model": fs.model, "model_id": fs.model_id, "feature": fs.feature, "dim": int(fs.matrix.shape[1])}
+
+
+def _score_all(args: argparse.Namespace, notes: Any, sets: list) -> list[dict[str, Any]]:
+    """One result row per (feature set, task, probe): the probe's scores on the splits."""
+    from m2l.probe import probes
+
+    return [
+        {
+            **_set_info(fs),
+            "task": task,
+            "probe": probe,
+            **probes.evaluate_probe(fs.matrix, notes.labels[task], notes.splits, probe),
+        }
+        for fs in sets
+        for task in args.tasks
+        for probe in args.probes
+    ]
+
+
+def _report(
+    args: argparse.Namespace, notes: Any, sets: list, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """results.json: the manifest it scored, the protocol, the feature sets and the result rows."""
+    from m2l.probe import probes
+
+    return {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
         "manifest": str(notes.manifest),
@@ -229,17 +247,6 @@ def run_probe(args: argparse.Namespace) -> int:
                 "max_iter": probes.MLP_MAX_ITER,
             },
         },
-        "feature_sets": [
-            {
-                "model": fs.model,
-                "model_id": fs.model_id,
-                "feature": fs.feature,
-                "dim": int(fs.matrix.shape[1]),
-            }
-            for fs in sets
-        ],
+        "feature_sets": [_set_info(fs) for fs in sets],
         "results": results,
     }
-    write_text(result, json.dumps(report, indent=2) + "\n", force=args.force)
-    print(format_table(report), flush=True)
-    return 0
