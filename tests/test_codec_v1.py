@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from m2l_testing import MICRO, assert_one_line_error, random_model, tone_and_noise
+from m2l_testing import MICRO, assert_one_line_error, random_model, record_pass_sizes, tone_and_noise
 
 from m2l.codec_v1 import Codec1, plan_windows, tile_noise
 from m2l.errors import M2LError
@@ -121,6 +121,28 @@ def test_windowed_matches_one_shot_without_seams():
     assert d[near].mean() < 1.5 * d[~near].mean()
     jump = y2.diff().abs()
     assert jump[near[1:]].max() <= 1.5 * jump[~near[1:]].max()
+
+
+def test_gpu_batches_of_windows_decode_like_one_window_per_pass(monkeypatch):
+    """On a GPU (`batch_units` of several windows) neighbouring windows of one width decode side
+    by side; the audio is what one window per pass gives, up to float rounding."""
+    codec = Codec1(random_model(MICRO), model_id="micro@test", device="cpu", window_seconds=2, context=2)
+    z = codec.encode(tone_and_noise(13.0, channels=2))
+    n_windows = len(codec.windows(z.shape[-1]))
+    assert n_windows >= 5
+    passes = record_pass_sizes(codec, "decode_features", monkeypatch)
+    reports: list[tuple[int, int]] = []
+    codec.progress = lambda task, done, total: reports.append((done, total))
+    alone = codec.decode(z, seed=3)
+    assert sum(passes) == 2 * n_windows and len(passes) >= n_windows  # the CPU: a window per pass
+    assert reports == [(k, n_windows) for k in range(n_windows + 1)]
+    passes.clear(), reports.clear()
+    monkeypatch.setattr(Codec1, "batch_units", property(lambda self: 4 * self.pass_units))
+    side_by_side = codec.decode(z, seed=3)
+    assert max(passes) == 4 and sum(passes) == 2 * n_windows and len(passes) < n_windows
+    assert reports[0] == (0, n_windows) and reports[-1] == (n_windows, n_windows)
+    assert [d for d, _ in reports] == sorted({d for d, _ in reports})  # each count reported once
+    torch.testing.assert_close(side_by_side, alone, atol=1e-5, rtol=1e-4)
 
 
 def test_silence_encodes_and_decodes_finite(codec):

@@ -25,7 +25,7 @@ from m2l.codec import Codec
 from m2l.consistency.sampling import keyed_randn, sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
-from m2l.packing import EncodePass, EncodePlan
+from m2l.packing import EncodePass, EncodePlan, consecutive_batches
 
 NOISE_TILE = 64  # frames per noise tile
 
@@ -76,6 +76,30 @@ def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tup
     noise = torch.cat(tiles, dim=-1)
     offset = (first // NOISE_TILE) * NOISE_TILE
     return noise[..., first - offset : last - offset]
+
+
+@dataclass(frozen=True)
+class DecodePiece:
+    """The rows `rows` of window `index` (`window`): what one decoder pass item group holds."""
+
+    window: Window
+    index: int
+    rows: slice
+
+    @property
+    def key(self) -> tuple[int]:
+        """Pieces of one width may share a pass."""
+        return (self.window.hi - self.window.lo,)
+
+    @property
+    def items(self) -> int:
+        """Rows of this piece (decoder inputs)."""
+        return self.rows.stop - self.rows.start
+
+    @property
+    def units(self) -> int:
+        """Latent frames of this piece over all its rows."""
+        return self.items * (self.window.hi - self.window.lo)
 
 
 class Codec1(Codec):
@@ -174,45 +198,67 @@ class Codec1(Codec):
         self, rows: torch.Tensor, *, steps: int, seed: int, sigma_cond: float | None = None
     ) -> Iterator[tuple[torch.Tensor, int]]:
         """Raw latents [rows, dim, frames] -> full padded waveforms [rows, samples] on the CPU,
-        window by window: after each, the samples before the next window's first frame are final.
+        window by window (on a GPU, neighbouring windows of one width side by side, up to
+        `batch_units` latents and `batch_size` rows per pass): after each pass, the samples
+        before the next pass's first window are final.
 
         Noise is a deterministic function of (seed, row, absolute frame position, step), drawn
         on the CPU in tiles of `NOISE_TILE` frames: the same seed gives the same audio whatever
         the window size, device or batch layout. `sigma_cond` must be None.
         """
-        spc, fpl = self.cfg.spectral, self.cfg.frames_per_latent
-        m = rows.shape[-1]
+        m, fpl, hop = rows.shape[-1], self.cfg.frames_per_latent, self.cfg.spectral.hop_length
         out = torch.zeros(rows.shape[0], self.padded_length(m))
         sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
         windows = self.windows(m)
         advance = self.progress_counter("decoding", len(windows))
-        for k, win in enumerate(windows):
-            weight = crossfade_weights(win, m, self.context // 2 or 1, scale=fpl)
-            first, last = win.lo * fpl, win.hi * fpl
-            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units):
-                ids = range(sl.start, sl.stop)
-
-                def noise(step: int, ids: range = ids, first: int = first, last: int = last) -> torch.Tensor:
-                    return torch.stack(
-                        [tile_noise(seed, r, first, last, step, (2, spc.freq_bins)) for r in ids]
-                    ).to(self.device, self.dtype)
-
-                with self.autocast():
-                    pyramid = self.model.decode_features(
-                        rows[sl, :, win.lo : win.hi].to(self.device, self.dtype)
-                    )
-                    spec = sample_multistep(
-                        lambda x, s, p=pyramid: self.model.denoise(x, s.to(self.dtype), p),
-                        noise(0),
-                        self.cfg.consistency,
-                        sigmas=sigmas,
-                        noise_source=lambda i, f=noise: f(i + 1),
-                    )
-                frames = spectrogram_to_frames(spec.float(), spc).cpu()
-                overlap_add_into(out[sl], frames * weight[None, :, None], first, spc.hop_length)
-            advance(1)
-            later = windows[k + 1].lo * fpl * spc.hop_length if k + 1 < len(windows) else out.shape[-1]
+        pieces = [
+            DecodePiece(win, k, sl)
+            for k, win in enumerate(windows)
+            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units)
+        ]
+        batches = list(consecutive_batches(pieces, self.batch_units, self.batch_size))
+        done = 0  # windows whose every row is decoded
+        for i, batch in enumerate(batches):
+            self._decode_pass(rows, out, batch, seed, sigmas)
+            following = batches[i + 1][0].index if i + 1 < len(batches) else len(windows)
+            if following > done:
+                advance(following - done)
+                done = following
+            later = windows[following].lo * fpl * hop if following < len(windows) else out.shape[-1]
             yield out, later
+
+    def _decode_pass(
+        self, rows: torch.Tensor, out: torch.Tensor, batch: list[DecodePiece], seed: int, sigmas: list[float]
+    ) -> None:
+        """Decode the pieces of one pass side by side and add their frames into `out`."""
+        spc, fpl, m = self.cfg.spectral, self.cfg.frames_per_latent, rows.shape[-1]
+        z = torch.cat([rows[p.rows, :, p.window.lo : p.window.hi] for p in batch])  # [items, dim, width]
+
+        def noise(step: int) -> torch.Tensor:  # [items, 2, freq_bins, width * fpl]
+            return torch.stack(
+                [
+                    tile_noise(seed, r, p.window.lo * fpl, p.window.hi * fpl, step, (2, spc.freq_bins))
+                    for p in batch
+                    for r in range(p.rows.start, p.rows.stop)
+                ]
+            ).to(self.device, self.dtype)
+
+        with self.autocast():
+            pyramid = self.model.decode_features(z.to(self.device, self.dtype))
+            spec = sample_multistep(
+                lambda x, s: self.model.denoise(x, s.to(self.dtype), pyramid),
+                noise(0),
+                self.cfg.consistency,
+                sigmas=sigmas,
+                noise_source=lambda i: noise(i + 1),
+            )
+        frames = spectrogram_to_frames(spec.float(), spc).cpu()
+        start = 0
+        for p in batch:
+            weight = crossfade_weights(p.window, m, self.context // 2 or 1, scale=fpl)
+            items = frames[start : start + p.items] * weight[None, :, None]
+            overlap_add_into(out[p.rows], items, p.window.lo * fpl, spc.hop_length)
+            start += p.items
 
     def output_waveform(
         self, wave: torch.Tensor, lead: tuple[int, ...], source_channels: int | None

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
@@ -76,12 +76,21 @@ class _Open:
     left: int
 
 
-def consecutive_batches(
-    passes: list[EncodePass], capacity: int, max_items: int
-) -> Iterator[list[EncodePass]]:
-    """One clip's passes in order, neighbours of one key grouped into batches of at most
-    `capacity` units and `max_items` inputs (a pass larger than that runs alone)."""
-    batch: list[EncodePass] = []
+class Batchable(Protocol):
+    """A pass that may share a batch with neighbours of an equal `key` (see `EncodePass`)."""
+
+    key: tuple[int, ...]
+    items: int
+    units: int
+
+
+P = TypeVar("P", bound=Batchable)
+
+
+def consecutive_batches(passes: list[P], capacity: int, max_items: int) -> Iterator[list[P]]:
+    """Passes in order, neighbours of one key grouped into batches of at most `capacity` units
+    and `max_items` inputs (a pass larger than that runs alone)."""
+    batch: list[P] = []
     for p in passes:
         units, items = sum(q.units for q in batch) + p.units, sum(q.items for q in batch) + p.items
         if batch and (p.key != batch[0].key or units > capacity or items > max_items):
