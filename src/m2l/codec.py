@@ -368,7 +368,8 @@ class Codec(ABC):
         sigma_cond: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """Decode latents piece by piece, for playback while decoding: v1 yields the audio that is
-        final after each window, v2 after each chunk (all rows decoded side by side).
+        final after each window (on a GPU, after each pass of a few windows), v2 after each chunk
+        (all rows decoded side by side).
 
         Arguments are those of `decode`, and so is the result: the pieces [..., n] (the layout of
         `decode`'s output) joined along the last axis are exactly `decode(...)` with the same
