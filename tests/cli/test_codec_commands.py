@@ -149,6 +149,18 @@ def test_batch_size_option_reaches_the_codec(tmp_path, capsys, monkeypatch, mode
     assert code == 2 and "--batch-size" in err
 
 
+@pytest.mark.parametrize("command", ["encode", "reconstruct"])
+def test_audio_beyond_full_scale_is_warned_about_and_still_done(tmp_path, capsys, model, command):
+    fine = write_tone(tmp_path / "fine.wav", subtype="PCM_16")
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, 10 * sf.read(fine, dtype="float32")[0], 44100, subtype="FLOAT")  # peaks at 3
+    code, _, err = run(capsys, command, fine, loud, "-o", tmp_path / "out", *model)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(loud) in warnings[0] and "peaks at 3" in warnings[0], err
+    assert len(list((tmp_path / "out").iterdir())) == 2
+
+
 def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_other):
     src = write_tone(tmp_path / "a.wav", seconds=0.3)
     assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0

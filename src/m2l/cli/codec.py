@@ -33,11 +33,13 @@ from m2l.cli.jobs import (
     LATENT_SUFFIX,
     PRECISIONS,
     Job,
+    Loaded,
     check_format_conflict,
     one_at_a_time,
     read_for_model,
     resolve_jobs,
     run_files,
+    warn_beyond_full_scale,
 )
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
 from m2l.config import PRESETS
@@ -279,7 +281,8 @@ def _encode_stream(
             if reason is not None:
                 unreadable.append((job, M2LError(reason)))
             else:
-                yield job, loaded[0], loaded[1]
+                warn_beyond_full_scale(job, loaded)
+                yield job, loaded.wave, loaded.rate
 
     for job, result in encode_many(codec, clips()):
         while unreadable:
@@ -365,9 +368,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
     jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
 
-    def work(codec: Any, job: Job, loaded: tuple[torch.Tensor, int]) -> float:
-        wave, rate = loaded
-        lf = codec.encode_file(wave, codec.sample_rate, source_sample_rate=rate)
+    def work(codec: Any, job: Job, loaded: Loaded) -> float:
+        warn_beyond_full_scale(job, loaded)
+        lf = codec.encode_file(loaded.wave, codec.sample_rate, source_sample_rate=loaded.rate)
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
         _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate

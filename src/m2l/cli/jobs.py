@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -211,13 +211,39 @@ def read_audio(path: Path, downmix: bool) -> tuple[torch.Tensor, int]:
         return load_audio(path, downmix=downmix)
 
 
-def read_for_model(job: Job, downmix: bool, model_rate: int) -> tuple[torch.Tensor, int]:
-    """(the input audio [channels, samples] resampled to `model_rate`, the file's own rate): what
-    a worker process prepares for `Codec.encode_file(wave, model_rate, source_sample_rate=rate)`."""
+class Loaded(NamedTuple):
+    """An input read for the model: what a worker process prepares for
+    `Codec.encode_file(wave, model_rate, source_sample_rate=rate)`."""
+
+    wave: torch.Tensor
+    """The audio [channels, samples] resampled to the model's rate."""
+    rate: int
+    """The file's own sample rate."""
+    peak: float
+    """The largest absolute sample of the file as read (before resampling)."""
+
+
+def read_for_model(job: Job, downmix: bool, model_rate: int) -> Loaded:
+    """Read one job's audio for the model (see `Loaded`)."""
     from m2l.audio.io import resample
 
     wave, rate = read_audio(job.src, downmix)
-    return (wave if rate == model_rate else resample(wave, rate, model_rate)), rate
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    return Loaded(wave if rate == model_rate else resample(wave, rate, model_rate), rate, peak)
+
+
+FULL_SCALE = 1.0
+"""The models take and give audio within [-FULL_SCALE, FULL_SCALE]."""
+
+
+def warn_beyond_full_scale(job: Job, loaded: Loaded) -> None:
+    """Warn (one line naming the file) when the input goes beyond full scale: possible in float
+    files, outside what the model is trained on, and its reconstruction is clipped at full scale."""
+    if loaded.peak > FULL_SCALE:
+        warning(
+            f"{job.src}: peaks at {loaded.peak:.3g}, beyond full scale ({FULL_SCALE}): the model takes "
+            f"and gives audio within [-1, 1], so scale it down for a faithful reconstruction"
+        )
 
 
 PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
