@@ -319,6 +319,8 @@ def _sniff_cases(tmp_path):
     for ext, fmt in ((".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".aiff", "AIFF")):
         sf.write(str(tmp_path / f"t{ext}"), np.zeros(800, np.float32), 8000, format=fmt)
         cases[tmp_path / f"t{ext}"] = Kind.AUDIO
+    np.save(tmp_path / "z.npy", np.zeros((1, 64, 3), np.float32))
+    cases[tmp_path / "z.npy"] = Kind.NUMPY
     for name, data in (
         ("junk.pt", b"not a checkpoint"),
         ("empty", b""),
@@ -342,6 +344,24 @@ def test_sniff_tells_every_kind_apart(tmp_path):
         sniff(tmp_path / "o.safetensors").description
         == "a safetensors file of another format (format='other')"
     )
+
+
+def test_a_file_that_is_not_an_m2l_file_is_named_for_what_it_is(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    np.save(tmp_path / "z.npy", np.zeros((1, 64, 3), np.float32))
+    sf.write(str(tmp_path / "t.wav"), np.zeros(800, np.float32), 8000)
+    (tmp_path / "junk.m2l").write_bytes(b"not a latent file at all")
+    expected = {
+        "z.npy": "is a NumPy array (.npy), not an m2l file; arrays decode with the API",
+        "t.wav": "is an audio file, not an m2l file",
+        "junk.m2l": "not a readable safetensors file (",
+    }
+    for name, message in expected.items():
+        with pytest.raises(M2LError) as err:
+            load_latents(tmp_path / name)
+        assert str(err.value).startswith(f"{tmp_path / name}: {message}") and "\n" not in str(err.value)
 
 
 def test_sniff_reads_only_the_header(tmp_path):

@@ -131,6 +131,8 @@ class Kind(Enum):
     """Any other safetensors file, or one whose header is damaged (then `metadata` is None)."""
     AUDIO = "audio"
     """An audio file (WAV, FLAC, Ogg, MP3, AIFF, CAF signatures)."""
+    NUMPY = "numpy"
+    """A NumPy array file (`.npy`), e.g. latents saved from the authors' package."""
     UNKNOWN = "unknown"
     """Anything else."""
 
@@ -146,6 +148,7 @@ _DESCRIPTIONS = {
     Kind.TRAINING_STATE: "an m2l training checkpoint",
     Kind.AUTHORS_CHECKPOINT: "a torch checkpoint",
     Kind.AUDIO: "an audio file",
+    Kind.NUMPY: "a NumPy array (.npy)",
     Kind.UNKNOWN: "a file of unknown type (neither safetensors nor a torch checkpoint)",
 }
 _TORCH_RECORDS = frozenset({b"data.pkl", b".format_version", b"byteorder", b"version"})
@@ -210,6 +213,8 @@ def sniff(path: str | os.PathLike) -> FileKind:
         raise M2LError(f"{path}: cannot read ({err.strerror or err})") from None
     if _is_torch_archive(head):
         return FileKind(path, Kind.AUTHORS_CHECKPOINT)
+    if head.startswith(b"\x93NUMPY"):
+        return FileKind(path, Kind.NUMPY)
     return FileKind(path, Kind.AUDIO if _is_audio(head) else Kind.UNKNOWN)
 
 
@@ -282,7 +287,7 @@ def read_safetensors(
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise M2LError(f"{path}: not a readable safetensors file ({reason})") from None
+        raise M2LError(f"{path}: {_not_safetensors(path, reason)}") from None
     if meta.get("format") != expected_format:
         raise M2LError(f"{path}: not an {expected_format} file (format={meta.get('format')!r})")
     found = _check_version(path, meta, version)
@@ -297,6 +302,21 @@ def read_safetensors(
         raise M2LError(f"{path}: content does not match its checksum (corrupt or modified)")
     meta["tensors_sha256"] = digest
     return tensors, meta
+
+
+def _not_safetensors(path: Path, reason: str) -> str:
+    """Why a file that safetensors cannot read is refused: what it is instead, when its first
+    bytes tell (an audio file, a NumPy array, a torch checkpoint), else the reader's `reason`."""
+    try:
+        found = sniff(path)
+    except M2LError:
+        found = None
+    if found is None or found.kind in (Kind.SAFETENSORS, Kind.UNKNOWN):
+        return f"not a readable safetensors file ({reason})"
+    if found.kind is Kind.NUMPY:
+        api = "m2l.load(MODEL).decode(numpy.load(PATH))"
+        return f"is {found.description}, not an m2l file; arrays decode with the API: {api}"
+    return f"is {found.description}, not an m2l file"
 
 
 def _check_version(path: Path, meta: dict, supported: int) -> int:
