@@ -53,6 +53,7 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path, latents):
         (("pack", tmp_path / "missing", "-o", tmp_path / "o1"), ["missing", "no such folder"]),
         (("pack", tmp_path / "empty", "-o", tmp_path / "o2"), ["empty", "no .m2l files"]),
         (("pack", latents, "-o", tmp_path / "o3"), ["zz-other.m2l", "other@9", "one model"]),
+        (("pack", tmp_path / "empty", "-o", latents / "zz-other.m2l"), ["zz-other.m2l", "not a directory"]),
         (("stats", tmp_path / "missing"), ["missing", "no such folder"]),
         (("stats", tmp_path / "empty"), ["empty", "no .m2l files"]),
         (("stats", latents), ["zz-other.m2l", "one model"]),

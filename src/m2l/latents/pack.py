@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from m2l.datasets import manifest_rows
 from m2l.errors import M2LError
+from m2l.files import check_output_folder
 from m2l.formats import load_latents
 from m2l.latents.index import INDEX_NAME
 from m2l.latents.shards import DEFAULT_SHARD_BYTES, ShardWriter
@@ -115,6 +116,7 @@ def pack_folder(
             damaged file, a malformed manifest, an existing dataset without `force`.
     """
     src, out = Path(latent_dir), Path(dataset_dir)
+    check_output_folder(out)  # before any work: an output path that is a file is refused at once
     if src.exists() and out.exists() and os.path.samefile(src, out):
         raise M2LError(f"{out}: the dataset folder must not be the folder of .m2l files")
     entries = catalogue(src)
