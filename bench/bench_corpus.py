@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from bench_codec import make_checkpoint
+from bench_codec import make_checkpoint, matmul_rate
 from child import RETAIN, apply_retain, peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
@@ -177,6 +177,20 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
     return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
+def resumed(path: Path, fresh: dict) -> dict:
+    """The results of an interrupted run at `path` when it measured the same corpus on the same
+    device and torch (else `fresh`): its finished cases are kept."""
+    if not path.exists():
+        return fresh
+    old = json.loads(path.read_text())
+    same = ("torch", "threads", "device", "files", "audio_s")
+    if any(old.get(k) != fresh[k] for k in same):
+        recorded = {k: old.get(k) for k in same}
+        sys.exit(f"{path}: another corpus, device or torch ({recorded}); not resuming it")
+    old["cases"] = [c for c in old.get("cases", []) if "wall_s" in c]
+    return old
+
+
 def compare_outputs(work: Path) -> dict:
     """How far the corpus encoder's latents are from one-file-at-a-time (max abs difference)
     and bf16 autocast's from fp32 (relative L2 per file, mean and max)."""
@@ -230,6 +244,12 @@ def main() -> None:
     ap.add_argument("--make-only", action="store_true", help="only write the corpus (and checkpoint)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/corpus.json"))
     ap.add_argument("--window-batches", action="store_true", help="only time window batches of 4, 2, 1")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished cases of an interrupted run in --out (same corpus and device) and run the "
+        "others: a run longer than one sitting (each case records the sgemm rate it started at)",
+    )
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -264,14 +284,21 @@ def main() -> None:
         "audio_s": seconds,
         "cases": [],
     }
+    if args.resume:
+        results = resumed(args.out, results)
+    done = {c["case"] for c in results["cases"] if "wall_s" in c}
     print(f"{args.files} files, {seconds / 60:.1f} min of audio", file=sys.stderr, flush=True)
     for case in args.cases:
+        if case in done:
+            print(f"{case}: kept from the interrupted run", file=sys.stderr, flush=True)
+            continue
         out = work / f"out-{case}"
         if out.exists():
             for p in sorted(out.rglob("*"), reverse=True):
                 p.rmdir() if p.is_dir() else p.unlink()
+        sgemm = matmul_rate() / 1e9 if args.device == "cpu" else None  # the machine's speed now
         r = run_child(__file__, case, corpus, ckpt, out, args.device)
-        r["case"] = case
+        r["case"], r["sgemm_gflops_before"], r["started"] = case, sgemm, time.strftime("%Y-%m-%d %H:%M:%S")
         if "wall_s" in r:
             r["audio_s_per_s"] = seconds / r["wall_s"]
         results["cases"].append(r)
