@@ -1,5 +1,7 @@
 """Packing the encoder passes of many clips into shared batches (`m2l.packing.encode_many`)."""
 
+import warnings
+
 import pytest
 import torch
 from m2l_testing import MICRO, MICRO2, random_model, record_pass_sizes
@@ -108,3 +110,44 @@ def test_one_clip_runs_its_neighbouring_passes_in_batches_of_batch_units(codecs,
     batched = codec.encode(wave)
     assert len(shapes) < len(passes) and max(shapes) > max(p.items for p in passes)
     assert ((batched - alone).norm() / alone.norm()).item() < 1e-4
+
+
+def fail_above(codec, method: str, items: int, monkeypatch) -> list[int]:
+    """Make `codec.model.<method>` run out of memory on batches of more than `items` inputs, as
+    a GPU would; returns the batch sizes it was called with."""
+    seen: list[int] = []
+    original = getattr(codec.model, method)
+
+    def limited(x, *args, **kwargs):
+        seen.append(x.shape[0])
+        if x.shape[0] > items:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(codec.model, method, limited)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["encode", "decode_features"])
+def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatch):
+    """A GPU's batch of windows that does not fit runs in halves (same result), batch_size is
+    lowered with a warning; a single pass that does not fit is a one-line M2LError."""
+    codec = make_codec(random_model(MICRO), model_id="v1@test", device="cpu", window_seconds=1.0)
+    wave = torch.randn(1, 44100 * 6, generator=torch.Generator().manual_seed(4)) * 0.1
+    z = codec.encode(wave)
+    expected = codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
+    monkeypatch.setattr(type(codec), "batch_units", property(lambda self: self.batch_size * self.pass_units))
+    seen = fail_above(codec, method, 1, monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
+    assert [str(w.message).split(": ")[1] for w in caught] == [
+        "batch_size lowered from 4 to 2 (--batch-size sets it)",
+        "batch_size lowered from 2 to 1 (--batch-size sets it)",
+    ]
+    assert str(caught[0].message).startswith("out of cpu memory with 4 inputs in one pass")
+    assert codec.batch_size == 1 and max(seen) == 4 and 2 in seen
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    fail_above(codec, method, 0, monkeypatch)
+    with pytest.raises(M2LError, match=r"^out of cpu memory for a single pass of \d+ latent frames; lower"):
+        codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)

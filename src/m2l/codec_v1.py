@@ -25,7 +25,7 @@ from m2l.codec import Codec
 from m2l.consistency.sampling import keyed_randn, sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
-from m2l.packing import EncodePass, EncodePlan, consecutive_batches
+from m2l.packing import EncodePass, EncodePlan, consecutive_batches, halving_on_oom
 
 NOISE_TILE = 64  # frames per noise tile
 
@@ -219,7 +219,7 @@ class Codec1(Codec):
         batches = list(consecutive_batches(pieces, self.batch_units, self.batch_size))
         done = 0  # windows whose every row is decoded
         for i, batch in enumerate(batches):
-            self._decode_pass(rows, out, batch, seed, sigmas)
+            halving_on_oom(self, batch, lambda b: self._decode_pass(rows, out, b, seed, sigmas))
             following = batches[i + 1][0].index if i + 1 < len(batches) else len(windows)
             if following > done:
                 advance(following - done)

@@ -15,6 +15,7 @@ item), so a clip's latents do not depend on what it was batched with, up to floa
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -101,9 +102,47 @@ def consecutive_batches(passes: list[P], capacity: int, max_items: int) -> Itera
         yield batch
 
 
-@torch.inference_mode()
+def halving_on_oom(codec: Codec, batch: list[P], run: Callable[[list[P]], None]) -> None:
+    """`run(batch)`; when the device runs out of memory, the two halves of the batch one after
+    the other instead (recursively), and `codec.batch_size` lowered for the batches that follow,
+    with a warning. `run` must have changed nothing when it fails.
+
+    Raises:
+        M2LError: a single pass does not fit in the device's memory.
+    """
+    try:
+        run(batch)
+        return
+    except torch.OutOfMemoryError:
+        pass  # retried below, outside the handler: its traceback holds the failed pass's tensors
+    if codec.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if len(batch) == 1:
+        raise M2LError(
+            f"out of {codec.device} memory for a single pass of {batch[0].units} {codec.unit_name}; "
+            f"lower the window (--window) or the batch size (--batch-size)"
+        )
+    half = len(batch) // 2
+    fits = max(1, sum(p.items for p in batch[:half]))
+    if codec.batch_size > fits:
+        warnings.warn(
+            f"out of {codec.device} memory with {sum(p.items for p in batch)} inputs in one pass: "
+            f"batch_size lowered from {codec.batch_size} to {fits} (--batch-size sets it)",
+            stacklevel=2,
+        )
+        codec.batch_size = fits
+    halving_on_oom(codec, batch[:half], run)
+    halving_on_oom(codec, batch[half:], run)
+
+
 def run_batch(codec: Codec, passes: list[EncodePass], features: bool = False) -> None:
-    """Run passes of one input shape as one encoder batch and hand each its outputs."""
+    """Run passes of one input shape as one encoder batch and hand each its outputs (out of
+    device memory: in halves, see `halving_on_oom`)."""
+    halving_on_oom(codec, passes, lambda batch: _run_batch(codec, batch, features))
+
+
+@torch.inference_mode()
+def _run_batch(codec: Codec, passes: list[EncodePass], features: bool) -> None:
     x = passes[0].make_input() if len(passes) == 1 else torch.cat([p.make_input() for p in passes])
     z = codec.encoder_pass(x, features=features)
     start = 0

@@ -29,6 +29,31 @@ def test_an_os_error_from_any_command_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "m2l: error: /runs/x/config.json: Permission denied\n"
 
 
+def test_a_gpu_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):
+    import pytest
+    import torch
+
+    from m2l.cli import app
+
+    def command_raising(err: Exception) -> None:
+        def failing(args):
+            raise err
+
+        info = app.COMMANDS["info"]
+        monkeypatch.setitem(app.COMMANDS, "info", app.Command(info.help, info.add_arguments, failing))
+
+    command_raising(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"))
+    assert app.main(["info", "whatever.m2l"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "m2l: error: CUDA out of memory. Tried to allocate 2.00 GiB more (lower --batch-size"
+    )
+    assert err.count("\n") == 1
+    command_raising(RuntimeError("a bug"))  # not the input's fault: the traceback stays
+    with pytest.raises(RuntimeError, match="a bug"):
+        app.main(["info", "whatever.m2l"])
+
+
 def test_python_dash_m_exit_code_and_clean_stderr(tmp_path, tiny_checkpoint):
     bad = tmp_path / "noise.wav"
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())

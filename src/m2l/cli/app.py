@@ -131,3 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a failing disk or folder (permissions, missing, full): one line, exit 1
         error(describe(err))
         return 1
+    except RuntimeError as err:  # torch.OutOfMemoryError (a GPU's) where no smaller batch is tried
+        if type(err).__name__ != "OutOfMemoryError":
+            raise
+        error(f"{describe(err)} (lower --batch-size or --window; for training, --set batch_size)")
+        return 1
