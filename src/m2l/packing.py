@@ -80,9 +80,17 @@ class _Open:
 class Batchable(Protocol):
     """A pass that may share a batch with neighbours of an equal `key` (see `EncodePass`)."""
 
-    key: tuple[int, ...]
-    items: int
-    units: int
+    @property
+    def key(self) -> tuple[int, ...]:
+        """Passes of equal keys have inputs of one shape."""
+
+    @property
+    def items(self) -> int:
+        """Inputs of the pass."""
+
+    @property
+    def units(self) -> int:
+        """Cost of the pass."""
 
 
 P = TypeVar("P", bound=Batchable)
