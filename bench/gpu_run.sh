@@ -2,7 +2,8 @@
 # One GPU session (the device tool), run from the repo root with .carry/ (bench/gpu_carry.py) and
 # .whl/ (soundfile, soxr, cffi, pycparser, music2latent wheels) carried:
 #   1. continues the training run in .carry/ on CUDA (bf16) for TRAIN_S seconds (SIGTERM saves a
-#      checkpoint), and brings back its newest state as parts plus the best EMA weights (fp16);
+#      checkpoint), and brings back its newest state as parts plus the best EMA weights (fp16)
+#      (TRAIN_S=0 skips it: no .carry/ state is needed then);
 #   2. the GPU codec benchmark (bench/bench_gpu.py) and the corpus benchmark on CUDA.
 # Everything it keeps lands in $OUT (at most 8 files come back).
 #   OUT=bench/out/gpu DEVICE=cpu TRAIN_S=60 FILES=4 BENCH_ARGS="--seconds 1" bash bench/gpu_run.sh
@@ -27,6 +28,7 @@ date +%s.%N | sed 's/^/start /'
 (cd bench && python3 bench_corpus.py --files "$FILES" --make-only --out out/gpu/corpus.json) > /tmp/make_corpus.log 2>&1 &
 MAKE=$!
 
+if [ "$TRAIN_S" != 0 ]; then  # TRAIN_S=0 (e.g. the run's schedule is done): benchmarks only
 mkdir -p "$RUN/checkpoints" && cp .carry/config.json "$RUN/config.json"
 python3 scripts/state_transfer.py unpack .carry/state "$RUN/checkpoints" || exit 1
 echo "train $(date +%s.%N)"
@@ -38,6 +40,7 @@ python3 scripts/state_transfer.py pack "$newest" "$OUT/state"
 best="$RUN/checkpoints/best.safetensors"; [ -f "$best" ] || best=$newest
 python3 -m m2l export "$best" "$OUT/best-ema.safetensors" --fp16
 cp "$RUN/log.jsonl" "$OUT/"
+fi
 
 wait $MAKE; cat /tmp/make_corpus.log
 [ "${BENCH_S:-150}" = 0 ] || (cd bench && timeout "${BENCH_S:-150}" python3 bench_gpu.py --device "$DEVICE" --out out/gpu/gpu_codec.json ${BENCH_ARGS:-})
