@@ -34,9 +34,9 @@ def spy_batches(monkeypatch) -> list[list[packing.EncodePass]]:
     batches: list[list[packing.EncodePass]] = []
     original = packing.run_batch
 
-    def recording(codec, passes, features=False):
+    def recording(codec, passes, features=False, limit=None):
         batches.append(list(passes))
-        return original(codec, passes, features)
+        return original(codec, passes, features, limit)
 
     monkeypatch.setattr(packing, "run_batch", recording)
     return batches
@@ -131,9 +131,10 @@ def fail_above(codec, method: str, items: int, monkeypatch) -> list[int]:
 @pytest.mark.parametrize("method", ["encode", "decode_features"])
 def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatch):
     """A GPU's batch of windows that does not fit runs in halves (same result), batch_size is
-    lowered with a warning; a single pass that does not fit is a one-line M2LError."""
+    lowered with a warning and the call's remaining batches follow it; a single pass that does not
+    fit is a one-line M2LError."""
     codec = make_codec(random_model(MICRO), model_id="v1@test", device="cpu", window_seconds=1.0)
-    wave = torch.randn(1, 44100 * 6, generator=torch.Generator().manual_seed(4)) * 0.1
+    wave = torch.randn(1, 44100 * 12, generator=torch.Generator().manual_seed(4)) * 0.1
     z = codec.encode(wave)
     expected = codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
     monkeypatch.setattr(type(codec), "batch_units", property(lambda self: self.batch_size * self.pass_units))
@@ -147,7 +148,30 @@ def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatc
     ]
     assert str(caught[0].message).startswith("out of cpu memory with 4 inputs in one pass")
     assert codec.batch_size == 1 and max(seen) == 4 and 2 in seen
+    # once lowered, the call's later batches (planned before) split too: each size fails once
+    assert [n for n in seen if n > 1] == [4, 2], seen
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     fail_above(codec, method, 0, monkeypatch)
     with pytest.raises(M2LError, match=r"^out of cpu memory for a single pass of \d+ latent frames; lower"):
         codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_packed_batches_follow_a_batch_size_lowered_by_out_of_memory(version, monkeypatch):
+    """After running out of memory, `encode_many` plans no batch larger than what fitted: the
+    failures all come in the first batch that did not fit, none once a batch has run."""
+    model, options = (MICRO, {"window_seconds": 1.0}) if version == "v1" else (MICRO2, {"chunk_batch": 3})
+    codec = make_codec(random_model(model), model_id=f"{version}@test", device="cpu", **options)
+    data = clips() * 2
+    alone = {key: codec.encode_file(wave, source_sample_rate=rate) for key, wave, rate in data}
+    single = max(p.items for _, wave, _ in data for p in codec.encode_plan(codec.model_rows(wave)[0]).passes)
+    seen = fail_above(codec, "encode", single, monkeypatch)  # every pass fits alone, not all batches
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=4))
+    assert codec.batch_size <= single and len(caught) >= 1
+    first_run = next(i for i, n in enumerate(seen) if n <= single)
+    assert first_run > 0 and max(seen[first_run:]) <= single, seen
+    assert sorted(packed) == sorted(alone)
+    for key, lf in packed.items():
+        torch.testing.assert_close(lf.latents, alone[key].latents, atol=1e-5, rtol=1e-4)

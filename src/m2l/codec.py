@@ -463,7 +463,7 @@ class Codec(ABC):
         """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
         plan = self.encode_plan(rows, features=features, left_pad=left_pad)
         advance = self.progress_counter("encoding", plan.total_progress)
-        for batch in consecutive_batches(plan.passes, self.batch_units, self.batch_size):
+        for batch in consecutive_batches(plan.passes, self):
             run_batch(self, batch, features=features)
             advance(sum(p.progress for p in batch))
         return plan.finish()

@@ -216,11 +216,12 @@ class Codec1(Codec):
             for k, win in enumerate(windows)
             for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units)
         ]
-        batches = list(consecutive_batches(pieces, self.batch_units, self.batch_size))
-        done = 0  # windows whose every row is decoded
-        for i, batch in enumerate(batches):
+        batches = consecutive_batches(pieces, self)  # lazy: each batch follows a lowered batch_size
+        batch, done = next(batches, None), 0  # done: windows whose every row is decoded
+        while batch is not None:
             halving_on_oom(self, batch, lambda b: self._decode_pass(rows, out, b, seed, sigmas))
-            following = batches[i + 1][0].index if i + 1 < len(batches) else len(windows)
+            batch = next(batches, None)
+            following = batch[0].index if batch is not None else len(windows)
             if following > done:
                 advance(following - done)
                 done = following

@@ -96,13 +96,14 @@ class Batchable(Protocol):
 P = TypeVar("P", bound=Batchable)
 
 
-def consecutive_batches(passes: list[P], capacity: int, max_items: int) -> Iterator[list[P]]:
-    """Passes in order, neighbours of one key grouped into batches of at most `capacity` units
-    and `max_items` inputs (a pass larger than that runs alone)."""
+def consecutive_batches(passes: list[P], codec: Codec) -> Iterator[list[P]]:
+    """Passes in order, neighbours of one key grouped into batches of at most `codec.batch_units`
+    units and `codec.batch_size` inputs (a pass larger than that runs alone). The limits are read
+    as each batch is filled: batches planned after an out-of-memory lowering follow it."""
     batch: list[P] = []
     for p in passes:
         units, items = sum(q.units for q in batch) + p.units, sum(q.items for q in batch) + p.items
-        if batch and (p.key != batch[0].key or units > capacity or items > max_items):
+        if batch and (p.key != batch[0].key or units > codec.batch_units or items > codec.batch_size):
             yield batch
             batch = []
         batch.append(p)
@@ -110,43 +111,70 @@ def consecutive_batches(passes: list[P], capacity: int, max_items: int) -> Itera
         yield batch
 
 
-def halving_on_oom(codec: Codec, batch: list[P], run: Callable[[list[P]], None]) -> None:
-    """`run(batch)`; when the device runs out of memory, the two halves of the batch one after
-    the other instead (recursively), and `codec.batch_size` lowered for the batches that follow,
-    with a warning. `run` must have changed nothing when it fails.
+def halving_on_oom(
+    codec: Codec, batch: list[P], run: Callable[[list[P]], None], limit: int | None = None
+) -> None:
+    """`run(batch)`, in consecutive parts of at most `limit` inputs when one is given; when the
+    device runs out of memory, a part runs in parts of half its inputs instead (and halves of
+    those, as long as they do not fit), with `codec.batch_size` lowered to what fitted, with a
+    warning: the rest of the batch runs in parts of that size (and so do the batches planned
+    after it). `run` must have changed nothing when it fails.
 
     Raises:
         M2LError: a single pass does not fit in the device's memory.
     """
-    try:
-        run(batch)
-        return
-    except torch.OutOfMemoryError:
-        pass  # retried below, outside the handler: its traceback holds the failed pass's tensors
-    if codec.device.type == "cuda":
-        torch.cuda.empty_cache()
-    if len(batch) == 1:
-        raise M2LError(
-            f"out of {codec.device} memory for a single pass of {batch[0].units} {codec.unit_name}; "
-            f"lower the window (--window) or the batch size (--batch-size)"
-        )
-    half = len(batch) // 2
-    fits = max(1, sum(p.items for p in batch[:half]))
-    if codec.batch_size > fits:
-        warnings.warn(
-            f"out of {codec.device} memory with {sum(p.items for p in batch)} inputs in one pass: "
-            f"batch_size lowered from {codec.batch_size} to {fits} (--batch-size sets it)",
-            stacklevel=2,
-        )
-        codec.batch_size = fits
-    halving_on_oom(codec, batch[:half], run)
-    halving_on_oom(codec, batch[half:], run)
+    _run_in_parts(codec, batch, run, limit)
 
 
-def run_batch(codec: Codec, passes: list[EncodePass], features: bool = False) -> None:
-    """Run passes of one input shape as one encoder batch and hand each its outputs (out of
-    device memory: in halves, see `halving_on_oom`)."""
-    halving_on_oom(codec, passes, lambda batch: _run_batch(codec, batch, features))
+def _run_in_parts(
+    codec: Codec, batch: list[P], run: Callable[[list[P]], None], limit: int | None
+) -> int | None:
+    """Run `batch` in consecutive parts of at most `limit` inputs (None: whole), a part that runs
+    out of memory in smaller parts; returns the limit the last part ran under."""
+    rest = batch
+    while rest:
+        count = len(rest) if limit is None else _leading(rest, limit)
+        part, rest = rest[:count], rest[count:]
+        try:
+            run(part)
+            continue
+        except torch.OutOfMemoryError:
+            pass  # split below, outside the handler: its traceback holds the failed pass's tensors
+        if codec.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(part) == 1:
+            raise M2LError(
+                f"out of {codec.device} memory for a single pass of {part[0].units} {codec.unit_name}; "
+                f"lower the window (--window) or the batch size (--batch-size)"
+            )
+        limit = max(1, sum(p.items for p in part[: len(part) // 2]))
+        if codec.batch_size > limit:
+            warnings.warn(
+                f"out of {codec.device} memory with {sum(p.items for p in part)} inputs in one pass: "
+                f"batch_size lowered from {codec.batch_size} to {limit} (--batch-size sets it)",
+                stacklevel=3,
+            )
+            codec.batch_size = limit
+        limit = _run_in_parts(codec, part, run, limit)
+    return limit
+
+
+def _leading(passes: list[P], limit: int) -> int:
+    """How many leading passes hold at most `limit` inputs together (at least one)."""
+    total = 0
+    for count, p in enumerate(passes):
+        total += p.items
+        if count and total > limit:
+            return count
+    return len(passes)
+
+
+def run_batch(
+    codec: Codec, passes: list[EncodePass], features: bool = False, limit: int | None = None
+) -> None:
+    """Run passes of one input shape as one encoder batch (or parts of at most `limit` inputs)
+    and hand each its outputs (out of device memory: in halves, see `halving_on_oom`)."""
+    halving_on_oom(codec, passes, lambda batch: _run_batch(codec, batch, features), limit)
 
 
 @torch.inference_mode()
@@ -183,6 +211,7 @@ def encode_many(
     """
     capacity = max(1, batch_units or codec.batch_units)
     limit = max(1, max_open or 2 * codec.batch_size + 2)
+    batches = _Batches(codec, capacity)
     open_clips: OrderedDict[int, _Open] = OrderedDict()
     buckets: dict[Hashable, list[tuple[int, EncodePass]]] = {}
     serial = 0
@@ -196,15 +225,41 @@ def encode_many(
         serial += 1
         open_clips[serial] = _Open(key, wave, rate, plan, len(plan.passes))
         for p in plan.passes:
-            if p.key in buckets and _units(buckets[p.key]) + p.units > capacity:
-                yield from _run(codec, buckets.pop(p.key), open_clips)
+            if p.key in buckets and batches.over(buckets[p.key], p):
+                yield from _run(batches, buckets.pop(p.key), open_clips)
             buckets.setdefault(p.key, []).append((serial, p))
-            if _units(buckets[p.key]) >= capacity:
-                yield from _run(codec, buckets.pop(p.key), open_clips)
+            if batches.full(buckets[p.key]):
+                yield from _run(batches, buckets.pop(p.key), open_clips)
         while len(open_clips) > limit:
-            yield from _run(codec, _oldest_bucket(buckets, open_clips), open_clips)
+            yield from _run(batches, _oldest_bucket(buckets, open_clips), open_clips)
     while buckets:  # the rest, oldest clip first
-        yield from _run(codec, _oldest_bucket(buckets, open_clips), open_clips)
+        yield from _run(batches, _oldest_bucket(buckets, open_clips), open_clips)
+
+
+class _Batches:
+    """The limits of `encode_many`'s batches: `capacity` units, and once running out of device
+    memory lowered `codec.batch_size` (see `halving_on_oom`), at most that many inputs."""
+
+    def __init__(self, codec: Codec, capacity: int) -> None:
+        self.codec, self.capacity, self.start_size = codec, capacity, codec.batch_size
+
+    @property
+    def max_items(self) -> int | None:
+        """Inputs per batch, None when out of memory has not lowered `batch_size`."""
+        return self.codec.batch_size if self.codec.batch_size < self.start_size else None
+
+    def over(self, bucket: list[tuple[int, EncodePass]], p: EncodePass) -> bool:
+        """Whether `bucket` plus `p` is more than one batch holds."""
+        return self._beyond(_units(bucket) + p.units - 1, _items(bucket) + p.items - 1)
+
+    def full(self, bucket: list[tuple[int, EncodePass]]) -> bool:
+        """Whether `bucket` holds a whole batch."""
+        return self._beyond(_units(bucket), _items(bucket))
+
+    def _beyond(self, units: int, items: int) -> bool:
+        """Whether a batch of `units` units and `items` inputs has reached a limit."""
+        max_items = self.max_items
+        return units >= self.capacity or (max_items is not None and items >= max_items)
 
 
 def _oldest_bucket(
@@ -220,11 +275,17 @@ def _units(bucket: list[tuple[int, EncodePass]]) -> int:
     return sum(p.units for _, p in bucket)
 
 
+def _items(bucket: list[tuple[int, EncodePass]]) -> int:
+    return sum(p.items for _, p in bucket)
+
+
 def _run(
-    codec: Codec, bucket: list[tuple[int, EncodePass]], open_clips: OrderedDict[int, _Open]
+    batches: _Batches, bucket: list[tuple[int, EncodePass]], open_clips: OrderedDict[int, _Open]
 ) -> Iterator[tuple[Any, LatentFile]]:
-    """Run one bucket; yield the clips it finished."""
-    run_batch(codec, [p for _, p in bucket])
+    """Run one bucket (in parts, once out of memory lowered the batch size); yield the clips it
+    finished."""
+    codec = batches.codec
+    run_batch(codec, [p for _, p in bucket], limit=batches.max_items)
     for serial, _ in bucket:
         clip = open_clips[serial]
         clip.left -= 1
