@@ -185,13 +185,16 @@ def flip_bit_in_value(path: Path, key: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def record_pass_sizes(codec, method: str, monkeypatch) -> list[int]:
-    """Record the batch size (leading dimension) of every call of `codec.model.<method>`."""
+def record_pass_sizes(codec, method: str, monkeypatch, fail_above: int | None = None) -> list[int]:
+    """Record the batch size (leading dimension) of every call of `codec.model.<method>`; with
+    `fail_above`, calls of more inputs raise `torch.OutOfMemoryError`, as a full GPU would."""
     seen: list[int] = []
     original = getattr(codec.model, method)
 
     def spy(x, *args, **kwargs):
         seen.append(x.shape[0])
+        if fail_above is not None and x.shape[0] > fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(x, *args, **kwargs)
 
     monkeypatch.setattr(codec.model, method, spy)

@@ -1,10 +1,11 @@
 """The v2 codec: chunked encoding, autoregressive decoding, stereo, sigma_cond, latent files."""
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
-from m2l_testing import MICRO2, random_model
+from m2l_testing import MICRO2, random_model, record_pass_sizes
 
 from m2l.codec_v1 import Codec1
 from m2l.codec_v2 import Codec2
@@ -147,3 +148,27 @@ def test_latent_file_round_trip_and_shape_checks(codec, tmp_path):
     v1 = make_codec(random_model("m2l-v1-tiny"), model_id="v1", device="cpu")
     with pytest.raises(M2LError, match="incompatible"):
         v1.decode(back)
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_out_of_memory_decodes_rows_in_halves(streamed, monkeypatch):
+    """Rows whose decoder steps do not fit run in halves (the same audio: noise is keyed by row),
+    batch_size lowered with a warning; one row that does not fit is a one-line M2LError."""
+    codec = Codec2(random_model(MICRO2), model_id="m2l2-micro@test", device="cpu")
+    z = codec.encode(torch.randn(2, 2, 3 * CHUNK, generator=torch.Generator().manual_seed(5)) * 0.1)  # 4 rows
+    expected = codec.decode(z, seed=2)
+    codec.batch_size = 4 if streamed else 2  # one slice of 4 rows streams; slices of 2 do not
+    seen = record_pass_sizes(codec, "denoise", monkeypatch, fail_above=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = codec.decode(z, seed=2)
+    lowered = [str(w.message).split(": ")[1] for w in caught]
+    first = ["batch_size lowered from 4 to 2 (--batch-size sets it)"] if streamed else []
+    assert lowered == [*first, "batch_size lowered from 2 to 1 (--batch-size sets it)"]
+    assert codec.batch_size == 1 and max(seen) > 1
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    record_pass_sizes(codec, "denoise", monkeypatch, fail_above=0)
+    with pytest.raises(
+        M2LError, match=r"^out of cpu memory for one row of decoding \(two chunks per step\); "
+    ):
+        codec.decode(z, seed=2)

@@ -112,22 +112,6 @@ def test_one_clip_runs_its_neighbouring_passes_in_batches_of_batch_units(codecs,
     assert ((batched - alone).norm() / alone.norm()).item() < 1e-4
 
 
-def fail_above(codec, method: str, items: int, monkeypatch) -> list[int]:
-    """Make `codec.model.<method>` run out of memory on batches of more than `items` inputs, as
-    a GPU would; returns the batch sizes it was called with."""
-    seen: list[int] = []
-    original = getattr(codec.model, method)
-
-    def limited(x, *args, **kwargs):
-        seen.append(x.shape[0])
-        if x.shape[0] > items:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(x, *args, **kwargs)
-
-    monkeypatch.setattr(codec.model, method, limited)
-    return seen
-
-
 @pytest.mark.parametrize("method", ["encode", "decode_features"])
 def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatch):
     """A GPU's batch of windows that does not fit runs in halves (same result), batch_size is
@@ -138,7 +122,7 @@ def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatc
     z = codec.encode(wave)
     expected = codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
     monkeypatch.setattr(type(codec), "batch_units", property(lambda self: self.batch_size * self.pass_units))
-    seen = fail_above(codec, method, 1, monkeypatch)
+    seen = record_pass_sizes(codec, method, monkeypatch, fail_above=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
@@ -151,7 +135,7 @@ def test_out_of_memory_halves_the_batch_and_lowers_batch_size(method, monkeypatc
     # once lowered, the call's later batches (planned before) split too: each size fails once
     assert [n for n in seen if n > 1] == [4, 2], seen
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-    fail_above(codec, method, 0, monkeypatch)
+    record_pass_sizes(codec, method, monkeypatch, fail_above=0)
     with pytest.raises(M2LError, match=r"^out of cpu memory for a single pass of \d+ latent frames; lower"):
         codec.encode(wave) if method == "encode" else codec.decode(z, seed=1)
 
@@ -165,7 +149,9 @@ def test_packed_batches_follow_a_batch_size_lowered_by_out_of_memory(version, mo
     data = clips() * 2
     alone = {key: codec.encode_file(wave, source_sample_rate=rate) for key, wave, rate in data}
     single = max(p.items for _, wave, _ in data for p in codec.encode_plan(codec.model_rows(wave)[0]).passes)
-    seen = fail_above(codec, "encode", single, monkeypatch)  # every pass fits alone, not all batches
+    seen = record_pass_sizes(
+        codec, "encode", monkeypatch, fail_above=single
+    )  # every pass fits alone, not all batches
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=4))

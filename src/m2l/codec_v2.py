@@ -21,6 +21,7 @@ deterministic function of (seed, row, chunk, step).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from m2l.codec import Codec, finished
 from m2l.consistency.sampling import keyed_randn, renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
-from m2l.packing import EncodePass, EncodePlan
+from m2l.packing import EncodePass, EncodePlan, lower_batch_size
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk
 
@@ -140,17 +141,50 @@ class Codec2(Codec):
         """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]. Rows
         that fit one batch (`batch_size`) are decoded side by side and reported chunk by chunk;
         more rows are decoded batch after batch and reported once, at the end (progress counts
-        chunks times batches)."""
+        chunks times batches). Rows that run out of device memory before their first chunk is
+        done are decoded in halves (the same audio: noise is keyed by row), with `batch_size`
+        lowered (see `m2l.packing.lower_batch_size`)."""
         sigma = self.check_sigma_cond(sigma_cond)
         slices = list(self.row_slices(rows.shape[0]))
         advance = self.progress_counter("decoding", rows.shape[1] * len(slices))
-        if len(slices) == 1:
-            yield from self.batch_steps(rows, steps=steps, seed=seed, sigma_cond=sigma, on_chunk=advance)
-            return
         options = {"steps": steps, "seed": seed, "sigma_cond": sigma, "on_chunk": advance}
-        parts = [finished(self.batch_steps(rows[sl], first_row=sl.start, **options)) for sl in slices]
-        whole = torch.cat(parts)
+        if len(slices) == 1:
+            stream = self._started(rows, 0, options)
+            if stream is not None:
+                yield from stream
+                return
+        whole = torch.cat([self._rows_in_halves(rows[sl], sl.start, options) for sl in slices])
         yield whole, whole.shape[-1]
+
+    def _started(
+        self, rows: torch.Tensor, first_row: int, options: dict[str, Any]
+    ) -> Iterator[tuple[torch.Tensor, int]] | None:
+        """`batch_steps` of these rows with its first chunk done, or None when that ran out of
+        device memory (a decoder step's memory does not grow after the first pair of chunks)."""
+        stream = self.batch_steps(rows, first_row=first_row, **options)
+        try:
+            first = next(stream)
+        except torch.OutOfMemoryError:
+            return None
+        return itertools.chain([first], stream)
+
+    def _rows_in_halves(self, rows: torch.Tensor, first_row: int, options: dict[str, Any]) -> torch.Tensor:
+        """Rows decoded side by side to the end, or in halves while they run out of memory."""
+        stream = self._started(rows, first_row, options)
+        if stream is not None:
+            return finished(stream)
+        if rows.shape[0] == 1:
+            raise M2LError(
+                f"out of {self.device} memory for one row of decoding (two chunks per step); "
+                "decode on a device with more memory, or on the CPU (--device cpu)"
+            )
+        half = lower_batch_size(self, rows.shape[0], rows.shape[0] // 2)
+        return torch.cat(
+            [
+                self._rows_in_halves(rows[:half], first_row, options),
+                self._rows_in_halves(rows[half:], first_row + half, options),
+            ]
+        )
 
     def batch_steps(
         self,

@@ -140,23 +140,40 @@ def _run_in_parts(
             continue
         except torch.OutOfMemoryError:
             pass  # split below, outside the handler: its traceback holds the failed pass's tensors
-        if codec.device.type == "cuda":
-            torch.cuda.empty_cache()
         if len(part) == 1:
-            raise M2LError(
-                f"out of {codec.device} memory for a single pass of {part[0].units} {codec.unit_name}; "
-                f"lower the window (--window) or the batch size (--batch-size)"
-            )
-        limit = max(1, sum(p.items for p in part[: len(part) // 2]))
-        if codec.batch_size > limit:
-            warnings.warn(
-                f"out of {codec.device} memory with {sum(p.items for p in part)} inputs in one pass: "
-                f"batch_size lowered from {codec.batch_size} to {limit} (--batch-size sets it)",
-                stacklevel=3,
-            )
-            codec.batch_size = limit
+            raise single_pass_error(codec, part[0].units)
+        limit = lower_batch_size(
+            codec, sum(p.items for p in part), sum(p.items for p in part[: len(part) // 2])
+        )
         limit = _run_in_parts(codec, part, run, limit)
     return limit
+
+
+def lower_batch_size(codec: Codec, tried: int, fits: int) -> int:
+    """After running out of device memory with `tried` inputs in one pass: frees the device's
+    cached memory and lowers `codec.batch_size` to `fits` (at least 1) with a warning, if it was
+    larger; returns `fits`."""
+    if codec.device.type == "cuda":
+        torch.cuda.empty_cache()
+    fits = max(1, fits)
+    if codec.batch_size > fits:
+        warnings.warn(
+            f"out of {codec.device} memory with {tried} inputs in one pass: "
+            f"batch_size lowered from {codec.batch_size} to {fits} (--batch-size sets it)",
+            stacklevel=2,
+        )
+        codec.batch_size = fits
+    return fits
+
+
+def single_pass_error(codec: Codec, units: int) -> M2LError:
+    """The one-line error for a single pass of `units` units that does not fit in device memory."""
+    if codec.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return M2LError(
+        f"out of {codec.device} memory for a single pass of {units} {codec.unit_name}; "
+        f"lower the window (--window) or the batch size (--batch-size)"
+    )
 
 
 def _leading(passes: list[P], limit: int) -> int:
