@@ -200,12 +200,12 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_info(fs: Any) -> dict[str, Any]:
+def _set_info(fs: FeatureSet) -> dict[str, Any]:
     """What names a feature set in the results: its model, weights, feature and width."""
     return {"model": fs.model, "model_id": fs.model_id, "feature": fs.feature, "dim": int(fs.matrix.shape[1])}
 
 
-def _score_all(args: argparse.Namespace, notes: Any, sets: list) -> list[dict[str, Any]]:
+def _score_all(args: argparse.Namespace, notes: NoteSet, sets: list[FeatureSet]) -> list[dict[str, Any]]:
     """One result row per (feature set, task, probe): the probe's scores on the splits."""
     from m2l.probe import probes
 
@@ -223,7 +223,7 @@ def _score_all(args: argparse.Namespace, notes: Any, sets: list) -> list[dict[st
 
 
 def _report(
-    args: argparse.Namespace, notes: Any, sets: list, results: list[dict[str, Any]]
+    args: argparse.Namespace, notes: NoteSet, sets: list[FeatureSet], results: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """results.json: the manifest it scored, the protocol, the feature sets and the result rows."""
     from m2l.probe import probes
