@@ -19,7 +19,13 @@ of the released-size v1 network, saved in the authors' checkpoint format:
 A case name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on (glibc keeps
 freed memory for reuse; opt-in, no m2l command uses it), e.g. `--cases authors+retain m2l-corpus+retain`.
 
+A smaller network shows what reading, writing and the command's own work cost when the network
+is fast (a CPU's stand-in for a GPU): `--m2l-preset m2l-v1-tiny` runs the m2l cases on a seeded
+untrained model of that preset (the authors' cases need their architecture, so they are refused).
+
     python bench/bench_corpus.py --files 200 --out bench/out/corpus.json
+    python bench/bench_corpus.py --files 200 --m2l-preset m2l-v1-tiny --cases network m2l-corpus \
+        --out bench/out/corpus200/corpus_tiny.json
     python bench/bench_corpus.py --window-batches --out bench/out/window_batches.json
 """
 
@@ -39,6 +45,7 @@ from bench_codec import make_checkpoint, matmul_rate
 from child import RETAIN, apply_retain, peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
+RELEASED = "the released-size v1 (random weights)"
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
 EXTRA_CASES = ("authors-bf16", "m2l-cli-start")
 """authors-bf16: their loop under torch.autocast (bf16), for GPUs. m2l-cli-start: `m2l encode` of
@@ -62,6 +69,17 @@ def make_corpus(folder: Path, files: int, seed: int = 0) -> float:
         sf.write(path, (0.5 * data / np.abs(data).max()).astype(np.float32), rate)
         total += t.size / rate
     return total
+
+
+def make_m2l_checkpoint(path: Path, name: str) -> None:
+    """An untrained m2l model of preset `name` (seeded), saved as an m2l checkpoint."""
+    from m2l.config import preset
+    from m2l.formats import save_checkpoint
+    from m2l.models import create
+
+    torch.manual_seed(0)
+    model = create(preset(name))
+    save_checkpoint(path, model.state_dict(), model.cfg)
 
 
 def audio_files(folder: Path) -> list[Path]:
@@ -183,7 +201,8 @@ def resumed(path: Path, fresh: dict) -> dict:
     if not path.exists():
         return fresh
     old = json.loads(path.read_text())
-    same = ("torch", "threads", "device", "files", "audio_s")
+    same = ("torch", "threads", "device", "files", "audio_s", "network")
+    old.setdefault("network", RELEASED)  # runs before --m2l-preset existed
     if any(old.get(k) != fresh[k] for k in same):
         recorded = {k: old.get(k) for k in same}
         sys.exit(f"{path}: another corpus, device or torch ({recorded}); not resuming it")
@@ -250,6 +269,9 @@ def main() -> None:
         help="keep the finished cases of an interrupted run in --out (same corpus and device) and run the "
         "others: a run longer than one sitting (each case records the sgemm rate it started at)",
     )
+    ap.add_argument(
+        "--m2l-preset", help="the m2l cases on an untrained model of this preset (no authors cases)"
+    )
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -265,9 +287,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = args.out.parent / "corpus_work"
     ckpt = args.out.parent / "random_authors.pt"
-    if not ckpt.exists():
+    if args.m2l_preset:
+        if any(case.startswith("authors") for case in args.cases):
+            ap.error("--m2l-preset runs m2l's cases only (the authors' package has one architecture)")
+        ckpt = args.out.parent / f"random_{args.m2l_preset}.safetensors"
+        if not ckpt.exists():
+            make_m2l_checkpoint(ckpt, args.m2l_preset)
+    elif not ckpt.exists():
         make_checkpoint(ckpt)
     corpus = work / f"corpus-{args.files}"
+    outputs = work / f"outputs-{args.m2l_preset}" if args.m2l_preset else work
     if not corpus.exists():
         seconds = make_corpus(corpus, args.files)
     else:
@@ -282,6 +311,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
         "files": args.files,
         "audio_s": seconds,
+        "network": args.m2l_preset or RELEASED,
         "cases": [],
     }
     if args.resume:
@@ -292,7 +322,7 @@ def main() -> None:
         if case in done:
             print(f"{case}: kept from the interrupted run", file=sys.stderr, flush=True)
             continue
-        out = work / f"out-{case}"
+        out = outputs / f"out-{case}"
         if out.exists():
             for p in sorted(out.rglob("*"), reverse=True):
                 p.rmdir() if p.is_dir() else p.unlink()
@@ -309,7 +339,7 @@ def main() -> None:
         results["ratios"] = {
             f"m2l-corpus vs {k}": v / walls["m2l-corpus"] for k, v in walls.items() if v and k != "m2l-corpus"
         }
-    results["latents"] = compare_outputs(work)
+    results["latents"] = compare_outputs(outputs)
     report(results, args.out)
 
 
