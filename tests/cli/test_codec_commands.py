@@ -508,7 +508,9 @@ def test_encode_packs_files_into_shared_batches_and_can_pack_a_dataset(tmp_path,
     batches = []
     original = packing.run_batch
     monkeypatch.setattr(
-        packing, "run_batch", lambda c, p, f=False: (batches.append(len(p)), original(c, p, f))
+        packing,
+        "run_batch",
+        lambda c, p, f=False, limit=None: (batches.append(len(p)), original(c, p, f, limit)),
     )
     out, dataset = tmp_path / "out", tmp_path / "dataset"
     code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model[:-1], "--pack", dataset)
