@@ -48,8 +48,9 @@ def test_shipped_model_reconstructs_far_better_than_its_untrained_twin():
     0.42x, 6250 0.45x, 8000 0.47x). The linear-magnitude STFT distance on this melody went from
     0.78-0.81x of the twin's (up to step 3250) to 0.94x (4750), 1.03x (6250) and 1.05x (8000): the
     decoder, trained longer on real music, adds high-frequency texture that pure tones lack, while
-    on real held-out music its STFT distance kept falling (2.30 at step 8000 against the twin's 6.89; BENCHMARKS.md). So the
-    STFT distance is asserted on real music by the evaluation, not here."""
+    on real held-out music its STFT distance kept falling (2.30 at step 8000 against the twin's
+    6.89; BENCHMARKS.md). So the STFT distance is asserted on real music by the evaluation, not
+    here."""
     x = music_like(4.0)
     trained = m2l.load(device="cpu")
     torch.manual_seed(0)
