@@ -148,12 +148,14 @@ class Codec2(Codec):
         slices = list(self.row_slices(rows.shape[0]))
         advance = self.progress_counter("decoding", rows.shape[1] * len(slices))
         options = {"steps": steps, "seed": seed, "sigma_cond": sigma, "on_chunk": advance}
-        if len(slices) == 1:
+        if len(slices) > 1:
+            whole = torch.cat([self._rows_in_halves(rows[sl], sl.start, options) for sl in slices])
+        else:
             stream = self._started(rows, 0, options)
             if stream is not None:
                 yield from stream
                 return
-        whole = torch.cat([self._rows_in_halves(rows[sl], sl.start, options) for sl in slices])
+            whole = self._halved(rows, 0, options)
         yield whole, whole.shape[-1]
 
     def _started(
@@ -170,19 +172,29 @@ class Codec2(Codec):
 
     def _rows_in_halves(self, rows: torch.Tensor, first_row: int, options: dict[str, Any]) -> torch.Tensor:
         """Rows decoded side by side to the end, or in halves while they run out of memory."""
+        if rows.shape[0] > self.batch_size:  # planned before running out of memory lowered it
+            return self._split_rows(rows, first_row, options, self.batch_size)
         stream = self._started(rows, first_row, options)
-        if stream is not None:
-            return finished(stream)
+        return finished(stream) if stream is not None else self._halved(rows, first_row, options)
+
+    def _halved(self, rows: torch.Tensor, first_row: int, options: dict[str, Any]) -> torch.Tensor:
+        """Rows that ran out of memory side by side, decoded in halves (`batch_size` lowered)."""
         if rows.shape[0] == 1:
             raise M2LError(
                 f"out of {self.device} memory for one row of decoding (two chunks per step); "
                 "decode on a device with more memory, or on the CPU (--device cpu)"
             )
         half = lower_batch_size(self, rows.shape[0], rows.shape[0] // 2)
+        return self._split_rows(rows, first_row, options, half)
+
+    def _split_rows(
+        self, rows: torch.Tensor, first_row: int, options: dict[str, Any], cut: int
+    ) -> torch.Tensor:
+        """Rows [:cut] and [cut:] decoded one after the other (`_rows_in_halves` each)."""
         return torch.cat(
             [
-                self._rows_in_halves(rows[:half], first_row, options),
-                self._rows_in_halves(rows[half:], first_row + half, options),
+                self._rows_in_halves(rows[:cut], first_row, options),
+                self._rows_in_halves(rows[cut:], first_row + cut, options),
             ]
         )
 
