@@ -327,8 +327,9 @@ def main() -> None:
             for p in sorted(out.rglob("*"), reverse=True):
                 p.rmdir() if p.is_dir() else p.unlink()
         sgemm = matmul_rate() / 1e9 if args.device == "cpu" else None  # the machine's speed now
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
         r = run_child(__file__, case, corpus, ckpt, out, args.device)
-        r["case"], r["sgemm_gflops_before"], r["started"] = case, sgemm, time.strftime("%Y-%m-%d %H:%M:%S")
+        r["case"], r["sgemm_gflops_before"], r["started"] = case, sgemm, started
         if "wall_s" in r:
             r["audio_s_per_s"] = seconds / r["wall_s"]
         results["cases"].append(r)
