@@ -154,15 +154,19 @@ def test_latent_file_round_trip_and_shape_checks(codec, tmp_path):
 def test_out_of_memory_decodes_rows_in_halves(streamed, monkeypatch):
     """Rows whose decoder steps do not fit run in halves (the same audio: noise is keyed by row),
     batch_size lowered with a warning, and the rows after them follow it (no size fails twice);
-    one row that does not fit is a one-line M2LError."""
+    progress ends at its total; one row that does not fit is a one-line M2LError."""
     codec = Codec2(random_model(MICRO2), model_id="m2l2-micro@test", device="cpu")
     z = codec.encode(torch.randn(2, 2, 3 * CHUNK, generator=torch.Generator().manual_seed(5)) * 0.1)  # 4 rows
     expected = codec.decode(z, seed=2)
     codec.batch_size = 4 if streamed else 2  # one slice of 4 rows streams; slices of 2 do not
     seen = record_pass_sizes(codec, "denoise", monkeypatch, fail_above=1)
+    heard: list[tuple[int, int]] = []
+    codec.progress = lambda task, done, total: heard.append((done, total))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = codec.decode(z, seed=2)
+    codec.progress = None
+    assert heard[-1] == (4 * 3, 4 * 3) and all(d <= t for d, t in heard)  # rows x chunks, no overshoot
     lowered = [str(w.message).split(": ")[1] for w in caught]
     first = ["batch_size lowered from 4 to 2 (--batch-size sets it)"] if streamed else []
     assert lowered == [*first, "batch_size lowered from 2 to 1 (--batch-size sets it)"]

@@ -141,12 +141,12 @@ class Codec2(Codec):
         """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]. Rows
         that fit one batch (`batch_size`) are decoded side by side and reported chunk by chunk;
         more rows are decoded batch after batch and reported once, at the end (progress counts
-        chunks times batches). Rows that run out of device memory before their first chunk is
+        chunks times rows). Rows that run out of device memory before their first chunk is
         done are decoded in halves (the same audio: noise is keyed by row), with `batch_size`
         lowered (see `m2l.packing.lower_batch_size`)."""
         sigma = self.check_sigma_cond(sigma_cond)
         slices = list(self.row_slices(rows.shape[0]))
-        advance = self.progress_counter("decoding", rows.shape[1] * len(slices))
+        advance = self.progress_counter("decoding", rows.shape[0] * rows.shape[1])
         options = {"steps": steps, "seed": seed, "sigma_cond": sigma, "on_chunk": advance}
         if len(slices) > 1:
             whole = torch.cat([self._rows_in_halves(rows[sl], sl.start, options) for sl in slices])
@@ -210,7 +210,7 @@ class Codec2(Codec):
     ) -> Iterator[tuple[torch.Tensor, int]]:
         """Raw latents [R, chunks, K, d] of rows first_row.. -> waveforms [R, audio_channels,
         samples], chunk after chunk: yields (the waveforms, how many leading samples are final)
-        as each chunk is finished, when `on_chunk(1)` is also called."""
+        as each chunk is finished, when `on_chunk(R)` is also called (R chunks more are done)."""
         cc = self.cfg.consistency
         r, m = rows.shape[:2]
         out = torch.zeros(r * self.cfg.audio_channels, self.padded_length(m))
@@ -229,7 +229,7 @@ class Codec2(Codec):
                 est, refined = self._sample(left, both, levels, s_cond, seed, first_row, t)
                 self._emit(out, refined, t - 1)
                 if on_chunk is not None:
-                    on_chunk(1)
+                    on_chunk(r)
                 yield view, t * self.cfg.chunk_frames * self.cfg.spectral.hop_length  # chunk t starts there
             prev, prev_feat = est, feat
         left = renoise(prev, self._noise(seed, first_row, r, m - 1, COND_STEP), s_cond, cc.sigma_min)
@@ -238,7 +238,7 @@ class Codec2(Codec):
             last = self.model.denoise(left[:, None], sigma, prev_feat)[:, 0]
         self._emit(out, last, m - 1)
         if on_chunk is not None:
-            on_chunk(1)
+            on_chunk(r)
         yield view, out.shape[-1]
 
     def _sample(
