@@ -11,7 +11,8 @@ of the released-size v1 network, saved in the authors' checkpoint format:
 - m2l-corpus: `m2l encode CORPUS -o OUT` (worker read-ahead, passes of several files in shared
   batches, outputs written as they finish); also with `--precision bf16`;
   The m2l-corpus cases also report `phases_s`: seconds spent loading the model, waiting for the
-  next input, in encoder batches and writing outputs (the rest is the command's own work);
+  next input, in encoder batches, writing outputs (in the writer thread, beside the rest) and
+  waiting for writes to finish (the rest is the command's own work);
 - network: the encoder alone on the same audio already decoded and resampled in memory
   (`m2l.packing.encode_many` with no reading or writing): the throughput I/O could at best hide
   behind.
@@ -89,13 +90,15 @@ def audio_files(folder: Path) -> list[Path]:
 def time_cli_phases() -> dict[str, float]:
     """Patch the corpus encoder's steps to add up their seconds into the returned dict: loading
     the model (`load`), waiting for the read-ahead's next input (`wait_input`), the encoder batches
-    (`network`: `run_batch`, which hands its outputs to the CPU, so a GPU's work is inside) and
-    writing outputs (`write`). Where a GPU corpus run's time goes, next to the network-alone case."""
+    (`network`: `run_batch`, which hands its outputs to the CPU, so a GPU's work is inside),
+    writing outputs (`write`, in the writer thread while the rest goes on) and waiting for the
+    writes (`wait_write`). Where a GPU corpus run's time goes, next to the network-alone case."""
+    import m2l.cli.codec as codec_cli
     import m2l.cli.jobs as jobs
     import m2l.formats as formats
     import m2l.packing as packing
 
-    spent = {"load": 0.0, "wait_input": 0.0, "network": 0.0, "write": 0.0}
+    spent = {"load": 0.0, "wait_input": 0.0, "network": 0.0, "write": 0.0, "wait_write": 0.0}
 
     def timing(name, fn):
         def timed(*args, **kwargs):
@@ -107,17 +110,27 @@ def time_cli_phases() -> dict[str, float]:
 
         return timed
 
-    def read_ahead(*args, **kwargs):
-        source = jobs_read_ahead(*args, **kwargs)
+    def waiting(name, source):
         while True:
             t = time.perf_counter()
             item = next(source, None)
-            spent["wait_input"] += time.perf_counter() - t
+            spent[name] += time.perf_counter() - t
             if item is None:
                 return
             yield item
 
+    def read_ahead(*args, **kwargs):
+        return waiting("wait_input", jobs_read_ahead(*args, **kwargs))
+
+    class TimedWrites(codec_cli.WriteBehind):
+        def submit(self, key, write):
+            return waiting("wait_write", super().submit(key, write))
+
+        def drain(self):
+            return waiting("wait_write", super().drain())
+
     jobs_read_ahead = jobs.read_ahead
+    codec_cli.WriteBehind = TimedWrites
     jobs.read_ahead = read_ahead
     jobs.load_codec = timing("load", jobs.load_codec)
     packing.run_batch = timing("network", packing.run_batch)

@@ -443,6 +443,36 @@ def test_read_ahead_workers_give_the_same_latents_as_reading_in_turn(tmp_path, c
     assert all(torch.equal(plain[k], ahead[k]) for k in plain)
 
 
+def test_outputs_are_written_while_the_next_files_encode(tmp_path, capsys, model, monkeypatch):
+    """The first output's write waits for an encoder batch to run: written in turn with the
+    network, it would wait in vain (and the test fails after the timeout)."""
+    import threading
+
+    import m2l.formats
+    import m2l.packing
+
+    writing, batch_while_writing, waited = threading.Event(), threading.Event(), []
+    run_batch, save_latents = m2l.packing.run_batch, m2l.formats.save_latents
+
+    def batch(*args, **kwargs):
+        if writing.is_set():
+            batch_while_writing.set()
+        return run_batch(*args, **kwargs)
+
+    def save(*args, **kwargs):
+        if not writing.is_set():
+            writing.set()
+            waited.append(batch_while_writing.wait(timeout=30))
+        return save_latents(*args, **kwargs)
+
+    monkeypatch.setattr(m2l.packing, "run_batch", batch)
+    monkeypatch.setattr(m2l.formats, "save_latents", save)
+    _corpus(tmp_path / "in")
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "out", *model)
+    assert code == 0, err
+    assert waited == [True] and len(_latents(tmp_path / "out")) == 5
+
+
 def test_ranks_share_a_corpus_and_a_restart_may_use_another_rank_count(tmp_path, capsys, model, monkeypatch):
     _corpus(tmp_path / "in", count=7)
     assert run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "one", *model)[0] == 0

@@ -1,13 +1,16 @@
-"""`m2l.cli.prefetch`: shares of the inputs per rank, and inputs read ahead in worker processes."""
+"""`m2l.cli.prefetch`: shares of the inputs per rank, inputs read ahead in worker processes, and
+outputs written behind in a thread."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from functools import partial
 
 import pytest
 
-from m2l.cli.prefetch import rank_and_world, read_ahead, shard
+from m2l.cli.prefetch import WriteBehind, rank_and_world, read_ahead, shard
 from m2l.errors import M2LError
 
 
@@ -50,3 +53,47 @@ def test_read_ahead_keeps_order_and_turns_failures_into_reasons(workers):
     assert reasons == {4: "job4.wav: cannot read audio", 5: "OSError: disk vanished"}
     pids = {value[1] for _, value, _ in out if value is not None}
     assert (os.getpid() in pids) == (workers == 0)  # with workers, loading happens elsewhere
+
+
+def _write(done: list[int], job: int) -> int:
+    time.sleep(0.01 * (job % 3))
+    if job == 2:
+        raise M2LError("out/2.m2l exists (use --force to overwrite)")
+    done.append(job)
+    return job * 10
+
+
+def test_write_behind_gives_outcomes_in_order_and_failed_writes_as_errors():
+    done: list[int] = []
+    with WriteBehind(expected=(M2LError,), depth=2) as writes:
+        outcomes = [o for job in range(6) for o in writes.submit(job, partial(_write, done, job))]
+        assert len(outcomes) >= 6 - 2 - 1  # at most `depth` writes were left in flight
+        outcomes += list(writes.drain())
+    assert [job for job, _ in outcomes] == list(range(6)) and done == [0, 1, 3, 4, 5]
+    assert [o for _, o in outcomes if not isinstance(o, M2LError)] == [0, 10, 30, 40, 50]
+    assert str(outcomes[2][1]) == "out/2.m2l exists (use --force to overwrite)"
+
+
+def test_write_behind_runs_writes_in_another_thread_and_finishes_them_when_left():
+    threads: list[str] = []
+    release = threading.Event()
+
+    def slow(job: int) -> int:
+        release.wait(timeout=10)
+        threads.append(threading.current_thread().name)
+        return job
+
+    with pytest.raises(KeyboardInterrupt), WriteBehind(expected=(M2LError,)) as writes:
+        assert list(writes.submit(0, partial(slow, 0))) == []  # not waited for: still in flight
+        release.set()
+        raise KeyboardInterrupt  # the job is stopped while a write is in flight
+    assert threads == ["m2l-write_0"]  # finished before leaving, in the writer thread
+
+
+def test_write_behind_raises_unexpected_errors():
+    def broken() -> None:
+        raise ValueError("a bug")
+
+    with WriteBehind(expected=(M2LError,)) as writes, pytest.raises(ValueError, match="a bug"):
+        list(writes.submit(0, broken))
+        list(writes.drain())

@@ -41,6 +41,7 @@ from m2l.cli.jobs import (
     run_files,
     warn_beyond_full_scale,
 )
+from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
 from m2l.config import PRESETS
 from m2l.errors import M2LError
@@ -270,9 +271,14 @@ def _encode_stream(
     args: argparse.Namespace, codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]
 ) -> Iterator[tuple[Job, float | BaseException]]:
     """`m2l encode`'s jobs: the encoder passes of several files share batches
-    (`m2l.packing.encode_many`); each file is written as soon as its last pass has run."""
+    (`m2l.packing.encode_many`); each file is written as soon as its last pass has run, in a
+    background thread while the next batches run (`m2l.cli.prefetch.WriteBehind`)."""
     from m2l.formats import save_latents
     from m2l.packing import encode_many
+
+    def write(job: Job, lf: Any) -> float:
+        save_latents(job.dst, lf, force=args.force or job.replace)
+        return lf.length / lf.sample_rate
 
     unreadable: deque[tuple[Job, BaseException]] = deque()
 
@@ -284,17 +290,15 @@ def _encode_stream(
                 warn_beyond_full_scale(job, loaded)
                 yield job, loaded.wave, loaded.rate
 
-    for job, result in encode_many(codec, clips()):
-        while unreadable:
-            yield unreadable.popleft()
-        if isinstance(result, BaseException):
-            yield job, result
-            continue
-        try:
-            save_latents(job.dst, result, force=args.force or job.replace)
-            yield job, result.length / result.sample_rate
-        except EXPECTED_ERRORS as err:
-            yield job, err
+    with WriteBehind(expected=EXPECTED_ERRORS) as writes:
+        for job, result in encode_many(codec, clips()):
+            while unreadable:
+                yield unreadable.popleft()
+            if isinstance(result, BaseException):
+                yield job, result
+            else:
+                yield from writes.submit(job, partial(write, job, result))
+        yield from writes.drain()
     while unreadable:
         yield unreadable.popleft()
 

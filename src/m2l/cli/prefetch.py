@@ -9,12 +9,20 @@ number of ranks: finished outputs are verified and left alone whoever wrote them
 Read-ahead. `read_ahead` yields each job with what `load` made of it (the decoded, resampled
 audio) or the one-line reason it failed, in order, while `workers` processes load the next ones:
 audio decoding and resampling overlap with the network instead of taking turns with it.
+
+Write-behind. `WriteBehind` writes outputs in one background thread while the model works on the
+next ones (an atomic write syncs the file and its folder to disk, which on a slow or network file
+system takes as long as a fast device's batch); a few writes at most are in flight, so memory stays
+bounded, and a failed write fails only its job.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 from typing import Any, TypeVar
 
 from m2l.errors import M2LError
@@ -99,3 +107,53 @@ def read_ahead(
     )
     for i, value, reason in loader:
         yield jobs[i], value, reason
+
+
+class WriteBehind:
+    """Runs writes in one background thread, in the order given, and hands back their outcomes.
+
+    Use as a context manager (leaving it waits for the writes in flight, so none is cut off):
+
+        with WriteBehind(expected=(OSError,)) as writes:
+            for job, result in work():
+                yield from writes.submit(job, partial(save, job, result))
+            yield from writes.drain()
+
+    Args:
+        expected: the errors a write may raise that fail only its job (given back as its
+            outcome); any other error is raised to the caller.
+        depth: writes in flight at most; `submit` waits for the oldest beyond that.
+    """
+
+    def __init__(self, expected: tuple[type[BaseException], ...], depth: int = 4) -> None:
+        self.expected, self.depth = expected, max(1, depth)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="m2l-write")
+        self._pending: deque[tuple[Any, Future[Any]]] = deque()
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._pool.shutdown(wait=True)
+
+    def submit(self, key: J, write: Callable[[], T]) -> Iterator[tuple[J, T | BaseException]]:
+        """Queue `write()` for `key`; yields (key, what its write returned or the expected error
+        it raised) for the writes that have finished, oldest first, waiting while too many are
+        in flight."""
+        self._pending.append((key, self._pool.submit(write)))
+        while self._pending and (self._pending[0][1].done() or len(self._pending) > self.depth):
+            yield self._outcome()
+
+    def drain(self) -> Iterator[tuple[Any, Any]]:
+        """Wait for every write in flight; yields their outcomes, oldest first."""
+        while self._pending:
+            yield self._outcome()
+
+    def _outcome(self) -> tuple[Any, Any]:
+        key, future = self._pending.popleft()
+        try:
+            return key, future.result()
+        except self.expected as err:
+            return key, err
