@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session (the device tool), run from the repo root with .carry/ (bench/gpu_carry.py) and
-# .whl/ (soundfile, soxr, cffi, pycparser, music2latent wheels) carried:
+# .whl/ (soundfile, soxr, cffi, pycparser, music2latent wheels: bench/gpu_wheels.sh) carried:
 #   1. continues the training run in .carry/ on CUDA (bf16) for TRAIN_S seconds (SIGTERM saves a
 #      checkpoint), and brings back its newest state as parts plus the best EMA weights (fp16)
 #      (TRAIN_S=0 skips it: no .carry/ state is needed then);
@@ -16,7 +16,8 @@ RUN=${RUN:-/tmp/gpu-run}
 mkdir -p "$OUT" bench/out/gpu
 exec > >(tee -a "$OUT/run.log") 2>&1
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --find-links .whl --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site soundfile soxr cffi pycparser music2latent || exit 1
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src PYTHONUNBUFFERED=1
