@@ -213,18 +213,18 @@ def test_folder_walk_skips_fifos_and_link_loops_with_a_warning(tmp_path, capsys,
 
 
 def test_a_bar_over_the_windows_of_one_file_on_a_terminal_only(tmp_path, capsys, monkeypatch, model):
-    from m2l.cli import jobs
+    from m2l.cli import report
 
     src = write_tone(tmp_path / "long.wav", seconds=3.0)
     loud = [*model[:-1], "--window", "1"]  # not --quiet
     heard: list[tuple[str, int, int]] = []
-    drawn = jobs.WithinFileBar.__call__
+    drawn = report.WithinFileBar.__call__
 
     def spy(self, task, done, total):
         heard.append((task, done, total))
         drawn(self, task, done, total)
 
-    monkeypatch.setattr(jobs.WithinFileBar, "__call__", spy)
+    monkeypatch.setattr(report.WithinFileBar, "__call__", spy)
     code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "a.wav", *loud)  # not a terminal
     assert code == 0 and heard == [] and "decoding" not in err
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)

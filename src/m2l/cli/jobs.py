@@ -23,7 +23,17 @@ from tqdm import tqdm
 from m2l.audio.extensions import WRITE_EXTENSIONS
 from m2l.cli.args import check_device
 from m2l.cli.prefetch import rank_and_world, read_ahead, shard
-from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
+from m2l.cli.report import (
+    EXPECTED_ERRORS,
+    PROG,
+    WithinFileBar,
+    audio_rate,
+    describe,
+    error,
+    naming,
+    summary_line,
+    warning,
+)
 from m2l.config import PRESETS
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
@@ -405,7 +415,7 @@ def _run_jobs(
             else:
                 audio_s += outcome
             bar.update()
-            bar.set_postfix_str(_audio_rate(audio_s, time.perf_counter() - started), refresh=False)
+            bar.set_postfix_str(audio_rate(audio_s, time.perf_counter() - started), refresh=False)
     return audio_s, failed
 
 
@@ -434,45 +444,6 @@ def _pending(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], int,
     return todo, skipped, refused
 
 
-def _audio_rate(audio_s: float, wall_s: float) -> str:
-    """The progress bar's postfix: audio hours done and audio hours per second."""
-    return f"{audio_s / 3600:.2f} h audio, {audio_s / 3600 / max(wall_s, 1e-9):.3g} h/s"
-
-
-class WithinFileBar:
-    """A `m2l.codec.Progress` callback that draws a tqdm bar on stderr over the windows (v1) or
-    chunks (v2) of one file: a new bar for each task ("encoding", "decoding"), gone when done.
-
-    `run_files` installs it as `codec.progress` when stderr is a terminal and --quiet is not given.
-    """
-
-    def __init__(self, unit: str) -> None:
-        self.unit = unit
-        self.bar: tqdm | None = None
-
-    def __call__(self, task: str, done: int, total: int) -> None:
-        """Start a bar at done = 0, move it on, close it at done = total."""
-        if done == 0 or self.bar is None:
-            self.close()
-            self.bar = tqdm(
-                total=total,
-                desc=task,
-                unit=self.unit.rstrip("s"),
-                leave=False,
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        """Take the current bar off the screen (after a task, or a failed file)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def unfinished_output(path: Path) -> str | None:
     """Why an existing output is not a finished one, or None when it is: a latent file must pass
     all its checks, an audio file must hold every frame its header promises."""
@@ -487,23 +458,3 @@ def unfinished_output(path: Path) -> str | None:
     except M2LError as err:
         return str(err)
     return None
-
-
-def summary_line(
-    verb: str,
-    total: int,
-    failed: int,
-    audio_s: float,
-    wall_s: float,
-    output: str,
-    skipped: int = 0,
-    who: str = "",
-) -> str:
-    """The line every codec command ends with: what was written where, how long, how fast
-    (`who` is "rank R/W: " for one rank of a torchrun job)."""
-    files = f"{total - failed - skipped} of {total} file{'s' if total != 1 else ''}"
-    tail = f", {skipped} skipped (already done)" if skipped else ""
-    tail += f", {failed} failed" if failed else ""
-    speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
-    took = f"{audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
-    return f"{PROG}: {who}{verb} {files}{tail} into {output}: {took}"

@@ -1,4 +1,5 @@
-"""How the `m2l` command line reports problems: one line each on stderr, never a traceback."""
+"""How the `m2l` command line reports: problems one line each on stderr (never a traceback),
+progress bars, and the summary line every codec command ends with."""
 
 from __future__ import annotations
 
@@ -56,3 +57,62 @@ def show_warning(
 ) -> None:
     """A `warnings.showwarning` that prints `m2l: warning: message` as one line on stderr."""
     tqdm.write(f"{PROG}: warning: {one_line(str(message))}", file=sys.stderr)
+
+
+def audio_rate(audio_s: float, wall_s: float) -> str:
+    """The progress bar's postfix: audio hours done and audio hours per second."""
+    return f"{audio_s / 3600:.2f} h audio, {audio_s / 3600 / max(wall_s, 1e-9):.3g} h/s"
+
+
+class WithinFileBar:
+    """A `m2l.codec.Progress` callback that draws a tqdm bar on stderr over the windows (v1) or
+    chunks (v2) of one file: a new bar for each task ("encoding", "decoding"), gone when done.
+
+    `run_files` installs it as `codec.progress` when stderr is a terminal and --quiet is not given.
+    """
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.bar: tqdm | None = None
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        """Start a bar at done = 0, move it on, close it at done = total."""
+        if done == 0 or self.bar is None:
+            self.close()
+            self.bar = tqdm(
+                total=total,
+                desc=task,
+                unit=self.unit.rstrip("s"),
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Take the current bar off the screen (after a task, or a failed file)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def summary_line(
+    verb: str,
+    total: int,
+    failed: int,
+    audio_s: float,
+    wall_s: float,
+    output: str,
+    skipped: int = 0,
+    who: str = "",
+) -> str:
+    """The line every codec command ends with: what was written where, how long, how fast
+    (`who` is "rank R/W: " for one rank of a torchrun job)."""
+    files = f"{total - failed - skipped} of {total} file{'s' if total != 1 else ''}"
+    tail = f", {skipped} skipped (already done)" if skipped else ""
+    tail += f", {failed} failed" if failed else ""
+    speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
+    took = f"{audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
+    return f"{PROG}: {who}{verb} {files}{tail} into {output}: {took}"
