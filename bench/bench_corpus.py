@@ -43,7 +43,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from bench_codec import make_checkpoint, matmul_rate
-from child import RETAIN, apply_retain, peak_rss_mb, report, run_child
+from child import RETAIN, apply_retain, cpu_model, peak_rss_mb, report, run_child
 
 RATES = (22050, 32000, 44100, 48000)
 RELEASED = "the released-size v1 (random weights)"
@@ -280,7 +280,7 @@ def main() -> None:
         "--resume",
         action="store_true",
         help="keep the finished cases of an interrupted run in --out (same corpus and device) and run the "
-        "others: a run longer than one sitting (each case records the sgemm rate it started at)",
+        "others: a run longer than one sitting (each case records its CPU and the sgemm rate it started at)",
     )
     ap.add_argument(
         "--m2l-preset", help="the m2l cases on an untrained model of this preset (no authors cases)"
@@ -342,7 +342,7 @@ def main() -> None:
         sgemm = matmul_rate() / 1e9 if args.device == "cpu" else None  # the machine's speed now
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         r = run_child(__file__, case, corpus, ckpt, out, args.device)
-        r["case"], r["sgemm_gflops_before"], r["started"] = case, sgemm, started
+        r["case"], r["sgemm_gflops_before"], r["started"], r["cpu"] = case, sgemm, started, cpu_model()
         if "wall_s" in r:
             r["audio_s_per_s"] = seconds / r["wall_s"]
         results["cases"].append(r)

@@ -32,6 +32,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its bf16 instructions, e.g. "Intel(R) Xeon(R) Processor
+    [avx512_bf16 amx_bf16]" (from /proc/cpuinfo; "unknown" elsewhere): runs over several sittings
+    record it per case, since a sitting may get another machine."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    info = dict(line.split(":", 1) for line in lines if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    bf16 = [f for f in info.get("flags", "").split() if f in ("avx512_bf16", "amx_bf16")]
+    return f"{info.get('model name', 'unknown')} [{' '.join(bf16)}]"
+
+
 def run_child(script: str, *args: object) -> dict:
     """Run `script --child ARGS...` in a fresh interpreter; its last stdout line is a JSON dict
     (or {"error": last stderr line} when it fails)."""
