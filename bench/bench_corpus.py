@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -216,7 +217,12 @@ def resumed(path: Path, fresh: dict) -> dict:
     old = json.loads(path.read_text())
     same = ("torch", "threads", "device", "files", "audio_s", "network")
     old.setdefault("network", RELEASED)  # runs before --m2l-preset existed
-    if any(old.get(k) != fresh[k] for k in same):
+
+    def differs(key: str) -> bool:  # audio_s: summed in another order when the corpus was made
+        a, b = old.get(key), fresh[key]
+        return not math.isclose(a, b, rel_tol=1e-9) if isinstance(b, float) and a is not None else a != b
+
+    if any(differs(k) for k in same):
         recorded = {k: old.get(k) for k in same}
         sys.exit(f"{path}: another corpus, device or torch ({recorded}); not resuming it")
     old["cases"] = [c for c in old.get("cases", []) if "wall_s" in c]
