@@ -85,9 +85,10 @@ def test_write_behind_runs_writes_in_another_thread_and_finishes_them_when_left(
 
     with pytest.raises(KeyboardInterrupt), WriteBehind(expected=(M2LError,)) as writes:
         assert list(writes.submit(0, partial(slow, 0))) == []  # not waited for: still in flight
+        writes.submit(1, partial(slow, 1))  # queued even though its outcomes are not iterated
         release.set()
-        raise KeyboardInterrupt  # the job is stopped while a write is in flight
-    assert threads == ["m2l-write_0"]  # finished before leaving, in the writer thread
+        raise KeyboardInterrupt  # the job is stopped while writes are in flight
+    assert threads == ["m2l-write_0", "m2l-write_0"]  # both finished before leaving, in the writer thread
 
 
 def test_write_behind_raises_unexpected_errors():

@@ -139,10 +139,13 @@ class WriteBehind:
         self._pool.shutdown(wait=True)
 
     def submit(self, key: J, write: Callable[[], T]) -> Iterator[tuple[J, T | BaseException]]:
-        """Queue `write()` for `key`; yields (key, what its write returned or the expected error
-        it raised) for the writes that have finished, oldest first, waiting while too many are
-        in flight."""
+        """Queue `write()` for `key` (now, whether or not the result is iterated); returns the
+        outcomes of the writes that have finished, oldest first: (key, what its write returned
+        or the expected error it raised), waiting for the oldest while too many are in flight."""
         self._pending.append((key, self._pool.submit(write)))
+        return self._finished()
+
+    def _finished(self) -> Iterator[tuple[Any, Any]]:
         while self._pending and (self._pending[0][1].done() or len(self._pending) > self.depth):
             yield self._outcome()
 
