@@ -32,6 +32,7 @@ def test_latent_rate_and_attributes(codec):
     assert codec.num_latents(44100 * 10) == 108
 
 
+@pytest.mark.slow
 def test_ten_minutes_mono_and_stereo_shapes():
     codec = Codec1(random_model(MICRO), model_id="micro@test", device="cpu", window_seconds=60)
     n = 44100 * 600

@@ -1,5 +1,5 @@
-"""The trainer really learns: a tiny model trained for a few hundred steps on a few seconds of
-signal reconstructs held-out crops far better than its untrained self."""
+"""The trainer really learns: a tiny model trained for 100 steps on a few seconds of signal
+reconstructs held-out crops far better than its untrained self."""
 
 import pytest
 from train_testing import fast_config
@@ -43,6 +43,7 @@ def trained_scores(audio_dirs, tmp_path_factory):
     return scores
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*unreadable")
 @pytest.mark.parametrize("recipe", ["published", "fast"])
 def test_tiny_model_learns_to_reconstruct_held_out_crops(trained_scores, recipe):
@@ -58,45 +59,3 @@ def test_fast_recipe_reconstructs_better_than_the_published_one_at_equal_steps(t
     fast, published = trained_scores["fast"], trained_scores["published"]
     assert fast["stft_distance"] < 0.9 * published["stft_distance"], (fast, published)
     assert fast["mel_distance"] < published["mel_distance"], (fast, published)
-
-
-@pytest.mark.filterwarnings("ignore:.*unreadable")
-def test_tiny_v2_learns_to_reconstruct_held_out_crops(audio_dirs, tmp_path):
-    """Music2Latent2 through the same trainer (pairs of chunks, one sigma per chunk). Measured with
-    sigma_cond = 0: with the default 0.4 the untrained model's output is the re-noised previous
-    chunk, noise at about the signal's level, which flatters it on log-mel distances."""
-    from m2l.evaluate.metrics import mel_distance, stft_distance
-    from m2l.loading import make_codec
-
-    cfg = fast_config(
-        model="m2l2-tiny",
-        crop_frames=128,
-        steps=STEPS,
-        lr=2e-3,
-        warmup_steps=10,
-        ema_decay=0.95,
-        val_every=10 * STEPS,
-        val_items=4,
-        val_seconds=1.0,
-        log_every=50,
-    )
-    t = Trainer(
-        cfg,
-        [parse_source(str(audio_dirs["train"]))],
-        tmp_path / "run",
-        val_sources=[parse_source(str(audio_dirs["val"]))],
-        device="cpu",
-        show_progress=False,
-    )
-    crops = t.validator.crops
-
-    def scores() -> tuple[float, float]:
-        codec = make_codec(t.validator.ema_model(), model_id="v2", device="cpu")
-        rec = codec.decode(codec.encode(crops), seed=0, length=crops.shape[-1], sigma_cond=0.0)
-        return float(mel_distance(rec, crops, 44100).mean()), float(stft_distance(rec, crops).mean())
-
-    untrained = scores()
-    t.train()
-    trained = scores()
-    assert trained[0] < 0.5 * untrained[0]
-    assert trained[1] < 0.6 * untrained[1]
