@@ -65,6 +65,15 @@ def fast_config(**changes: object) -> TrainConfig:
     return dataclasses.replace(base, **changes)
 
 
+LEARNING_STEPS = 100
+
+
+def learning_config(**changes: object) -> TrainConfig:
+    """`fast_config` for the learning tests: LEARNING_STEPS steps at a high rate, a short EMA."""
+    base = {"steps": LEARNING_STEPS, "lr": 2e-3, "warmup_steps": 10, "ema_decay": 0.95}
+    return fast_config(**base, val_items=4, val_seconds=1.0, log_every=50, **changes)
+
+
 def make_trainer(audio_dirs: dict[str, Path], run: Path, cfg: TrainConfig, **kwargs: object) -> Trainer:
     """A CPU trainer on the train/ folder with val/ for validation, no progress bar."""
     return Trainer(

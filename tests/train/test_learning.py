@@ -2,44 +2,21 @@
 reconstructs held-out crops far better than its untrained self."""
 
 import pytest
-from train_testing import fast_config
+from train_testing import LEARNING_STEPS, learning_config, make_trainer
 
 from m2l.train.config import apply_overrides
-from m2l.train.data import parse_source
-from m2l.train.loop import Trainer
-
-STEPS = 100
 
 
 @pytest.fixture(scope="module")
 def trained_scores(audio_dirs, tmp_path_factory):
-    """Held-out scores of the untrained tiny model and of it trained STEPS steps per recipe."""
+    """Held-out scores of the untrained tiny model and of it trained LEARNING_STEPS steps per recipe."""
     scores = {}
     for recipe in ("published", "fast"):
-        cfg = apply_overrides(
-            fast_config(
-                steps=STEPS,
-                lr=2e-3,
-                warmup_steps=10,
-                ema_decay=0.95,
-                val_every=STEPS,
-                val_items=4,
-                val_seconds=1.0,
-                log_every=50,
-            ),
-            [f"recipe={recipe}"],
-        )
-        t = Trainer(
-            cfg,
-            [parse_source(str(audio_dirs["train"]))],
-            tmp_path_factory.mktemp(recipe),
-            val_sources=[parse_source(str(audio_dirs["val"]))],
-            device="cpu",
-            show_progress=False,
-        )
+        cfg = apply_overrides(learning_config(val_every=LEARNING_STEPS), [f"recipe={recipe}"])
+        t = make_trainer(audio_dirs, tmp_path_factory.mktemp(recipe), cfg)
         scores["untrained"] = t.validator.run(0)
         t.train()
-        scores[recipe] = t.validator.run(STEPS)
+        scores[recipe] = t.validator.run(LEARNING_STEPS)
     return scores
 
 

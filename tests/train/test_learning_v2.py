@@ -3,12 +3,7 @@ held-out crops far better than its untrained self. (A file of its own: the test 
 files in parallel, and this test is about as long as the v1 learning tests together.)"""
 
 import pytest
-from train_testing import fast_config
-
-from m2l.train.data import parse_source
-from m2l.train.loop import Trainer
-
-STEPS = 100
+from train_testing import LEARNING_STEPS, learning_config, make_trainer
 
 
 @pytest.mark.slow
@@ -20,26 +15,8 @@ def test_tiny_v2_learns_to_reconstruct_held_out_crops(audio_dirs, tmp_path):
     from m2l.evaluate.metrics import mel_distance, stft_distance
     from m2l.loading import make_codec
 
-    cfg = fast_config(
-        model="m2l2-tiny",
-        crop_frames=128,
-        steps=STEPS,
-        lr=2e-3,
-        warmup_steps=10,
-        ema_decay=0.95,
-        val_every=10 * STEPS,
-        val_items=4,
-        val_seconds=1.0,
-        log_every=50,
-    )
-    t = Trainer(
-        cfg,
-        [parse_source(str(audio_dirs["train"]))],
-        tmp_path / "run",
-        val_sources=[parse_source(str(audio_dirs["val"]))],
-        device="cpu",
-        show_progress=False,
-    )
+    cfg = learning_config(model="m2l2-tiny", crop_frames=128, val_every=10 * LEARNING_STEPS)
+    t = make_trainer(audio_dirs, tmp_path / "run", cfg)
     crops = t.validator.crops
 
     def scores() -> tuple[float, float]:
