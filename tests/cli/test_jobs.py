@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from m2l.audio.extensions import AUDIO_EXTENSIONS
 from m2l.cli import main
 from m2l.cli.jobs import Job, check_format_conflict, resolve_jobs
 from m2l.errors import M2LError
+from m2l.latents.index import read_index
 
 
 def test_reconstruct_tree_mirrors_outputs(tmp_path, capsys, model):
@@ -236,3 +238,74 @@ def test_a_bar_over_the_windows_of_one_file_on_a_terminal_only(tmp_path, capsys,
     assert windows >= 3 and heard[0] == ("encoding", 0, windows)
     assert [h for h in heard if h[0] == "decoding"] == [("decoding", k, windows) for k in range(windows + 1)]
     assert "encoding:   0%|" in err and f"| 0/{windows} [" in err and "decoding:" in err  # on stderr
+
+
+def _manifest(path: Path, *paths: str | Path, extra: dict | None = None) -> Path:
+    rows = [{"path": str(p), **(extra or {})} for p in paths]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_resolve_jobs_reads_manifests_and_mirrors_their_paths(tmp_path):
+    a = write_tone(tmp_path / "lists" / "music" / "a.wav")
+    b = write_tone(tmp_path / "elsewhere" / "b.flac")
+    listing = _manifest(tmp_path / "lists" / "corpus.jsonl", "music/a.wav", b, "music/gone.wav")
+    args = (AUDIO_EXTENSIONS, frozenset({".m2l"}), ".m2l", "audio")
+    out = tmp_path / "out"
+    jobs, errors = resolve_jobs([str(listing)], str(out), *args, manifests=True)
+    assert errors == []
+    assert jobs == [
+        Job(a, out / "music" / "a.m2l"),
+        Job(b, out / b.relative_to(b.anchor).with_suffix(".m2l")),
+        Job(tmp_path / "lists" / "music" / "gone.wav", out / "music" / "gone.m2l"),  # fails when run
+    ]
+    # a manifest always means an output folder; without `manifests` it is just a file
+    jobs, errors = resolve_jobs([str(listing)], str(tmp_path / "x.m2l"), *args, manifests=True)
+    assert jobs == [] and errors[0].startswith(f"{tmp_path / 'x.m2l'}: looks like a file")
+    assert resolve_jobs([str(listing)], str(tmp_path / "x.m2l"), *args)[0] == [
+        Job(listing, tmp_path / "x.m2l")
+    ]
+    empty = _manifest(tmp_path / "empty.jsonl")
+    jobs, errors = resolve_jobs([str(empty), str(listing)], str(out), *args, manifests=True)
+    assert errors == [f"{empty}: the manifest lists no files"]
+
+
+def test_encode_a_manifest_with_a_missing_file_and_a_bad_one(tmp_path, capsys, model):
+    write_tone(tmp_path / "set" / "d1" / "a.wav")
+    write_tone(tmp_path / "set" / "b.wav", channels=2)
+    listing = _manifest(tmp_path / "set" / "list.jsonl", "d1/a.wav", "missing.wav", "b.wav")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "encode", listing, "-o", out, *model)
+    assert code == 1
+    assert_one_line_error(err, str(tmp_path / "set" / "missing.wav"))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.m2l")) == ["b.m2l", "d1/a.m2l"]
+    bad = _manifest(tmp_path / "bad.jsonl", "ok.wav", "../up.wav")
+    code, _, err = run(capsys, "encode", bad, "-o", tmp_path / "out2", *model)
+    assert code == 1
+    assert_one_line_error(err, f"{bad}:2", "'..'")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_encode_a_manifest_with_pack_copies_its_rows_into_the_index(tmp_path, capsys, model):
+    write_tone(tmp_path / "DATA" / "music" / "test" / "pkg" / "a.wav")
+    write_tone(tmp_path / "DATA" / "music" / "test" / "pkg" / "b.flac", rate=22050)
+    listing = _manifest(
+        tmp_path / "DATA" / "music" / "test" / "manifest.jsonl",
+        "music/test/pkg/a.wav",
+        "music/test/pkg/b.flac",
+        extra={"licence": "CC0"},
+    )
+    out, dataset = tmp_path / "lat", tmp_path / "ds"
+    code, _, err = run(capsys, "encode", listing, "-o", out, "--pack", dataset, *model)
+    assert code == 0, err
+    assert (out / "music" / "test" / "pkg" / "b.m2l").is_file()
+    entries = read_index(dataset)
+    assert [(e.source, e.manifest) for e in entries] == [
+        ("music/test/pkg/a.m2l", {"path": "music/test/pkg/a.wav", "licence": "CC0"}),
+        ("music/test/pkg/b.m2l", {"path": "music/test/pkg/b.flac", "licence": "CC0"}),
+    ]
+    # reconstruct takes the manifest too, mirroring the same tree
+    code, _, err = run(capsys, "reconstruct", listing, "-o", tmp_path / "rec", *model)
+    assert code == 0, err
+    assert sf.info(tmp_path / "rec" / "music" / "test" / "pkg" / "b.wav").samplerate == 44100

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from m2l.cli import main
-from m2l.datasets import data_root, manifest_rows, read_manifest
+from m2l.datasets import data_root, manifest_files, manifest_rows, read_manifest
 from m2l.errors import M2LError
 
 GOOD = {
@@ -97,6 +97,50 @@ def test_data_root(tmp_path: Path) -> None:
     assert data_root(tmp_path / "speech/val/manifest.jsonl") == tmp_path
     with pytest.raises(M2LError, match="not DATA_DIR"):
         data_root(tmp_path / "elsewhere/manifest.jsonl")
+
+
+def test_manifest_files_resolve_own_folder_then_data_root(tmp_path: Path) -> None:
+    data = tmp_path / "DATA"
+    (data / "music/train/pkg").mkdir(parents=True)
+    (data / "music/train/pkg/a.ogg").write_bytes(b"")
+    (data / "music/train/local.wav").write_bytes(b"")
+    manifest = _write(
+        data / "music/train/manifest.jsonl",
+        json.dumps(GOOD),
+        json.dumps({"path": "./local.wav"}),
+        json.dumps({"path": str(tmp_path / "abs" / "b.wav")}),
+        json.dumps({"path": "music/train/pkg/gone.ogg"}),
+    )
+    files = manifest_files(manifest)
+    assert [f.where for f in files] == [f"{manifest}:{n}" for n in (1, 2, 3, 4)]
+    assert [f.name for f in files] == [
+        "music/train/pkg/a.ogg",
+        "local.wav",
+        (tmp_path / "abs/b.wav").as_posix().lstrip("/"),
+        "music/train/pkg/gone.ogg",
+    ]
+    assert files[0].path == data / "music/train/pkg/a.ogg"  # DATA_DIR of the fetched layout
+    assert files[1].path == data / "music/train/local.wav"  # the manifest's own folder
+    assert files[2].path == tmp_path / "abs/b.wav"
+    assert files[3].path == data / "music/train/music/train/pkg/gone.ogg"  # missing: the first place
+    assert manifest_files(_write(tmp_path / "empty.jsonl", "")) == []
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"path": ""}, "field 'path' must be a file path"),
+        ({"path": 3}, "field 'path' must be a file path"),
+        ({"duration": 3}, "field 'path' must be a file path"),
+        ({"path": "a/../../etc/passwd"}, "must not contain '..'"),
+        ({"path": "/"}, "must name a file"),
+    ],
+)
+def test_manifest_files_refuse_bad_paths_naming_the_line(tmp_path: Path, row: dict, message: str) -> None:
+    path = _write(tmp_path / "list.jsonl", json.dumps({"path": "ok.wav"}), json.dumps(row))
+    with pytest.raises(M2LError) as info:
+        manifest_files(path)
+    assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value)
 
 
 def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

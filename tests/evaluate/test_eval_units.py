@@ -49,7 +49,7 @@ def test_folder_items_sorted_limited_and_filtered(tmp_path):
     assert [s.name for s in find_items(tmp_path, limit=2)] == ["b.wav", "sub/0.wav"]
 
 
-def test_manifest_paths_resolve_against_data_root_then_manifest_folder(tmp_path):
+def test_manifest_paths_resolve_against_manifest_folder_and_data_root(tmp_path):
     split = tmp_path / "DATA" / "set" / "test"
     write_items(split, seconds=0.1)
     sf.write(split / "local.wav", tone(0.1, 100.0), RATE)

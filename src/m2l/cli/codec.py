@@ -31,10 +31,12 @@ from m2l.cli.args import (
 )
 from m2l.cli.jobs import (
     LATENT_SUFFIX,
+    MANIFEST_SUFFIX,
     PRECISIONS,
     Job,
     Loaded,
     check_format_conflict,
+    is_manifest,
     one_at_a_time,
     read_for_model,
     resolve_jobs,
@@ -93,9 +95,9 @@ def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> No
 
 
 def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) -> None:
-    p.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help=f"{inputs} files or directories (walked recursively)"
-    )
+    lists = f", or {MANIFEST_SUFFIX} manifests (a `path` per line)" if inputs == "audio" else ""
+    what = f"{inputs} files or directories (walked recursively){lists}"
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=what)
     p.add_argument(
         "-o",
         "--output",
@@ -203,7 +205,8 @@ def _audio_jobs(
 ) -> tuple[list[Job], list[str]]:
     """Jobs that write audio: --format (default wav) names outputs in a folder."""
     ext = f".{args.format or 'wav'}"
-    jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what)
+    manifests = in_suffixes == AUDIO_EXTENSIONS
+    jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what, manifests)
     if not errors:
         try:
             check_format_conflict(args, jobs)
@@ -231,7 +234,7 @@ def add_encode(p: argparse.ArgumentParser) -> None:
         "--pack",
         metavar="DATASET_DIR",
         help="when every file is encoded, also pack the output folder into a latent dataset "
-        "(as `m2l pack OUT -o DATASET_DIR`; for manifest columns run `m2l pack` yourself)",
+        "(as `m2l pack OUT -o DATASET_DIR`, with `--manifest M` when the one input is a manifest M)",
     )
     _add_model_options(p)
 
@@ -239,7 +242,9 @@ def add_encode(p: argparse.ArgumentParser) -> None:
 def run_encode(args: argparse.Namespace) -> int:
     """Run `m2l encode`: audio files to .m2l latent files. Returns the exit code."""
     suffixes = frozenset({LATENT_SUFFIX})
-    jobs, errors = resolve_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio")
+    jobs, errors = resolve_jobs(
+        args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio", manifests=True
+    )
     if args.pack is not None and not errors:
         errors += _pack_errors(args, jobs)
     stream = partial(_encode_stream, args)
@@ -250,6 +255,8 @@ def run_encode(args: argparse.Namespace) -> int:
         parser = argparse.ArgumentParser()
         add_pack(parser)
         flags = ["--force"] * args.force + ["--quiet"] * args.quiet
+        if len(args.inputs) == 1 and is_manifest(args.inputs[0]):
+            flags += ["--manifest", args.inputs[0]]
         code = run_pack(parser.parse_args([args.output, "-o", args.pack, *flags]))
     return code
 

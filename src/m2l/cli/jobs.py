@@ -1,9 +1,12 @@
 """Batch inputs of the codec commands: which file goes where, and running a model over them.
 
 Inputs may be files or directories; a directory is walked recursively (hidden files and folders
-are skipped) and its tree is mirrored under the output folder. `resolve_jobs` maps inputs to
-`Job`s; `run_files` loads the model once and runs one job after the other, reporting each failure
-as one line and going on with the rest.
+are skipped) and its tree is mirrored under the output folder. The audio commands also take
+JSON-lines manifests (`MANIFEST_SUFFIX`; `m2l data fetch` writes them): each row's `path` is an
+input, found as `m2l.datasets.manifest_files` says, and mirrored under the output folder as
+written (an absolute path without its root). `resolve_jobs` maps inputs to `Job`s; `run_files`
+loads the model once and runs one job after the other, reporting each failure as one line and
+going on with the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tqdm import tqdm
@@ -35,6 +38,7 @@ from m2l.cli.report import (
     warning,
 )
 from m2l.config import PRESETS
+from m2l.datasets import manifest_files
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
 
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 
 LATENT_SUFFIX = ".m2l"
 """The extension of latent files."""
+MANIFEST_SUFFIX = ".jsonl"
+"""The extension of the manifests (file lists) that the audio commands take as inputs."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,12 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
+def is_manifest(path: str | os.PathLike) -> bool:
+    """Whether an input names a manifest: an existing file ending in `MANIFEST_SUFFIX`."""
+    path = Path(path)
+    return path.suffix.lower() == MANIFEST_SUFFIX and path.is_file()
+
+
 def resolve_jobs(
     inputs: Sequence[str],
     out: str,
@@ -75,22 +87,25 @@ def resolve_jobs(
     out_suffixes: frozenset[str],
     out_ext: str,
     what: str,
+    manifests: bool = False,
 ) -> tuple[list[Job], list[str]]:
     """Map inputs to outputs.
 
     Args:
-        inputs: files or directories given on the command line.
+        inputs: files, directories or (with `manifests`) manifests given on the command line.
         out: the -o argument.
         in_suffixes: suffixes picked up in directories.
         out_suffixes: suffixes that make OUT a file path (single file input only).
         out_ext: extension of outputs written into a directory OUT.
         what: name of the input kind for messages ("audio", ".m2l").
+        manifests: whether a `.jsonl` input is a manifest (its files are the inputs).
 
     Returns:
         (jobs, errors): errors are one-line messages; when there are any nothing should run.
     """
     out_path = Path(out)
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    single_file = single_file and not (manifests and is_manifest(inputs[0]))
     out_is_file = single_file and out_path.suffix.lower() in out_suffixes and not out_path.is_dir()
     if not out_is_file and out_path.exists() and not out_path.is_dir():
         return [], [str(not_a_folder_error(out_path))]
@@ -104,7 +119,7 @@ def resolve_jobs(
         return [], [
             f"{out_path}: looks like a file, but several inputs or a directory input need an output folder"
         ]
-    jobs, errors = _collect(inputs, out_path, out_is_file, in_suffixes, out_ext, what)
+    jobs, errors = _collect(inputs, out_path, out_is_file, in_suffixes, out_ext, what, manifests)
     unique, clashes = _deduplicate(jobs)
     return unique, errors + clashes
 
@@ -116,14 +131,19 @@ def _collect(
     in_suffixes: frozenset[str],
     out_ext: str,
     what: str,
+    manifests: bool,
 ) -> tuple[list[Job], list[str]]:
-    """One job per input file (directories walked), and an error per unusable input."""
+    """One job per input file (directories walked, manifests read), and an error per unusable input."""
     errors: list[str] = []
     jobs: list[Job] = []
     skip = _resolved(out_path)
     for item in inputs:
         src = Path(item)
-        if src.is_dir():
+        if manifests and is_manifest(src):
+            listed, problem = _listed(src, out_path, out_ext)
+            jobs += listed
+            errors += [problem] if problem else []
+        elif src.is_dir():
             files = _walk(src, in_suffixes, skip)
             if not files:
                 errors.append(
@@ -143,6 +163,17 @@ def _collect(
         else:
             errors.append(f"{src}: no such file or directory")
     return jobs, errors
+
+
+def _listed(manifest: Path, out_path: Path, out_ext: str) -> tuple[list[Job], str | None]:
+    """The jobs of a manifest's files (a missing one fails when it runs), or why there are none."""
+    try:
+        files = manifest_files(manifest)
+    except M2LError as err:
+        return [], str(err)
+    if not files:
+        return [], f"{manifest}: the manifest lists no files"
+    return [Job(f.path, out_path / PurePosixPath(f.name).with_suffix(out_ext)) for f in files], None
 
 
 def _deduplicate(jobs: list[Job]) -> tuple[list[Job], list[str]]:

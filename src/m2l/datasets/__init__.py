@@ -12,13 +12,15 @@ A manifest has one JSON object per line. Every line has the fields of `COMMON_FI
 `NOTE_FIELDS`: `program` (General MIDI number, 1-128), `instrument`, `family` (the GM family),
 `pitch` (MIDI note), `pitch_class` (pitch % 12), `velocity` (MIDI, 1-127) and `split`.
 `read_manifest` reads and checks one (`manifest_rows` only parses one); `data_root` finds DATA_DIR
-from a manifest's path.
+from a manifest's path; `manifest_files` lists the files of any JSON-lines file list (only `path`
+needed) for the commands that take manifests (`m2l encode`, `m2l reconstruct`, `m2l eval`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -190,3 +192,56 @@ def data_root(manifest: str | Path) -> Path:
     if manifest.parent.name in SPLITS and manifest.parent.parent.name in SETS:
         return manifest.parent.parent.parent
     raise M2LError(f"{manifest}: not DATA_DIR/notes/{MANIFEST} or DATA_DIR/<set>/<split>/{MANIFEST}")
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """One file a manifest lists."""
+
+    where: str
+    """"FILE:LINE" of its row, for messages."""
+    written: str
+    """Its `path` as the row has it."""
+    name: str
+    """Its path as a relative POSIX path: as written, or an absolute one without its root (an
+    output tree mirrors it)."""
+    candidates: tuple[Path, ...]
+    """Where it may be read from, in order of preference."""
+
+    @property
+    def path(self) -> Path:
+        """The first candidate that is a file (else the first: reading it names what is missing)."""
+        return next((c for c in self.candidates if c.is_file()), self.candidates[0])
+
+
+def manifest_files(manifest: str | Path) -> list[ManifestFile]:
+    """The files a JSON-lines manifest lists, in file order: one row per file, with a `path`.
+
+    An absolute `path` is read where it is. A relative one is looked for in the manifest's own
+    folder, then in DATA_DIR of the fetched layouts (two, then one folder above the manifest's
+    folder: DATA/<set>/<split>/manifest.jsonl, DATA/notes/manifest.jsonl); the first that holds
+    it is used. Whether the files exist is left to the caller (a missing one fails on its own).
+
+    Raises:
+        M2LError: one line naming the file and line when it cannot be read, a row has no text
+            `path`, or a path climbs out with "..".
+    """
+    manifest = Path(manifest)
+    own = manifest.absolute().parent
+    roots = [own, *list(own.parents)[:2][::-1]]
+    files = []
+    for where, row in manifest_rows(manifest):
+        value = row.get("path")
+        if not _is_text(value):
+            raise M2LError(f"{where}: field 'path' must be a file path, got {value!r}")
+        pure = PurePosixPath(value)
+        if not pure.name:
+            raise M2LError(f"{where}: field 'path' must name a file, got {value!r}")
+        if ".." in pure.parts:
+            raise M2LError(f"{where}: field 'path' must not contain '..', got {value!r}")
+        if Path(value).is_absolute():
+            name, candidates = pure.relative_to(pure.anchor).as_posix(), (Path(value),)
+        else:
+            name, candidates = pure.as_posix(), tuple(root / value for root in roots)
+        files.append(ManifestFile(where, value, name, candidates))
+    return files

@@ -2,10 +2,9 @@
 
 A data source is either a folder of audio (walked recursively; hidden files and folders skipped;
 the extensions of `m2l.audio.io.AUDIO_EXTENSIONS`) or a `manifest.jsonl` as written by
-`m2l data fetch`: one JSON object per line with at least "path"; a relative path is resolved
-against the DATA root of the fetched layouts, DATA/<set>/<split>/manifest.jsonl and
-DATA/notes/manifest.jsonl (two, then one folder above the manifest's folder) and, when it is in
-neither, against the manifest's own folder. The first candidate that exists is used.
+`m2l data fetch`: one JSON object per line with at least "path", found as
+`m2l.datasets.manifest_files` says (the manifest's own folder, then the DATA root of the fetched
+layouts); a listed file that is missing is an error.
 
 Selection: files are ordered by their path (relative to the folder, or as written in the manifest)
 and the first `limit` are taken. With `seconds`, each item is one crop of that many seconds from
@@ -18,12 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from m2l.audio.io import AUDIO_EXTENSIONS, load_audio
-from m2l.datasets import manifest_rows
+from m2l.datasets import ManifestFile, manifest_files
 from m2l.errors import M2LError
 from m2l.files import walk_files, warn_skipped
 
@@ -62,35 +60,25 @@ def _walk_audio(root: Path) -> list[ItemSource]:
     return [ItemSource(path.relative_to(root).as_posix(), path) for path in paths]
 
 
-def _manifest_path(manifest: Path, where: str, entry: dict[str, Any]) -> ItemSource:
-    """Resolve one manifest entry (`where` names its line) to a file that exists."""
-    rel = entry.get("path")
-    if not isinstance(rel, str) or not rel.strip():
-        raise M2LError(f'{where}: entry has no "path" string')
-    path = Path(rel)
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        parent = manifest.resolve().parent
-        roots = [*list(parent.parents)[:2][::-1], parent]  # DATA of <set>/<split>/, of notes/, own
-        candidates = [root / path for root in roots]
-    for candidate in candidates:
-        if candidate.is_file():
-            return ItemSource(rel, candidate)
-    looked = ", ".join(str(c.parent) for c in candidates)
-    raise M2LError(f"{where}: {rel}: audio file not found (looked in {looked})")
+def _existing(entry: ManifestFile) -> ItemSource:
+    """The file a manifest row names, which must exist."""
+    path = entry.path
+    if not path.is_file():
+        looked = ", ".join(str(c.parent) for c in entry.candidates)
+        raise M2LError(f"{entry.where}: {entry.written}: audio file not found (looked in {looked})")
+    return ItemSource(entry.written, path)
 
 
 def read_manifest(manifest: Path) -> list[ItemSource]:
     """The files listed in a `manifest.jsonl` (see the module notes for path resolution).
 
-    Lines are parsed by `m2l.datasets.manifest_rows`; only "path" is required here.
+    Rows are read by `m2l.datasets.manifest_files`; only "path" is required here.
 
     Raises:
         M2LError: naming the manifest (and line) when it cannot be read, a line is not a JSON
             object with a "path", a listed file is missing, or it lists nothing.
     """
-    sources = [_manifest_path(manifest, where, entry) for where, entry in manifest_rows(manifest)]
+    sources = [_existing(entry) for entry in manifest_files(manifest)]
     if not sources:
         raise M2LError(f"{manifest}: manifest lists no audio files")
     return sources
