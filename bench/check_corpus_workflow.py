@@ -5,13 +5,16 @@
 Takes the FILES shortest audio files of MUSIC_DIR (linked into WORK/in), then with the default
 model and one thread per process: (1) `m2l encode --pack` in one process; (2) a second encode
 killed (SIGKILL) once its first output exists, resumed with `--skip-existing`; (3) `torchrun`
-with 2 ranks; (4) `m2l stats` and `LatentCropDataset` crops normalised with them. Prints one
-line per step and exits non-zero when an output differs or a step fails.
+with 2 ranks; (4) `m2l stats` and `LatentCropDataset` crops normalised with them; (5) the same
+files listed in a manifest (WORK/in/list.jsonl, with a licence column) encoded with `--pack`:
+the same latents, and each index row carries its manifest row. Prints one line per step and exits
+non-zero when an output differs or a step fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -45,6 +48,22 @@ def run(*args: object) -> None:
     started = time.perf_counter()
     subprocess.run([str(a) for a in args], check=True, env=ENV)
     print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def check_manifest(w: Path, chosen: list[Path], one: dict[str, torch.Tensor]) -> bool:
+    """Step 5: encode the files as listed in a manifest; True when latents and index rows match."""
+    from m2l.latents.index import read_index
+
+    print("5. the same files from a manifest, encode + pack", flush=True)
+    rows = [{"path": p.name, "licence": "GPL-2+"} for p in chosen]
+    listing = w / "in" / "list.jsonl"
+    listing.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run(*M2L, "encode", listing, "-o", w / "listed", "--pack", w / "dataset-listed", "--quiet")
+    same_latents = same(one, latents(w / "listed"))
+    entries = read_index(w / "dataset-listed")
+    with_rows = all(e.manifest is not None and e.manifest["licence"] == "GPL-2+" for e in entries)
+    print(f"  latents identical to the folder's: {same_latents}; index rows with manifest rows: {with_rows}")
+    return same_latents and with_rows and len(entries) == len(chosen)
 
 
 def main() -> int:
@@ -91,7 +110,8 @@ def main() -> int:
     crops = torch.stack([data[i] for i in range(len(data))])
     mean, std = crops.mean().item(), crops.std().item()
     print(f"  {len(data)} crops of shape {tuple(crops.shape[1:])}; normalised mean {mean:.3f}, std {std:.3f}")
-    ok = resumed_ok and ranks_ok and abs(mean) < 0.2 and 0.7 < std < 1.3
+    listed_ok = check_manifest(w, chosen, one)
+    ok = resumed_ok and ranks_ok and listed_ok and abs(mean) < 0.2 and 0.7 < std < 1.3
     print("all checks passed" if ok else "CHECK FAILED")
     return 0 if ok else 1
 
