@@ -262,7 +262,7 @@ def test_resolve_jobs_reads_manifests_and_mirrors_their_paths(tmp_path):
     ]
     # a manifest always means an output folder; without `manifests` it is just a file
     jobs, errors = resolve_jobs([str(listing)], str(tmp_path / "x.m2l"), *args, manifests=True)
-    assert jobs == [] and errors[0].startswith(f"{tmp_path / 'x.m2l'}: looks like a file")
+    assert jobs == [] and errors[0].startswith(f"{tmp_path / 'x.m2l'}: looks like a file;")
     assert resolve_jobs([str(listing)], str(tmp_path / "x.m2l"), *args)[0] == [
         Job(listing, tmp_path / "x.m2l")
     ]

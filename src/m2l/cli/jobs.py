@@ -117,7 +117,7 @@ def resolve_jobs(
         ]
     if not out_is_file and not out_path.exists() and out_path.suffix.lower() in out_suffixes:
         return [], [
-            f"{out_path}: looks like a file, but several inputs or a directory input need an output folder"
+            f"{out_path}: looks like a file; several inputs, a directory or a manifest need an output folder"
         ]
     jobs, errors = _collect(inputs, out_path, out_is_file, in_suffixes, out_ext, what, manifests)
     unique, clashes = _deduplicate(jobs)
