@@ -131,7 +131,7 @@ def test_manifest_files_resolve_own_folder_then_data_root(tmp_path: Path) -> Non
     [
         ({"path": ""}, "field 'path' must be a file path"),
         ({"path": 3}, "field 'path' must be a file path"),
-        ({"duration": 3}, "field 'path' must be a file path"),
+        ({"duration": 3}, "missing field 'path'"),
         ({"path": "a/../../etc/passwd"}, "must not contain '..'"),
         ({"path": "/"}, "must name a file"),
     ],

@@ -240,7 +240,7 @@ def _bad_data(root: Path, case: str) -> Path:
         ("empty-folder", "no audio files found"),
         ("not-a-manifest", "expected a folder of audio or a manifest.jsonl"),
         ("bad-json", "manifest.jsonl:2: not valid JSON"),
-        ("no-path", 'manifest.jsonl:1: entry has no "path"'),
+        ("no-path", "manifest.jsonl:1: missing field 'path'"),
         ("missing-file", "manifest.jsonl:1: gone.wav: audio file not found"),
         ("empty-manifest", "manifest lists no audio files"),
     ],
