@@ -31,7 +31,6 @@ from m2l.cli.args import (
 )
 from m2l.cli.jobs import (
     LATENT_SUFFIX,
-    MANIFEST_SUFFIX,
     PRECISIONS,
     Job,
     Loaded,
@@ -46,6 +45,7 @@ from m2l.cli.jobs import (
 from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
 from m2l.config import PRESETS
+from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
 

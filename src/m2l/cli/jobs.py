@@ -38,7 +38,7 @@ from m2l.cli.report import (
     warning,
 )
 from m2l.config import PRESETS
-from m2l.datasets import manifest_files
+from m2l.datasets import MANIFEST_SUFFIX, manifest_files
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
 
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 LATENT_SUFFIX = ".m2l"
 """The extension of latent files."""
-MANIFEST_SUFFIX = ".jsonl"
-"""The extension of the manifests (file lists) that the audio commands take as inputs."""
 
 
 @dataclass(frozen=True)

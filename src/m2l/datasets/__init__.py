@@ -29,6 +29,8 @@ from m2l.errors import M2LError
 SETS = ("music", "speech", "notes")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.jsonl"
+MANIFEST_SUFFIX = ".jsonl"
+"""The extension by which a command input is taken as a manifest (`manifest_files`)."""
 
 COMMON_FIELDS: dict[str, str] = {
     "path": "a relative path",

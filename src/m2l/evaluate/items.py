@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 from m2l.audio.io import AUDIO_EXTENSIONS, load_audio
-from m2l.datasets import ManifestFile, manifest_files
+from m2l.datasets import MANIFEST_SUFFIX, ManifestFile, manifest_files
 from m2l.errors import M2LError
 from m2l.files import walk_files, warn_skipped
-
-MANIFEST_SUFFIX = ".jsonl"
 
 
 @dataclass(frozen=True)
