@@ -161,6 +161,21 @@ def test_audio_beyond_full_scale_is_warned_about_and_still_done(tmp_path, capsys
     assert len(list((tmp_path / "out").iterdir())) == 2
 
 
+def test_many_inputs_beyond_full_scale_end_in_one_line(tmp_path, capsys, model):
+    wave = sf.read(write_tone(tmp_path / "in" / "fine.wav"), dtype="float32")[0]
+    gains = (10, 11, 12, 13, 20, 14)  # files 0-2 named one by one; 3-5 counted, the loudest is 4
+    for i, gain in enumerate(gains):
+        sf.write(tmp_path / "in" / f"loud{i}.wav", gain * wave, 44100, subtype="FLOAT")
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "out", *model)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert [f"loud{i}.wav: peaks at" in line for i, line in enumerate(warnings[:3])] == [True] * 3, err
+    peak = f"{20 * np.abs(wave).max():.3g}"
+    assert len(warnings) == 4 and warnings[3].startswith("m2l: warning: 3 more inputs peak beyond"), err
+    assert f"up to {peak} ({tmp_path / 'in' / 'loud4.wav'})" in warnings[3], err
+    assert len(list((tmp_path / "out").iterdir())) == 7
+
+
 def test_model_mismatch_needs_flag(tmp_path, capsys, model, tiny_checkpoint_other):
     src = write_tone(tmp_path / "a.wav", seconds=0.3)
     assert run(capsys, "encode", src, "-o", tmp_path, *model)[0] == 0

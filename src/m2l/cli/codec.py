@@ -40,7 +40,6 @@ from m2l.cli.jobs import (
     read_for_model,
     resolve_jobs,
     run_files,
-    warn_beyond_full_scale,
 )
 from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
@@ -94,8 +93,8 @@ def _add_model_options(p: argparse.ArgumentParser, recorded: bool = False) -> No
     )
 
 
-def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool) -> None:
-    lists = f", or {MANIFEST_SUFFIX} manifests (a `path` per line)" if inputs == "audio" else ""
+def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool, manifests: bool) -> None:
+    lists = f", or {MANIFEST_SUFFIX} manifests (a `path` per line)" if manifests else ""
     what = f"{inputs} files or directories (walked recursively){lists}"
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=what)
     p.add_argument(
@@ -201,11 +200,11 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
 
 
 def _audio_jobs(
-    args: argparse.Namespace, in_suffixes: frozenset[str], what: str
+    args: argparse.Namespace, in_suffixes: frozenset[str], what: str, manifests: bool
 ) -> tuple[list[Job], list[str]]:
-    """Jobs that write audio: --format (default wav) names outputs in a folder."""
+    """Jobs that write audio: --format (default wav) names outputs in a folder; `manifests`: the
+    inputs may be manifests of audio files."""
     ext = f".{args.format or 'wav'}"
-    manifests = in_suffixes == AUDIO_EXTENSIONS
     jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what, manifests)
     if not errors:
         try:
@@ -227,7 +226,7 @@ def _check_subtype(path: Path, subtype: str) -> None:
 # ----------------------------------------------------------------------------- encode
 def add_encode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l encode`."""
-    _add_io_options(p, "audio", with_format=False)
+    _add_io_options(p, "audio", with_format=False, manifests=True)
     _add_downmix(p)
     _add_workers(p)
     p.add_argument(
@@ -294,7 +293,6 @@ def _encode_stream(
             if reason is not None:
                 unreadable.append((job, M2LError(reason)))
             else:
-                warn_beyond_full_scale(job, loaded)
                 yield job, loaded.wave, loaded.rate
 
     with WriteBehind(expected=EXPECTED_ERRORS) as writes:
@@ -313,7 +311,7 @@ def _encode_stream(
 # ----------------------------------------------------------------------------- decode
 def add_decode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l decode`."""
-    _add_io_options(p, ".m2l", with_format=True)
+    _add_io_options(p, ".m2l", with_format=True, manifests=False)
     _add_output_audio_options(p, "the rate of the audio the latents were made from")
     _add_decode_options(p)
     p.add_argument(
@@ -328,7 +326,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """Run `m2l decode`: .m2l latent files to audio. Returns the exit code."""
     from m2l.formats import load_latents
 
-    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l")
+    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l", manifests=False)
     if args.model is None:
         args.model = _recorded_model(jobs, args.quiet)
 
@@ -367,7 +365,7 @@ def _recorded_model(jobs: list[Job], quiet: bool) -> str:
 # ----------------------------------------------------------------------------- reconstruct
 def add_reconstruct(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l reconstruct`."""
-    _add_io_options(p, "audio", with_format=True)
+    _add_io_options(p, "audio", with_format=True, manifests=True)
     _add_output_audio_options(p, "the rate of each input file")
     _add_downmix(p)
     _add_workers(p)
@@ -377,10 +375,9 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
-    jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio")
+    jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio", manifests=True)
 
     def work(codec: Any, job: Job, loaded: Loaded) -> float:
-        warn_beyond_full_scale(job, loaded)
         lf = codec.encode_file(loaded.wave, codec.sample_rate, source_sample_rate=loaded.rate)
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
         _write_audio(args, job, audio, lf)

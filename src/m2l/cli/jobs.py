@@ -29,6 +29,7 @@ from m2l.cli.prefetch import rank_and_world, read_ahead, shard
 from m2l.cli.report import (
     EXPECTED_ERRORS,
     PROG,
+    BeyondFullScale,
     WithinFileBar,
     audio_rate,
     describe,
@@ -271,20 +272,6 @@ def read_for_model(job: Job, downmix: bool, model_rate: int) -> Loaded:
     return Loaded(wave if rate == model_rate else resample(wave, rate, model_rate), rate, peak)
 
 
-FULL_SCALE = 1.0
-"""The models take and give audio within [-FULL_SCALE, FULL_SCALE]."""
-
-
-def warn_beyond_full_scale(job: Job, loaded: Loaded) -> None:
-    """Warn (one line naming the file) when the input goes beyond full scale: possible in float
-    files, outside what the model is trained on, and its reconstruction is clipped at full scale."""
-    if loaded.peak > FULL_SCALE:
-        warning(
-            f"{job.src}: peaks at {loaded.peak:.3g}, beyond full scale ({FULL_SCALE}): the model takes "
-            f"and gives audio within [-1, 1], so scale it down for a faithful reconstruction"
-        )
-
-
 PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 """--precision choices -> the torch dtype name the networks autocast to (None: no autocast)."""
 
@@ -431,11 +418,12 @@ def _run_jobs(
     workers = getattr(args, "workers", None)
     workers = (1 if len(todo) > 1 else 0) if workers is None else workers
     inputs = read_ahead(todo, load(codec), workers) if load else ((job, None, None) for job in todo)
+    loud = BeyondFullScale()
     disable = args.quiet or not bar or (len(todo) == 1 and not sys.stderr.isatty())
     audio_s, failed, started = 0.0, 0, time.perf_counter()
     options = {"unit": "file", "file": sys.stderr, "disable": disable, "dynamic_ncols": True}
     with tqdm(total=len(todo), desc=verb, **options) as bar:
-        for job, outcome in stream(codec, inputs):
+        for job, outcome in stream(codec, _watch_peaks(inputs, loud)):
             if bars is not None:
                 bars.close()
             if isinstance(outcome, BaseException):
@@ -445,7 +433,18 @@ def _run_jobs(
                 audio_s += outcome
             bar.update()
             bar.set_postfix_str(audio_rate(audio_s, time.perf_counter() - started), refresh=False)
+    loud.finish()
     return audio_s, failed
+
+
+def _watch_peaks(
+    inputs: Iterator[tuple[Job, Any, str | None]], loud: BeyondFullScale
+) -> Iterator[tuple[Job, Any, str | None]]:
+    """`inputs`, each audio input's peak shown to `loud` as it passes."""
+    for job, value, reason in inputs:
+        if isinstance(value, Loaded):
+            loud.check(job.src, value.peak)
+        yield job, value, reason
 
 
 def _from_run_folder(model: str | None, source: str) -> str:

@@ -33,6 +33,46 @@ def warning(message: str) -> None:
     tqdm.write(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
 
+FULL_SCALE = 1.0
+"""The models take and give audio within [-FULL_SCALE, FULL_SCALE]."""
+
+
+class BeyondFullScale:
+    """Warnings for inputs that go beyond full scale: possible in float files, and common by a few
+    percent in lossy ones (their decoders overshoot); outside what the models are trained on, and
+    a reconstruction is clipped at full scale. The first `named` such files get a line each; the
+    rest are counted and `finish` reports them in one line, so a corpus of lossy files does not
+    bury its progress under one warning per file."""
+
+    def __init__(self, named: int = 3) -> None:
+        self.named = named
+        self.shown = 0
+        self.more: list[tuple[float, Path]] = []
+
+    def check(self, path: Path, peak: float) -> None:
+        """Note the input `path` whose largest absolute sample is `peak`."""
+        if peak <= FULL_SCALE:
+            return
+        if self.shown < self.named:
+            self.shown += 1
+            warning(
+                f"{path}: peaks at {peak:.3g}, beyond full scale ({FULL_SCALE}): the model takes and "
+                "gives audio within [-1, 1], so scale it down for a faithful reconstruction"
+            )
+        else:
+            self.more.append((peak, path))
+
+    def finish(self) -> None:
+        """One line for the inputs beyond full scale that got no line of their own."""
+        if self.more:
+            peak, path = max(self.more, key=lambda item: item[0])
+            inputs = "input peaks" if len(self.more) == 1 else "inputs peak"
+            warning(
+                f"{len(self.more)} more {inputs} beyond full scale, up to {peak:.3g} ({path}); "
+                "scale them down for a faithful reconstruction"
+            )
+
+
 def describe(err: BaseException) -> str:
     """One line for an expected error (M2LError, OSError)."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
