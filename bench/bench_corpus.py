@@ -8,9 +8,10 @@ of the released-size v1 network, saved in the authors' checkpoint format:
   resample) + `EncoderDecoder.encode` + `np.save` of the latents;
 - m2l-one-at-a-time: for each file, `codec.encode_file(path)` + `save_latents` (m2l's API, one
   file after the other, reading in the same process);
-- m2l-corpus: `m2l encode CORPUS -o OUT` (worker read-ahead, passes of several files in shared
-  batches, outputs written as they finish); also with `--precision bf16`, and (m2l-corpus-w0)
-  with `--workers 0`: the same command reading in its own process, no read-ahead worker;
+- m2l-corpus: `m2l encode CORPUS -o OUT` (passes of several files in shared batches, outputs
+  written as they finish, inputs read ahead in a worker process where the default gives one: on
+  a GPU, not on a CPU whose cores all run torch's threads); also with `--precision bf16`, and
+  with `--workers 0` / `--workers 1` (m2l-corpus-w0 / -w1);
   The m2l-corpus cases also report `phases_s`: seconds spent loading the model, waiting for the
   next input, in encoder batches, writing outputs (in the writer thread, beside the rest) and
   waiting for writes to finish (the rest is the command's own work);
@@ -50,7 +51,7 @@ from child import RETAIN, apply_retain, cpu_model, peak_rss_mb, report, run_chil
 RATES = (22050, 32000, 44100, 48000)
 RELEASED = "the released-size v1 (random weights)"
 CASES = ("authors", "m2l-one-at-a-time", "m2l-corpus", "m2l-corpus-bf16", "network")
-EXTRA_CASES = ("authors-bf16", "m2l-cli-start", "m2l-corpus-w0")
+EXTRA_CASES = ("authors-bf16", "m2l-cli-start", "m2l-corpus-w0", "m2l-corpus-w1")
 """authors-bf16: their loop under torch.autocast (bf16), for GPUs. m2l-cli-start: `m2l encode` of
 the corpus's first file alone, what the m2l-corpus case's clock holds besides the corpus (imports,
 device start-up, loading the model)."""
@@ -182,7 +183,7 @@ def child(case: str, corpus: str, ckpt: str, out: str, device: str) -> dict:
         from m2l.cli import main
 
         extra = ["--precision", "bf16"] if case.endswith("bf16") else []
-        extra += ["--workers", "0"] if case.endswith("-w0") else []
+        extra += ["--workers", case[-1]] if case[-3:] in ("-w0", "-w1") else []
         source = str(files[0]) if case == "m2l-cli-start" else corpus
         target = out
         if case == "m2l-cli-start":

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from m2l.cli.prefetch import WriteBehind, rank_and_world, read_ahead, shard
+from m2l.cli.prefetch import WriteBehind, default_workers, rank_and_world, read_ahead, shard
 from m2l.errors import M2LError
 
 
@@ -41,6 +41,15 @@ def _load(fail_on: int, job: int) -> tuple[int, int]:
     if job == fail_on + 1:
         raise OSError("disk vanished")
     return job * job, os.getpid()
+
+
+def test_default_workers_read_in_line_where_torch_takes_every_core():
+    assert default_workers(1, "cuda", 1, cores=16) == 0  # one input: nothing to read ahead
+    assert default_workers(5, "cuda", 16, cores=16) == 1  # a GPU leaves the cores to the reader
+    assert default_workers(5, "cpu", 1, cores=2) == 1  # a core without a torch thread
+    assert default_workers(5, "cpu", 2, cores=2) == 0  # every core runs the network
+    assert default_workers(5, "cpu", 4, cores=2) == 0
+    assert default_workers(5, "cpu", 4096) == 0  # this process's own cores, fewer than 4096
 
 
 @pytest.mark.parametrize("workers", [0, 2])

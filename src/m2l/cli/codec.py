@@ -195,7 +195,8 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         metavar="N",
         help="processes that decode and resample the next inputs while the model works "
-        "(default: 1 for several inputs, 0 for one)",
+        "(default: 1 for several inputs; 0 for one, or on a CPU device whose cores all run "
+        "torch's threads, where a worker slows the network more than reading in line costs)",
     )
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from m2l.audio.extensions import WRITE_EXTENSIONS
 from m2l.cli.args import check_device
-from m2l.cli.prefetch import rank_and_world, read_ahead, shard
+from m2l.cli.prefetch import default_workers, rank_and_world, read_ahead, shard
 from m2l.cli.report import (
     EXPECTED_ERRORS,
     PROG,
@@ -415,8 +415,11 @@ def _run_jobs(
     Without `bar` (torchrun ranks other than 0) no progress bar is drawn: one per job, not per rank."""
     bars = WithinFileBar(codec.progress_unit) if not args.quiet and bar and sys.stderr.isatty() else None
     codec.progress = bars
+    import torch
+
     workers = getattr(args, "workers", None)
-    workers = (1 if len(todo) > 1 else 0) if workers is None else workers
+    if workers is None:
+        workers = default_workers(len(todo), codec.device.type, torch.get_num_threads())
     inputs = read_ahead(todo, load(codec), workers) if load else ((job, None, None) for job in todo)
     loud = BeyondFullScale()
     disable = args.quiet or not bar or (len(todo) == 1 and not sys.stderr.isatty())

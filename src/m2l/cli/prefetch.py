@@ -8,7 +8,10 @@ number of ranks: finished outputs are verified and left alone whoever wrote them
 
 Read-ahead. `read_ahead` yields each job with what `load` made of it (the decoded, resampled
 audio) or the one-line reason it failed, in order, while `workers` processes load the next ones:
-audio decoding and resampling overlap with the network instead of taking turns with it.
+audio decoding and resampling overlap with the network instead of taking turns with it. That
+pays where the network leaves a core free (a GPU, fewer torch threads than cores); on a CPU whose
+cores all run torch's threads the worker's decoding preempts the network, which costs more than
+reading in line (`default_workers`).
 
 Write-behind. `WriteBehind` writes outputs in one background thread while the model works on the
 next ones (an atomic write syncs the file and its folder to disk, which on a slow or network file
@@ -75,6 +78,18 @@ class _Loads:
             return i, None, str(err)
         except (OSError, RuntimeError, ValueError, MemoryError) as err:  # a file that breaks a decoder
             return i, None, f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+def default_workers(jobs: int, device_type: str, threads: int, cores: int | None = None) -> int:
+    """The read-ahead processes when --workers is not given: one for several inputs, none for one
+    input or on a CPU device whose `threads` (torch's intra-op threads) take all `cores` (this
+    process's usable cores when None). There, on 2 cores, the worker made the network 10 % slower
+    while reading in line waited 0.2 % of the time (BENCHMARKS, "Corpus encoding")."""
+    if jobs <= 1:
+        return 0
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if device_type == "cpu" and threads >= cores else 1
 
 
 def read_ahead(
