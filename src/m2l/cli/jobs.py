@@ -413,10 +413,10 @@ def _run_jobs(
 ) -> tuple[float, int]:
     """Run `stream` over `todo` (inputs read ahead when `load` is given) -> (audio seconds, failures).
     Without `bar` (torchrun ranks other than 0) no progress bar is drawn: one per job, not per rank."""
-    bars = WithinFileBar(codec.progress_unit) if not args.quiet and bar and sys.stderr.isatty() else None
-    codec.progress = bars
     import torch
 
+    bars = WithinFileBar(codec.progress_unit) if not args.quiet and bar and sys.stderr.isatty() else None
+    codec.progress = bars
     workers = getattr(args, "workers", None)
     if workers is None:
         workers = default_workers(len(todo), codec.device.type, torch.get_num_threads())

@@ -233,9 +233,9 @@ def manifest_files(manifest: str | Path) -> list[ManifestFile]:
     roots = [own, *list(own.parents)[:2][::-1]]
     files = []
     for where, row in manifest_rows(manifest):
-        value = row.get("path")
         if "path" not in row:
             raise M2LError(f"{where}: missing field 'path'")
+        value = row["path"]
         if not _is_text(value):
             raise M2LError(f"{where}: field 'path' must be a file path, got {value!r}")
         pure = PurePosixPath(value)
