@@ -264,3 +264,25 @@ def test_compile_option_traces_the_objective_and_trains_like_eager(audio_dirs, t
     assert sum(torch._dynamo.utils.counters["stats"].values()) > 0  # dynamo really traced frames
     for key, value in runs[False].items():
         torch.testing.assert_close(runs[True][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_init_starts_a_new_run_from_a_models_weights_and_refuses_another_preset(
+    audio_dirs, tmp_path, tiny_checkpoint
+):
+    from m2l.loading import load_model
+
+    source, _ = load_model(str(tiny_checkpoint))
+    trainer = make_trainer(audio_dirs, tmp_path / "run", fast_config(init=str(tiny_checkpoint)))
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[name], value)
+        torch.testing.assert_close(trainer.ema.state[name], value.float())
+    trainer.train(until=1)  # a resume keeps the trained weights, not the init's
+    resumed = make_trainer(audio_dirs, tmp_path / "run", fast_config(init=str(tiny_checkpoint)))
+    moved = [n for n, v in source.state_dict().items() if not torch.equal(resumed.model.state_dict()[n], v)]
+    assert resumed.step == 1 and moved
+    with pytest.raises(M2LError, match=r"init=.*is a m2l-v1-tiny model, the run trains m2l2-tiny"):
+        make_trainer(
+            audio_dirs,
+            tmp_path / "v2",
+            fast_config(model="m2l2-tiny", crop_frames=128, init=str(tiny_checkpoint)),
+        )

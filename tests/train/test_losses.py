@@ -35,3 +35,15 @@ def test_gradients_reach_the_estimate_and_descend():
         multires_spectral_loss(est, ref).sum().backward()
         opt.step()
     assert float(multires_spectral_loss(est, ref).detach()) < 0.5 * first
+
+
+def test_complex_loss_sees_phase_that_the_magnitude_loss_ignores():
+    from m2l.train.losses import multires_complex_loss, multires_spectral_loss
+
+    ref = _tone(440.0)[None]
+    flipped = -ref  # the same magnitudes, every phase turned by pi
+    assert float(multires_spectral_loss(flipped, ref)[0]) < 1e-6
+    assert float(multires_complex_loss(flipped, ref)[0]) > 2.0
+    assert float(multires_complex_loss(ref, ref)[0]) == 0.0
+    half = multires_complex_loss(0.5 * ref, ref)  # relative: the level of the reference cancels
+    torch.testing.assert_close(half, multires_complex_loss(0.05 * ref, 0.1 * ref))

@@ -136,3 +136,65 @@ def test_shared_spectral_term_scores_the_students_moved_to_sigma_max_without_an_
     plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, spectral_weight=0.0))
     diff = (losses - plain(audio, seeds, 0)).detach()
     assert (diff[~mask] == 0).all() and (diff[mask] > 0).all()
+
+
+def test_phase_term_scores_the_same_one_step_decode_and_adds_to_the_loss():
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum", weighting="edm", spectral_weight=1.0, phase_weight=3.0
+    )
+    with torch.no_grad():
+        model.denoiser.net.conv_out.weight.normal_(0, 0.01)
+    calls = Counter(model)
+    with_phase = obj(audio, seeds, 0)
+    assert len(calls.levels) == 2  # student + one one-step decode shared by both terms
+    assert obj.last_terms["phase"] > 0
+    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, phase_weight=0.0))
+    torch.testing.assert_close(
+        (with_phase - plain(audio, seeds, 0)).mean(),
+        torch.tensor(3.0 * obj.last_terms["phase"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def test_rollout_decodes_the_first_decode_again_at_a_level_in_the_configured_range():
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum",
+        weighting="edm",
+        spectral_weight=1.0,
+        rollout_weight=0.5,
+        rollout_sigma_min=0.3,
+        rollout_sigma_max=0.6,
+    )
+    with torch.no_grad():
+        model.denoiser.net.conv_out.weight.normal_(0, 0.01)
+    calls = Counter(model)
+    losses = obj(audio, seeds, 0)
+    assert len(calls.levels) == 3  # student, one-step decode, second step
+    second = calls.levels[2]
+    assert ((second >= 0.3) & (second <= 0.6)).all() and not torch.equal(second[0], second[1])
+    assert obj.last_terms["spectral_2step"] > 0
+    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, rollout_weight=0.0))
+    torch.testing.assert_close(
+        (losses - plain(audio, seeds, 0)).mean(),
+        torch.tensor(0.5 * obj.last_terms["spectral_2step"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum",
+        weighting="edm",
+        spectral_weight=1.0,
+        rollout_weight=1.0,
+        gap_stage_steps=1,
+        aux_fade_start=10,
+        aux_fade_steps=4,
+    )
+    assert [obj.aux_scale(s) for s in (0, 9, 10, 12, 14, 99)] == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    calls = Counter(model)
+    obj(audio, seeds, 14)
+    assert len(calls.levels) == 2  # teacher + student: no one-step or two-step decode
+    assert "spectral" not in obj.last_terms

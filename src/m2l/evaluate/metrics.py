@@ -91,8 +91,8 @@ def _check_rate(sample_rate: float, what: str) -> float:
     return float(sample_rate)
 
 
-def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """Magnitude STFT with a periodic Hann window, uncentred frames and end zero-padding.
+def stft_complex(wave: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Complex STFT with a periodic Hann window, uncentred frames and end zero-padding.
 
     Args:
         wave: [..., samples] real waveform (any length >= 1; padded up to whole frames).
@@ -100,7 +100,7 @@ def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
         hop: frame step in samples.
 
     Returns:
-        [..., n_fft // 2 + 1, frames] magnitudes in the dtype of `wave` (float for ints), with
+        [..., n_fft // 2 + 1, frames] complex values (complex64 for float32 or ints), with
         frames = 1 + ceil(max(0, samples - n_fft) / hop).
     """
     x = wave if wave.is_floating_point() else wave.to(torch.float32)
@@ -109,7 +109,13 @@ def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     padded = F.pad(x.reshape(-1, samples), (0, n_fft + (frames - 1) * hop - samples))
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.stft(padded, n_fft, hop_length=hop, window=window, center=False, return_complex=True)
-    return spec.abs().reshape(*lead, n_fft // 2 + 1, frames)
+    return spec.reshape(*lead, n_fft // 2 + 1, frames)
+
+
+def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """|`stft_complex`|: [..., n_fft // 2 + 1, frames] magnitudes in the dtype of `wave`
+    (float for ints)."""
+    return stft_complex(wave, n_fft, hop).abs()
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -56,6 +56,13 @@ def add_train(p: argparse.ArgumentParser) -> None:
         "final ones at the new last step (no restart; a finished run stays at min_lr)",
     )
     p.add_argument(
+        "--init",
+        metavar="MODEL",
+        default=None,
+        help="fine-tune: start a new run from the weights of MODEL (default, a checkpoint or a run "
+        "folder) of the same model preset; recorded as the config's `init`",
+    )
+    p.add_argument(
         "--until",
         metavar="STEP",
         type=non_negative_int,
@@ -75,7 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
     from m2l.train.loop import Trainer
     from m2l.train.run_folder import sigterm_interrupts
 
-    cfg = apply_overrides(load_train_config(args.config), args.overrides)
+    overrides = [*args.overrides, *([f"init={args.init}"] if args.init else [])]
+    cfg = apply_overrides(load_train_config(args.config), overrides)
     sources = [parse_source(s) for s in args.data]
     val = [parse_source(s) for s in args.val] or None
     with sigterm_interrupts():  # a start killed by SIGTERM still releases the run's lock

@@ -53,6 +53,22 @@ class TrainConfig:
     # 0: an extra one-step pass over every sample | p > 0: a fraction p of the samples is drawn at
     # sigma_max and its student output is scored (no extra pass)
     spectral_share: float = 0.0
+    # phase-aware terms on the same one-step decodes: complex multi-resolution STFT L1 + waveform
+    # L1 (`m2l.train.losses.multires_complex_loss`); needs spectral_share = 0
+    phase_weight: float = 0.0
+    # two-step loss: the one-step decode (no gradient) is re-noised to a level drawn log-uniformly
+    # in [rollout_sigma_min, rollout_sigma_max], decoded again and scored like the one-step
+    # decode (spectral, phase terms), so a second decoding step learns to improve on the first
+    rollout_weight: float = 0.0
+    rollout_sigma_min: float = 0.05
+    rollout_sigma_max: float = 10.0
+    # the auxiliary terms (spectral, phase, two-step) fade linearly to 0 over aux_fade_steps steps
+    # from step aux_fade_start (0: never), leaving the consistency objective alone
+    aux_fade_start: int = 0
+    aux_fade_steps: int = 1000
+    # fine-tuning: a model source ("default", a checkpoint, a run folder) of the run's model
+    # preset whose weights start the run (and its EMA); "" starts from `seed`
+    init: str = ""
     # execution
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
     compile: bool = False
@@ -112,9 +128,25 @@ class TrainConfig:
             )
         if not 0 <= self.spectral_share <= 1:
             raise M2LError("training config: need 0 <= spectral_share <= 1")
+        _check_auxiliary(self)
 
 
 TEACHERS = ("index_delta", "curriculum")
+
+
+def _check_auxiliary(cfg: TrainConfig) -> None:
+    """The phase, two-step and fading options: in range, and used with one-step decodes."""
+    if cfg.phase_weight < 0 or cfg.rollout_weight < 0:
+        raise M2LError("training config: need phase_weight >= 0 and rollout_weight >= 0")
+    if (cfg.phase_weight > 0 or cfg.rollout_weight > 0) and cfg.spectral_share > 0:
+        raise M2LError("training config: phase_weight and rollout_weight need spectral_share = 0")
+    if cfg.rollout_weight > 0 and cfg.spectral_weight == 0 and cfg.phase_weight == 0:
+        raise M2LError("training config: rollout_weight scores with the spectral or phase terms: set one")
+    if not 0 < cfg.rollout_sigma_min <= cfg.rollout_sigma_max:
+        raise M2LError("training config: need 0 < rollout_sigma_min <= rollout_sigma_max")
+    if cfg.aux_fade_start < 0 or cfg.aux_fade_steps < 1:
+        raise M2LError("training config: need aux_fade_start >= 0 and aux_fade_steps >= 1")
+
 
 _RULES: dict[str, tuple[str, Any]] = {
     "lr": ("> 0", lambda v: v > 0),

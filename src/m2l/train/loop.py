@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
 from m2l.cli.args import check_device
-from m2l.config import preset
+from m2l.config import config_hash, preset
 from m2l.errors import M2LError
 from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
+from m2l.loading import load_model
 from m2l.models import create
 from m2l.train.config import TrainConfig, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
@@ -240,8 +241,25 @@ class Trainer:
             self.counters.update(parts["counters"])
             if self.dist.main:
                 print(f"resuming {self.run_dir} from step {self.step}", flush=True)
+        elif self.cfg.init:
+            self._initialise_from(self.cfg.init)
         if self.dist.main:
             self.counters.update(best_record(self.ckpt_dir))
+
+    def _initialise_from(self, source: str) -> None:
+        """Start from the weights of a model source (fine-tuning): model and EMA, same preset.
+
+        Raises:
+            M2LError: the source cannot be loaded or holds another model preset.
+        """
+        loaded, model_id = load_model(source)
+        if config_hash(loaded.cfg) != config_hash(self.model.cfg):
+            have, want = loaded.cfg.name, self.model.cfg.name
+            raise M2LError(f"init={source}: is a {have} model, the run trains {want}")
+        self.model.load_state_dict(loaded.state_dict())
+        self.ema = EMA(self.model, self.cfg.ema_decay)
+        if self.dist.main:
+            print(f"starting {self.run_dir} from the weights of {model_id}", flush=True)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, audio: torch.Tensor) -> dict[str, float]:

@@ -9,6 +9,7 @@ shifted by the same delta in index space.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from m2l.consistency.schedule import (
     teacher_sigma_relative,
 )
 from m2l.train.config import TrainConfig
-from m2l.train.losses import multires_spectral_loss
+from m2l.train.losses import multires_complex_loss, multires_spectral_loss
 from m2l.train.schedule import delta_at
 
 
@@ -43,8 +44,11 @@ class ConsistencyObjective(nn.Module):
     The teacher's noise level follows `cfg.teacher`: "index_delta" (the published schedule, an
     offset in noise-index space decaying from delta_start to delta_end) or "curriculum" (a
     relative gap, see `m2l.consistency.schedule.curriculum_gap`; at gap 1 the teacher is the clean
-    input and no teacher pass is run). With `cfg.spectral_weight > 0` each sample is also decoded
-    in one step from sigma_max and scored with `multires_spectral_loss` against its clean input.
+    input and no teacher pass is run). With `cfg.spectral_weight > 0` (or `phase_weight`) each
+    sample is also decoded in one step from sigma_max and scored against its clean input with
+    `multires_spectral_loss` (and `multires_complex_loss`); with `rollout_weight > 0` that decode
+    is re-noised and decoded a second time, as the two-step sampler does, and scored the same way.
+    `aux_scale` fades these auxiliary terms out when the config asks.
     The last call's mean loss terms are kept in `last_terms` for logging.
     """
 
@@ -68,12 +72,18 @@ class ConsistencyObjective(nn.Module):
         return delta_at(step, cfg)  # delta_exponential over the run, continued over extensions
 
     def draw(
-        self, seeds: torch.Tensor, shape: tuple[int, ...], device: torch.device, count: int = 1
+        self,
+        seeds: torch.Tensor,
+        shape: tuple[int, ...],
+        device: torch.device,
+        count: int = 1,
+        rollout: bool = False,
     ) -> tuple[torch.Tensor, ...]:
-        """Per-sample draws: noise indices [B, groups], `count` unit noises [B, *shape], and with
-        `spectral_share` > 0 a last [B] bool mask of the samples moved to sigma_max."""
+        """Per-sample draws: noise indices [B, groups], `count` unit noises [B, *shape], with
+        `spectral_share` > 0 a [B] bool mask of the samples moved to sigma_max, and with
+        `rollout` a last [B, groups] of uniform numbers in [0, 1) (the two-step levels)."""
         cc, groups, share = self.model.cfg.consistency, self.model.sigma_groups, self.cfg.spectral_share
-        index, noises, top = [], [[] for _ in range(count)], []
+        index, noises, top, levels = [], [[] for _ in range(count)], [], []
         for s in seeds.tolist():
             gen = torch.Generator().manual_seed(int(s))
             index.append(sample_index_lognormal(groups, cc, self.cfg.p_mean, self.cfg.p_std, gen))
@@ -81,10 +91,27 @@ class ConsistencyObjective(nn.Module):
                 bucket.append(torch.randn(shape, generator=gen))
             if share > 0:
                 top.append(bool(torch.rand(1, generator=gen) < share))
+            if rollout:
+                levels.append(torch.rand(groups, generator=gen))
         out = [torch.stack(index).to(device), *(torch.stack(n).to(device) for n in noises)]
         if share > 0:
             out.append(torch.tensor(top, device=device))
+        if rollout:
+            out.append(torch.stack(levels).to(device))
         return tuple(out)
+
+    def aux_scale(self, step: int) -> float:
+        """The factor of the auxiliary terms at `step`: 1, fading linearly to 0 over
+        `aux_fade_steps` from `aux_fade_start` (when that is > 0)."""
+        start, steps = self.cfg.aux_fade_start, self.cfg.aux_fade_steps
+        if start == 0 or step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / steps)
+
+    def rollout_sigma(self, uniform: torch.Tensor) -> torch.Tensor:
+        """Second-step noise levels, log-uniform in [rollout_sigma_min, rollout_sigma_max]."""
+        lo, hi = math.log(self.cfg.rollout_sigma_min), math.log(self.cfg.rollout_sigma_max)
+        return (lo + uniform * (hi - lo)).exp()
 
     def teacher_sigma(self, sigma: torch.Tensor, index: torch.Tensor, gap: float) -> torch.Tensor:
         cc = self.model.cfg.consistency
@@ -98,21 +125,28 @@ class ConsistencyObjective(nn.Module):
         Args:
             audio: [B, channels, samples] training crops.
             seeds: [B] int64 per-sample seeds (noise levels and noise).
-            step: the optimiser step, which sets the teacher offset.
+            step: the optimiser step, which sets the teacher offset and the auxiliary fade.
 
         Returns:
             [B] float32 losses.
         """
         model, cfg, cc = self.model, self.cfg, self.model.cfg.consistency
         x0 = model.prepare(audio)
-        extra_pass = cfg.spectral_weight > 0 and cfg.spectral_share == 0
-        index, noise, *extra = self.draw(seeds, tuple(x0.shape[1:]), x0.device, 1 + extra_pass)
+        scale = self.aux_scale(step)
+        weights = {"spectral": cfg.spectral_weight * scale, "phase": cfg.phase_weight * scale}
+        rollout = cfg.rollout_weight > 0 and scale > 0
+        extra_pass = any(w > 0 for w in weights.values()) and cfg.spectral_share == 0
+        drawn = self.draw(seeds, tuple(x0.shape[1:]), x0.device, 1 + extra_pass + rollout, rollout)
+        index, noise, *extra = drawn
+        levels = extra.pop() if rollout else None
+        scored = None
         if cfg.spectral_share > 0:  # these samples' student outputs are one-step decodes
             scored = extra.pop()
             index = torch.where(scored[:, None], torch.ones_like(index), index)
         gap = self.gap(step)
         sigma = sigma_from_index(index, cc)  # [B, groups]
         sigma_t = self.teacher_sigma(sigma, index, gap)
+        decodes: list[tuple[str, float, torch.Tensor]] = []  # (log suffix, weight factor, decode)
         with self._autocast(x0.device):
             cond = model.conditioning(x0)
             if cfg.teacher == "curriculum" and gap >= 1.0:  # f(x, sigma_min) = x: no pass needed
@@ -123,7 +157,14 @@ class ConsistencyObjective(nn.Module):
             student = model.denoise(model.add_noise(x0, noise, sigma), sigma, cond)
             if extra_pass:
                 top = torch.full_like(sigma, cc.sigma_max)
-                one_step, scored = model.denoise(model.add_noise(x0, extra[0], top), top, cond), None
+                decodes.append(("", 1.0, model.denoise(model.add_noise(x0, extra[0], top), top, cond)))
+            elif cfg.spectral_share > 0:
+                decodes.append(("", 1.0, student))
+            if rollout:  # the sampler's second step: re-noise the first decode, decode again
+                second = self.rollout_sigma(levels)
+                spread = (second.square() - cc.sigma_min**2).clamp_min(0).sqrt()
+                renoised = model.add_noise(decodes[0][2].detach(), extra[1], spread)
+                decodes.append(("_2step", cfg.rollout_weight, model.denoise(renoised, second, cond)))
         losses = consistency_loss(
             model.group_view(student),
             model.group_view(teacher.detach()),
@@ -134,20 +175,26 @@ class ConsistencyObjective(nn.Module):
             cc,
         )
         self.last_terms = {"consistency": float(losses.detach().mean()), "gap": gap}
-        if cfg.spectral_weight > 0:
-            spec = self.spectral(one_step if extra_pass else student, x0, scored)
-            losses = losses + cfg.spectral_weight * spec
+        for suffix, factor, decoded in decodes:
+            for name, weight in weights.items():
+                if weight > 0:
+                    term = self.scored_loss(name + suffix, decoded, x0, scored)
+                    losses = losses + factor * weight * term
         return losses
 
-    def spectral(self, decoded: torch.Tensor, x0: torch.Tensor, scored: torch.Tensor | None) -> torch.Tensor:
-        """Per-sample multi-resolution spectral losses [B] of one-step decodes (0 where a
-        `scored` mask is given and False)."""
+    def scored_loss(
+        self, name: str, decoded: torch.Tensor, x0: torch.Tensor, scored: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-sample auxiliary losses [B] of decodes against their clean inputs: `spectral`
+        (`multires_spectral_loss`) or `phase` (`multires_complex_loss`), with an optional
+        `_2step` suffix for the log; 0 where a `scored` mask is given and False."""
         model, batch = self.model, x0.shape[0]
         rows = torch.arange(batch, device=x0.device) if scored is None else scored.nonzero()[:, 0]
-        spec = x0.new_zeros(batch)
+        loss_fn = multires_complex_loss if name.startswith("phase") else multires_spectral_loss
+        values = x0.new_zeros(batch)
         if len(rows):
             wave = model.to_waveform(decoded[rows].float())
-            per = multires_spectral_loss(wave, model.to_waveform(x0[rows].float()))
-            spec = spec.index_put((rows,), per.reshape(len(rows), -1).mean(1))
-        self.last_terms["spectral"] = float(spec.detach().sum() / max(len(rows), 1))
-        return spec
+            per = loss_fn(wave, model.to_waveform(x0[rows].float()))
+            values = values.index_put((rows,), per.reshape(len(rows), -1).mean(1))
+        self.last_terms[name] = float(values.detach().sum() / max(len(rows), 1))
+        return values

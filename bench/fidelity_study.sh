@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The fidelity recipe study (issue "A faithful codec"), fine-tuning arms: each arm starts from the
+# shipped default model (`--init default`) and trains for the same CPU budget (bench/cpu_budget.py:
+# CPU-seconds of the trainer and its data worker), two arms at a time with 1 torch thread each.
+#
+#   DATA=/work/data STUDY=/work/fidelity BUDGET=2400 bash bench/fidelity_study.sh [ARM ...]
+#
+# Arms (default: all, in this order):
+#   control   the shipped recipe continued: curriculum at its last gap, spectral loss (weight 8)
+#   phase     control + phase-aware terms (complex STFT L1 + waveform L1, weight 4)
+#   rollout   control + the two-step loss (the one-step decode re-noised and decoded again)
+#   published the authors' objective (lognormal levels, index delta 0.1 -> 0.001, 1 / gap
+#             weights, pseudo-Huber), with the spectral term faded out over steps 50-200
+# Each run folder is $STUDY/ARM (resumable: the same command continues an interrupted arm).
+set -euo pipefail
+DATA=${DATA:?set DATA to the folder made by m2l data fetch}
+STUDY=${STUDY:?set STUDY to a folder outside the repository}
+BUDGET=${BUDGET:-2400}
+mkdir -p "$STUDY"
+here=$(cd "$(dirname "$0")" && pwd)
+
+common=(--init default --data "$DATA/music/train" --val "$DATA/music/val" --no-progress
+  --set steps=400 --set lr=1e-4 --set min_lr=1e-6 --set warmup_steps=20 --set val_every=100
+  --set ckpt_every=50 --set val_items=8 --set val_seconds=3 --set workers=1 --set tensorboard=false
+  --set precision=bf16 --set gap_stage_steps=1)
+
+arm_args() {
+  case $1 in
+    control) echo "--set recipe=fast" ;;
+    phase) echo "--set recipe=fast --set phase_weight=4" ;;
+    rollout) echo "--set recipe=fast --set rollout_weight=1" ;;
+    published) echo "--set recipe=published --set spectral_weight=8 --set aux_fade_start=50 --set aux_fade_steps=150" ;;
+    *) echo "unknown arm $1" >&2; return 1 ;;
+  esac
+}
+
+run_arm() {
+  local arm=$1
+  # shellcheck disable=SC2046
+  OMP_NUM_THREADS=1 python "$here/cpu_budget.py" --report "$STUDY/$arm.budget.json" "$BUDGET" -- \
+    m2l train small --out "$STUDY/$arm" "${common[@]}" $(arm_args "$arm") > "$STUDY/$arm.log" 2>&1
+}
+
+arms=("$@")
+[ ${#arms[@]} -gt 0 ] || arms=(control phase rollout published)
+for ((i = 0; i < ${#arms[@]}; i += 2)); do
+  run_arm "${arms[i]}" &
+  if [ $((i + 1)) -lt ${#arms[@]} ]; then run_arm "${arms[i + 1]}" & fi
+  wait
+done
+echo "study arms done: ${arms[*]}"
