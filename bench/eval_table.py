@@ -14,6 +14,10 @@ COLUMNS = (
     ("mel_distance", "mel dist.", 3),
     ("stft_distance", "STFT dist.", 2),
     ("si_sdr", "SI-SDR (dB)", 1),
+    ("level_db", "level (dB)", 1),
+    ("lr_correlation_error", "L/R corr. error", 2),
+    ("side_mid_change_db", "side/mid change (dB)", 1),
+    ("visqol_change_from_1_step", "ViSQOL vs 1 step", 2),
     ("fad", "FAD (mel-stats)", 1),
 )
 

@@ -16,6 +16,7 @@ from m2l.cli import main
 from m2l.evaluate.boundaries import boundary_analysis, boundary_positions
 from m2l.evaluate.embeddings import load_embedder
 from m2l.evaluate.fad import fad
+from m2l.evaluate.fidelity import fidelity_scores
 from m2l.evaluate.latents import latent_stats
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import load
@@ -109,14 +110,19 @@ def test_results_structure(evaluated, checkpoints, capsys):
     assert v2["boundary_spacing"] == 32768
     for model in res["models"]:
         for s in model["settings"]:
+            changes = {"visqol_change_from_1_step", "mel_distance_change_from_1_step"}
             assert set(s["metrics"]) == {
                 "si_sdr",
                 "mel_distance",
                 "stft_distance",
                 "visqol",
+                "level_db",
+                "lr_correlation_error",
+                "side_mid_change_db",
                 "fad",
                 "boundary_ratio",
                 "decode_seconds",
+                *(changes if s["steps"] > 1 else ()),
             }
             assert [r["item"] for r in s["items"]] == [0, 1]
             assert s["metrics"]["visqol"] is None and s["metrics"]["fad"] >= 0
@@ -153,7 +159,17 @@ def test_values_match_the_metric_functions(evaluated, checkpoints, manifest):
         assert row["stft_distance"] == pytest.approx(float(stft_distance(y, wave).mean()), rel=1e-5)
         expected = boundary_analysis(y, wave, RATE, boundary_positions(codec, crop))
         assert row["boundary"] == pytest.approx(expected, rel=1e-6)
+        fidelity = fidelity_scores(y, wave)
+        assert row["level_db"] == pytest.approx(fidelity["level_db"], rel=1e-5)
+        error = fidelity["lr_correlation_error"]
+        assert row["lr_correlation_error"] == (None if error is None else pytest.approx(error, rel=1e-4))
+    assert setting["items"][0]["lr_correlation_error"] is None  # the mono item has no stereo image
     metrics = setting["metrics"]
+    assert metrics["level_db"] == pytest.approx(sum(r["level_db"] for r in setting["items"]) / 2)
+    assert metrics["lr_correlation_error"] == setting["items"][1]["lr_correlation_error"]  # stereo only
+    mel_one_step = res["models"][1]["settings"][0]["metrics"]["mel_distance"]
+    assert metrics["mel_distance_change_from_1_step"] == pytest.approx(metrics["mel_distance"] - mel_one_step)
+    assert metrics["visqol_change_from_1_step"] is None  # --no-visqol
     assert metrics["fad"] == pytest.approx(fad(waves, recons, RATE, load_embedder("mel-stats")), rel=1e-6)
     b = [r["boundary"] for r in setting["items"]]
     near = sum(x["boundary_error"] * x["boundary_frames"] for x in b) / sum(x["boundary_frames"] for x in b)

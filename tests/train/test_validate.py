@@ -19,7 +19,16 @@ def trainer(audio_dirs, tmp_path_factory):
 
 def test_run_gives_finite_metrics_the_same_each_time_and_saves_examples(trainer):
     first = trainer.validator.run(3)
-    assert set(first) == {"loss", "si_sdr", "mel_distance", "stft_distance", "select"}
+    assert set(first) == {
+        "loss",
+        "si_sdr",
+        "mel_distance",
+        "stft_distance",
+        "level_db",
+        "mel_distance_2step",
+        "level_db_2step",
+        "select",
+    }  # v1 validates mono crops: no stereo image
     assert all(math.isfinite(value) for value in first.values()), first
     assert first["select"] == first["mel_distance"]  # v1 decodes without re-noised context
     assert trainer.validator.run(3) == first  # fixed crops, noise seeds and decoding seed
@@ -50,3 +59,16 @@ def test_run_evaluates_the_ema_weights_not_the_live_model(trainer):
     finally:
         trainer.model.load_state_dict(live)
         trainer.ema.state = ema
+
+
+def test_fidelity_means_skip_undefined_values_and_see_the_stereo_image():
+    from m2l.train.validate import fidelity_means
+
+    ref = torch.randn(2, 2, 4096, generator=torch.Generator().manual_seed(0))
+    ref[1, 1] = ref[1, 0]  # item 1 is dual-mono
+    rec = ref.clone()
+    rec[1, 1] = torch.randn(4096, generator=torch.Generator().manual_seed(1))  # decorrelated
+    means = fidelity_means(0.5 * rec, ref)
+    assert means["level_db"] == pytest.approx(-6.02, abs=0.2)
+    assert means["lr_correlation_error"] == pytest.approx(0.5, abs=0.03)  # (0 + ~1) / 2
+    assert set(fidelity_means(ref[:, :1], ref[:, :1])) == {"level_db"}

@@ -12,9 +12,13 @@ results.json (format "m2l-eval", version 1):
   "sample_rate", "hop_length", "boundary_spacing" (samples between seams), "latent_stats"
   (`m2l.evaluate.latents.latent_stats` over all items), "settings": [{"label", "slug", "steps",
   "sigma_cond", "metrics": {"si_sdr", "mel_distance", "stft_distance", "visqol" (item means),
-  "fad", "boundary_ratio" (pooled over items), "decode_seconds"}, "items": [{"item", "name",
-  "si_sdr", "mel_distance", "stft_distance", "visqol", "boundary" (see
-  `m2l.evaluate.boundaries.boundary_analysis`), "media"}]}]}];
+  "level_db", "lr_correlation_error", "side_mid_change_db" (over stereo items),
+  "visqol_change_from_1_step", "mel_distance_change_from_1_step" (multi-step settings), "fad",
+  "boundary_ratio" (pooled over items), "decode_seconds"}, "items": [{"item", "name", "si_sdr",
+  "mel_distance", "stft_distance", "visqol", "level_db", "lr_correlation",
+  "lr_correlation_original", "lr_correlation_error", "side_mid_change_db" (stereo items; else
+  null; see `m2l.evaluate.fidelity`), "boundary" (see `m2l.evaluate.boundaries.boundary_analysis`),
+  "media"}]}]}];
 - "notes": strings (metrics that could not be computed, ignored options).
 
 Missing values are JSON null and shown as "n/a". The page uses relative links only, so the output
@@ -34,11 +38,15 @@ METRIC_COLUMNS: tuple[tuple[str, str, bool | None], ...] = (
     ("mel_distance", "Mel distance &darr;", False),
     ("stft_distance", "STFT distance &darr;", False),
     ("visqol", "ViSQOL &uarr;", True),
+    ("level_db", "Level (dB)", None),
+    ("lr_correlation_error", "L/R corr. error &darr;", False),
+    ("side_mid_change_db", "Side/mid change (dB)", None),
+    ("visqol_change_from_1_step", "ViSQOL vs 1 step &uarr;", True),
     ("fad", "FAD &darr;", False),
     ("boundary_ratio", "Boundary / interior &darr;", False),
     ("decode_seconds", "Decode time (s)", None),
 )
-ITEM_COLUMNS = METRIC_COLUMNS[:4]
+ITEM_COLUMNS = METRIC_COLUMNS[:7]
 SCALE_NOTE = (
     "Spectrograms: time in seconds, frequency in kHz, colour in dB relative to the loudest bin of "
     "the item's original (0 dB, the top of the colour bar). The original and every reconstruction "
@@ -221,7 +229,10 @@ def render_report(results: dict[str, Any]) -> str:
         _header(results),
         "<h2>Metrics</h2>",
         metrics_table(results),
-        "<p>Per setting: item means of SI-SDR, mel and STFT distances and ViSQOL; FAD between the "
+        "<p>Per setting: item means of SI-SDR, mel and STFT distances and ViSQOL; the level of the "
+        "reconstruction against the original (dB, negative: quieter); for stereo items, how far "
+        "the L/R correlation moved and the change of side-to-mid energy (dB); for more than one "
+        "decoding step, ViSQOL's change from one step; FAD between the "
         "original items and their reconstructions; error near codec seams (chunk or window "
         "boundaries) over error elsewhere, pooled over items (1 = seams add no error).</p>",
         "<h2>Latent statistics</h2>",

@@ -8,11 +8,13 @@ nothing. Decoding uses the same `seed` for every item and setting.
 
 Scores (`results.json`, schema in `m2l.evaluate.report`):
 - per item: SI-SDR, mel distance, STFT distance (`m2l.evaluate.metrics`, averaged over
-  channels), ViSQOL (None with a note when `visqol-python` is missing), and the chunk-boundary
-  analysis of `m2l.evaluate.boundaries`;
-- per setting: the means of the per-item scores, FAD between the original items and their
-  reconstructions (`m2l.evaluate.fad` with a pluggable embedder), the boundary/interior ratio
-  pooled over items, and the decoding time;
+  channels), ViSQOL (None with a note when `visqol-python` is missing), the level difference and
+  for stereo items the stereo image (`m2l.evaluate.fidelity`), and the chunk-boundary analysis of
+  `m2l.evaluate.boundaries`;
+- per setting: the means of the per-item scores (of the stereo items for the stereo image), FAD
+  between the original items and their reconstructions (`m2l.evaluate.fad` with a pluggable
+  embedder), the boundary/interior ratio pooled over items, the decoding time, and for a
+  multi-step setting the change of ViSQOL and mel distance from one step;
 - per model: latent statistics over the latents of all items (`m2l.evaluate.latents`; latents do
   not depend on the decoding settings).
 
@@ -50,7 +52,11 @@ RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
 SPECTROGRAM_HEIGHT = 256
 SPECTROGRAM_WIDTH = 512  # plot columns of every report picture (the time axis is resampled to it)
-ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "visqol")
+ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "visqol", "level_db")
+STEREO_METRICS = ("lr_correlation_error", "side_mid_change_db")
+"""Item scores of stereo items only: their setting means are over the stereo items."""
+STEP_CHANGES = ("visqol", "mel_distance")
+"""Scores whose change from one decoding step is given for every multi-step setting."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,12 @@ def mean_or_none(values: list[float | None]) -> float | None:
     return finite_or_none(sum(values) / len(values))  # type: ignore[arg-type]
 
 
+def mean_present(values: list[float | None]) -> float | None:
+    """Mean of the values that are not None, or None when there are none."""
+    present = [v for v in values if v is not None]
+    return finite_or_none(sum(present) / len(present)) if present else None
+
+
 def sweep(codec: Any, steps: tuple[int, ...], sigma_cond: tuple[float, ...]) -> list[Setting]:
     """The decoding settings of one model."""
     takes_sigma = codec.default_sigma_cond is not None
@@ -191,6 +203,7 @@ def item_scores(
     `estimate` and `reference` are [channels, samples] at `sample_rate`; a ViSQOL failure turns
     ViSQOL off for the rest of the run (with a note), and its score is None.
     """
+    from m2l.evaluate.fidelity import fidelity_scores
     from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 
     scores: dict[str, float | None] = {
@@ -199,6 +212,7 @@ def item_scores(
         "stft_distance": finite_or_none(stft_distance(estimate, reference).mean()),
         "visqol": None,
     }
+    scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference).items()})
     if ctx.visqol_on:
         from m2l.evaluate.visqol import visqol
 
@@ -316,6 +330,7 @@ def evaluate_model(
     out_settings = []
     for setting in settings:
         metrics = {m: mean_or_none([r[m] for r in rows[setting]]) for m in ITEM_METRICS}
+        metrics.update({m: mean_present([r[m] for r in rows[setting]]) for m in STEREO_METRICS})
         what = f"{spec.label} {setting.label}"
         metrics["fad"] = setting_fad(references, recon[setting], items[0].sample_rate, ctx, what)
         metrics["boundary_ratio"] = finite_or_none(pooled_ratio([r["boundary"] for r in rows[setting]]))
@@ -330,6 +345,7 @@ def evaluate_model(
                 "items": rows[setting],
             }
         )
+    step_changes(out_settings)
     return {
         "label": spec.label,
         "source": spec.source,
@@ -343,6 +359,21 @@ def evaluate_model(
         "latent_stats": model_latent_stats(latents, codec),
         "settings": out_settings,
     }
+
+
+def step_changes(settings: list[dict[str, Any]]) -> None:
+    """Give each multi-step setting "<score>_change_from_1_step" for the scores of
+    `STEP_CHANGES`: its mean minus that of the 1-step setting with the same sigma_cond (None
+    without one). Added to the settings' metrics in place."""
+    one_step = {s["sigma_cond"]: s["metrics"] for s in settings if s["steps"] == 1}
+    for setting in settings:
+        if setting["steps"] == 1:
+            continue
+        base = one_step.get(setting["sigma_cond"], {})
+        for name in STEP_CHANGES:
+            now, then = setting["metrics"].get(name), base.get(name)
+            change = None if now is None or then is None else finite_or_none(now - then)
+            setting["metrics"][f"{name}_change_from_1_step"] = change
 
 
 # ----------------------------------------------------------------------------- the run

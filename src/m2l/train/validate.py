@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from m2l.audio.io import save_audio
+from m2l.evaluate.fidelity import fidelity_scores
 from m2l.evaluate.images import spectrogram_peak, spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import make_codec
@@ -16,8 +17,20 @@ if TYPE_CHECKING:
     from m2l.train.loop import Trainer
 
 
+def fidelity_means(rec: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Mean level difference (dB) of reconstructions [items, channels, samples], and for stereo
+    items their mean L/R correlation error (`m2l.evaluate.fidelity`; NaN where undefined)."""
+    scores = [fidelity_scores(r, o) for r, o in zip(rec, ref, strict=True)]
+    means = {}
+    for key in ("level_db", "lr_correlation_error") if ref.shape[1] == 2 else ("level_db",):
+        values = [s[key] for s in scores if s[key] is not None]
+        means[key] = sum(values) / len(values) if values else float("nan")
+    return means
+
+
 class Validator:
-    """Consistency loss, SI-SDR, mel and STFT distances of one-step reconstructions; `select`
+    """Consistency loss, SI-SDR, mel and STFT distances and level (stereo: L/R correlation
+    error) of one-step reconstructions, mel distance and level at two steps; `select`
     is the distance the best checkpoint is chosen by (for a codec that re-noises its decoding
     context, v2: the mel distance at sigma_cond 0).
 
@@ -55,6 +68,10 @@ class Validator:
             "mel_distance": float(mel_distance(rec, ref, sr).mean()),
             "stft_distance": float(stft_distance(rec, ref).mean()),
         }
+        metrics.update(fidelity_means(rec, ref))
+        two = codec.decode(z, seed=0, length=ref.shape[-1], steps=2).cpu()  # must not be worse
+        metrics["mel_distance_2step"] = float(mel_distance(two, ref, sr).mean())
+        metrics["level_db_2step"] = fidelity_means(two, ref)["level_db"]
         metrics["select"] = metrics["mel_distance"]
         if codec.default_sigma_cond is not None:  # also without re-noised context (see below)
             plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
