@@ -30,6 +30,12 @@ def run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str
     return code, out, err
 
 
+def without_untrained_warning(err: str) -> str:
+    """`err` without the warning of a model that gives audio back near silence ("is it
+    trained?"), which the tiny random checkpoint draws from `m2l reconstruct`."""
+    return "".join(line for line in err.splitlines(keepends=True) if "(is it trained?)" not in line)
+
+
 def bad_latent_files(capsys: pytest.CaptureFixture, tmp_path: Path, model: list[str]) -> dict[Path, str]:
     """A good latent file of the tiny model, and copies of it: one with a bit flipped in its
     header, others whose (resealed) metadata values are malformed -> {name: expected fragment}."""

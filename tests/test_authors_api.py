@@ -79,13 +79,17 @@ def test_audio_with_more_than_two_dimensions_is_refused(tiny_ed):
 def test_no_path_loads_the_authors_checkpoint(monkeypatch, tiny_ed):
     asked = []
 
-    def fake_load(source, device=None):
-        asked.append((source, device))
+    def fake_load(source, device=None, **options):
+        asked.append((source, device, options))
         return tiny_ed.codec
 
     monkeypatch.setattr(authors_api, "load", fake_load)
     ed = m2l.EncoderDecoder(device="cpu")
-    assert asked == [(AUTHORS_NAME, "cpu")] and ed.codec is tiny_ed.codec and ed.device == tiny_ed.device
+    assert (
+        asked == [(AUTHORS_NAME, "cpu", {"stereo": "lr"})]
+        and ed.codec is tiny_ed.codec
+        and ed.device == tiny_ed.device
+    )
 
 
 def test_encoder_decoder_options_work_on_a_v2_model(tmp_path):

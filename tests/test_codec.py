@@ -283,3 +283,56 @@ def test_bf16_autocast_decodes_close_to_fp32(codecs, version, monkeypatch):
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert not torch.equal(out, ref)  # bf16 arithmetic really ran
     assert (out - ref).norm() / ref.norm() < 0.05
+
+
+# ----------------------------------------------------------------------------- stereo coding
+@pytest.fixture(scope="module")
+def pair() -> torch.Tensor:
+    return 0.1 * torch.randn(2, CHUNK + 3000, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_per_channel_codecs_code_a_stereo_pair_as_mid_side_by_default(codecs, version, pair):
+    from m2l.audio.stereo import from_mid_side, to_mid_side
+
+    codec = codecs[version]
+    lr = make_codec(codec.model, model_id=codec.model_id, device="cpu", stereo="lr")
+    assert codec.stereo == "ms" and lr.stereo == "lr"
+    z = codec.encode(pair)
+    torch.testing.assert_close(z, lr.encode(to_mid_side(pair)))  # the latents of mid and side
+    y = codec.decode(z, seed=3, length=pair.shape[-1])
+    torch.testing.assert_close(y, from_mid_side(lr.decode(z, seed=3, length=pair.shape[-1])))
+    mono = pair[:1]  # one channel: nothing to recode
+    torch.testing.assert_close(codec.encode(mono), lr.encode(mono))
+    features = codec.encode(pair, features=True)  # MIR features stay per input channel
+    torch.testing.assert_close(features, lr.encode(pair, features=True))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_latent_files_record_the_stereo_coding_and_older_files_decode_as_left_right(codecs, version, pair):
+    import dataclasses
+
+    codec = codecs[version]
+    lf = codec.encode_file(pair)
+    assert lf.extra["stereo"] == "ms"
+    assert "stereo" not in codec.encode_file(pair[:1]).extra  # mono audio
+    lr = make_codec(codec.model, model_id=codec.model_id, device="cpu", stereo="lr")
+    assert lr.encode_file(pair).extra["stereo"] == "lr"
+    older = dataclasses.replace(lf, extra={k: v for k, v in lf.extra.items() if k != "stereo"})
+    n = pair.shape[-1]
+    torch.testing.assert_close(codec.decode(older, seed=1), lr.decode(lf.latents, seed=1, length=n))
+    torch.testing.assert_close(lr.decode(lf, seed=1), codec.decode(lf.latents, seed=1, length=n))  # file wins
+    bad = dataclasses.replace(lf, extra={**lf.extra, "stereo": "xy"})
+    with pytest.raises(M2LError, match="latent file: stereo must be one of ms, lr, got 'xy'"):
+        codec.decode(bad)
+
+
+def test_a_joint_stereo_model_codes_left_right_itself():
+    import dataclasses
+
+    model = random_model(dataclasses.replace(MICRO2, name="m2l2-micro-stereo", audio_channels=2))
+    codec = make_codec(model, model_id="s@test", device="cpu")
+    assert codec.stereo == "lr"
+    assert "stereo" not in codec.encode_file(torch.zeros(2, CHUNK)).extra  # one joint row
+    with pytest.raises(M2LError, match="a joint-stereo model codes left/right itself"):
+        make_codec(model, model_id="s@test", device="cpu", stereo="ms")

@@ -48,7 +48,9 @@ def test_batch_matches_items_and_stereo_is_two_mono_rows(codec):
     x = torch.randn(3, 2, 20000) * 0.1
     z = codec.encode(x)
     assert z.shape == (3, 2, 64, codec.num_latents(20000))
-    torch.testing.assert_close(z[1, 0], codec.encode(x[1, 0])[0], rtol=1e-5, atol=1e-4)  # scale 1/0.06
+    mid, side = (x[1, 0] + x[1, 1]) / 2, (x[1, 0] - x[1, 1]) / 2  # a pair is coded as mid/side
+    torch.testing.assert_close(z[1, 0], codec.encode(mid)[0], rtol=1e-5, atol=1e-4)  # scale 1/0.06
+    torch.testing.assert_close(z[1, 1], codec.encode(side)[0], rtol=1e-5, atol=1e-4)
     y = codec.decode(z, seed=3, length=20000)
     assert y.shape == (3, 2, 20000)
 

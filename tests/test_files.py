@@ -13,6 +13,7 @@ import pytest
 from m2l.errors import M2LError
 from m2l.files import (
     EXISTS_MESSAGE,
+    RESUMABLE_EXISTS_MESSAGE,
     atomic_output,
     check_output,
     check_output_folder,
@@ -32,6 +33,13 @@ def test_exists_wording_is_the_standard_one(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
     assert str(exists_error(path)) == f"{path}: already exists (pass --force to overwrite)"
     assert EXISTS_MESSAGE.format(path="x") == "x: already exists (pass --force to overwrite)"
+
+
+def test_an_output_of_a_resumable_job_names_skip_existing_too(tmp_path: Path) -> None:
+    path = tmp_path / "out.m2l"
+    expected = f"{path}: already exists (pass --skip-existing to keep it, --force to overwrite)"
+    assert str(exists_error(path, resumable=True)) == expected
+    assert RESUMABLE_EXISTS_MESSAGE.format(path=path) == expected
 
 
 def test_output_folder_wordings_are_the_standard_ones(tmp_path: Path) -> None:
@@ -118,6 +126,24 @@ def test_a_full_disk_while_writing_the_temp_file(tmp_path: Path) -> None:
     with pytest.raises(M2LError, match=r"out\.txt: cannot write: disk full"), atomic_output(path) as tmp:
         tmp.write_text("some")
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_full_disk_reported_by_safetensors_is_one_line(tmp_path: Path, force: bool) -> None:
+    """safetensors reports an OS error as a `SafetensorError` whose text ends in "(os error N)"."""
+    from safetensors import SafetensorError
+
+    path = tmp_path / "out.m2l"
+    full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    with pytest.raises(M2LError) as info, atomic_output(path, force=force) as tmp:
+        tmp.write_bytes(b"partial")
+        raise full
+    assert str(info.value) == f"{path}: cannot write: disk full (no space left on device)"
+    assert _names(tmp_path) == []
+    other = SafetensorError("Error while serializing: invalid metadata")  # not an OS error
+    with pytest.raises(SafetensorError), atomic_output(path, force=force):
+        raise other
     assert _names(tmp_path) == []
 
 

@@ -29,7 +29,22 @@ def test_preset_with_checkpoint_and_checkpoint_alone(tmp_path):
 def test_untrained_preset_warns():
     with pytest.warns(UserWarning, match="untrained"):
         codec = m2l.load("m2l-v1-tiny", device="cpu")
-    assert codec.model_id == "m2l-v1-tiny@untrained"
+    assert codec.model_id == "m2l-v1-tiny@untrained-seed0"
+
+
+@pytest.mark.filterwarnings("ignore:.*untrained weights")
+@pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l2-tiny"])
+def test_an_untrained_preset_is_one_model_whatever_the_global_generator_holds(name):
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        state = torch.get_rng_state()
+        model, model_id = load_model(name)
+        assert torch.equal(torch.get_rng_state(), state)  # left as it was
+        assert model_id == f"{name}@untrained-seed{loading.UNTRAINED_SEED}"
+        models.append(model.state_dict())
+    for key, value in models[0].items():
+        assert torch.equal(value, models[1][key]), key
 
 
 def _authors_file(tmp_path):

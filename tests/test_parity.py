@@ -40,7 +40,7 @@ def pair(tmp_path_factory):
     torch.save({"gen_state_dict": net.state_dict()}, path)
     music2latent.download_model = lambda: None  # never touch the network
     theirs = music2latent.EncoderDecoder(str(path), device="cpu")
-    ours = m2l.load(path, device="cpu")
+    ours = m2l.load(path, device="cpu", stereo="lr")  # the authors code a pair as left/right
     return theirs, ours
 
 

@@ -24,7 +24,8 @@ class EncoderDecoder:
     """Music2Latent encoder/decoder with the authors' interface."""
 
     def __init__(self, load_path_inference: str | None = None, device: str | None = None) -> None:
-        self.codec = load(load_path_inference or AUTHORS_NAME, device=device)
+        # the authors code a stereo pair as left/right, each channel with its own noise
+        self.codec = load(load_path_inference or AUTHORS_NAME, device=device, stereo="lr")
         self.device = self.codec.device
 
     def _options(self, max_waveform_length: int | None, max_batch_size: int | None) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, resample, to_waveform
+from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
 from m2l.checks import auto_device, checked_flag, checked_int
 from m2l.config import config_hash
 from m2l.errors import M2LError
@@ -64,6 +65,7 @@ class DecodePlan:
     steps: int
     seed: int
     sigma_cond: float | None
+    stereo: str = "lr"
 
 
 def finished(progressive: Iterator[tuple[torch.Tensor, int]]) -> torch.Tensor:
@@ -121,6 +123,7 @@ class Codec(ABC):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         batch_size: int = 4,
+        stereo: str | None = None,
     ) -> None:
         """Move `model` to its device/dtype for inference and record its identity.
 
@@ -130,6 +133,8 @@ class Codec(ABC):
             device: "cpu", "cuda", "mps"...; the best available if None.
             dtype: compute dtype (float32 if None).
             batch_size: rows per model pass.
+            stereo: how a model that codes channels apart carries a stereo pair, "ms" (mid/side,
+                its default) or "lr" (`m2l.audio.stereo`); a joint-stereo model takes "lr" only.
         """
         self.cfg = model.cfg
         self.device = torch.device(device or auto_device())
@@ -147,8 +152,23 @@ class Codec(ABC):
         self.batch_size = checked_int(batch_size, "batch_size", 1)
         self.progress: Progress | None = None
         self.precision: torch.dtype | None = None
+        self.stereo = self.checked_stereo(stereo, model.audio_channels)
 
     # ----------------------------------------------------------------------------- framing
+    @staticmethod
+    def checked_stereo(stereo: str | None, audio_channels: int) -> str:
+        """The stereo coding of a codec whose model takes `audio_channels` channels per row."""
+        if audio_channels != 1:
+            if stereo not in (None, "lr"):
+                raise M2LError("stereo: a joint-stereo model codes left/right itself; only 'lr' applies")
+            return "lr"
+        return "ms" if stereo is None else checked_stereo_mode(stereo)
+
+    def coded_channels(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform [..., channels, samples] as the model codes it: a stereo pair as mid/side
+        when `stereo` is "ms", anything else as it is."""
+        return to_mid_side(wave) if self.stereo == "ms" and wave.shape[-2] == 2 else wave
+
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
         """Units (latent frames for v1, chunks for v2) for a clip of `samples` samples."""
         pad = self.default_left_pad if left_pad is None else left_pad
@@ -267,7 +287,7 @@ class Codec(ABC):
         """
         features, left_pad = checked_flag(features, "features"), self.checked_left_pad(left_pad)
         wave = self.load_audio(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
-        rows, lead = self.model_rows(wave)
+        rows, lead = self.model_rows(wave if features else self.coded_channels(wave))
         out = self.encode_rows(rows, features=features, left_pad=left_pad)
         return out.reshape(*lead, *out.shape[1:])
 
@@ -296,7 +316,7 @@ class Codec(ABC):
         wave, rate = self.load_audio_and_rate(audio, sample_rate, downmix=checked_flag(downmix, "downmix"))
         if source_sample_rate is not None:
             rate = checked_int(source_sample_rate, "source_sample_rate", 1)
-        rows, _ = self.model_rows(self.checked_clip(wave))
+        rows, _ = self.model_rows(self.coded_channels(self.checked_clip(wave)))
         return self.latent_file(wave, self.encode_rows(rows), rate)
 
     def checked_clip(self, wave: torch.Tensor) -> torch.Tensor:
@@ -317,7 +337,7 @@ class Codec(ABC):
             latent_scale=self.cfg.latent_scale,
             left_pad=self.default_left_pad,
             kind=self.version,
-            extra={**self.file_extra(wave), "source_sample_rate": source_rate},
+            extra={**self.file_extra(wave), **self.stereo_extra(wave), "source_sample_rate": source_rate},
             model_source=self.source,
         )
 
@@ -396,11 +416,12 @@ class Codec(ABC):
         sigma_cond: float | None,
     ) -> DecodePlan:
         """Check `decode`'s arguments and lay the latents out as model rows."""
-        source_channels = None
+        source_channels, stereo = None, self.stereo
         if isinstance(z, LatentFile):
             self.check_latent_file(z, allow_model_mismatch)
             length = z.length if length is None else length
             source_channels = z.extra.get("audio_channels")
+            stereo = checked_stereo_mode(z.extra.get("stereo", "lr"), "latent file: stereo")
             left_pad, z = z.left_pad, z.latents
         sigma_cond = self.check_sigma_cond(sigma_cond)
         z = self.check_latents(z)
@@ -408,7 +429,7 @@ class Codec(ABC):
         per_row = max(-self.latent_time_axis, -self.latent_channel_axis)  # latent axes of one row
         lead = tuple(z.shape[: z.dim() - per_row])
         rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
-        return DecodePlan(rows, lead, source_channels, pad, length, steps, seed, sigma_cond)
+        return DecodePlan(rows, lead, source_channels, pad, length, steps, seed, sigma_cond, stereo)
 
     def _output(self, plan: DecodePlan, wave: torch.Tensor) -> torch.Tensor:
         """Decoded rows [R, ..., n] -> the caller's layout, refusing non-finite audio."""
@@ -418,7 +439,8 @@ class Codec(ABC):
                 f"latents: decoding gave non-finite audio; their values (largest magnitude "
                 f"{largest:.3g}) are far outside what the model was trained on"
             )
-        return self.output_waveform(wave, plan.lead, plan.source_channels)
+        out = self.output_waveform(wave, plan.lead, plan.source_channels)
+        return from_mid_side(out) if plan.stereo == "ms" and out.shape[-2] == 2 else out
 
     def check_latent_file(self, lf: LatentFile, allow_model_mismatch: bool = False) -> None:
         """Refuse latents made by another architecture (or other weights, unless allowed)."""
@@ -440,6 +462,11 @@ class Codec(ABC):
         if sigma_cond is not None:
             raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
         return None
+
+    def stereo_extra(self, wave: torch.Tensor) -> dict[str, Any]:
+        """`{"stereo": mode}` for a latent file of stereo audio [2, samples] that this codec
+        codes channel by channel (older files have none: left/right), else nothing."""
+        return {"stereo": self.stereo} if wave.shape[0] == 2 and self.model.audio_channels == 1 else {}
 
     def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
         """Extra metadata of a latent file made from `wave` [channels, samples] (none by default)."""

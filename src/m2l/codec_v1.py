@@ -129,8 +129,11 @@ class Codec1(Codec):
         window_seconds: float = 10.0,
         context: int = 4,
         batch_size: int = 4,
+        stereo: str | None = None,
     ) -> None:
-        super().__init__(model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size)
+        super().__init__(
+            model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size, stereo=stereo
+        )
         self.hop_length = self.cfg.samples_per_latent
         self.latent_rate = self.sample_rate / self.hop_length
         self.context = context

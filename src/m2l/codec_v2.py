@@ -67,8 +67,11 @@ class Codec2(Codec):
         batch_size: int = 4,
         chunk_batch: int = 16,
         window_seconds: float | None = None,
+        stereo: str | None = None,
     ) -> None:
-        super().__init__(model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size)
+        super().__init__(
+            model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size, stereo=stereo
+        )
         cfg = self.cfg
         if window_seconds is not None:  # the CLI's --window: audio per encoder pass
             chunk_batch = max(1, round(window_seconds * cfg.spectral.sample_rate / cfg.samples_per_chunk))

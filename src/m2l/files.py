@@ -16,7 +16,8 @@ or interrupted write (any exception, KeyboardInterrupt included) leaves no temp 
 the previous file untouched. The published file has the permissions `open()` would give it
 (0o666 less the umask: 0o644 under the usual umask 022), whatever the writer in the block did
 to the temp file's mode. A full disk, a read-only file system or a permission problem becomes a
-one-line `M2LError` naming the destination.
+one-line `M2LError` naming the destination, also when the writer in the block reports it as a
+Rust I/O error (safetensors' `SafetensorError: ... No space left on device (os error 28)`).
 
 This module sits at the bottom of the package: it imports only the standard library and
 `m2l.errors`, so every layer may use it.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -38,9 +40,15 @@ from m2l.errors import M2LError
 
 FORCE_HINT = "(pass --force to overwrite)"
 """How every "already exists" error ends: the one way out the command line offers."""
-EXISTS_MESSAGE = "{path}: already exists " + FORCE_HINT
+RESUME_HINT = "(pass --skip-existing to keep it, --force to overwrite)"
+"""How "already exists" ends for an output of a job that `--skip-existing` resumes (the codec
+commands writing into an output folder)."""
+_EXISTS = "{path}: already exists "
+EXISTS_MESSAGE = _EXISTS + FORCE_HINT
 """The one wording for "the output exists and --force was not given" (`exists_error`)."""
-NOT_EMPTY_MESSAGE = "{path}: already exists and is not empty " + FORCE_HINT
+RESUMABLE_EXISTS_MESSAGE = _EXISTS + RESUME_HINT
+"""`EXISTS_MESSAGE` for an output of a resumable job (`exists_error(path, resumable=True)`)."""
+NOT_EMPTY_MESSAGE = _EXISTS + "and is not empty " + FORCE_HINT
 """The one wording for "the output folder holds files and --force was not given"."""
 NOT_A_FOLDER_MESSAGE = "{path}: exists and is not a directory (output folder expected)"
 """The one wording for "an output folder was asked for, and a file is there"."""
@@ -55,6 +63,8 @@ _WRITE_REASONS = {
     errno.EPERM: "operation not permitted",
     errno.EFBIG: "file too large",
 }
+# How Rust's std::io::Error shows an OS error ("No space left on device (os error 28)").
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 # os.link fails with these where the file system has no hard links (FAT, some network mounts).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
 _NOT_REGULAR = {
@@ -67,9 +77,10 @@ _NOT_REGULAR = {
 _TEMP_NAME_LIMIT = 200  # keeps ".<name>.tmp-<token>" within the usual 255-byte name limit
 
 
-def exists_error(path: str | os.PathLike[str]) -> M2LError:
-    """The standard error for an output that exists when --force was not given."""
-    return M2LError(EXISTS_MESSAGE.format(path=path))
+def exists_error(path: str | os.PathLike[str], *, resumable: bool = False) -> M2LError:
+    """The standard error for an output that exists when --force was not given; `resumable`: the
+    output of a job that --skip-existing can resume, whose hint names that option too."""
+    return M2LError((RESUMABLE_EXISTS_MESSAGE if resumable else EXISTS_MESSAGE).format(path=path))
 
 
 def not_empty_error(path: str | os.PathLike[str]) -> M2LError:
@@ -154,10 +165,22 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
             if err.errno not in _WRITE_REASONS:
                 raise
             raise write_error(dest, err) from None
+        except Exception as err:  # a writer that reports OS errors as text (safetensors)
+            code = _os_error_code(err)
+            if code not in _WRITE_REASONS:
+                raise
+            raise write_error(dest, OSError(code, os.strerror(code))) from None
         _publish_new(tmp, dest, force, mode)
     finally:
         _remove(tmp)
     _sync_dir(dest.parent)
+
+
+def _os_error_code(err: Exception) -> int | None:
+    """The OS error number a non-`OSError` exception reports in its text the way Rust's
+    `std::io::Error` does ("... (os error 28)"), or None."""
+    found = _RUST_OS_ERROR.search(str(err))
+    return int(found.group(1)) if found else None
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:
@@ -326,7 +349,7 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-def warn_skipped(line: str) -> None:
+def warn_skipped(path: Path, line: str) -> None:
     """An `on_skip` for `walk_files` that raises the line as a `UserWarning` (one line on the CLI)."""
     warnings.warn(line, stacklevel=2)
 
@@ -336,20 +359,21 @@ def walk_files(
     suffixes: frozenset[str],
     *,
     skip: Path | None = None,
-    on_skip: Callable[[str], None] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
     """Regular files under `root` whose lowercase suffix is in `suffixes`, recursively, sorted.
 
     Hidden names (a leading dot) are left out. Symlinked folders are followed, but a folder already
     visited (a symlink loop) is never entered twice; anything that is not a regular file once
-    links are followed (a FIFO, socket, device, dangling or looping link) is left out with one
-    line through `on_skip` ("PATH: skipped, is a named pipe (FIFO)").
+    links are followed (a FIFO, socket, device, dangling or looping link) is left out, and
+    `on_skip` hears its path and one line about it ("PATH: is a named pipe (FIFO), not a regular
+    file; skipped").
 
     Args:
         root: the folder to walk.
         suffixes: lowercase suffixes with the dot (".wav").
         skip: a folder (resolved) that is not entered, e.g. the output folder inside the input.
-        on_skip: receives one line per left-out entry; silent when None.
+        on_skip: receives (path, line) per left-out entry; silent when None.
     """
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
@@ -371,7 +395,7 @@ def walk_files(
                 regular_file(here / name)
             except M2LError as err:
                 if on_skip is not None:
-                    on_skip(f"{err}; skipped")
+                    on_skip(here / name, f"{err}; skipped")
                 continue
             found.append(here / name)
     return found

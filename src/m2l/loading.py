@@ -33,6 +33,11 @@ HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
 DEFAULT_NAME = "default"
 """The model shipped inside the package (`m2l.load()`, every CLI command without --model)."""
+UNTRAINED_SEED = 0
+"""The seed a preset's untrained weights are drawn with, so that a preset names one model in
+every process (a latent file made with it decodes later; torchrun ranks agree)."""
+UNTRAINED_TAG = f"@untrained-seed{UNTRAINED_SEED}"
+"""What follows the preset name in the model id of a preset loaded without weights."""
 
 
 def default_checkpoint() -> Path:
@@ -123,7 +128,7 @@ def load_model(
         config = preset(name)
         if checkpoint is None:
             warnings.warn(f"{name}: no checkpoint given, using untrained weights", stacklevel=3)
-            return create(config), f"{name}@untrained"
+            return untrained(config), f"{name}{UNTRAINED_TAG}"
         model, model_id = load_model(checkpoint)
         if config_hash(model.cfg) != config_hash(config):
             raise M2LError(f"{checkpoint}: checkpoint is a {model.cfg.name} model, not {name}")
@@ -142,6 +147,14 @@ def load_model(
             f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})"
         )
     return load_file(sniff(path))
+
+
+def untrained(config: ModelConfig) -> torch.nn.Module:
+    """The untrained model of `config`, its weights drawn with `UNTRAINED_SEED` (torch's global
+    generator is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        return create(config)
 
 
 def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:

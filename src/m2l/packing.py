@@ -234,7 +234,7 @@ def encode_many(
     serial = 0
     for key, wave, rate in clips:
         try:
-            rows, _ = codec.model_rows(codec.checked_clip(wave))
+            rows, _ = codec.model_rows(codec.coded_channels(codec.checked_clip(wave)))
             plan = codec.encode_plan(rows)
         except M2LError as err:
             yield key, err

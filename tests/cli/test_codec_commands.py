@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from cli_testing import bad_latent_files, run, write_tone
+from cli_testing import bad_latent_files, run, without_untrained_warning, write_tone
 from m2l_testing import assert_one_line_error, record_pass_sizes, rewrite_header
 
 from m2l.codec import MODEL_MISMATCH_MESSAGE
@@ -156,7 +156,7 @@ def test_audio_beyond_full_scale_is_warned_about_and_still_done(tmp_path, capsys
     sf.write(loud, 10 * sf.read(fine, dtype="float32")[0], 44100, subtype="FLOAT")  # peaks at 3
     code, _, err = run(capsys, command, fine, loud, "-o", tmp_path / "out", *model)
     assert code == 0, err
-    warnings = [line for line in err.splitlines() if "warning" in line]
+    warnings = [line for line in without_untrained_warning(err).splitlines() if "warning" in line]
     assert len(warnings) == 1 and str(loud) in warnings[0] and "peaks at 3" in warnings[0], err
     assert len(list((tmp_path / "out").iterdir())) == 2
 
@@ -291,18 +291,97 @@ def test_skip_existing_keeps_finished_outputs_and_redoes_damaged_ones(
     damaged.write_bytes(whole[: len(whole) // 2])  # as if cut short by something outside m2l
     gone.unlink()
     code, _, err = run(capsys, command, tmp_path / "in", "-o", out, *loud)
-    assert code == 1 and err.count("already exists (pass --force to overwrite)") == 2  # the default
+    hint = "already exists (pass --skip-existing to keep it, --force to overwrite)"
+    assert code == 3 and err.count(hint) == 2  # the default: nothing failed, outputs existed
     assert gone.exists() and len(damaged.read_bytes()) < len(whole)  # made; the damaged one kept as is
     gone.unlink()
     code, _, err = run(capsys, command, tmp_path / "in", "-o", out, *loud, "--skip-existing")
     assert code == 0, err
     lines = err.strip().splitlines()
-    warnings = [line for line in lines if line.startswith("m2l: warning: ")]
+    warnings = [line for line in without_untrained_warning(err).splitlines() if "m2l: warning: " in line]
     assert len(warnings) == 1 and str(damaged) in warnings[0] and "making it again" in warnings[0]
     assert "2 of 3 files, 1 skipped (already done)" in lines[-1], err
     assert (kept.stat().st_mtime_ns, kept.read_bytes()) == finished  # untouched
     assert gone.exists() and len(damaged.read_bytes()) == len(whole)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (kept, damaged, gone))
+
+
+def test_reconstruct_warns_once_when_a_model_returns_near_silence(tmp_path, capsys):
+    """An untrained preset gives music back ~80 dB quieter: one warning per run, naming it."""
+    for name in ("a", "b"):
+        write_tone(tmp_path / "in" / f"{name}.wav", seconds=0.3)
+    (tmp_path / "in" / "silent.wav").parent.mkdir(exist_ok=True)
+    sf.write(tmp_path / "in" / "silent.wav", np.zeros(13230, dtype=np.float32), 44100)
+    untrained = ["--model", "m2l-v1-tiny", "--device", "cpu", "--quiet"]
+    code, _, err = run(capsys, "reconstruct", tmp_path / "in", "-o", tmp_path / "out", *untrained)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "quieter than its input" in line]
+    assert len(warnings) == 1, err
+    assert warnings[0].startswith("m2l: warning: model m2l-v1-tiny@untrained-seed0 returned audio ")
+    assert warnings[0].endswith(" dB quieter than its input (is it trained?)")
+    # a silent input says nothing about the model
+    only = ["reconstruct", tmp_path / "in" / "silent.wav", "-o", tmp_path / "s.wav", *untrained]
+    code, _, err = run(capsys, *only)
+    assert code == 0 and "quieter" not in err, err
+
+
+@pytest.mark.parametrize("drop_db, warned", [(39.0, False), (41.0, True)])
+def test_the_near_silence_warning_starts_40_db_down(tmp_path, capsys, monkeypatch, model, drop_db, warned):
+    from m2l.codec import Codec
+
+    def decode(self, lf, **kwargs):  # the tone write_tone wrote, drop_db quieter
+        return torch.from_numpy(0.3 * 10 ** (-drop_db / 20) * np.sin(np.arange(lf.length) * 0.0313))[None]
+
+    monkeypatch.setattr(Codec, "decode", decode)
+    src = write_tone(tmp_path / "a.wav", seconds=0.5)
+    code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "b.wav", *model)
+    assert code == 0, err
+    assert (f"returned audio {drop_db:.0f} dB quieter than its input" in err) == warned, err
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "Error while serializing: I/O error: No space left on device (os error 28)",  # SafetensorError
+        "OSError",
+    ],
+)
+def test_encoding_into_a_full_disk_is_one_line_and_leaves_no_temp_file(
+    tmp_path, capsys, monkeypatch, model, failure
+):
+    import errno
+
+    from safetensors import SafetensorError
+
+    from m2l import formats
+
+    def save_file(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a latent file")
+        if failure == "OSError":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise SafetensorError(failure)
+
+    monkeypatch.setattr(formats, "save_file", save_file)
+    write_tone(tmp_path / "in" / "a.wav", seconds=0.3)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model)
+    assert code == 1
+    assert_one_line_error(err, f"{out / 'a.m2l'}: cannot write: disk full (no space left on device)")
+    assert list(out.iterdir()) == []  # no temp file, no partial output
+
+
+def test_an_untrained_preset_is_the_same_model_in_every_run(tmp_path, capsys):
+    src = write_tone(tmp_path / "a.wav", seconds=0.3)
+    untrained = ["--model", "m2l-v1-tiny", "--device", "cpu", "--quiet"]
+    latents = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # whatever the global generator holds
+        code, _, err = run(capsys, "encode", src, "-o", tmp_path / f"{seed}.m2l", *untrained)
+        assert code == 0, err
+        latents.append(load_latents(tmp_path / f"{seed}.m2l"))
+    assert latents[0].model_id == latents[1].model_id == "m2l-v1-tiny@untrained-seed0"
+    assert torch.equal(latents[0].latents, latents[1].latents)
 
 
 def test_skip_existing_and_force_exclude_each_other(tmp_path, capsys, model):
@@ -625,3 +704,16 @@ def test_under_torchrun_only_rank_0_draws_the_progress_bar(tmp_path, capsys, mod
         assert code == 0, errs[rank]
         assert f"m2l: rank {rank}/2: encoded 2 of 2 files" in errs[rank]
     assert "encoded:" in errs["0"] and "encoded:" not in errs["1"]
+
+
+def test_stereo_coding_is_mid_side_by_default_and_lr_on_request(tmp_path, capsys, model):
+    pair = write_tone(tmp_path / "pair.wav", channels=2)
+    code, _, err = run(capsys, "encode", pair, "-o", tmp_path / "ms.m2l", *model)
+    assert code == 0, err
+    code, _, err = run(capsys, "encode", pair, "-o", tmp_path / "lr.m2l", "--stereo", "lr", *model)
+    assert code == 0, err
+    ms, lr = load_latents(tmp_path / "ms.m2l"), load_latents(tmp_path / "lr.m2l")
+    assert (ms.extra["stereo"], lr.extra["stereo"]) == ("ms", "lr")
+    assert not torch.equal(ms.latents, lr.latents)
+    code, _, err = run(capsys, "reconstruct", pair, "-o", tmp_path / "out.wav", "--stereo", "xy", *model)
+    assert code == 2 and "invalid choice: 'xy'" in err

@@ -58,10 +58,13 @@ def test_format_info_v2_latents_and_training_checkpoints():
         "latent_scale": 0.5,
         "left_pad": 0,
         "stats": stats,
-        "extra": {},
+        "source_sample_rate": 48000,
+        "stereo": "joint",
+        "extra": {"audio_channels": 2, "source_sample_rate": 48000},
     }
     text = format_info(latents).splitlines()
     assert text[0] == "song.m2l"
+    assert "  source rate:       48000 Hz" in text and "  stereo:            joint (one row)" in text
     assert "  chunks:            2 x 4 latents" in text
     assert "  latent shape:      [1, 2, 4, 64]" in text
     assert text[-1] == "  latent values:     min -1.5  max 2.25  mean 0  std None"
@@ -99,3 +102,27 @@ def test_info_reports_tampered_and_malformed_latent_files_in_one_line(capsys, tm
         assert code == 1 and out == "", (path.name, out)
         assert_one_line_error(err, str(path))
         assert fragment in err, err
+
+
+def test_info_says_how_a_latent_file_holds_stereo(capsys, tiny_checkpoint, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from m2l.loading import load
+
+    codec = load(tiny_checkpoint, device="cpu")
+    pair = 0.1 * torch.randn(2, 20000, generator=torch.Generator().manual_seed(0))
+    lf = codec.encode_file(pair, source_sample_rate=22050)
+    lf.save(tmp_path / "ms.m2l")
+    dataclasses.replace(lf, extra={"source_sample_rate": 22050}).save(tmp_path / "older.m2l")
+    codec.encode_file(pair[:1]).save(tmp_path / "mono.m2l")
+    code, out, err = run(capsys, "info", tmp_path / "ms.m2l", tmp_path / "older.m2l", tmp_path / "mono.m2l")
+    assert code == 0, err
+    ms, older, mono = out.split("\n\n") if "\n\n" in out else (out, "", "")
+    assert "  stereo:            mid/side (decoded back to left/right)" in ms
+    assert "  source rate:       22050 Hz" in ms
+    assert "  stereo:            left/right" in older
+    assert "stereo:" not in mono
+    code, out, _ = run(capsys, "info", "--json", tmp_path / "ms.m2l")
+    assert json.loads(out)["stereo"] == "ms"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from cli_testing import run, write_tone
+from cli_testing import run, without_untrained_warning, write_tone
 from m2l_testing import assert_one_line_error
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS
@@ -56,12 +56,61 @@ def test_refuses_overwrite_without_force(tmp_path, capsys, model):
     assert run(capsys, "encode", src, "-o", out, *model)[0] == 0
     before = (out / "a.m2l").read_bytes()
     code, _, err = run(capsys, "encode", src, "-o", out, *model)
-    assert code == 1
+    assert code == 3  # nothing failed, an output in the folder existed (see the test below)
     assert_one_line_error(err, str(out / "a.m2l"))
     assert "--force" in err
     assert (out / "a.m2l").read_bytes() == before
     code, _, err = run(capsys, "encode", src, "-o", out, "--force", *model)
     assert code == 0, err
+
+
+def test_rerunning_a_folder_job_counts_finished_outputs_as_existing(tmp_path, capsys, model):
+    """Re-running an interrupted folder job without --skip-existing: each finished output is one
+    line whose hint names --skip-existing, and the summary counts them as "already existed", not
+    as failed.
+
+    Exit code: 3 (`EXIT_OUTPUTS_EXIST`) when nothing failed but outputs existed. Not 1, which says
+    that an input failed (the user's data is fine), and not 0, since outputs the user asked for
+    were not written and are not verified either (they may be from another model or damaged):
+    `encode --pack` and `m2l ... && next` must not go on. A real failure in the same run still
+    makes it 1.
+    """
+    for name in ("a", "b", "c"):
+        write_tone(tmp_path / "in" / f"{name}.wav", seconds=0.3)
+    out = tmp_path / "out"
+    assert run(capsys, "encode", tmp_path / "in", "-o", out, *model)[0] == 0
+    (out / "c.m2l").unlink()  # as if the first run had been interrupted
+    loud = model[:-1]  # not --quiet
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *loud)
+    assert code == 3, err
+    lines = err.strip().splitlines()
+    hint = "already exists (pass --skip-existing to keep it, --force to overwrite)"
+    assert lines[:2] == [f"m2l: error: {out / name}: {hint}" for name in ("a.m2l", "b.m2l")]
+    assert lines[-1].startswith(f"m2l: encoded 1 of 3 files, 2 already existed into {out}: "), err
+    assert "failed" not in err and (out / "c.m2l").is_file()
+    (out / "c.m2l").unlink()
+    (tmp_path / "in" / "d.wav").write_bytes(b"RIFF junk")  # a real failure as well
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *loud)
+    assert code == 1, err
+    assert ": encoded 1 of 4 files, 2 already existed, 1 failed into " in err.strip().splitlines()[-1]
+
+
+def test_a_missing_input_is_named_as_missing_whatever_the_output_looks_like(tmp_path, capsys, model):
+    tone = write_tone(tmp_path / "tone.wav", seconds=0.3)
+    cases = [
+        ("reconstruct", "nosuch.wav", "out.wav"),
+        ("encode", "nosuch.wav", "x.m2l"),
+        ("decode", "nosuch.m2l", "y.wav"),
+        ("encode", "nosuch.wav", "folder"),
+    ]
+    for command, missing, out in cases:
+        code, _, err = run(capsys, command, tmp_path / missing, "-o", tmp_path / out, *model)
+        assert code == 1, err
+        assert err == f"m2l: error: {tmp_path / missing}: no such file or directory\n", command
+        assert not (tmp_path / out).exists()
+    # next to an input that exists, the missing one is still what is reported
+    code, _, err = run(capsys, "encode", tone, tmp_path / "nosuch.wav", "-o", tmp_path / "x.m2l", *model)
+    assert code == 1 and err == f"m2l: error: {tmp_path / 'nosuch.wav'}: no such file or directory\n"
 
 
 def _bad_inputs(tmp_path: Path, make_latents) -> dict[str, tuple[str, Path]]:
@@ -200,18 +249,24 @@ def test_format_conflict_is_refused(tmp_path):
         check_format_conflict(argparse.Namespace(output=str(out), format="flac"), jobs)
 
 
-def test_folder_walk_skips_fifos_and_link_loops_with_a_warning(tmp_path, capsys, model):
+def test_a_folder_with_a_fifo_or_a_link_loop_is_encoded_but_fails_the_run(tmp_path, capsys, model):
+    """The job did not encode everything it was given: one error line per input that is not a
+    regular file, the summary counts them, exit 1; the regular files are encoded."""
     src = tmp_path / "in"
     write_tone(src / "good.wav", seconds=0.3)
     os.mkfifo(src / "pipe.wav")
     (src / "loop.wav").symlink_to(src / "loop.wav")
     (src / "sub").mkdir()
-    (src / "sub" / "up").symlink_to(src, target_is_directory=True)  # a folder loop
+    (src / "sub" / "up").symlink_to(src, target_is_directory=True)  # a folder loop: not an input
     code, _, err = run(capsys, "encode", src, "-o", tmp_path / "lat", *model[:-1])
-    assert code == 0, err
+    assert code == 1, err
     assert sorted(p.name for p in (tmp_path / "lat").rglob("*.m2l")) == ["good.m2l"]
-    warnings = [line for line in err.splitlines() if line.startswith("m2l: warning: ")]
-    assert len(warnings) == 2 and "pipe.wav: is a named pipe" in err and "loop.wav" in err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("m2l: error: ")]
+    assert len(errors) == 2 and not any(line.startswith("m2l: warning: ") for line in lines)
+    assert f"{src / 'pipe.wav'}: is a named pipe (FIFO), not a regular file; skipped" in errors[1]
+    assert str(src / "loop.wav") in errors[0]
+    assert ": encoded 1 of 3 files, 2 skipped (not a regular file) into " in lines[-1], err
 
 
 def test_a_bar_over_the_windows_of_one_file_on_a_terminal_only(tmp_path, capsys, monkeypatch, model):
@@ -231,7 +286,7 @@ def test_a_bar_over_the_windows_of_one_file_on_a_terminal_only(tmp_path, capsys,
     assert code == 0 and heard == [] and "decoding" not in err
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "q.wav", *loud, "--quiet")
-    assert code == 0 and heard == [] and err == ""  # --quiet: nothing at all
+    assert code == 0 and heard == [] and without_untrained_warning(err) == ""  # --quiet: no bar, no summary
     code, _, err = run(capsys, "reconstruct", src, "-o", tmp_path / "b.wav", *loud)
     assert code == 0, err
     windows = heard[0][2]

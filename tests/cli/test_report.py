@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from m2l_testing import assert_one_line_error
 
-from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming, one_line, show_warning
+from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming, one_line, show_warning, summary_line
 from m2l.errors import M2LError
 
 
@@ -52,6 +52,15 @@ def test_naming_prefixes_the_file_unless_the_message_names_one():
     assert naming("cannot read audio", a, b) == "in/a.wav: cannot read audio"
     assert naming("out/a.m2l: already exists", a, b) == "out/a.m2l: already exists"
     assert naming("in/a.wav: too short", a) == "in/a.wav: too short"
+
+
+def test_the_summary_line_counts_each_kind_of_input_not_written():
+    line = summary_line("encoded", 6, 1, 2.0, 1.0, "out", 1, existed=2, unreadable=1)
+    assert line == (
+        "m2l: encoded 1 of 6 files, 1 skipped (already done), 2 already existed, "
+        "1 skipped (not a regular file), 1 failed into out: 2.0 s of audio in 1.0 s (2.0x real time)"
+    )
+    assert summary_line("decoded", 1, 0, 0.5, 1.0, "o.wav").startswith("m2l: decoded 1 of 1 file into o.wav:")
 
 
 def test_every_command_words_an_existing_output_the_same_way(tmp_path, capsys, tiny_checkpoint):

@@ -2,7 +2,9 @@
 
 Subcommands live in `COMMANDS` (name -> `Command(help, add_arguments, run)`); adding one is one
 entry there. `run` receives the parsed namespace and returns the exit code. Exit codes: 0 success,
-1 when any input failed, 2 for usage errors, 130 when interrupted.
+1 when any input failed, 2 for usage errors, 3 when a codec command into an output folder failed
+nothing but found outputs there already (`m2l.cli.report.EXIT_OUTPUTS_EXIST`), 130 when
+interrupted.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failures, 2 usage, 130 interrupt).
+    """Run the command line; returns the exit code (0 ok, 1 failures, 2 usage, 3 outputs existed,
+    130 interrupt).
 
     Args:
         argv: the arguments after the program name (default: `sys.argv[1:]`).

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WRITE_EXTENSIONS
+from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import (
     KEEP_RATE,
     device_arg,
@@ -42,7 +43,7 @@ from m2l.cli.jobs import (
     run_files,
 )
 from m2l.cli.prefetch import WriteBehind
-from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming, warning
+from m2l.cli.report import EXPECTED_ERRORS, PROG, QuietOutput, describe, error, naming, warning
 from m2l.config import PRESETS
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
@@ -142,6 +143,17 @@ def _add_downmix(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_stereo(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stereo",
+        choices=STEREO_MODES,
+        default=None,
+        help="how a model that codes channels apart (v1, mono v2) carries a stereo pair: ms = "
+        "mid/side, decoded back to left/right (default; keeps the stereo image), lr = left/right "
+        "as the authors code it (each channel with its own noise); recorded in each latent file",
+    )
+
+
 def _add_output_audio_options(p: argparse.ArgumentParser, keep: str) -> None:
     g = p.add_argument_group("output audio")
     g.add_argument(
@@ -229,6 +241,7 @@ def add_encode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l encode`."""
     _add_io_options(p, "audio", with_format=False, manifests=True)
     _add_downmix(p)
+    _add_stereo(p)
     _add_workers(p)
     p.add_argument(
         "--pack",
@@ -369,18 +382,22 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
     _add_io_options(p, "audio", with_format=True, manifests=True)
     _add_output_audio_options(p, "the rate of each input file")
     _add_downmix(p)
+    _add_stereo(p)
     _add_workers(p)
     _add_decode_options(p)
     _add_model_options(p)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    """Run `m2l reconstruct`: audio through the codec and back. Returns the exit code."""
+    """Run `m2l reconstruct`: audio through the codec and back (a model that gives audio back
+    near silence is named in one warning). Returns the exit code."""
     jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio", manifests=True)
+    quiet = QuietOutput()
 
     def work(codec: Any, job: Job, loaded: Loaded) -> float:
         lf = codec.encode_file(loaded.wave, codec.sample_rate, source_sample_rate=loaded.rate)
         audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
+        quiet.check(codec.model_id, loaded.wave, audio)
         _write_audio(args, job, audio, lf)
         return lf.length / lf.sample_rate
 

@@ -50,8 +50,23 @@ def _latent_info(path: Path, meta: dict[str, str] | None) -> dict[str, Any]:
             "mean": _finite(float(z.mean())),
             "std": _finite(float(z.std(correction=0))),
         },
+        "source_sample_rate": lf.source_sample_rate,
+        "stereo": stereo_coding(lf),
         "extra": lf.extra,
     }
+
+
+STEREO_NAMES = {"ms": "mid/side (decoded back to left/right)", "lr": "left/right", "joint": "joint (one row)"}
+
+
+def stereo_coding(lf: Any) -> str | None:
+    """How a latent file carries stereo audio: "ms" or "lr" (rows coded apart; a file without a
+    record is "lr"), "joint" (a stereo v2 model's one row); None for mono audio."""
+    if lf.extra.get("audio_channels") == 2 and lf.channels == 1:
+        return "joint"
+    if lf.channels != 2:
+        return None
+    return str(lf.extra.get("stereo", "lr"))
 
 
 def _latent_layout(kind: str, shape: list[int]) -> dict[str, int]:
@@ -201,8 +216,14 @@ def _latent_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
         ("sample rate", f"{info['sample_rate']} Hz"),
         ("channels", info["channels"]),
         ("length", f"{info['length']} samples ({info['duration_seconds']:.3f} s)"),
+        (
+            "source rate",
+            "not recorded" if info["source_sample_rate"] is None else f"{info['source_sample_rate']} Hz",
+        ),
         ("latent shape", _format_value(info["latent_shape"])),
     ]
+    if info["stereo"] is not None:
+        rows.append(("stereo", STEREO_NAMES.get(info["stereo"], info["stereo"])))
     if info["kind"] == "v2":
         rows.append(("layout", "[rows, chunks, K, latent_dim] (Music2Latent2 summary embeddings)"))
         rows.append(("chunks", f"{info['chunks']} x {info['latents_per_chunk']} latents"))

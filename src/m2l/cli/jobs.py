@@ -6,7 +6,8 @@ JSON-lines manifests (`MANIFEST_SUFFIX`; `m2l data fetch` writes them): each row
 input, found as `m2l.datasets.manifest_files` says, and mirrored under the output folder as
 written (an absolute path without its root). `resolve_jobs` maps inputs to `Job`s; `run_files`
 loads the model once and runs one job after the other, reporting each failure as one line and
-going on with the rest.
+going on with the rest. A file in a folder that is not a regular file (a FIFO, a looping link) is
+reported and counted as skipped, and fails the run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from m2l.audio.extensions import WRITE_EXTENSIONS
 from m2l.cli.args import check_device
 from m2l.cli.prefetch import default_workers, rank_and_world, read_ahead, shard
 from m2l.cli.report import (
+    EXIT_OUTPUTS_EXIST,
     EXPECTED_ERRORS,
     PROG,
     BeyondFullScale,
@@ -58,12 +60,17 @@ class Job:
     dst: Path
     replace: bool = False
     """The output exists but is not a finished one (`--skip-existing`): write it again."""
+    unreadable: str | None = None
+    """Why `src`, found in a folder, cannot be read (a FIFO, a looping link): reported, never run."""
 
 
-def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[Path]:
-    """Regular files under `root` (recursively, sorted) whose lowercase suffix is in `suffixes`;
-    FIFOs, sockets, devices and broken or looping links are skipped with a warning line."""
-    return walk_files(root, suffixes, skip=skip, on_skip=warning)
+def _walk(root: Path, suffixes: frozenset[str], skip: Path | None) -> list[tuple[Path, str | None]]:
+    """(file, None) for the regular files under `root` (recursively) whose lowercase suffix is in
+    `suffixes`, and (entry, why it is skipped) for FIFOs, sockets, devices and broken or looping
+    links with such a suffix; sorted by path."""
+    skipped: list[tuple[Path, str | None]] = []
+    files = walk_files(root, suffixes, skip=skip, on_skip=lambda path, line: skipped.append((path, line)))
+    return sorted([(f, None) for f in files] + skipped)
 
 
 def _resolved(path: Path) -> Path:
@@ -100,8 +107,12 @@ def resolve_jobs(
         manifests: whether a `.jsonl` input is a manifest (its files are the inputs).
 
     Returns:
-        (jobs, errors): errors are one-line messages; when there are any nothing should run.
+        (jobs, errors): errors are one-line messages; when there are any nothing should run. A
+        missing input is named as missing, whatever OUT looks like.
     """
+    missing = [f"{item}: no such file or directory" for item in inputs if not os.path.exists(item)]
+    if missing:
+        return [], missing
     out_path = Path(out)
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     single_file = single_file and not (manifests and is_manifest(inputs[0]))
@@ -149,9 +160,9 @@ def _collect(
                     f"{src}: no {what} files found in this directory (looked for "
                     f"{', '.join(sorted(in_suffixes))})"
                 )
-            for f in files:
+            for f, unreadable in files:
                 rel = f.relative_to(src)
-                jobs.append(Job(f, out_path / rel.with_suffix(out_ext)))
+                jobs.append(Job(f, out_path / rel.with_suffix(out_ext), unreadable=unreadable))
         elif src.is_file():
             if out_is_file:
                 jobs.append(Job(src, out_path))
@@ -186,6 +197,9 @@ def _deduplicate(jobs: list[Job]) -> tuple[list[Job], list[str]]:
         if key in seen_src:
             continue
         seen_src.add(key)
+        if job.unreadable is not None:  # never written
+            unique.append(job)
+            continue
         dst_key = _resolved(job.dst)
         if dst_key in by_dst:
             errors.append(
@@ -288,8 +302,8 @@ def network_precision(choice: str, device: torch.device) -> torch.dtype | None:
 
 
 def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
-    """The codec of the --model, --checkpoint, --device, --window, --batch-size and --precision
-    options.
+    """The codec of the --model, --checkpoint, --device, --window, --batch-size, --stereo and
+    --precision options.
 
     With `local_device` (a rank of a torchrun job) and no --device, each rank takes the GPU of its
     LOCAL_RANK when there are GPUs.
@@ -316,6 +330,8 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
         options["window_seconds"] = args.window
     if getattr(args, "batch_size", None) is not None:
         options["batch_size"] = args.batch_size
+    if getattr(args, "stereo", None) is not None:
+        options["stereo"] = args.stereo
     codec = load(args.model, device=device, checkpoint=args.checkpoint, **options)
     codec.precision = network_precision(getattr(args, "precision", "fp32"), codec.device)
     return codec
@@ -356,16 +372,20 @@ def run_files(
             worker processes, so picklable: a partial of a module-level function).
 
     Returns:
-        The exit code: 0 when every job succeeded, else 1.
+        The exit code: 1 when a job failed or an input was not a regular file, else
+        `EXIT_OUTPUTS_EXIST` when outputs in the output folder existed (a single output file
+        that exists fails, as with every command), else 0.
     """
     if errors:
         for message in errors:
             error(message)
         return 1
     rank, world = rank_and_world()
+    resumable = not (len(jobs) == 1 and jobs[0].dst == Path(args.output))  # into an output folder
     jobs = shard(jobs, lambda job: str(job.dst), rank, world)
     started = time.perf_counter()
-    todo, skipped, failed = _pending(args, jobs)
+    todo, skipped, refused, unreadable = _pending(args, jobs, resumable)
+    existed, failed = (refused, 0) if resumable else (0, refused)
     audio_s = 0.0
     if todo:
         try:
@@ -382,9 +402,10 @@ def run_files(
     if not args.quiet:
         wall_s = time.perf_counter() - started
         who = f"rank {rank}/{world}: " if world > 1 else ""
-        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped, who)
+        counts = {"existed": existed, "unreadable": unreadable}
+        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped, who, **counts)
         print(line, file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or unreadable else EXIT_OUTPUTS_EXIST if existed else 0
 
 
 def one_at_a_time(work: Callable[[Any, Job, Any], float]) -> Stream:
@@ -458,21 +479,25 @@ def _from_run_folder(model: str | None, source: str) -> str:
     return f" (the {which} checkpoint of run folder {model}: {source})"
 
 
-def _pending(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], int, int]:
-    """(jobs to run, finished outputs skipped, jobs refused because their output exists)."""
-    todo, skipped, refused = [], 0, 0
+def _pending(args: argparse.Namespace, jobs: list[Job], resumable: bool) -> tuple[list[Job], int, int, int]:
+    """(jobs to run, finished outputs skipped, jobs refused because their output exists (with
+    `resumable`, the hint names --skip-existing), unreadable inputs), each refusal reported."""
+    todo, skipped, refused, unreadable = [], 0, 0, 0
     for job in jobs:
-        if not job.dst.exists() or args.force:
+        if job.unreadable is not None:
+            error(job.unreadable)
+            unreadable += 1
+        elif not job.dst.exists() or args.force:
             todo.append(job)
         elif not getattr(args, "skip_existing", False):
-            error(str(exists_error(job.dst)))
+            error(str(exists_error(job.dst, resumable=resumable)))
             refused += 1
         elif (problem := unfinished_output(job.dst)) is None:
             skipped += 1
         else:
             warning(f"{problem}; making it again")
             todo.append(replace(job, replace=True))
-    return todo, skipped, refused
+    return todo, skipped, refused, unreadable
 
 
 def unfinished_output(path: Path) -> str | None:

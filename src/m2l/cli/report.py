@@ -3,6 +3,7 @@ progress bars, and the summary line every codec command ends with."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ PROG = "m2l"
 
 EXPECTED_ERRORS = (M2LError, OSError)
 """Errors that are the input's fault: reported as one line, never as a traceback."""
+
+EXIT_OUTPUTS_EXIST = 3
+"""The exit code of a codec job into an output folder where nothing failed but some outputs
+already existed: not written, since neither --skip-existing nor --force said what to do with them."""
 
 
 def one_line(text: str) -> str:
@@ -71,6 +76,40 @@ class BeyondFullScale:
                 f"{len(self.more)} more {inputs} beyond full scale, up to {peak:.3g} ({path}); "
                 "scale them down for a faithful reconstruction"
             )
+
+
+SILENT_DBFS = -60.0
+"""An input whose RMS level is at or below this (dB relative to full scale) counts as silence."""
+QUIETER_DB = 40.0
+"""A model that gives a non-silent input back more than this many dB quieter is likely untrained."""
+
+
+def rms_dbfs(wave: Any) -> float:
+    """The RMS level of a tensor of samples in dB relative to full scale (-inf for silence)."""
+    power = float(wave.double().square().mean()) if wave.numel() else 0.0
+    return 10 * math.log10(power) if power > 0 else -math.inf
+
+
+class QuietOutput:
+    """One warning per run when a model gives a non-silent input back near silence (more than
+    `QUIETER_DB` quieter): what an untrained or barely trained model does, and otherwise unseen
+    until someone listens."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def check(self, model_id: str, before: Any, after: Any) -> None:
+        """Compare the level of the audio a model was given (`before`) with what it gave back."""
+        if self.warned:
+            return
+        level_in, level_out = rms_dbfs(before), rms_dbfs(after)
+        if level_in <= SILENT_DBFS or level_in - level_out <= QUIETER_DB:
+            return
+        self.warned = True
+        drop = (
+            "silence for" if level_out == -math.inf else f"audio {level_in - level_out:.0f} dB quieter than"
+        )
+        warning(f"model {model_id} returned {drop} its input (is it trained?)")
 
 
 def describe(err: BaseException) -> str:
@@ -147,11 +186,22 @@ def summary_line(
     output: str,
     skipped: int = 0,
     who: str = "",
+    *,
+    existed: int = 0,
+    unreadable: int = 0,
 ) -> str:
     """The line every codec command ends with: what was written where, how long, how fast
-    (`who` is "rank R/W: " for one rank of a torchrun job)."""
-    files = f"{total - failed - skipped} of {total} file{'s' if total != 1 else ''}"
+    (`who` is "rank R/W: " for one rank of a torchrun job).
+
+    Of the `total` inputs, `skipped` had finished outputs (--skip-existing), `existed` had
+    outputs that were left alone (neither --skip-existing nor --force), `unreadable` were not
+    regular files (a FIFO, a looping link) and `failed` failed; the rest were written.
+    """
+    written = total - failed - skipped - existed - unreadable
+    files = f"{written} of {total} file{'s' if total != 1 else ''}"
     tail = f", {skipped} skipped (already done)" if skipped else ""
+    tail += f", {existed} already existed" if existed else ""
+    tail += f", {unreadable} skipped (not a regular file)" if unreadable else ""
     tail += f", {failed} failed" if failed else ""
     speed = f" ({audio_s / wall_s:.1f}x real time)" if audio_s > 0 and wall_s > 0 else ""
     took = f"{audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"

@@ -102,7 +102,7 @@ def extract_feature_sets(
     Returns:
         The feature sets in report order.
     """
-    from m2l.loading import load_model, make_codec
+    from m2l.loading import UNTRAINED_TAG, load_model, make_codec
     from m2l.models import create
     from m2l.probe import features
 
@@ -114,7 +114,7 @@ def extract_feature_sets(
     for source in dict.fromkeys(sources):
         model, model_id = features.seeded(lambda source=source: load_model(source))
         # a preset without weights is the seeded untrained encoder: share its cache entry
-        key = features.untrained_id(model.cfg) if model_id.endswith("@untrained") else model_id
+        key = features.untrained_id(model.cfg) if model_id.endswith(UNTRAINED_TAG) else model_id
         feats = features.cached_features(
             notes,
             cache_dir,

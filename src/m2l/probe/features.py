@@ -45,14 +45,13 @@ from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
 from m2l.formats import atomic_save, read_safetensors, seal
+from m2l.loading import UNTRAINED_SEED
 from m2l.probe import TASK_FIELDS
 
 CACHE_FORMAT, CACHE_VERSION = "m2l-probe-features", 2
 LOGMEL_RATE, LOGMEL_FFT, LOGMEL_HOP, LOGMEL_BANDS, LOGMEL_FLOOR = 44100, 2048, 512, 128, 1e-5
 LOGMEL_ID = f"logmel-{LOGMEL_RATE}hz-fft{LOGMEL_FFT}-hop{LOGMEL_HOP}-mels{LOGMEL_BANDS}"
 """The cache's model id of the log-mel statistics baseline."""
-UNTRAINED_SEED = 0
-"""Seed of the untrained weights (the untrained baseline, and presets loaded without weights)."""
 
 T = TypeVar("T")
 Extractor = Callable[[Path, Sequence[str]], dict[str, np.ndarray]]
