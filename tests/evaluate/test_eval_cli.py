@@ -340,3 +340,17 @@ def test_an_item_and_its_reconstructions_share_one_db_scale(tmp_path, capsys, ch
     assert original.shape == reconstruction.shape
     assert luminance(reconstruction).mean() < luminance(original).mean() - 10  # visibly darker
     assert "loudest bin of the item's original" in (out / "report.html").read_text()
+
+
+def test_stereo_option_sets_the_coding_of_per_channel_models(tmp_path, capsys, checkpoints):
+    data = tmp_path / "data"
+    write_items(data)
+    errors = {}
+    for mode in ("ms", "lr"):
+        out = tmp_path / mode
+        argv = ["eval", "--model", str(checkpoints["v1"]), "--data", str(data), "--out", str(out)]
+        assert main([*argv, "--stereo", mode, "--audio-items", "0", *FAST]) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert res["options"]["stereo"] == mode and f"--stereo {mode}" in res["command"]
+        errors[mode] = res["models"][0]["settings"][0]["items"][1]["lr_correlation_error"]
+    assert errors["ms"] != errors["lr"]

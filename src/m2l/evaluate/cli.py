@@ -7,6 +7,7 @@ import math
 import shlex
 from pathlib import Path
 
+from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import check_device, finite_float, int_at_least, number_list, positive_int
 
 DEFAULT_EMBEDDINGS = ("mel-stats", "vggish", "clap")
@@ -91,6 +92,12 @@ def _add_eval_decoding(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="v1 window length (sets where window seams fall; default 10 s)",
     )
+    g.add_argument(
+        "--stereo",
+        choices=STEREO_MODES,
+        default=None,
+        help="stereo coding of models that code channels apart: ms (mid/side, their default) or lr",
+    )
 
 
 def _add_eval_report(p: argparse.ArgumentParser) -> None:
@@ -127,6 +134,7 @@ def command_line(args: argparse.Namespace) -> str:
         "--embedding-weights": args.embedding_weights,
         "--device": args.device,
         "--window": args.window,
+        "--stereo": args.stereo,
     }
     for flag, value in optional.items():
         if value is not None:
@@ -160,6 +168,7 @@ def run_eval(args: argparse.Namespace) -> int:
         force=args.force,
         device=args.device,
         window=args.window,
+        stereo=args.stereo,
         visqol=not args.no_visqol,
         progress=not args.quiet,
         command=command_line(args),

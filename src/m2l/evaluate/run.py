@@ -103,6 +103,7 @@ class EvalOptions:
     force: bool = False
     device: str | None = None
     window: float | None = None
+    stereo: str | None = None
     visqol: bool = True
     progress: bool = True
     command: str = ""
@@ -387,6 +388,8 @@ def load_codecs(opts: EvalOptions, ctx: EvalContext) -> list[Any]:
     if len(set(labels)) != len(labels):
         raise M2LError(f"model labels must be unique, got {', '.join(labels)}; use --model LABEL=SOURCE")
     options: dict[str, Any] = {} if opts.window is None else {"window_seconds": opts.window}
+    if opts.stereo is not None:
+        options["stereo"] = opts.stereo
     codecs = []
     for spec in opts.models:
         try:
@@ -447,6 +450,7 @@ def _header(opts: EvalOptions, data_kind: str) -> dict[str, Any]:
             "seed": opts.seed,
             "audio_items": opts.audio_items,
             "window": opts.window,
+            "stereo": opts.stereo,
             "device": opts.device,
             "visqol": opts.visqol,
         },
