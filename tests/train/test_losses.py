@@ -47,3 +47,16 @@ def test_complex_loss_sees_phase_that_the_magnitude_loss_ignores():
     assert float(multires_complex_loss(ref, ref)[0]) == 0.0
     half = multires_complex_loss(0.5 * ref, ref)  # relative: the level of the reference cancels
     torch.testing.assert_close(half, multires_complex_loss(0.05 * ref, 0.1 * ref))
+
+
+def test_level_loss_is_ten_per_decade_of_energy_and_sees_quieter_decodes():
+    from m2l.train.losses import band_level_loss
+
+    ref = torch.stack([_tone(440.0), _tone(3000.0)]) + 0.01 * torch.randn(2, 8192)
+    assert band_level_loss(ref, ref).abs().max() < 1e-6
+    quieter = band_level_loss(ref / 10**0.5, ref)  # 10 dB down: one decade of energy everywhere
+    torch.testing.assert_close(quieter, torch.ones(2), rtol=1e-3, atol=1e-3)
+    assert (band_level_loss(-ref, ref) < 1e-6).all()  # phase-blind
+    grad_in = (0.5 * ref).requires_grad_()
+    band_level_loss(grad_in, ref).sum().backward()
+    assert float((grad_in.grad * ref).sum()) < 0  # louder is the way down

@@ -198,3 +198,20 @@ def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():
     obj(audio, seeds, 14)
     assert len(calls.levels) == 2  # teacher + student: no one-step or two-step decode
     assert "spectral" not in obj.last_terms
+
+
+def test_level_term_scores_the_same_one_step_decode():
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum", weighting="edm", spectral_weight=1.0, level_weight=2.0
+    )
+    with torch.no_grad():
+        model.denoiser.net.conv_out.weight.normal_(0, 0.01)
+    with_level = obj(audio, seeds, 0)
+    assert obj.last_terms["level"] > 0
+    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, level_weight=0.0))
+    torch.testing.assert_close(
+        (with_level - plain(audio, seeds, 0)).mean(),
+        torch.tensor(2.0 * obj.last_terms["level"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )

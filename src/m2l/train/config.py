@@ -56,13 +56,15 @@ class TrainConfig:
     # phase-aware terms on the same one-step decodes: complex multi-resolution STFT L1 + waveform
     # L1 (`m2l.train.losses.multires_complex_loss`); needs spectral_share = 0
     phase_weight: float = 0.0
+    # level term on the same one-step decodes: log band energies (`band_level_loss`)
+    level_weight: float = 0.0
     # two-step loss: the one-step decode (no gradient) is re-noised to a level drawn log-uniformly
     # in [rollout_sigma_min, rollout_sigma_max], decoded again and scored like the one-step
     # decode (spectral, phase terms), so a second decoding step learns to improve on the first
     rollout_weight: float = 0.0
     rollout_sigma_min: float = 0.05
     rollout_sigma_max: float = 10.0
-    # the auxiliary terms (spectral, phase, two-step) fade linearly to 0 over aux_fade_steps steps
+    # the auxiliary terms (spectral, phase, level, two-step) fade linearly to 0 over aux_fade_steps steps
     # from step aux_fade_start (0: never), leaving the consistency objective alone
     aux_fade_start: int = 0
     aux_fade_steps: int = 1000
@@ -136,12 +138,16 @@ TEACHERS = ("index_delta", "curriculum")
 
 def _check_auxiliary(cfg: TrainConfig) -> None:
     """The phase, two-step and fading options: in range, and used with one-step decodes."""
-    if cfg.phase_weight < 0 or cfg.rollout_weight < 0:
-        raise M2LError("training config: need phase_weight >= 0 and rollout_weight >= 0")
-    if (cfg.phase_weight > 0 or cfg.rollout_weight > 0) and cfg.spectral_share > 0:
-        raise M2LError("training config: phase_weight and rollout_weight need spectral_share = 0")
-    if cfg.rollout_weight > 0 and cfg.spectral_weight == 0 and cfg.phase_weight == 0:
-        raise M2LError("training config: rollout_weight scores with the spectral or phase terms: set one")
+    if min(cfg.phase_weight, cfg.level_weight, cfg.rollout_weight) < 0:
+        raise M2LError("training config: need phase_weight, level_weight and rollout_weight >= 0")
+    if max(cfg.phase_weight, cfg.level_weight, cfg.rollout_weight) > 0 and cfg.spectral_share > 0:
+        raise M2LError(
+            "training config: phase_weight, level_weight and rollout_weight need spectral_share = 0"
+        )
+    if cfg.rollout_weight > 0 and max(cfg.spectral_weight, cfg.phase_weight, cfg.level_weight) == 0:
+        raise M2LError(
+            "training config: rollout_weight scores with the spectral, phase or level terms: set one"
+        )
     if not 0 < cfg.rollout_sigma_min <= cfg.rollout_sigma_max:
         raise M2LError("training config: need 0 < rollout_sigma_min <= rollout_sigma_max")
     if cfg.aux_fade_start < 0 or cfg.aux_fade_steps < 1:

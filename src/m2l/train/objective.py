@@ -23,8 +23,11 @@ from m2l.consistency.schedule import (
     teacher_sigma_relative,
 )
 from m2l.train.config import TrainConfig
-from m2l.train.losses import multires_complex_loss, multires_spectral_loss
+from m2l.train.losses import band_level_loss, multires_complex_loss, multires_spectral_loss
 from m2l.train.schedule import delta_at
+
+LOSSES = {"spectral": multires_spectral_loss, "phase": multires_complex_loss, "level": band_level_loss}
+"""The auxiliary losses by name (`TrainConfig.<name>_weight`)."""
 
 
 def sample_seeds(seed: int, step: int, first: int, count: int) -> torch.Tensor:
@@ -44,10 +47,10 @@ class ConsistencyObjective(nn.Module):
     The teacher's noise level follows `cfg.teacher`: "index_delta" (the published schedule, an
     offset in noise-index space decaying from delta_start to delta_end) or "curriculum" (a
     relative gap, see `m2l.consistency.schedule.curriculum_gap`; at gap 1 the teacher is the clean
-    input and no teacher pass is run). With `cfg.spectral_weight > 0` (or `phase_weight`) each
-    sample is also decoded in one step from sigma_max and scored against its clean input with
-    `multires_spectral_loss` (and `multires_complex_loss`); with `rollout_weight > 0` that decode
-    is re-noised and decoded a second time, as the two-step sampler does, and scored the same way.
+    input and no teacher pass is run). With `cfg.spectral_weight > 0` (or `phase_weight`,
+    `level_weight`) each sample is also decoded in one step from sigma_max and scored against its
+    clean input with the auxiliary losses of `LOSSES`; with `rollout_weight > 0` that decode is
+    re-noised and decoded a second time, as the two-step sampler does, and scored the same way.
     `aux_scale` fades these auxiliary terms out when the config asks.
     The last call's mean loss terms are kept in `last_terms` for logging.
     """
@@ -133,7 +136,11 @@ class ConsistencyObjective(nn.Module):
         model, cfg, cc = self.model, self.cfg, self.model.cfg.consistency
         x0 = model.prepare(audio)
         scale = self.aux_scale(step)
-        weights = {"spectral": cfg.spectral_weight * scale, "phase": cfg.phase_weight * scale}
+        weights = {
+            "spectral": cfg.spectral_weight * scale,
+            "phase": cfg.phase_weight * scale,
+            "level": cfg.level_weight * scale,
+        }
         rollout = cfg.rollout_weight > 0 and scale > 0
         extra_pass = any(w > 0 for w in weights.values()) and cfg.spectral_share == 0
         drawn = self.draw(seeds, tuple(x0.shape[1:]), x0.device, 1 + extra_pass + rollout, rollout)
@@ -185,12 +192,12 @@ class ConsistencyObjective(nn.Module):
     def scored_loss(
         self, name: str, decoded: torch.Tensor, x0: torch.Tensor, scored: torch.Tensor | None
     ) -> torch.Tensor:
-        """Per-sample auxiliary losses [B] of decodes against their clean inputs: `spectral`
-        (`multires_spectral_loss`) or `phase` (`multires_complex_loss`), with an optional
-        `_2step` suffix for the log; 0 where a `scored` mask is given and False."""
+        """Per-sample auxiliary losses [B] of decodes against their clean inputs: a name of
+        `LOSSES`, with an optional `_2step` suffix for the log; 0 where a `scored` mask is given
+        and False."""
         model, batch = self.model, x0.shape[0]
         rows = torch.arange(batch, device=x0.device) if scored is None else scored.nonzero()[:, 0]
-        loss_fn = multires_complex_loss if name.startswith("phase") else multires_spectral_loss
+        loss_fn = LOSSES[name.removesuffix("_2step")]
         values = x0.new_zeros(batch)
         if len(rows):
             wave = model.to_waveform(decoded[rows].float())
