@@ -276,3 +276,19 @@ def test_report_without_audio_items():
     results["items"][0]["media"] = None
     page = render_report(results)
     assert "<audio" not in page and "No audio examples" in page
+
+
+def test_visqol_failing_on_one_short_item_leaves_the_others_scored(monkeypatch, tmp_path):
+    from m2l.evaluate.visqol import VisqolSignalError
+
+    def short_fails(est: torch.Tensor, ref: torch.Tensor, rate: int) -> float:
+        if ref.shape[-1] < RATE:
+            raise VisqolSignalError("visqol: ViSQOL failed on these signals (too short)")
+        return 4.0
+
+    monkeypatch.setattr(visqol_module, "visqol", short_fails)
+    ctx = EvalContext(EvalOptions(models=(), data=tmp_path, out=tmp_path), embedder=None)
+    short, long = (torch.from_numpy(tone(s, 300.0).T.copy()) for s in (0.3, 1.5))
+    assert item_scores(short, short, RATE, ctx)["visqol"] is None
+    assert item_scores(long, long, RATE, ctx)["visqol"] == 4.0 and ctx.visqol_on
+    assert len(ctx.notes) == 1 and "for some items" in ctx.notes[0]

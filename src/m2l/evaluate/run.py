@@ -52,9 +52,10 @@ RESULTS_FORMAT = "m2l-eval"
 RESULTS_VERSION = 1
 SPECTROGRAM_HEIGHT = 256
 SPECTROGRAM_WIDTH = 512  # plot columns of every report picture (the time axis is resampled to it)
-ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "visqol", "level_db")
-STEREO_METRICS = ("lr_correlation_error", "side_mid_change_db")
-"""Item scores of stereo items only: their setting means are over the stereo items."""
+ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "level_db")
+PARTIAL_METRICS = ("visqol", "lr_correlation_error", "side_mid_change_db")
+"""Item scores that some items lack (ViSQOL fails on very short items; the stereo image needs
+stereo items): their setting means are over the items that have them."""
 STEP_CHANGES = ("visqol", "mel_distance")
 """Scores whose change from one decoding step is given for every multi-step setting."""
 
@@ -215,10 +216,12 @@ def item_scores(
     }
     scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference).items()})
     if ctx.visqol_on:
-        from m2l.evaluate.visqol import visqol
+        from m2l.evaluate.visqol import VisqolSignalError, visqol
 
         try:
             scores["visqol"] = finite_or_none(visqol(estimate, reference, sample_rate))
+        except VisqolSignalError as err:  # this item only: its mean is over the other items
+            ctx.note(f"ViSQOL not computed for some items (their means are over the others): {err}")
         except M2LError as err:
             ctx.visqol_on = False
             ctx.note(f"ViSQOL not computed: {err}")
@@ -331,7 +334,7 @@ def evaluate_model(
     out_settings = []
     for setting in settings:
         metrics = {m: mean_or_none([r[m] for r in rows[setting]]) for m in ITEM_METRICS}
-        metrics.update({m: mean_present([r[m] for r in rows[setting]]) for m in STEREO_METRICS})
+        metrics.update({m: mean_present([r[m] for r in rows[setting]]) for m in PARTIAL_METRICS})
         what = f"{spec.label} {setting.label}"
         metrics["fad"] = setting_fad(references, recon[setting], items[0].sample_rate, ctx, what)
         metrics["boundary_ratio"] = finite_or_none(pooled_ratio([r["boundary"] for r in rows[setting]]))

@@ -20,6 +20,13 @@ from m2l.errors import M2LError
 from m2l.evaluate.vggish import check_waveform
 
 VISQOL_RATE = 48000
+
+
+class VisqolSignalError(M2LError):
+    """ViSQOL itself failed on a pair of signals (e.g. one too short for its patches): a
+    property of that item, unlike a missing package."""
+
+
 """Sample rate of ViSQOL's audio mode; inputs are resampled to it."""
 
 _INSTALL_HINT = 'ViSQOL needs the optional package visqol-python: pip install "m2l[visqol]"'
@@ -74,5 +81,5 @@ def visqol(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) ->
         result = api.measure_from_arrays(ref, est, VISQOL_RATE)
     except Exception as err:  # the package's own failure (e.g. signals too short): one line
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise M2LError(f"visqol: ViSQOL failed on these signals ({reason})") from None
+        raise VisqolSignalError(f"visqol: ViSQOL failed on these signals ({reason})") from None
     return float(result.moslqo)
