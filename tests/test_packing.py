@@ -48,7 +48,10 @@ def test_packed_clips_get_the_latents_of_one_clip_at_a_time(codecs, version, mon
     data = clips()
     alone = {key: codec.encode_file(wave, source_sample_rate=rate) for key, wave, rate in data}
     batches = spy_batches(monkeypatch)
-    packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=3))
+    # packed as on a GPU: batches of several passes, partial ones waiting for later clips
+    packed = dict(
+        encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=3, wait_to_fill=True)
+    )
     assert sorted(packed) == sorted(alone)
     for key, lf in packed.items():
         ref = alone[key]
@@ -75,13 +78,48 @@ def test_batches_stay_within_the_unit_budget_and_clips_in_flight_are_bounded(cod
             yield item
 
     budget = 2 * codec.batch_units
-    for key, _ in encode_many(codec, source(), batch_units=budget, max_open=2):
+    for key, _ in encode_many(codec, source(), batch_units=budget, max_open=2, wait_to_fill=True):
         finished.append(key)
         assert len(pulled) - len(finished) <= 3  # at most max_open open, plus the one being added
         assert not torch.is_inference_mode_enabled()  # autograd is off only inside batches
     assert len(finished) == 14
     assert all(sum(p.units for p in b) <= budget for b in batches)
     assert any(len(b) > 1 for b in batches)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_on_the_cpu_clips_finish_in_turn_and_report_their_progress(codecs, version, monkeypatch):
+    """The CPU default: no partial batch waits for company the next clip does not bring, so the
+    clips finish in turn, each reported "encoding" from 0 to its total (v1: windows, v2: chunks)
+    before it is handed on; two short clips of one length in a row still share a pass (v1)."""
+    codec = codecs[version]
+    gen = torch.Generator().manual_seed(5)
+    lengths = [44100 * 3 + 123, 70000, 9000, 9000, 44100 * 2 + 7]
+    data = [
+        (f"clip{i}", torch.randn(1 + i % 2, n, generator=gen) * 0.1, 44100) for i, n in enumerate(lengths)
+    ]
+    totals = [
+        codec.encode_plan(codec.model_rows(codec.coded_channels(w))[0]).total_progress for _, w, _ in data
+    ]
+    events: list[object] = []
+    monkeypatch.setattr(codec, "progress", lambda task, done, total: events.append((task, done, total)))
+    batches = spy_batches(monkeypatch)
+    for key, lf in encode_many(codec, iter(data)):
+        assert not isinstance(lf, M2LError)
+        events.append(key)
+    assert [e for e in events if isinstance(e, str)] == [key for key, _, _ in data]
+    if version == "v1":
+        expected: list[object] = []
+        for i, (key, _, _) in enumerate(data):
+            shown = [] if i == 3 else [("encoding", done, totals[i]) for done in range(totals[i] + 1)]
+            expected += [*shown, key]  # clip3 finished in clip2's pass: never the oldest alone
+        assert events == expected
+        assert any(sorted(p.items for p in batch) == [1, 2] for batch in batches)  # clips 2 and 3
+    else:  # one chunk shape: a clip's last chunks may share a batch with the next clip's first
+        shown = events[: events.index("clip0")]
+        assert shown[0] == ("encoding", 0, totals[0]) and shown[-1] == ("encoding", totals[0], totals[0])
+        assert len(shown) > 2 and [done for _, done, _ in shown] == sorted({done for _, done, _ in shown})
+        assert events[-1] == "clip4" and events[-2] == ("encoding", totals[4], totals[4])
 
 
 def test_a_clip_that_cannot_be_encoded_fails_alone(codecs):
@@ -154,7 +192,9 @@ def test_packed_batches_follow_a_batch_size_lowered_by_out_of_memory(version, mo
     )  # every pass fits alone, not all batches
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        packed = dict(encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=4))
+        packed = dict(
+            encode_many(codec, iter(data), batch_units=4 * codec.batch_units, max_open=4, wait_to_fill=True)
+        )
     assert codec.batch_size <= single and len(caught) >= 1
     first_run = next(i for i, n in enumerate(seen) if n <= single)
     assert first_run > 0 and max(seen[first_run:]) <= single, seen

@@ -13,20 +13,16 @@ the latent layout, where seams fall):
 `isinstance(codec, m2l.Codec)` holds for both; `codec.version` ("v1" / "v2", the config's kind)
 tells them apart where it matters, which should be rarely: prefer the attributes and hooks.
 
-Framing. A clip of N samples is padded with `left_pad` samples before it (default n_fft - hop, so
-that every sample of the clip is covered by a full set of overlapping STFT frames) and zeros after
-it up to m * hop_length + n_fft - hop samples, m = number of units (latent frames for v1, chunks
-for v2; at least 1). Decoding overlap-adds the frames and cuts [left_pad, left_pad + N) back out.
-`left_pad=0` reproduces the alignment of the authors' package (which crops instead of padding).
+Framing (padding, units, row batches, seams, progress counting) is `m2l.framing.Framing`'s,
+which `Codec` inherits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,22 +30,19 @@ import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, resample, to_waveform
-from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
+from m2l.audio.stereo import checked_stereo_mode, from_mid_side
 from m2l.checks import auto_device, checked_flag, checked_int
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
-from m2l.packing import EncodePlan, consecutive_batches, run_batch
+from m2l.framing import Framing, Progress
+from m2l.passes import EncodePlan, consecutive_batches, run_batch
 
 MODEL_MISMATCH_MESSAGE = (
     "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
     "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
 )
 """The one wording for "a latent file made with other weights of the same architecture"."""
-
-
-Progress = Callable[[str, int, int], None]
-"""`progress(task, done, total)`: how far an `encode` or `decode` call is (see `Codec.progress`)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ def finished(progressive: Iterator[tuple[torch.Tensor, int]]) -> torch.Tensor:
     return last[0][0]
 
 
-class Codec(ABC):
+class Codec(Framing):
     """Encode audio to latents and decode latents to audio (the interface of v1 and v2 codecs).
 
     Class attributes (the latent layout and capabilities of a sibling):
@@ -102,8 +95,9 @@ class Codec(ABC):
         progress: None (the default: silent), or a `Progress` callback that hears how far one
             `encode`/`encode_file`/`decode` call is: `progress(task, done, total)` with task
             "encoding" or "decoding", first with done = 0, then after every window (v1) or chunk
-            (v2) of work, the last time with done = total. The command line sets it to draw a
-            progress bar; the models never print.
+            (v2) of work, the last time with done = total (`m2l.packing.encode_many` reports
+            its oldest clip in flight the same way, one clip after the other). The command line
+            sets it to draw a progress bar; the models never print.
     """
 
     version: ClassVar[str]
@@ -153,91 +147,6 @@ class Codec(ABC):
         self.progress: Progress | None = None
         self.precision: torch.dtype | None = None
         self.stereo = self.checked_stereo(stereo, model.audio_channels)
-
-    # ----------------------------------------------------------------------------- framing
-    @staticmethod
-    def checked_stereo(stereo: str | None, audio_channels: int) -> str:
-        """The stereo coding of a codec whose model takes `audio_channels` channels per row."""
-        if audio_channels != 1:
-            if stereo not in (None, "lr"):
-                raise M2LError("stereo: a joint-stereo model codes left/right itself; only 'lr' applies")
-            return "lr"
-        return "ms" if stereo is None else checked_stereo_mode(stereo)
-
-    def coded_channels(self, wave: torch.Tensor) -> torch.Tensor:
-        """Waveform [..., channels, samples] as the model codes it: a stereo pair as mid/side
-        when `stereo` is "ms", anything else as it is."""
-        return to_mid_side(wave) if self.stereo == "ms" and wave.shape[-2] == 2 else wave
-
-    def num_latents(self, samples: int, left_pad: int | None = None) -> int:
-        """Units (latent frames for v1, chunks for v2) for a clip of `samples` samples."""
-        pad = self.default_left_pad if left_pad is None else left_pad
-        tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        return max(1, -(-(samples + pad - tail) // self.hop_length))
-
-    def padded_length(self, units: int) -> int:
-        """Samples of the padded waveform that `units` units cover."""
-        return units * self.hop_length + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-
-    def pad_rows(self, rows: torch.Tensor, left_pad: int | None) -> tuple[torch.Tensor, int]:
-        """[..., samples] -> (float waveforms padded to whole units with `left_pad` samples in
-        front, number of units)."""
-        pad = self.default_left_pad if left_pad is None else left_pad
-        m = self.num_latents(rows.shape[-1], pad)
-        return torch.nn.functional.pad(rows.float(), (pad, self.padded_length(m) - pad - rows.shape[-1])), m
-
-    def row_slices(self, count: int, span: int | None = None, budget: int | None = None) -> Iterator[slice]:
-        """Slices of `count` rows in batches of `batch_size` rows, or fewer: when one row's pass
-        covers `span` units, at most `budget` // `span` rows (at least one), so that a stereo
-        file (two rows) takes the memory of a mono one (one window's worth of units per pass)."""
-        per_pass = self.batch_size
-        if span is not None and budget is not None:
-            per_pass = min(per_pass, max(1, budget // max(span, 1)))
-        for i in range(0, count, per_pass):
-            yield slice(i, min(i + per_pass, count))
-
-    def progress_counter(self, task: str, total: int) -> Callable[[int], None]:
-        """Report `task` at 0 of `total` units to `progress` now; returns `advance(n)`, which
-        reports n more units done (does nothing when `progress` is None)."""
-        hook = self.progress
-        if hook is None:
-            return lambda n=1: None
-        done = 0
-        hook(task, 0, total)
-
-        def advance(n: int = 1) -> None:
-            nonlocal done
-            done += n
-            hook(task, done, total)
-
-        return advance
-
-    def seam_positions(self, samples: int) -> list[int]:
-        """Where pieces processed apart are joined in a clip of `samples` samples: sample offsets
-        in (0, samples), at the default left pad."""
-        pad = self.default_left_pad
-        starts = self.seam_units(self.num_latents(samples))
-        return [s * self.hop_length - pad for s in starts if 0 < s * self.hop_length - pad < samples]
-
-    def _decode_span(
-        self, units: int, steps: int, length: int | None, left_pad: int | None, seed: int | None
-    ) -> tuple[int, int, int]:
-        """Check decoding options -> (left pad, output length, seed)."""
-        checked_int(steps, "steps", 1)
-        pad = self.checked_left_pad(left_pad)
-        available = self.padded_length(units) - pad
-        length = available if length is None else checked_int(length, "length")
-        if not 1 <= length <= available:
-            raise M2LError(
-                f"length {length} is outside what {units} {self.unit_name} cover (1..{available} samples)"
-            )
-        return pad, length, secrets.randbits(63) if seed is None else checked_int(seed, "seed", 0, 2**63 - 1)
-
-    def checked_left_pad(self, left_pad: object) -> int:
-        """The padding before the audio: the codec default if None, else an int in [0, hop_length]."""
-        if left_pad is None:
-            return self.default_left_pad
-        return checked_int(left_pad, "left_pad", 0, self.hop_length)
 
     # ----------------------------------------------------------------------------- public API
     def load_audio(
@@ -425,7 +334,7 @@ class Codec(ABC):
             left_pad, z = z.left_pad, z.latents
         sigma_cond = self.check_sigma_cond(sigma_cond)
         z = self.check_latents(z)
-        pad, length, seed = self._decode_span(z.shape[self.latent_time_axis], steps, length, left_pad, seed)
+        pad, length, seed = self.decode_span(z.shape[self.latent_time_axis], steps, length, left_pad, seed)
         per_row = max(-self.latent_time_axis, -self.latent_channel_axis)  # latent axes of one row
         lead = tuple(z.shape[: z.dim() - per_row])
         rows = z.reshape(-1, *z.shape[z.dim() - per_row :]) * self.cfg.latent_scale
@@ -482,7 +391,7 @@ class Codec(ABC):
     def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> EncodePlan:
-        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.packing`)."""
+        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.passes`)."""
 
     def encode_rows(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
@@ -541,15 +450,6 @@ class Codec(ABC):
     @abstractmethod
     def check_latents(self, z: object) -> torch.Tensor:
         """A checked float32 CPU latent tensor of this codec's layout, or a one-line M2LError."""
-
-    @abstractmethod
-    def seam_units(self, units: int) -> list[int]:
-        """Unit indices where pieces processed apart are joined, for `units` units."""
-
-    @property
-    @abstractmethod
-    def seam_spacing(self) -> int:
-        """Samples between two seams (a window of latents for v1, a chunk for v2)."""
 
     @abstractmethod
     def set_window_samples(self, samples: int) -> None:

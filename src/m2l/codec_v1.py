@@ -25,7 +25,7 @@ from m2l.codec import Codec
 from m2l.consistency.sampling import keyed_randn, sample_multistep
 from m2l.consistency.schedule import karras_sigmas
 from m2l.models.v1 import Music2Latent
-from m2l.packing import EncodePass, EncodePlan, consecutive_batches, halving_on_oom
+from m2l.passes import EncodePass, EncodePlan, consecutive_batches, halving_on_oom
 
 NOISE_TILE = 64  # frames per noise tile
 

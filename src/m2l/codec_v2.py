@@ -33,7 +33,7 @@ from m2l.codec import Codec, finished
 from m2l.consistency.sampling import keyed_randn, renoise, sample_with_context
 from m2l.consistency.schedule import karras_sigmas
 from m2l.errors import M2LError
-from m2l.packing import EncodePass, EncodePlan, lower_batch_size
+from m2l.passes import EncodePass, EncodePlan, lower_batch_size
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk
 
@@ -146,7 +146,7 @@ class Codec2(Codec):
         more rows are decoded batch after batch and reported once, at the end (progress counts
         chunks times rows). Rows that run out of device memory before their first chunk is
         done are decoded in halves (the same audio: noise is keyed by row), with `batch_size`
-        lowered (see `m2l.packing.lower_batch_size`)."""
+        lowered (see `m2l.passes.lower_batch_size`)."""
         sigma = self.check_sigma_cond(sigma_cond)
         slices = list(self.row_slices(rows.shape[0]))
         advance = self.progress_counter("decoding", rows.shape[0] * rows.shape[1])

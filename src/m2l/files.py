@@ -356,12 +356,13 @@ def warn_skipped(path: Path, line: str) -> None:
 
 def walk_files(
     root: str | os.PathLike[str],
-    suffixes: frozenset[str],
+    suffixes: frozenset[str] | None,
     *,
     skip: Path | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
-    """Regular files under `root` whose lowercase suffix is in `suffixes`, recursively, sorted.
+    """Regular files under `root` whose lowercase suffix is in `suffixes` (any file when None),
+    recursively, sorted.
 
     Hidden names (a leading dot) are left out. Symlinked folders are followed, but a folder already
     visited (a symlink loop) is never entered twice; anything that is not a regular file once
@@ -371,7 +372,7 @@ def walk_files(
 
     Args:
         root: the folder to walk.
-        suffixes: lowercase suffixes with the dot (".wav").
+        suffixes: lowercase suffixes with the dot (".wav"); None for every file.
         skip: a folder (resolved) that is not entered, e.g. the output folder inside the input.
         on_skip: receives (path, line) per left-out entry; silent when None.
     """
@@ -389,7 +390,7 @@ def walk_files(
             d for d in dirnames if not d.startswith(".") and (skip is None or _resolved(here / d) != skip)
         )
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+            if name.startswith(".") or (suffixes is not None and Path(name).suffix.lower() not in suffixes):
                 continue
             try:
                 regular_file(here / name)

@@ -8,9 +8,9 @@ with one `LegacyChecksumWarning` per file. Metadata values are parsed strictly (
 Writes go through `m2l.files.atomic_output`: atomic, and exclusive (an existing file is an error)
 unless `force`.
 
-This module also owns "what is this file": `sniff` reads a file's first bytes (and a safetensors
-header) and tells latents, checkpoints, training states, the authors' torch checkpoint and audio
-apart, without loading anything.
+The container (digests, sealing, verified reading and atomic writing) is `m2l.checksummed`'s, and
+"what is this file" (`sniff`, the format names) is `m2l.sniff`'s; this module re-exports both, so
+`from m2l.formats import sniff, seal, ...` keeps working.
 
 Latent file metadata: format="m2l-latents", version, model_id, config_hash, kind, sample_rate,
 length (original samples), channels, latent_scale, left_pad (samples of padding before the audio),
@@ -29,303 +29,75 @@ Training state (written by `m2l.train.state`): format="m2l-train-state"; tensors
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import struct
-import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from m2l.checksummed import (
+    LegacyChecksumWarning,
+    atomic_save,
+    metadata_digest,
+    read_safetensors,
+    seal,
+    tensors_digest,
+)
 from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ModelConfig, config_from_dict, config_to_dict
 from m2l.errors import M2LError
-from m2l.files import atomic_output, open_regular, regular_file
 from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
+from m2l.sniff import (
+    CHECKPOINT_FORMAT,
+    LATENT_FORMAT,
+    STATE_FORMAT,
+    FileKind,
+    Kind,
+    safetensors_metadata,
+    sniff,
+)
 
-LATENT_FORMAT, LATENT_VERSION = "m2l-latents", 2
-CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "m2l-checkpoint", 2
-STATE_FORMAT, STATE_VERSION = "m2l-train-state", 2
+__all__ = [  # what this module always offered, the names of m2l.sniff and m2l.checksummed included
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "LATENT_FORMAT",
+    "LATENT_VERSION",
+    "STATE_FORMAT",
+    "STATE_VERSION",
+    "STEP_FILE",
+    "TENSORS_ONLY_VERSION",
+    "FileKind",
+    "Kind",
+    "LatentFile",
+    "LegacyChecksumWarning",
+    "atomic_save",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_latents",
+    "metadata_digest",
+    "model_config",
+    "read_safetensors",
+    "read_training_state",
+    "safetensors_metadata",
+    "save_checkpoint",
+    "save_latents",
+    "seal",
+    "sniff",
+    "step_path",
+    "strip_prefix",
+    "tensors_digest",
+    "training_state_weights",
+]
+
+LATENT_VERSION = 2
+CHECKPOINT_VERSION = 2
+STATE_VERSION = 2
 TENSORS_ONLY_VERSION = 1
 """The last version of the three formats above whose checksum covers the tensors only."""
 STEP_FILE = re.compile(r"^step-(\d{9})\.safetensors$")
 """Name of a training run's step checkpoint (hidden temp files never match)."""
-_HEADER_LIMIT = 100 << 20  # the largest safetensors header we parse
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of `tensors` (order independent)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def metadata_digest(meta: dict[str, str]) -> str:
-    """SHA-256 over the names and values of every metadata field except `sha256` itself."""
-    fields = {k: v for k, v in meta.items() if k != "sha256"}
-    blob = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(b"m2l-metadata\n" + blob.encode()).hexdigest()
-
-
-def seal(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, str]:
-    """`meta` with `tensors_sha256` (the digest of `tensors`) and `sha256` (the digest of all the
-    other fields, that one included) added: what a file's metadata is written as."""
-    sealed = {**meta, "tensors_sha256": tensors_digest(tensors)}
-    sealed["sha256"] = metadata_digest(sealed)
-    return sealed
-
-
-class LegacyChecksumWarning(UserWarning):
-    """A file was read whose checksum covers its tensors but not its metadata (version 1)."""
-
-
-_WARNED: set[str] = set()  # the files a LegacyChecksumWarning was given for
-
-
-def _warn_tensors_only(path: Path, version: int) -> None:
-    """Warn once per file that its metadata is not covered by its checksum."""
-    key = os.path.realpath(path)
-    if key in _WARNED:
-        return
-    _WARNED.add(key)
-    warnings.warn(
-        f"{path}: format version {version} file: its checksum covers the tensors but not the "
-        "metadata (written by an older m2l; rewrite it to protect both)",
-        LegacyChecksumWarning,
-        stacklevel=4,
-    )
-
-
-def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path, force: bool) -> None:
-    """Write a safetensors file through `m2l.files.atomic_output` (exclusive unless `force`).
-
-    Raises:
-        M2LError: `path` exists and not `force`, or it cannot be written (disk full...).
-    """
-    with atomic_output(path, force=force) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-
-
-class Kind(Enum):
-    """What a file is, as far as its first bytes (and its safetensors header) tell."""
-
-    LATENTS = "latents"
-    """An m2l latent file (`.m2l`, safetensors format "m2l-latents")."""
-    CHECKPOINT = "checkpoint"
-    """An m2l inference checkpoint (safetensors format "m2l-checkpoint")."""
-    TRAINING_STATE = "training-state"
-    """An m2l training checkpoint (safetensors format "m2l-train-state")."""
-    AUTHORS_CHECKPOINT = "authors-checkpoint"
-    """A torch.save archive such as the authors' `music2latent.pt`: it holds a pickle, so it may
-    only be opened with `torch.load(..., weights_only=True)`."""
-    SAFETENSORS = "safetensors"
-    """Any other safetensors file, or one whose header is damaged (then `metadata` is None)."""
-    AUDIO = "audio"
-    """An audio file (WAV, FLAC, Ogg, MP3, AIFF, CAF signatures)."""
-    NUMPY = "numpy"
-    """A NumPy array file (`.npy`), e.g. latents saved from the authors' package."""
-    UNKNOWN = "unknown"
-    """Anything else."""
-
-
-_FORMAT_KINDS = {
-    LATENT_FORMAT: Kind.LATENTS,
-    CHECKPOINT_FORMAT: Kind.CHECKPOINT,
-    STATE_FORMAT: Kind.TRAINING_STATE,
-}
-_DESCRIPTIONS = {
-    Kind.LATENTS: "an m2l latent file",
-    Kind.CHECKPOINT: "an m2l checkpoint",
-    Kind.TRAINING_STATE: "an m2l training checkpoint",
-    Kind.AUTHORS_CHECKPOINT: "a torch checkpoint",
-    Kind.AUDIO: "an audio file",
-    Kind.NUMPY: "a NumPy array (.npy)",
-    Kind.UNKNOWN: "a file of unknown type (neither safetensors nor a torch checkpoint)",
-}
-_TORCH_RECORDS = frozenset({b"data.pkl", b".format_version", b"byteorder", b"version"})
-_AUDIO_MAGIC = (b"fLaC", b"OggS", b"ID3", b"caff")
-_AUDIO_CONTAINERS = {
-    b"RIFF": (b"WAVE",),
-    b"RF64": (b"WAVE",),
-    b"BW64": (b"WAVE",),
-    b"FORM": (b"AIFF", b"AIFC"),
-}
-
-
-@dataclass(frozen=True)
-class FileKind:
-    """The result of `sniff`: what the file at `path` is.
-
-    Attributes:
-        path: the file.
-        kind: what it is.
-        metadata: the safetensors `__metadata__` ({} when the header has none); None when the
-            file is not safetensors or its header cannot be parsed.
-    """
-
-    path: Path
-    kind: Kind
-    metadata: dict[str, str] | None = None
-
-    @property
-    def format(self) -> str | None:
-        """The `format` field of the safetensors metadata, if any."""
-        return self.metadata.get("format") if self.metadata else None
-
-    @property
-    def description(self) -> str:
-        """A phrase for messages: "an m2l latent file", "a safetensors file (format 'x')"..."""
-        if self.kind is Kind.SAFETENSORS:
-            if self.metadata is None:
-                return "a damaged safetensors file (unreadable header)"
-            return f"a safetensors file of another format (format={self.format!r})"
-        return _DESCRIPTIONS[self.kind]
-
-
-def sniff(path: str | os.PathLike) -> FileKind:
-    """Tell what the file at `path` is from its first bytes, without loading it.
-
-    Only a regular file is opened (a FIFO, socket or device is refused at once, never read),
-    once, and only its head and safetensors header are read.
-
-    Raises:
-        M2LError: `path` is missing, not a regular file, or unreadable.
-    """
-    path = Path(path)
-    fd = open_regular(path)
-    try:
-        with os.fdopen(fd, "rb") as f:
-            head = f.read(64)
-            if len(head) >= 9 and head[8:9] == b"{":  # u64 header length, then the JSON header
-                meta = _safetensors_header(f, head, os.fstat(f.fileno()).st_size)
-                kind = Kind.SAFETENSORS if meta is None else _FORMAT_KINDS.get(meta.get("format"))
-                return FileKind(path, kind or Kind.SAFETENSORS, meta)
-    except OSError as err:
-        raise M2LError(f"{path}: cannot read ({err.strerror or err})") from None
-    if _is_torch_archive(head):
-        return FileKind(path, Kind.AUTHORS_CHECKPOINT)
-    if head.startswith(b"\x93NUMPY"):
-        return FileKind(path, Kind.NUMPY)
-    return FileKind(path, Kind.AUDIO if _is_audio(head) else Kind.UNKNOWN)
-
-
-def _safetensors_header(f: BinaryIO, head: bytes, size: int) -> dict[str, str] | None:
-    """The `__metadata__` of the safetensors header whose first bytes are `head`, or None."""
-    (n,) = struct.unpack("<Q", head[:8])
-    if n < 2 or n > min(size - 8, _HEADER_LIMIT):
-        return None
-    raw = head[8 : 8 + n] + f.read(max(0, n - (len(head) - 8)))
-    try:
-        header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(header, dict):
-        return None
-    meta = header.get("__metadata__")
-    return {str(k): v for k, v in meta.items() if isinstance(v, str)} if isinstance(meta, dict) else {}
-
-
-def _is_torch_archive(head: bytes) -> bool:
-    """A zip archive whose first member is a torch.save record ("<name>/data.pkl", ...)."""
-    if len(head) < 30 or not head.startswith(b"PK\x03\x04"):
-        return False
-    (name_len,) = struct.unpack("<H", head[26:28])
-    name = head[30 : 30 + name_len]
-    return b"/" in name and name.rsplit(b"/", 1)[1] in _TORCH_RECORDS
-
-
-def _is_audio(head: bytes) -> bool:
-    if head.startswith(_AUDIO_MAGIC):
-        return True
-    if head[8:12] in _AUDIO_CONTAINERS.get(head[:4], ()):
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio frame sync
-
-
-def safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The `__metadata__` of a safetensors file, or None if `path` is not a readable one."""
-    try:
-        return sniff(path).metadata
-    except M2LError:
-        return None
-
-
-def read_safetensors(
-    path: Path, expected_format: str, version: int, *, tensors_only: int = 0
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors + metadata, checking the format name, the version and both digests.
-
-    Args:
-        path: the file.
-        expected_format: its `format` field must be this.
-        version: the newest version of the format this m2l reads.
-        tensors_only: the last version whose `sha256` covers the tensors only (0: none); such a
-            file is read with one `LegacyChecksumWarning` per file.
-
-    Returns:
-        (tensors, metadata); the metadata always has `tensors_sha256`, the verified digest of
-        the tensors (the weights' identity), whatever the version.
-
-    Raises:
-        M2LError: unreadable, another format, a newer or malformed version, or a digest that
-            does not match (corrupt or modified).
-    """
-    path = Path(path)
-    regular_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise M2LError(f"{path}: {_not_safetensors(path, reason)}") from None
-    if meta.get("format") != expected_format:
-        raise M2LError(f"{path}: not an {expected_format} file (format={meta.get('format')!r})")
-    found = _check_version(path, meta, version)
-    digest = tensors_digest(tensors)
-    if found <= tensors_only:
-        if meta.get("sha256") != digest:
-            raise M2LError(f"{path}: content does not match its checksum (corrupt or modified)")
-        _warn_tensors_only(path, found)
-    elif meta.get("sha256") != metadata_digest(meta):
-        raise M2LError(f"{path}: metadata does not match its checksum (corrupt or modified)")
-    elif meta.get("tensors_sha256") != digest:
-        raise M2LError(f"{path}: content does not match its checksum (corrupt or modified)")
-    meta["tensors_sha256"] = digest
-    return tensors, meta
-
-
-def _not_safetensors(path: Path, reason: str) -> str:
-    """Why a file that safetensors cannot read is refused: what it is instead, when its first
-    bytes tell (an audio file, a NumPy array, a torch checkpoint), else the reader's `reason`."""
-    try:
-        found = sniff(path)
-    except M2LError:
-        found = None
-    if found is None or found.kind in (Kind.SAFETENSORS, Kind.UNKNOWN):
-        return f"not a readable safetensors file ({reason})"
-    if found.kind is Kind.NUMPY:
-        api = "m2l.load(MODEL).decode(numpy.load(PATH))"
-        return f"is {found.description}, not an m2l file; arrays decode with the API: {api}"
-    return f"is {found.description}, not an m2l file"
-
-
-def _check_version(path: Path, meta: dict, supported: int) -> int:
-    version = meta_int(path, meta, "version", 0, 10**9)
-    if version > supported:
-        raise M2LError(
-            f"{path}: format version {version} is newer than this m2l supports ({supported}); upgrade m2l"
-        )
-    return version
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,16 @@ from pathlib import Path
 
 import torch
 
+from m2l.checksummed import tensors_digest
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
 from m2l.config import PRESETS, ModelConfig, config_hash, preset
 from m2l.errors import M2LError
-from m2l.formats import (
-    FileKind,
-    Kind,
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-    sniff,
-    tensors_digest,
-    training_state_weights,
-)
+from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
 from m2l.models import create, state_shapes
 from m2l.models.v1 import Music2Latent
 from m2l.models.v1_authors import convert_authors_state_dict
+from m2l.sniff import FileKind, Kind, sniff
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
@@ -158,7 +151,7 @@ def untrained(config: ModelConfig) -> torch.nn.Module:
 
 
 def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
-    """(model, model_id) from a file `m2l.formats.sniff` has looked at: an m2l checkpoint, a
+    """(model, model_id) from a file `m2l.sniff.sniff` has looked at: an m2l checkpoint, a
     training checkpoint (its EMA weights) or the authors' checkpoint."""
     path = found.path
     if found.kind is Kind.TRAINING_STATE:

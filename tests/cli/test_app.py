@@ -17,6 +17,24 @@ def test_commands_table_is_extensible():
         assert callable(cmd.add_arguments) and callable(cmd.run)
 
 
+def test_every_command_with_a_quiet_option_takes_all_its_spellings(capsys):
+    """-q/--quiet and --no-progress (what `m2l train` had) are one option wherever either is."""
+    from m2l.cli import build_parser, main
+
+    argvs = [[name, "--help"] for name in COMMANDS if name != "data"] + [["data", "fetch", "--help"]]
+    with_quiet = []
+    for argv in argvs:
+        assert main(argv) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        if "--quiet" in text or "--no-progress" in text:
+            with_quiet.append(argv[0])
+            assert "-q, --quiet, --no-progress " in text, argv
+    assert {"encode", "decode", "reconstruct", "train", "pack", "probe", "data", "eval"} <= set(with_quiet)
+    for argv in (["encode", "a.wav", "-o", "o"], ["pack", "lat", "-o", "d"], ["data", "fetch", "d"]):
+        assert build_parser().parse_args([*argv, "--no-progress"]).quiet is True
+        assert build_parser().parse_args([*argv, "-q"]).quiet is True
+
+
 def test_an_os_error_from_any_command_is_one_line(monkeypatch, capsys):
     from m2l.cli import app
 

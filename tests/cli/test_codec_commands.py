@@ -353,7 +353,7 @@ def test_encoding_into_a_full_disk_is_one_line_and_leaves_no_temp_file(
 
     from safetensors import SafetensorError
 
-    from m2l import formats
+    from m2l import checksummed
 
     def save_file(tensors, path, metadata=None):
         with open(path, "wb") as f:
@@ -362,7 +362,7 @@ def test_encoding_into_a_full_disk_is_one_line_and_leaves_no_temp_file(
             raise OSError(errno.ENOSPC, "No space left on device")
         raise SafetensorError(failure)
 
-    monkeypatch.setattr(formats, "save_file", save_file)
+    monkeypatch.setattr(checksummed, "save_file", save_file)
     write_tone(tmp_path / "in" / "a.wav", seconds=0.3)
     out = tmp_path / "out"
     code, _, err = run(capsys, "encode", tmp_path / "in", "-o", out, *model)
@@ -717,3 +717,49 @@ def test_stereo_coding_is_mid_side_by_default_and_lr_on_request(tmp_path, capsys
     assert not torch.equal(ms.latents, lr.latents)
     code, _, err = run(capsys, "reconstruct", pair, "-o", tmp_path / "out.wav", "--stereo", "xy", *model)
     assert code == 2 and "invalid choice: 'xy'" in err
+
+
+def test_encode_draws_each_file_s_windows_and_counts_files_as_they_finish(
+    tmp_path, capsys, model, monkeypatch
+):
+    """On a terminal, `m2l encode FOLDER` draws a bar over the windows of the file being encoded,
+    and its file bar moves as each file is written, not all at the end."""
+    import sys
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from m2l.cli import codec as codec_commands
+    from m2l.cli import jobs, report
+    from m2l.cli.prefetch import WriteBehind
+
+    for i, seconds in enumerate((2.0, 3.0, 2.5)):
+        write_tone(tmp_path / "in" / f"{i}.wav", seconds=seconds)
+    events: list[tuple] = []
+    drawn = report.WithinFileBar.__call__
+
+    def spy(self, task, done, total):
+        events.append((task, done, total))
+        drawn(self, task, done, total)
+
+    class FileBar(tqdm):
+        def update(self, n=1):
+            events.append(("files", self.n + n))
+            return super().update(n)
+
+    monkeypatch.setattr(report.WithinFileBar, "__call__", spy)
+    monkeypatch.setattr(jobs, "tqdm", FileBar)
+    # each written file is counted when the next one is handed to the writer, whatever its timing
+    monkeypatch.setattr(codec_commands, "WriteBehind", partial(WriteBehind, depth=1))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _, err = run(
+        capsys, "encode", tmp_path / "in", "-o", tmp_path / "out", *model[:-1], "--window", "1"
+    )
+    assert code == 0, err
+    starts = [i for i, e in enumerate(events) if e[:2] == ("encoding", 0)]
+    assert len(starts) == 3 and all(events[i][2] >= 2 for i in starts)  # a bar per file, over its windows
+    for start in starts:  # each bar runs from 0 to its total, one window at a time
+        total = events[start][2]
+        assert events[start : start + total + 1] == [("encoding", done, total) for done in range(total + 1)]
+    assert events.index(("files", 1)) < starts[-1]  # a file counted before the last one is encoded
+    assert events[-1] == ("files", 3) and "encoding:   0%|" in err

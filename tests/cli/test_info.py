@@ -126,3 +126,37 @@ def test_info_says_how_a_latent_file_holds_stereo(capsys, tiny_checkpoint, tmp_p
     assert "stereo:" not in mono
     code, out, _ = run(capsys, "info", "--json", tmp_path / "ms.m2l")
     assert json.loads(out)["stereo"] == "ms"
+
+
+def test_info_of_a_folder_describes_every_m2l_file_in_it(capsys, tmp_path, model, tiny_checkpoint):
+    import shutil
+
+    from cli_testing import write_tone
+
+    audio = tmp_path / "audio"
+    for rel in ("b.wav", "a/x.wav"):
+        write_tone(audio / rel, seconds=0.3)
+    folder = tmp_path / "mixed"
+    assert run(capsys, "encode", audio, "-o", folder, *model)[0] == 0
+    shutil.copy(tiny_checkpoint, folder / "a" / "model.safetensors")
+    shutil.copy(audio / "b.wav", folder / "b.wav")
+    (folder / "notes.txt").write_text("not an m2l file")
+    shutil.copy(folder / "b.m2l", folder / ".hidden.m2l")
+    expected = [folder / "a" / "model.safetensors", folder / "a" / "x.m2l", folder / "b.m2l"]
+
+    code, out, err = run(capsys, "info", "--json", folder)
+    assert code == 0, err
+    infos = [json.loads(line) for line in out.splitlines()]
+    assert [info["path"] for info in infos] == [str(p) for p in expected]
+    assert [info["type"] for info in infos] == ["checkpoint", "latents", "latents"]
+    assert err == f"m2l: {folder}: skipped 2 files that are not m2l files\n"
+    code, out, _ = run(capsys, "info", folder / "a")  # text: one block per file, the path first
+    assert code == 0 and out.split("\n\n")[1].startswith(f"{folder / 'a' / 'x.m2l'}\n")
+
+    (folder / "a" / "x.m2l").write_bytes(b"damaged")  # an .m2l file fails, the rest are described
+    code, out, err = run(capsys, "info", "--json", folder)
+    assert code == 1 and len(out.splitlines()) == 2
+    assert err.startswith(f"m2l: error: {folder / 'a' / 'x.m2l'}: ") and len(err.splitlines()) == 2
+    code, out, err = run(capsys, "info", audio)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, f"{audio}: no m2l files in this folder")

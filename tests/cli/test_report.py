@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 from m2l_testing import assert_one_line_error
 
-from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming, one_line, show_warning, summary_line
+from m2l.cli.report import (
+    EXPECTED_ERRORS,
+    audio_rate,
+    describe,
+    error,
+    naming,
+    one_line,
+    show_warning,
+    summary_line,
+)
 from m2l.errors import M2LError
 
 
@@ -116,3 +125,9 @@ def test_every_command_words_a_file_where_a_folder_belongs_the_same_way(tmp_path
         assert err == f"m2l: error: {taken}: exists and is not a directory (output folder expected)\n", argv[
             0
         ]
+
+
+def test_the_bars_speak_the_units_of_the_summary_line():
+    assert audio_rate(7.5, 5.0) == "7.5 s of audio, 1.5x real time"
+    assert audio_rate(0.0, 0.0) == "0.0 s of audio, 0.0x real time"
+    assert "(1.5x real time)" in summary_line("encoded", 1, 0, 7.5, 5.0, "out")

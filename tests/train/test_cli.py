@@ -50,3 +50,27 @@ def test_train_ends_with_one_closing_line(audio_dirs, tmp_path, capsys):
     code, out, err = run(capsys, *train_argv(audio_dirs, run_dir, "steps=2"))  # nothing left to do
     assert code == 0 and "already trained for 2 steps" in out
     assert err.strip().splitlines()[-1].startswith(f"m2l: trained 0 steps (step 2 of 2) in {run_dir}: ")
+
+
+def test_train_help_and_errors_name_every_training_preset(audio_dirs, tmp_path, capsys):
+    from m2l.train.cli import TRAIN_PRESET_NAMES
+    from m2l.train.config import TRAIN_PRESETS
+
+    assert tuple(TRAIN_PRESETS) == TRAIN_PRESET_NAMES
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    config_help = " ".join(out.split()).split("CONFIG training preset (")[1].split(")")[0]
+    assert config_help == ", ".join(TRAIN_PRESETS)
+    argv = train_argv(audio_dirs, tmp_path / "run")
+    argv[1] = "tiny-v3"
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and not (tmp_path / "run").exists()
+    assert_one_line_error(err, f"tiny-v3: neither a training preset ({', '.join(TRAIN_PRESETS)})")
+
+
+@pytest.mark.parametrize("spelling", ["-q", "--quiet", "--no-progress"])
+def test_train_takes_every_spelling_of_quiet(spelling):
+    from m2l.cli import build_parser
+
+    args = build_parser().parse_args(["train", "tiny", "--data", "d", "--out", "o", spelling])
+    assert args.quiet is True

@@ -72,6 +72,17 @@ non_negative_float = finite_float("a number >= 0", lambda v: v >= 0)
 """Finite floats >= 0."""
 
 
+QUIET_SPELLINGS = ("-q", "--quiet", "--no-progress")
+"""The one option that turns progress bars off, in every spelling a command accepts (`m2l train`
+had --no-progress, the others -q/--quiet)."""
+
+
+def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bar") -> None:
+    """Declare -q/--quiet (alias --no-progress), stored as `quiet`, on a parser or one of its
+    argument groups; `what` is its help."""
+    p.add_argument(*QUIET_SPELLINGS, dest="quiet", action="store_true", help=what)
+
+
 KEEP_RATE = "keep"
 """The `--sample-rate` value that keeps the rate of the input audio."""
 

@@ -23,6 +23,7 @@ from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WR
 from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import (
     KEEP_RATE,
+    add_quiet,
     device_arg,
     non_negative_float,
     non_negative_int,
@@ -119,7 +120,7 @@ def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool, 
         help="leave outputs that are already finished (verified) alone and redo damaged ones: "
         "re-run an interrupted folder job",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_quiet(p, "no progress bar or summary")
 
 
 def _add_decode_options(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 
 `inspect_path` returns a JSON-able dict for one path (a latent file, an m2l checkpoint, a training
 checkpoint, a shard of a packed latent dataset or the authors' checkpoint); `format_info` turns it
-into text.
+into text. A folder stands for the m2l files in it (`m2l_files`: walked recursively, sorted; the
+other files are counted in one closing line).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from m2l.cli.jobs import LATENT_SUFFIX
-from m2l.cli.report import EXPECTED_ERRORS, describe, error, naming
+from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import config_to_dict
 from m2l.errors import M2LError
+from m2l.files import walk_files
 
 
 def _finite(x: float) -> float | None:
@@ -166,7 +169,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
     Raises:
         M2LError: when the path is missing, a directory, or none of these.
     """
-    from m2l.formats import Kind, sniff
+    from m2l.sniff import Kind, sniff
 
     if path.is_dir():
         raise M2LError(f"{path}: is a directory; give .m2l files or checkpoints")
@@ -183,6 +186,43 @@ def inspect_path(path: Path) -> dict[str, Any]:
             f"checkpoint (format={found.format!r})"
         )
     return _checkpoint_info(path, found.metadata)
+
+
+def m2l_files(folder: Path) -> tuple[list[Path], int]:
+    """The m2l files under `folder` and how many other files it holds.
+
+    An m2l file is a latent file (by its header, or any `.m2l` file: a damaged one is described
+    as failing), an m2l or training checkpoint, or a shard of a packed latent dataset; files are
+    told apart by their first bytes (`m2l.sniff.sniff`), whatever their names.
+
+    Returns:
+        (the m2l files, recursively and sorted, hidden names left out; the number of other
+        files, unreadable ones and those that are not regular files included).
+    """
+    from m2l.latents.shards import SHARD_FORMAT
+    from m2l.sniff import Kind, sniff
+
+    others = 0
+
+    def other(path: Path, line: str) -> None:
+        nonlocal others
+        others += 1
+
+    found = []
+    for path in walk_files(folder, None, on_skip=other):
+        try:
+            kind = sniff(path)
+        except M2LError:
+            kind = None
+        ours = kind is not None and (
+            kind.kind in (Kind.LATENTS, Kind.CHECKPOINT, Kind.TRAINING_STATE)
+            or (kind.kind is Kind.SAFETENSORS and kind.format == SHARD_FORMAT)
+        )
+        if ours or path.suffix.lower() == LATENT_SUFFIX:
+            found.append(path)
+        else:
+            others += 1
+    return sorted(found), others
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -302,25 +342,53 @@ def format_info(info: dict[str, Any]) -> str:
 
 def add_info(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l info`."""
-    p.add_argument("paths", nargs="+", metavar="PATH", help=".m2l files, checkpoints, dataset shards")
-    p.add_argument("--json", action="store_true", help="print one JSON object per path")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help=".m2l files, checkpoints, dataset shards, or folders of them (walked recursively)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Run `m2l info`: one description per path on stdout. Returns the exit code."""
-    failed = 0
-    first = True
+    """Run `m2l info`: one description per file on stdout (a folder: one per m2l file in it, and
+    a line on stderr counting its other files). Returns the exit code."""
+    out = _Descriptions(args.json)
     for item in args.paths:
         path = Path(item)
+        if not path.is_dir():
+            out.describe(path)
+            continue
+        files, others = m2l_files(path)
+        if not files:
+            error(f"{path}: no m2l files in this folder (latent files, checkpoints, dataset shards)")
+            out.failed += 1
+        for file in files:
+            out.describe(file)
+        if files and others:
+            note = f"skipped {others} file{'s' * (others != 1)} that are not m2l files"
+            print(f"{PROG}: {path}: {note}", file=sys.stderr, flush=True)
+    return 1 if out.failed else 0
+
+
+class _Descriptions:
+    """Prints descriptions on stdout (text blocks apart by a blank line, or JSON lines) and
+    errors as one line each, counting the failures."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json, self.shown, self.failed = as_json, 0, 0
+
+    def describe(self, path: Path) -> None:
+        """Print the description of one file, or its error."""
         try:
             info = inspect_path(path)
         except EXPECTED_ERRORS as err:
             error(naming(describe(err), path))
-            failed += 1
-            continue
-        if args.json:
+            self.failed += 1
+            return
+        if self.as_json:
             print(json.dumps(info), flush=True)
         else:
-            print(("" if first else "\n") + format_info(info), flush=True)
-        first = False
-    return 1 if failed else 0
+            print(("\n" if self.shown else "") + format_info(info), flush=True)
+        self.shown += 1

@@ -139,8 +139,9 @@ def show_warning(
 
 
 def audio_rate(audio_s: float, wall_s: float) -> str:
-    """The progress bar's postfix: audio hours done and audio hours per second."""
-    return f"{audio_s / 3600:.2f} h audio, {audio_s / 3600 / max(wall_s, 1e-9):.3g} h/s"
+    """The progress bar's postfix: the audio done and its speed, in the units of `summary_line`
+    (seconds of audio, "x real time")."""
+    return f"{audio_s:.1f} s of audio, {audio_s / max(wall_s, 1e-9):.1f}x real time"
 
 
 class WithinFileBar:

@@ -6,7 +6,7 @@ import argparse
 import errno
 from pathlib import Path
 
-from m2l.cli.args import comma_subset
+from m2l.cli.args import add_quiet, comma_subset
 from m2l.datasets import SETS
 from m2l.errors import M2LError
 
@@ -31,7 +31,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated sets to build (default: {','.join(SETS)})",
     )
     fetch.add_argument("--force", action="store_true", help="rebuild parts that are already finished")
-    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_quiet(fetch, "no progress on stderr")
 
 
 def format_summary(summary: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from m2l.audio.stereo import STEREO_MODES
-from m2l.cli.args import check_device, finite_float, int_at_least, number_list, positive_int
+from m2l.cli.args import add_quiet, check_device, finite_float, int_at_least, number_list, positive_int
 
 DEFAULT_EMBEDDINGS = ("mel-stats", "vggish", "clap")
 
@@ -119,7 +119,7 @@ def _add_eval_report(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (slow) even when installed")
     g.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(g)
 
 
 def command_line(args: argparse.Namespace) -> str:

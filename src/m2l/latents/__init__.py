@@ -19,7 +19,7 @@ v2 [units, K, 64] (rows of `[rows, chunks, K, 64]`). A file with C rows takes C 
 of `frames` units, row r starting at `offset + r * frames`; readers hand rows back in the codec's
 layout (v1 [64, frames]). Its metadata carries the format name
 and version, the model (id, config hash, kind, latent scale, sample rate) and the two digests of
-m2l's formats (`m2l.formats.seal`). The index is written last, so an interrupted pack leaves no
+m2l's formats (`m2l.checksummed.seal`). The index is written last, so an interrupted pack leaves no
 index and nothing lists a partial shard; a row of the index names its shard's metadata digest.
 
 Modules: `index` (`Entry`, the index and the latent layouts, `read_index`), `shards` (the shard

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from m2l.cli.args import finite_float
+from m2l.cli.args import add_quiet, finite_float
 
 _MB = 1 << 20
 
@@ -32,7 +32,7 @@ def add_pack(p: argparse.ArgumentParser) -> None:
         help="manifest.jsonl (m2l data fetch) whose row for each file's audio is copied into the index",
     )
     p.add_argument("--force", action="store_true", help="replace a dataset that is already there")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def run_pack(args: argparse.Namespace) -> int:

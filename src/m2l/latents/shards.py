@@ -6,7 +6,7 @@ transposed), v2 [units, K, 64] (rows of [chunks, K, 64] as they are), so that a 
 contiguous range of bytes (a crop of a v1 row in its own layout would be 64 reads far apart).
 Metadata: format="m2l-latent-shard", version (1), kind, model_id, model_source, config_hash,
 latent_scale, sample_rate, files, units, tensors_sha256, sha256 (the digests of
-`m2l.formats.seal`). `Shard` checks the header (format, version, metadata digest, the index's
+`m2l.checksummed.seal`). `Shard` checks the header (format, version, metadata digest, the index's
 record of it) when it opens one, and the tensors' digest only on `verify`, which streams the file
 in pieces: a crop never reads more than its own slice.
 """
@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from m2l.checksummed import atomic_save, metadata_digest, seal
 from m2l.errors import M2LError
 from m2l.files import exists_error, regular_file, write_error
-from m2l.formats import LatentFile, atomic_save, metadata_digest, seal
+from m2l.formats import LatentFile
 from m2l.latents.index import (
     INDEX_NAME,
     LAYOUTS,
@@ -301,7 +302,7 @@ class Shard:
     def verify(self, piece_bytes: int = VERIFY_PIECE_BYTES) -> None:
         """Check the tensor's digest, reading the shard once in pieces of about `piece_bytes`.
 
-        The digest is `m2l.formats.tensors_digest` of the whole tensor, computed piece by piece.
+        The digest is `m2l.checksummed.tensors_digest` of the whole tensor, computed piece by piece.
 
         Raises:
             M2LError: the content does not match its checksum (a damaged or modified shard).

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from m2l.cli.args import check_device, comma_choices, device_arg
+from m2l.cli.args import add_quiet, check_device, comma_choices, device_arg
 from m2l.datasets import SPLITS
 from m2l.files import check_output, check_output_folder
 from m2l.probe import TASK_FIELDS
@@ -84,7 +84,7 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: OUT_DIR/cache)")
     p.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:N, mps (default: best available)")
     p.add_argument("--force", action="store_true", help="overwrite OUT_DIR/probe.json")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_quiet(p, "no progress bars")
 
 
 def extract_feature_sets(

@@ -39,12 +39,12 @@ import torch
 from tqdm import tqdm
 
 from m2l.audio.io import load_audio
+from m2l.checksummed import atomic_save, read_safetensors, seal
 from m2l.codec import Codec
 from m2l.config import ModelConfig, config_hash
 from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
-from m2l.formats import atomic_save, read_safetensors, seal
 from m2l.loading import UNTRAINED_SEED
 from m2l.probe import TASK_FIELDS
 

@@ -8,16 +8,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from m2l.cli.args import device_arg, non_negative_int
+from m2l.cli.args import add_quiet, device_arg, non_negative_int
 from m2l.cli.report import PROG
 
 if TYPE_CHECKING:
     from m2l.train.loop import Trainer
 
 
+TRAIN_PRESET_NAMES = ("paper", "small", "tiny", "paper-v2", "small-v2", "tiny-v2")
+"""The names of `m2l.train.config.TRAIN_PRESETS`, in its order (a test keeps them equal): spelled
+out here because that module imports torch, which `m2l train --help` must not."""
+
+
 def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "config", metavar="CONFIG", help="training preset (paper, small, tiny) or a run's config.json"
+        "config",
+        metavar="CONFIG",
+        help=f"training preset ({', '.join(TRAIN_PRESET_NAMES)}) or a run's config.json",
     )
     p.add_argument(
         "--data",
@@ -72,7 +79,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", type=device_arg, default=None, help="cpu, cuda, cuda:N, mps (default: cuda if available)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -93,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
             Path(args.out),
             val_sources=val,
             device=args.device,
-            show_progress=not args.no_progress,
+            show_progress=not args.quiet,
             extend=args.extend,
         )
         first_step, wall, cpu = trainer.step, time.perf_counter(), time.process_time()

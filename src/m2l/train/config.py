@@ -312,7 +312,7 @@ def train_config_from_dict(data: dict[str, Any], origin: str = "config") -> Trai
 
 
 def load_train_config(source: str) -> TrainConfig:
-    """A preset name (paper, small, tiny) or a JSON file written by a previous run."""
+    """A preset name (`TRAIN_PRESETS`) or a JSON file written by a previous run."""
     if source in TRAIN_PRESETS:
         return TRAIN_PRESETS[source]()
     path = Path(source)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -11,10 +12,32 @@ from m2l.evaluate.fidelity import fidelity_scores
 from m2l.evaluate.images import spectrogram_peak, spectrogram_png
 from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 from m2l.loading import make_codec
+from m2l.train.config import TrainConfig
 from m2l.train.objective import ConsistencyObjective, sample_seeds
+from m2l.train.state import EMA
 
-if TYPE_CHECKING:
-    from m2l.train.loop import Trainer
+
+class OnDevice(Protocol):
+    """Where training runs (`m2l.train.loop.DistributedContext` is one)."""
+
+    device: torch.device
+
+
+class Training(Protocol):
+    """What validation reads of the running trainer (`m2l.train.loop.Trainer` is one), named
+    here so that this module does not import the loop, which imports it."""
+
+    cfg: TrainConfig
+    ema: EMA
+    dist: OnDevice
+    autocast: torch.dtype | None
+    run_dir: Path
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh model of the run's preset on the run's device."""
+
+    def crop_samples(self) -> int:
+        """Samples of one training crop."""
 
 
 def fidelity_means(rec: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
@@ -35,11 +58,11 @@ class Validator:
     context, v2: the mel distance at sigma_cond 0).
 
     Args:
-        trainer: the running trainer (model builder, EMA, config, run folder).
+        trainer: the running trainer (model builder, EMA, config, run folder): a `Training`.
         crops: [items, channels, samples] fixed validation audio.
     """
 
-    def __init__(self, trainer: Trainer, crops: torch.Tensor) -> None:
+    def __init__(self, trainer: Training, crops: torch.Tensor) -> None:
         self.trainer = trainer
         self.crops = crops
         self.seeds = sample_seeds(trainer.cfg.seed + 7, 0, 0, crops.shape[0])
