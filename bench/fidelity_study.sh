@@ -11,7 +11,10 @@
 #   rollout   control + the two-step loss (the one-step decode re-noised and decoded again)
 #   published the authors' objective (lognormal levels, index delta 0.1 -> 0.001, 1 / gap
 #             weights, pseudo-Huber), with the spectral term faded out over steps 50-200
-# Each run folder is $STUDY/ARM (resumable: the same command continues an interrupted arm).
+#   level     control + the level term (log band energies, weight 4)
+# Each run folder is $STUDY/ARM. An interrupted arm resumes with the same command, for what is
+# left of its budget: BUDGET less the trainer CPU-seconds its log records (the data worker's few
+# percent of the spent part are not counted again).
 set -euo pipefail
 DATA=${DATA:?set DATA to the folder made by m2l data fetch}
 STUDY=${STUDY:?set STUDY to a folder outside the repository}
@@ -30,14 +33,23 @@ arm_args() {
     phase) echo "--set recipe=fast --set phase_weight=4" ;;
     rollout) echo "--set recipe=fast --set rollout_weight=1" ;;
     published) echo "--set recipe=published --set spectral_weight=8 --set aux_fade_start=50 --set aux_fade_steps=150" ;;
+    level) echo "--set recipe=fast --set level_weight=4" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
 
+spent() {  # trainer CPU-seconds an arm's log records so far (0 for a new arm)
+  python3 -c 'import json, sys
+cpu = [json.loads(l).get("cpu_s") or 0 for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else [0]
+print(int(max(cpu)))' "$STUDY/$1/log.jsonl"
+}
+
 run_arm() {
-  local arm=$1
+  local arm=$1 left
+  left=$((BUDGET - $(spent "$arm")))
+  [ "$left" -gt 0 ] || { echo "$arm: budget spent"; return 0; }
   # shellcheck disable=SC2046
-  OMP_NUM_THREADS=1 python "$here/cpu_budget.py" --report "$STUDY/$arm.budget.json" "$BUDGET" -- \
+  OMP_NUM_THREADS=1 python "$here/cpu_budget.py" --report "$STUDY/$arm.budget.json" "$left" -- \
     m2l train small --out "$STUDY/$arm" "${common[@]}" $(arm_args "$arm") > "$STUDY/$arm.log" 2>&1
 }
 
