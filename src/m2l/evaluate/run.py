@@ -220,8 +220,11 @@ def item_scores(
 
         try:
             scores["visqol"] = finite_or_none(visqol(estimate, reference, sample_rate))
-        except VisqolSignalError as err:  # this item only: its mean is over the other items
-            ctx.note(f"ViSQOL not computed for some items (their means are over the others): {err}")
+        except VisqolSignalError:  # this item only (one note for all): its mean is over the others
+            ctx.note(
+                "ViSQOL not computed for some items (it failed on their signals, e.g. too short "
+                "for its patches); ViSQOL means are over the other items"
+            )
         except M2LError as err:
             ctx.visqol_on = False
             ctx.note(f"ViSQOL not computed: {err}")
