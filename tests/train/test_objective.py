@@ -138,49 +138,46 @@ def test_shared_spectral_term_scores_the_students_moved_to_sigma_max_without_an_
     assert (diff[~mask] == 0).all() and (diff[mask] > 0).all()
 
 
-def test_phase_term_scores_the_same_one_step_decode_and_adds_to_the_loss():
-    model, obj, audio, seeds = _setup(
-        teacher="curriculum", weighting="edm", spectral_weight=1.0, phase_weight=3.0
-    )
+def _auxiliary_setup(**changes):
+    """`_setup` of the curriculum + EDM objective with a spectral term and `changes`, a network
+    whose output is not zero, and a counter of its evaluations."""
+    model, obj, audio, seeds = _setup(teacher="curriculum", weighting="edm", spectral_weight=1.0, **changes)
     with torch.no_grad():
         model.denoiser.net.conv_out.weight.normal_(0, 0.01)
-    calls = Counter(model)
-    with_phase = obj(audio, seeds, 0)
-    assert len(calls.levels) == 2  # student + one one-step decode shared by both terms
-    assert obj.last_terms["phase"] > 0
-    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, phase_weight=0.0))
+    return model, obj, audio, seeds, Counter(model)
+
+
+def _assert_term_adds(obj, model, audio, seeds, losses, field, term, weight):
+    """`losses` exceed those of the same objective with `field` = 0 by `weight` times the logged
+    mean of `term`."""
+    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, **{field: 0.0}))
     torch.testing.assert_close(
-        (with_phase - plain(audio, seeds, 0)).mean(),
-        torch.tensor(3.0 * obj.last_terms["phase"]),
+        (losses - plain(audio, seeds, 0)).mean(),
+        torch.tensor(weight * obj.last_terms[term]),
         rtol=1e-4,
         atol=1e-4,
     )
 
 
+@pytest.mark.parametrize("field,term", [("phase_weight", "phase"), ("level_weight", "level")])
+def test_phase_and_level_terms_score_the_same_one_step_decode(field, term):
+    model, obj, audio, seeds, calls = _auxiliary_setup(**{field: 3.0})
+    losses = obj(audio, seeds, 0)
+    assert len(calls.levels) == 2  # student + one one-step decode shared by every term
+    assert obj.last_terms[term] > 0
+    _assert_term_adds(obj, model, audio, seeds, losses, field, term, 3.0)
+
+
 def test_rollout_decodes_the_first_decode_again_at_a_level_in_the_configured_range():
-    model, obj, audio, seeds = _setup(
-        teacher="curriculum",
-        weighting="edm",
-        spectral_weight=1.0,
-        rollout_weight=0.5,
-        rollout_sigma_min=0.3,
-        rollout_sigma_max=0.6,
+    model, obj, audio, seeds, calls = _auxiliary_setup(
+        rollout_weight=0.5, rollout_sigma_min=0.3, rollout_sigma_max=0.6
     )
-    with torch.no_grad():
-        model.denoiser.net.conv_out.weight.normal_(0, 0.01)
-    calls = Counter(model)
     losses = obj(audio, seeds, 0)
     assert len(calls.levels) == 3  # student, one-step decode, second step
     second = calls.levels[2]
     assert ((second >= 0.3) & (second <= 0.6)).all() and not torch.equal(second[0], second[1])
     assert obj.last_terms["spectral_2step"] > 0
-    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, rollout_weight=0.0))
-    torch.testing.assert_close(
-        (losses - plain(audio, seeds, 0)).mean(),
-        torch.tensor(0.5 * obj.last_terms["spectral_2step"]),
-        rtol=1e-4,
-        atol=1e-4,
-    )
+    _assert_term_adds(obj, model, audio, seeds, losses, "rollout_weight", "spectral_2step", 0.5)
 
 
 def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():
@@ -198,20 +195,3 @@ def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():
     obj(audio, seeds, 14)
     assert len(calls.levels) == 2  # teacher + student: no one-step or two-step decode
     assert "spectral" not in obj.last_terms
-
-
-def test_level_term_scores_the_same_one_step_decode():
-    model, obj, audio, seeds = _setup(
-        teacher="curriculum", weighting="edm", spectral_weight=1.0, level_weight=2.0
-    )
-    with torch.no_grad():
-        model.denoiser.net.conv_out.weight.normal_(0, 0.01)
-    with_level = obj(audio, seeds, 0)
-    assert obj.last_terms["level"] > 0
-    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, level_weight=0.0))
-    torch.testing.assert_close(
-        (with_level - plain(audio, seeds, 0)).mean(),
-        torch.tensor(2.0 * obj.last_terms["level"]),
-        rtol=1e-4,
-        atol=1e-4,
-    )
