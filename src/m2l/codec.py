@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, resample, to_waveform
-from m2l.audio.stereo import checked_stereo_mode, from_mid_side
+from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
 from m2l.checks import auto_device, checked_flag, checked_int
 from m2l.config import config_hash
 from m2l.errors import M2LError
@@ -371,6 +371,20 @@ class Codec(Framing):
         if sigma_cond is not None:
             raise M2LError("sigma_cond applies to Music2Latent2 (v2) models only")
         return None
+
+    @staticmethod
+    def checked_stereo(stereo: str | None, audio_channels: int) -> str:
+        """The stereo coding of a codec whose model takes `audio_channels` channels per row."""
+        if audio_channels != 1:
+            if stereo not in (None, "lr"):
+                raise M2LError("stereo: a joint-stereo model codes left/right itself; only 'lr' applies")
+            return "lr"
+        return "ms" if stereo is None else checked_stereo_mode(stereo)
+
+    def coded_channels(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform [..., channels, samples] as the model codes it: a stereo pair as mid/side
+        when `stereo` is "ms", anything else as it is."""
+        return to_mid_side(wave) if self.stereo == "ms" and wave.shape[-2] == 2 else wave
 
     def stereo_extra(self, wave: torch.Tensor) -> dict[str, Any]:
         """`{"stereo": mode}` for a latent file of stereo audio [2, samples] that this codec

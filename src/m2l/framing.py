@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from m2l.audio.stereo import checked_stereo_mode, to_mid_side
 from m2l.checks import checked_int
 from m2l.config import ModelConfig
 from m2l.errors import M2LError
@@ -28,30 +27,15 @@ at) is (see `Codec.progress`)."""
 
 class Framing(ABC):
     """The framing arithmetic of a codec, over the attributes `m2l.codec.Codec` sets: `cfg` (the
-    model config), `hop_length`, `default_left_pad`, `batch_size`, `progress`, `stereo`,
-    `unit_name`; a sibling codec tells where its seams fall (`seam_units`, `seam_spacing`)."""
+    model config), `hop_length`, `default_left_pad`, `batch_size`, `progress`, `unit_name`; a
+    sibling codec tells where its seams fall (`seam_units`, `seam_spacing`)."""
 
     cfg: ModelConfig
     hop_length: int
     default_left_pad: int
     batch_size: int
     progress: Progress | None
-    stereo: str
     unit_name: str
-
-    @staticmethod
-    def checked_stereo(stereo: str | None, audio_channels: int) -> str:
-        """The stereo coding of a codec whose model takes `audio_channels` channels per row."""
-        if audio_channels != 1:
-            if stereo not in (None, "lr"):
-                raise M2LError("stereo: a joint-stereo model codes left/right itself; only 'lr' applies")
-            return "lr"
-        return "ms" if stereo is None else checked_stereo_mode(stereo)
-
-    def coded_channels(self, wave: torch.Tensor) -> torch.Tensor:
-        """Waveform [..., channels, samples] as the model codes it: a stereo pair as mid/side
-        when `stereo` is "ms", anything else as it is."""
-        return to_mid_side(wave) if self.stereo == "ms" and wave.shape[-2] == 2 else wave
 
     def num_latents(self, samples: int, left_pad: int | None = None) -> int:
         """Units (latent frames for v1, chunks for v2) for a clip of `samples` samples."""
