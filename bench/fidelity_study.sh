@@ -12,6 +12,9 @@
 #   published the authors' objective (lognormal levels, index delta 0.1 -> 0.001, 1 / gap
 #             weights, pseudo-Huber), with the spectral term faded out over steps 50-200
 #   level     control + the level term (log band energies, weight 4)
+#   rollout-level  rollout + the level term at weight 16 (the two single-term winners, louder)
+#   combined  the published objective with its auxiliary terms kept (spectral 8, level 16,
+#             two-step loss 1): the best of every arm at once
 # Each run folder is $STUDY/ARM. An interrupted arm resumes with the same command, for what is
 # left of its budget: BUDGET less the trainer CPU-seconds its log records (the data worker's few
 # percent of the spent part are not counted again).
@@ -34,6 +37,8 @@ arm_args() {
     rollout) echo "--set recipe=fast --set rollout_weight=1" ;;
     published) echo "--set recipe=published --set spectral_weight=8 --set aux_fade_start=50 --set aux_fade_steps=150" ;;
     level) echo "--set recipe=fast --set level_weight=4" ;;
+    rollout-level) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16" ;;
+    combined) echo "--set recipe=published --set spectral_weight=8 --set level_weight=16 --set rollout_weight=1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
