@@ -53,10 +53,11 @@ def test_train_ends_with_one_closing_line(audio_dirs, tmp_path, capsys):
 
 
 def test_train_help_and_errors_name_every_training_preset(audio_dirs, tmp_path, capsys):
-    from m2l.train.cli import TRAIN_PRESET_NAMES
-    from m2l.train.config import TRAIN_PRESETS
+    from m2l.train.cli import RECIPE_NAMES, TRAIN_PRESET_NAMES
+    from m2l.train.config import RECIPES, TRAIN_PRESETS
 
     assert tuple(TRAIN_PRESETS) == TRAIN_PRESET_NAMES
+    assert tuple(RECIPES) == RECIPE_NAMES
     code, out, _ = run(capsys, "train", "--help")
     assert code == 0
     config_help = " ".join(out.split()).split("CONFIG training preset (")[1].split(")")[0]

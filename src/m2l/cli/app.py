@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     from m2l import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Consistency autoencoders for audio (Music2Latent)."
+        prog=PROG,
+        description="Consistency autoencoders for audio (Music2Latent).",
+        epilog="Each command's options: m2l COMMAND --help. Exit status: 0 success, 1 an input "
+        "failed (one line names it), 2 usage error, 3 a codec command into an output folder "
+        "failed nothing but found outputs there already, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -113,7 +113,12 @@ def _add_io_options(p: argparse.ArgumentParser, inputs: str, with_format: bool, 
             help="audio format of the outputs (default: wav, or the suffix of -o FILE)",
         )
     done = p.add_mutually_exclusive_group()
-    done.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    done.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing outputs (without it or --skip-existing, existing outputs are kept, "
+        "each named in one line, and a folder job exits 3; an existing -o FILE fails, exit 1)",
+    )
     done.add_argument(
         "--skip-existing",
         action="store_true",
@@ -327,7 +332,11 @@ def _encode_stream(
 def add_decode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l decode`."""
     _add_io_options(p, ".m2l", with_format=True, manifests=False)
-    _add_output_audio_options(p, "the rate of the audio the latents were made from")
+    _add_output_audio_options(
+        p,
+        "the rate of the audio the latents were made from (a file from an older m2l records none: "
+        "then the model's rate, with a warning)",
+    )
     _add_decode_options(p)
     p.add_argument(
         "--allow-model-mismatch",

@@ -19,8 +19,27 @@ TRAIN_PRESET_NAMES = ("paper", "small", "tiny", "paper-v2", "small-v2", "tiny-v2
 """The names of `m2l.train.config.TRAIN_PRESETS`, in its order (a test keeps them equal): spelled
 out here because that module imports torch, which `m2l train --help` must not."""
 
+RECIPE_NAMES = ("published", "fast")
+"""The names of `m2l.train.config.RECIPES`, in its order (a test keeps them equal), for the help."""
+
+TRAIN_EPILOG = (
+    "--set takes any field of m2l.train.config.TrainConfig (each is commented there). "
+    f"--set recipe=NAME ({', '.join(RECIPE_NAMES)}) applies a bundle of the objective's options, "
+    "which single --set fields then refine: published (the paper presets) is the released recipe "
+    "(teacher at a decaying offset, 1 / gap loss weights); fast (the CPU presets) starts as plain "
+    "denoising, then halves the teacher gap stage by stage (gap_stage_steps, gap_min), weights the "
+    "loss by 1 / c_out (weighting=edm) and adds a multi-resolution STFT loss on one-step decodes "
+    "(spectral_weight, spectral_share). Fidelity terms, any recipe: phase_weight, level_weight, "
+    "rollout_weight (a two-step loss; rollout_sigma_min, rollout_sigma_max), and aux_fade_start / "
+    "aux_fade_steps to fade them all out. A run's config is fixed: a command that changes a field "
+    "or the preset is refused (steps too, unless --extend). Logs: RUN_DIR/log.jsonl, validation "
+    "audio and spectrograms in RUN_DIR/val/; checkpoints/best.safetensors is the best by "
+    "validation mel distance."
+)
+
 
 def add_train(p: argparse.ArgumentParser) -> None:
+    p.epilog = TRAIN_EPILOG
     p.add_argument(
         "config",
         metavar="CONFIG",
@@ -31,14 +50,16 @@ def add_train(p: argparse.ArgumentParser) -> None:
         metavar="DIR[:WEIGHT]",
         action="append",
         required=True,
-        help="folder of audio (recursive) with a sampling weight (default 1); repeatable",
+        help="folder of audio (recursive) with a sampling weight (default 1); repeatable. Files are "
+        "indexed once (RUN_DIR/data_index.json); unreadable ones are skipped with a warning; crops "
+        "quieter than min_rms are redrawn, and a folder with no audible crop is refused",
     )
     p.add_argument(
         "--val",
         metavar="DIR",
         action="append",
         default=[],
-        help="validation folder (default: hold out a fraction of the training files)",
+        help="validation folder (default: hold out val_fraction=0.02 of the training files)",
     )
     p.add_argument(
         "--out",
