@@ -10,7 +10,7 @@ from m2l.config import PRESETS, config_from_dict, config_hash, config_to_dict, p
 from m2l.errors import M2LError
 from m2l.models.v2 import Music2Latent2, chunk_causal_mask
 
-# Exact parameter counts, reported in README/BENCHMARKS; a change of architecture must update both.
+# Exact parameter counts, reported in BENCHMARKS.md; a change of architecture must update it.
 PARAMS = {
     "m2l2": 123_011_650,
     "m2l2-stereo": 123_015_108,
