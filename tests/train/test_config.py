@@ -112,6 +112,7 @@ def test_an_unknown_override_suggests_the_closest_field_and_lists_them_all():
         ("phase_weight=-1", "need phase_weight, level_weight and rollout_weight >= 0"),
         ("rollout_sigma_min=0", "need 0 < rollout_sigma_min <= rollout_sigma_max"),
         ("aux_fade_steps=0", "need aux_fade_start >= 0 and aux_fade_steps >= 1"),
+        ("aux_fade_terms=spectral,levle", "aux_fade_terms takes a comma list of spectral, phase"),
     ],
 )
 def test_override_values_are_checked(override, says):

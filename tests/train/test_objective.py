@@ -195,3 +195,29 @@ def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():
     obj(audio, seeds, 14)
     assert len(calls.levels) == 2  # teacher + student: no one-step or two-step decode
     assert "spectral" not in obj.last_terms
+
+
+def test_only_the_named_auxiliary_terms_fade():
+    model, obj, audio, seeds = _setup(
+        teacher="curriculum",
+        weighting="edm",
+        spectral_weight=1.0,
+        level_weight=2.0,
+        rollout_weight=1.0,
+        gap_stage_steps=1,
+        aux_fade_start=10,
+        aux_fade_steps=4,
+        aux_fade_terms="spectral",
+    )
+    calls = Counter(model)
+    losses = obj(audio, seeds, 14)
+    assert len(calls.levels) == 4  # teacher, student, one-step decode (level), second step
+    assert "spectral" not in obj.last_terms and "spectral_2step" not in obj.last_terms
+    assert obj.last_terms["level"] > 0 and obj.last_terms["level_2step"] > 0
+    plain = ConsistencyObjective(model, dataclasses.replace(obj.cfg, rollout_weight=0.0))
+    torch.testing.assert_close(  # the two-step term still counts, at its full weight
+        (losses - plain(audio, seeds, 14)).mean(),
+        torch.tensor(2.0 * obj.last_terms["level_2step"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )

@@ -64,10 +64,12 @@ class TrainConfig:
     rollout_weight: float = 0.0
     rollout_sigma_min: float = 0.05
     rollout_sigma_max: float = 10.0
-    # the auxiliary terms (spectral, phase, level, two-step) fade linearly to 0 over aux_fade_steps steps
-    # from step aux_fade_start (0: never), leaving the consistency objective alone
+    # the auxiliary terms named in aux_fade_terms (a comma list of spectral, phase, level,
+    # rollout) fade linearly to 0 over aux_fade_steps steps from step aux_fade_start (0: never);
+    # the others and the consistency objective stay
     aux_fade_start: int = 0
     aux_fade_steps: int = 1000
+    aux_fade_terms: str = "spectral,phase,level,rollout"
     # fine-tuning: a model source ("default", a checkpoint, a run folder) of the run's model
     # preset whose weights start the run (and its EMA); "" starts from `seed`
     init: str = ""
@@ -152,6 +154,15 @@ def _check_auxiliary(cfg: TrainConfig) -> None:
         raise M2LError("training config: need 0 < rollout_sigma_min <= rollout_sigma_max")
     if cfg.aux_fade_start < 0 or cfg.aux_fade_steps < 1:
         raise M2LError("training config: need aux_fade_start >= 0 and aux_fade_steps >= 1")
+    unknown = set(cfg.aux_fade_terms.split(",")) - set(AUX_TERMS)
+    if unknown:
+        raise M2LError(
+            f"training config: aux_fade_terms takes a comma list of {', '.join(AUX_TERMS)}, "
+            f"got {cfg.aux_fade_terms!r}"
+        )
+
+
+AUX_TERMS = ("spectral", "phase", "level", "rollout")
 
 
 _RULES: dict[str, tuple[str, Any]] = {

@@ -22,7 +22,7 @@ from m2l.consistency.schedule import (
     sigma_from_index,
     teacher_sigma_relative,
 )
-from m2l.train.config import TrainConfig
+from m2l.train.config import AUX_TERMS, TrainConfig
 from m2l.train.losses import band_level_loss, multires_complex_loss, multires_spectral_loss
 from m2l.train.schedule import delta_at
 
@@ -104,8 +104,8 @@ class ConsistencyObjective(nn.Module):
         return tuple(out)
 
     def aux_scale(self, step: int) -> float:
-        """The factor of the auxiliary terms at `step`: 1, fading linearly to 0 over
-        `aux_fade_steps` from `aux_fade_start` (when that is > 0)."""
+        """The factor of the fading auxiliary terms (`aux_fade_terms`) at `step`: 1, fading
+        linearly to 0 over `aux_fade_steps` from `aux_fade_start` (when that is > 0)."""
         start, steps = self.cfg.aux_fade_start, self.cfg.aux_fade_steps
         if start == 0 or step < start:
             return 1.0
@@ -135,13 +135,15 @@ class ConsistencyObjective(nn.Module):
         """
         model, cfg, cc = self.model, self.cfg, self.model.cfg.consistency
         x0 = model.prepare(audio)
-        scale = self.aux_scale(step)
+        scale, fading = self.aux_scale(step), cfg.aux_fade_terms.split(",")
+        factor = {name: scale if name in fading else 1.0 for name in AUX_TERMS}
         weights = {
-            "spectral": cfg.spectral_weight * scale,
-            "phase": cfg.phase_weight * scale,
-            "level": cfg.level_weight * scale,
+            "spectral": cfg.spectral_weight * factor["spectral"],
+            "phase": cfg.phase_weight * factor["phase"],
+            "level": cfg.level_weight * factor["level"],
         }
-        rollout = cfg.rollout_weight > 0 and scale > 0
+        rollout_weight = cfg.rollout_weight * factor["rollout"]
+        rollout = rollout_weight > 0 and any(w > 0 for w in weights.values())
         extra_pass = any(w > 0 for w in weights.values()) and cfg.spectral_share == 0
         drawn = self.draw(seeds, tuple(x0.shape[1:]), x0.device, 1 + extra_pass + rollout, rollout)
         index, noise, *extra = drawn
@@ -171,7 +173,7 @@ class ConsistencyObjective(nn.Module):
                 second = self.rollout_sigma(levels)
                 spread = (second.square() - cc.sigma_min**2).clamp_min(0).sqrt()
                 renoised = model.add_noise(decodes[0][2].detach(), extra[1], spread)
-                decodes.append(("_2step", cfg.rollout_weight, model.denoise(renoised, second, cond)))
+                decodes.append(("_2step", rollout_weight, model.denoise(renoised, second, cond)))
         losses = consistency_loss(
             model.group_view(student),
             model.group_view(teacher.detach()),
