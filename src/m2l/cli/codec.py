@@ -33,7 +33,6 @@ from m2l.cli.args import (
 )
 from m2l.cli.jobs import (
     LATENT_SUFFIX,
-    PRECISIONS,
     Job,
     Loaded,
     check_format_conflict,
@@ -49,6 +48,7 @@ from m2l.config import PRESETS
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
+from m2l.precision import PRECISIONS
 
 if TYPE_CHECKING:
     import torch

@@ -17,6 +17,7 @@ from typing import Any
 from m2l.config import PRESETS
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
+from m2l.precision import check_precision
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class TrainConfig:
     # preset whose weights start the run (and its EMA); "" starts from `seed`
     init: str = ""
     # execution
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: see m2l.precision (training=True)
     compile: bool = False
     channels_last: bool = True
     workers: int = 2  # data loader processes per rank
@@ -101,8 +102,7 @@ class TrainConfig:
                 f"training config: model must be a model preset ({', '.join(sorted(PRESETS))}), "
                 f"got {self.model!r}{_did_you_mean(str(self.model), PRESETS)}"
             )
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise M2LError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        check_precision(self.precision)
         for key in (
             "batch_size",
             "steps",
