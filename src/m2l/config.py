@@ -19,6 +19,9 @@ from typing import Any
 
 from m2l.errors import M2LError
 
+DEFAULT_MODEL = "default"
+"""The name of the model shipped inside the package: the source `m2l.load()` and every command
+without --model load."""
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
 """The audio rates m2l accepts from files and configs, in Hz (anything else is a damaged header)."""
 _NAME_LIMIT = 200

@@ -14,7 +14,7 @@ import torch
 from m2l.checksummed import tensors_digest
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
-from m2l.config import PRESETS, ModelConfig, config_hash, preset
+from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
 from m2l.models import create, state_shapes
@@ -24,8 +24,6 @@ from m2l.sniff import FileKind, Kind, sniff
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
-DEFAULT_NAME = "default"
-"""The model shipped inside the package (`m2l.load()`, every CLI command without --model)."""
 UNTRAINED_SEED = 0
 """The seed a preset's untrained weights are drawn with, so that a preset names one model in
 every process (a latent file made with it decodes later; torchrun ranks agree)."""
@@ -128,16 +126,16 @@ def load_model(
         return model, model_id
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
-    if name == DEFAULT_NAME:
+    if name == DEFAULT_MODEL:
         model, model_id = load_model(default_checkpoint())
-        return model, f"{DEFAULT_NAME}:{model_id}"
+        return model, f"{DEFAULT_MODEL}:{model_id}"
     path = Path(source)
     if path.is_dir():
         return load_model(run_checkpoint(path))
     if not os.path.lexists(path):
         raise M2LError(
             f"{source}: no such checkpoint file or preset "
-            f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})"
+            f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_MODEL!r} or {AUTHORS_NAME!r})"
         )
     return load_file(sniff(path))
 
@@ -172,7 +170,7 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
 
 
 def load(
-    source: str | os.PathLike = DEFAULT_NAME,
+    source: str | os.PathLike = DEFAULT_MODEL,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     *,
@@ -209,7 +207,7 @@ def model_source(source: str | os.PathLike, checkpoint: str | os.PathLike | None
     if checkpoint is not None:
         return str(Path(checkpoint).resolve())
     name = str(source)
-    if name in PRESETS or name in (DEFAULT_NAME, AUTHORS_NAME):
+    if name in PRESETS or name in (DEFAULT_MODEL, AUTHORS_NAME):
         return name
     path = Path(source)
     return str((run_checkpoint(path) if path.is_dir() else path).resolve())

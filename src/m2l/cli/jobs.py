@@ -45,12 +45,10 @@ from m2l.datasets import MANIFEST_SUFFIX, manifest_files
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
 from m2l.precision import resolve_precision
+from m2l.sniff import LATENT_SUFFIX
 
 if TYPE_CHECKING:
     import torch
-
-LATENT_SUFFIX = ".m2l"
-"""The extension of latent files."""
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,7 @@ from m2l.formats import LATENT_FORMAT, LATENT_VERSION, TENSORS_ONLY_VERSION, loa
 from m2l.latents.index import INDEX_NAME, LAYOUTS, Entry, check_same_model, read_index
 from m2l.latents.shards import Shard
 from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
-
-LATENT_SUFFIX = ".m2l"
+from m2l.sniff import LATENT_SUFFIX
 
 
 class LatentFileSlices:
