@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import urllib.parse
@@ -17,8 +16,7 @@ from m2l.codec_v1 import Codec1
 from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
-from m2l.models import create, state_shapes
-from m2l.models.v1 import Music2Latent
+from m2l.models import create
 from m2l.models.v1_authors import convert_authors_state_dict
 from m2l.sniff import FileKind, Kind, sniff
 
@@ -71,45 +69,6 @@ def run_checkpoint(run: Path) -> Path:
     return found[-1][1]
 
 
-def check_state(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse weights that do not fit `config` exactly (every name, every shape), before the model
-    is built: the expected shapes come from a meta-device skeleton, so a config that asks for far
-    more parameters than the file holds costs nothing.
-
-    Raises:
-        M2LError: the config cannot be built, or the tensors differ from what it needs.
-    """
-    try:
-        ours = state_shapes(config)
-    except M2LError as err:
-        raise M2LError(f"{source}: {err}") from None
-    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
-    wrong = [k for k in sorted(state) if k in ours and tuple(state[k].shape) != ours[k]]
-    if missing or unexpected:
-        detail = f"{len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]}"
-    elif wrong:
-        detail = f"tensor {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {ours[wrong[0]]}"
-    else:
-        return
-    need = sum(math.prod(shape) for shape in ours.values())
-    held = sum(t.numel() for t in state.values())
-    raise M2LError(
-        f"{source}: weights do not fit {config.name}: its config needs {need:,} values in {len(ours)} "
-        f"tensors, the file holds {held:,} values in {len(state)} ({detail})"
-    )
-
-
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str) -> torch.nn.Module:
-    """Instantiate a model and load `state` strictly (every key, every shape); the state is
-    checked against the config (`check_state`) before anything is allocated."""
-    if state is None:
-        return create(config)
-    check_state(config, state, source)
-    model = create(config)
-    model.load_state_dict(state)
-    return model
-
-
 def load_model(
     source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
 ) -> tuple[torch.nn.Module, str]:
@@ -154,16 +113,16 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
     path = found.path
     if found.kind is Kind.TRAINING_STATE:
         state, config = training_state_weights(path)
-        return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
+        return create(config, state, source=str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
     if found.kind in (Kind.CHECKPOINT, Kind.SAFETENSORS):  # the latter: load_checkpoint says what is wrong
         state, config, meta = load_checkpoint(path)
-        return build_model(config, state, str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
+        return create(config, state, source=str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
     if found.kind is Kind.UNKNOWN:
         raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
     if found.kind is not Kind.AUTHORS_CHECKPOINT:
         raise M2LError(f"{path}: is {found.description}, not a model checkpoint")
     config = preset("m2l-v1")
-    ours = Music2Latent(config)
+    ours = create(config)
     state = convert_authors_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
