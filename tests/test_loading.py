@@ -34,7 +34,7 @@ def test_untrained_preset_warns():
 
 
 @pytest.mark.filterwarnings("ignore:.*untrained weights")
-@pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l2-tiny"])
+@pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l-v2-tiny"])
 def test_an_untrained_preset_is_one_model_whatever_the_global_generator_holds(name):
     models = []
     for seed in (1, 2):

@@ -13,7 +13,7 @@ import torch
 from m2l.checksummed import tensors_digest
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
-from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset
+from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset, preset_name
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
 from m2l.models import create
@@ -73,7 +73,7 @@ def load_model(
     source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
 ) -> tuple[torch.nn.Module, str]:
     """Resolve a source to (model, model_id). See `load` for the accepted sources."""
-    name = str(source)
+    name = preset_name(str(source))
     if name in PRESETS:
         config = preset(name)
         if checkpoint is None:
@@ -139,8 +139,10 @@ def load(
     """Load a codec.
 
     Args:
-        source: "default" (the model shipped with m2l, offline), a preset name (with
-            `checkpoint`, or alone for untrained weights), a path to an m2l checkpoint
+        source: "default" (the model shipped with m2l, offline), a preset name of
+            `m2l.config.PRESETS` such as "m2l-v1-small" or "m2l-v2-tiny" (a former name of
+            `m2l.config.PRESET_ALIASES` is accepted) (with `checkpoint`, or alone for
+            untrained weights), a path to an m2l checkpoint
             (safetensors), a training run folder (its best checkpoint, else its newest), a path to
             the authors' `music2latent.pt`, or "music2latent" to fetch
             the authors' checkpoint from the model hub (needs network).
@@ -161,11 +163,11 @@ def load(
 
 def model_source(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> str:
     """What a latent file records so that `load` finds its model again: a name ("default",
-    "music2latent", an untrained preset) or the absolute path of the checkpoint file (a run
-    folder resolves to the checkpoint it gave)."""
+    "music2latent", an untrained preset by its current name) or the absolute path of the
+    checkpoint file (a run folder resolves to the checkpoint it gave)."""
     if checkpoint is not None:
         return str(Path(checkpoint).resolve())
-    name = str(source)
+    name = preset_name(str(source))
     if name in PRESETS or name in (DEFAULT_MODEL, AUTHORS_NAME):
         return name
     path = Path(source)

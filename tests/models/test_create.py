@@ -16,7 +16,7 @@ from m2l.models import create
 SRC = Path(__file__).parents[2] / "src" / "m2l"
 
 
-@pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l2-tiny"])
+@pytest.mark.parametrize("name", ["m2l-v1-tiny", "m2l-v2-tiny"])
 def test_create_with_a_state_holds_exactly_those_weights(name):
     trained = random_model(name, seed=3)
     built = create(preset(name), trained.state_dict(), source="x.safetensors")

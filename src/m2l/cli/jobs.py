@@ -40,7 +40,7 @@ from m2l.cli.report import (
     summary_line,
     warning,
 )
-from m2l.config import PRESETS
+from m2l.config import PRESETS, preset_name
 from m2l.datasets import MANIFEST_SUFFIX, manifest_files
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
@@ -297,7 +297,7 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     """
     from m2l.loading import load
 
-    if args.checkpoint is not None and args.model not in PRESETS:
+    if args.checkpoint is not None and preset_name(args.model) not in PRESETS:
         raise M2LError(
             f"--checkpoint only applies to a preset --model "
             f"({', '.join(sorted(PRESETS))}), not {args.model!r}"

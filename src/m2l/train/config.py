@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m2l.config import PRESETS
+from m2l.config import PRESETS, preset_name
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
 from m2l.precision import check_precision
@@ -25,7 +25,7 @@ class TrainConfig:
     """Everything that defines a training run except the data folders and the run directory."""
 
     name: str = "paper"
-    model: str = "m2l-v1"  # model preset name
+    model: str = "m2l-v1"  # model preset name (a former name reads as the current one)
     crop_frames: int = 64  # STFT frames per training crop (64 -> 34,304 samples for v1)
     batch_size: int = 16  # global batch, split over ranks
     steps: int = 800_000
@@ -97,6 +97,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", _extensions(self.extensions, self.steps))
         _check_values(self)
+        if isinstance(self.model, str):
+            object.__setattr__(self, "model", preset_name(self.model))
         if self.model not in PRESETS:
             raise M2LError(
                 f"training config: model must be a model preset ({', '.join(sorted(PRESETS))}), "
@@ -283,9 +285,9 @@ TRAIN_PRESETS = {
     "small": _small,
     "tiny": _tiny,
     # v2: the paper's recipe is v1's (RAdam 1e-4, cosine to 1e-6, EMA 0.9999, batch 16), 1M steps
-    "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l2"),
-    "small-v2": lambda: _v2(_small(), "m2l2-small"),
-    "tiny-v2": lambda: _v2(_tiny(), "m2l2-tiny"),
+    "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l-v2"),
+    "small-v2": lambda: _v2(_small(), "m2l-v2-small"),
+    "tiny-v2": lambda: _v2(_tiny(), "m2l-v2-tiny"),
 }
 
 
