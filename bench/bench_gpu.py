@@ -193,7 +193,7 @@ def main() -> None:
     result["ratios"] = ratios(result["codec"])
     args.out.write_text(json.dumps(result, indent=1) + "\n")  # what is done is kept if stopped
     result["batches"] = []
-    for name in ("m2l-v1", "m2l2"):
+    for name in ("m2l-v1", "m2l-v2"):
         result["batches"].append(batch_sweep(name, args.device, args.sizes, args.max_pass_s, torch.bfloat16))
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["ratios"], indent=1))

@@ -22,9 +22,9 @@ import torch
 from m2l.audio.spectral import num_samples
 from m2l.config import preset
 from m2l.models import create
+from m2l.precision import resolve_precision
 from m2l.runtime import retain_freed_memory
 from m2l.train.config import TRAIN_PRESETS, apply_overrides
-from m2l.train.loop import precision
 from m2l.train.objective import ConsistencyObjective, sample_seeds
 from m2l.train.state import EMA
 
@@ -35,7 +35,7 @@ def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str
     model = create(preset(cfg.model)).to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    autocast, _ = precision(cfg, dev)
+    autocast = resolve_precision(cfg.precision, dev, training=True)
     objective = ConsistencyObjective(model, cfg, autocast)
     optimizer = torch.optim.RAdam(model.parameters(), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)

@@ -21,7 +21,7 @@ import torch
 from child import peak_rss_mb, run_child
 
 SR = 44100
-MODELS = {"v1": "m2l-v1", "v2": "m2l2"}
+MODELS = {"v1": "m2l-v1", "v2": "m2l-v2"}
 
 
 def child(model: str, op: str, seconds: float, device: str) -> dict:

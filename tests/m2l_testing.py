@@ -29,7 +29,7 @@ MICRO = V1Config(
     heads=2,
 )
 MICRO2 = V2Config(
-    name="m2l2-micro",
+    name="m2l-v2-micro",
     channels=(4, 4, 4, 4, 8, 8),
     layers=(1, 1, 1, 1, 1, 1),
     dim=16,

@@ -330,7 +330,7 @@ def test_latent_files_record_the_stereo_coding_and_older_files_decode_as_left_ri
 def test_a_joint_stereo_model_codes_left_right_itself():
     import dataclasses
 
-    model = random_model(dataclasses.replace(MICRO2, name="m2l2-micro-stereo", audio_channels=2))
+    model = random_model(dataclasses.replace(MICRO2, name="m2l-v2-micro-stereo", audio_channels=2))
     codec = make_codec(model, model_id="s@test", device="cpu")
     assert codec.stereo == "lr"
     assert "stereo" not in codec.encode_file(torch.zeros(2, CHUNK)).extra  # one joint row

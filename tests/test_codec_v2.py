@@ -18,12 +18,12 @@ CHUNK = 32768
 
 @pytest.fixture(scope="module")
 def codec():
-    return Codec2(random_model("m2l2-tiny"), model_id="m2l2-tiny@test", device="cpu")
+    return Codec2(random_model("m2l-v2-tiny"), model_id="m2l-v2-tiny@test", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def micro():
-    return Codec2(random_model(MICRO2), model_id="m2l2-micro@test", device="cpu")
+    return Codec2(random_model(MICRO2), model_id="m2l-v2-micro@test", device="cpu")
 
 
 def test_attributes_and_latent_layout(codec):
@@ -155,7 +155,7 @@ def test_out_of_memory_decodes_rows_in_halves(streamed, monkeypatch):
     """Rows whose decoder steps do not fit run in halves (the same audio: noise is keyed by row),
     batch_size lowered with a warning, and the rows after them follow it (no size fails twice);
     progress ends at its total; one row that does not fit is a one-line M2LError."""
-    codec = Codec2(random_model(MICRO2), model_id="m2l2-micro@test", device="cpu")
+    codec = Codec2(random_model(MICRO2), model_id="m2l-v2-micro@test", device="cpu")
     z = codec.encode(torch.randn(2, 2, 3 * CHUNK, generator=torch.Generator().manual_seed(5)) * 0.1)  # 4 rows
     expected = codec.decode(z, seed=2)
     codec.batch_size = 4 if streamed else 2  # one slice of 4 rows streams; slices of 2 do not

@@ -22,11 +22,11 @@ def test_every_preset_round_trips_through_json():
 
 
 def test_a_whole_number_for_a_float_field_is_the_same_config():
-    data = _as_json("m2l2-tiny")
+    data = _as_json("m2l-v2-tiny")
     data["latent_scale"], data["spectral"]["alpha"] = 1, data["spectral"]["alpha"]
     data["consistency"]["rho"] = 7
     back = config_from_dict(data)
-    assert back == preset("m2l2-tiny") and config_hash(back) == config_hash(preset("m2l2-tiny"))
+    assert back == preset("m2l-v2-tiny") and config_hash(back) == config_hash(preset("m2l-v2-tiny"))
     assert isinstance(back.latent_scale, float) and isinstance(back.consistency.rho, float)
 
 
@@ -76,7 +76,7 @@ V2_BAD = [
 
 @pytest.mark.parametrize(
     ("preset_name", "key", "value"),
-    [("m2l-v1-tiny", *bad) for bad in V1_BAD] + [("m2l2-tiny", *bad) for bad in V2_BAD],
+    [("m2l-v1-tiny", *bad) for bad in V1_BAD] + [("m2l-v2-tiny", *bad) for bad in V2_BAD],
 )
 def test_model_config_fields_are_checked_in_one_line(preset_name, key, value):
     data = _as_json(preset_name)

@@ -19,6 +19,9 @@ from typing import Any
 
 from m2l.errors import M2LError
 
+DEFAULT_MODEL = "default"
+"""The name of the model shipped inside the package: the source `m2l.load()` and every command
+without --model load."""
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
 """The audio rates m2l accepts from files and configs, in Hz (anything else is a damaged header)."""
 _NAME_LIMIT = 200
@@ -241,7 +244,7 @@ class V2Config:
     """
 
     kind: str = "v2"
-    name: str = "m2l2"
+    name: str = "m2l-v2"
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     audio_channels: int = 1  # 2: the two channels' spectrograms concatenated (4 input channels)
@@ -319,7 +322,7 @@ _V2_INTS = {
 
 def _v2_small(**kw: Any) -> V2Config:
     base = {
-        "name": "m2l2-small",
+        "name": "m2l-v2-small",
         "channels": (16, 32, 64, 64, 128, 128),
         "layers": (1, 1, 1, 2, 2, 1),
         "dim": 128,
@@ -332,7 +335,7 @@ def _v2_small(**kw: Any) -> V2Config:
 
 def _v2_tiny(**kw: Any) -> V2Config:
     base = {
-        "name": "m2l2-tiny",
+        "name": "m2l-v2-tiny",
         "channels": (8, 16, 32, 32, 64, 64),
         "layers": (1, 1, 1, 1, 1, 1),
         "dim": 64,
@@ -347,23 +350,55 @@ PRESETS: dict[str, Any] = {
     "m2l-v1": V1Config,
     "m2l-v1-small": _small,
     "m2l-v1-tiny": _tiny,
-    "m2l2": V2Config,
-    "m2l2-stereo": lambda: V2Config(name="m2l2-stereo", audio_channels=2),
-    "m2l2-small": _v2_small,
-    "m2l2-tiny": _v2_tiny,
+    "m2l-v2": V2Config,
+    "m2l-v2-stereo": lambda: V2Config(name="m2l-v2-stereo", audio_channels=2),
+    "m2l-v2-small": _v2_small,
+    "m2l-v2-tiny": _v2_tiny,
     # the paper's ablation pair: [2, 2, 2, 2, 2, 1] layers, summary vs ordered latents
-    "m2l2-ordered": lambda: V2Config(name="m2l2-ordered", layers=(2, 2, 2, 2, 2, 1), summary=False),
-    "m2l2-ordered-tiny": lambda: _v2_tiny(name="m2l2-ordered-tiny", summary=False),
+    "m2l-v2-ordered": lambda: V2Config(name="m2l-v2-ordered", layers=(2, 2, 2, 2, 2, 1), summary=False),
+    "m2l-v2-ordered-tiny": lambda: _v2_tiny(name="m2l-v2-ordered-tiny", summary=False),
 }
+"""The model presets by name: `m2l-<version>[-<variant>]`; each preset's config bears its name."""
+
+PRESET_ALIASES: dict[str, str] = {
+    "m2l2": "m2l-v2",
+    "m2l2-stereo": "m2l-v2-stereo",
+    "m2l2-small": "m2l-v2-small",
+    "m2l2-tiny": "m2l-v2-tiny",
+    "m2l2-ordered": "m2l-v2-ordered",
+    "m2l2-ordered-tiny": "m2l-v2-ordered-tiny",
+}
+"""Former preset names -> current ones. A former name is accepted wherever a preset name is, and
+files that record one (configs in checkpoints and training runs, model ids and sources in latent
+files) read as if they recorded the current name."""
 
 ModelConfig = V1Config | V2Config
 
 
+def preset_name(name: str) -> str:
+    """The current name of a preset named by its current or a former name (`PRESET_ALIASES`);
+    any other text (a path, an unknown name) is returned unchanged."""
+    return PRESET_ALIASES.get(name, name)
+
+
+def current_model_id(model_id: str) -> str:
+    """`model_id` ("NAME@WEIGHTS") with a former preset name before the "@" replaced by the
+    current one, so that the id an older m2l recorded equals the one its model has now."""
+    name, at, weights = model_id.partition("@")
+    return preset_name(name) + at + weights if at else model_id
+
+
 def preset(name: str) -> ModelConfig:
-    """Return the named preset config (see `PRESETS`)."""
-    if name not in PRESETS:
+    """The config of the preset `name` (see `PRESETS`; a former name is accepted, see
+    `PRESET_ALIASES`).
+
+    Raises:
+        M2LError: an unknown name, naming the presets.
+    """
+    current = preset_name(name)
+    if current not in PRESETS:
         raise M2LError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]()
+    return PRESETS[current]()
 
 
 def config_to_dict(config: ModelConfig) -> dict[str, Any]:
@@ -371,7 +406,8 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a config from `config_to_dict` output (e.g. JSON from a checkpoint).
+    """Rebuild a config from `config_to_dict` output (e.g. JSON from a checkpoint); a former
+    preset name (`PRESET_ALIASES`) becomes the current one.
 
     Raises:
         M2LError: `data` is not a dict, has missing or unknown fields, or a field of the wrong
@@ -380,6 +416,8 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if not isinstance(data, dict):
         raise M2LError(f"model config must be a JSON object, got {type(data).__name__}")
     data = dict(data)
+    if isinstance(data.get("name"), str):  # a preset's config recorded under its former name
+        data["name"] = preset_name(data["name"])
     kind = data.get("kind")
     cls = {"v1": V1Config, "v2": V2Config}.get(kind)  # type: ignore[arg-type]
     if cls is None:

@@ -46,7 +46,15 @@ from m2l.checksummed import (
     seal,
     tensors_digest,
 )
-from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ModelConfig, config_from_dict, config_to_dict
+from m2l.config import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    ModelConfig,
+    config_from_dict,
+    config_to_dict,
+    current_model_id,
+    preset_name,
+)
 from m2l.errors import M2LError
 from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
 from m2l.sniff import (
@@ -178,13 +186,13 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         latents=latents,
         sample_rate=meta_int(path, meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
         length=meta_int(path, meta, "length", 1, _MAX_LENGTH),
-        model_id=meta_text(path, meta, "model_id"),
+        model_id=current_model_id(meta_text(path, meta, "model_id")),
         config_hash=meta_text(path, meta, "config_hash"),
         latent_scale=meta_float(path, meta, "latent_scale", 0.0, 1e6),
         left_pad=meta_int(path, meta, "left_pad", 0, _MAX_PAD),
         kind=kind,
         extra=extra,
-        model_source=meta_text(path, meta, "model_source", ""),
+        model_source=preset_name(meta_text(path, meta, "model_source", "")),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import urllib.parse
@@ -14,18 +13,15 @@ import torch
 from m2l.checksummed import tensors_digest
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
-from m2l.config import PRESETS, ModelConfig, config_hash, preset
+from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset, preset_name
 from m2l.errors import M2LError
 from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
-from m2l.models import create, state_shapes
-from m2l.models.v1 import Music2Latent
+from m2l.models import create
 from m2l.models.v1_authors import convert_authors_state_dict
 from m2l.sniff import FileKind, Kind, sniff
 
 HUB_REPO, HUB_FILE = "SonyCSLParis/music2latent", "music2latent.pt"
 AUTHORS_NAME = "music2latent"
-DEFAULT_NAME = "default"
-"""The model shipped inside the package (`m2l.load()`, every CLI command without --model)."""
 UNTRAINED_SEED = 0
 """The seed a preset's untrained weights are drawn with, so that a preset names one model in
 every process (a latent file made with it decodes later; torchrun ranks agree)."""
@@ -73,50 +69,11 @@ def run_checkpoint(run: Path) -> Path:
     return found[-1][1]
 
 
-def check_state(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse weights that do not fit `config` exactly (every name, every shape), before the model
-    is built: the expected shapes come from a meta-device skeleton, so a config that asks for far
-    more parameters than the file holds costs nothing.
-
-    Raises:
-        M2LError: the config cannot be built, or the tensors differ from what it needs.
-    """
-    try:
-        ours = state_shapes(config)
-    except M2LError as err:
-        raise M2LError(f"{source}: {err}") from None
-    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
-    wrong = [k for k in sorted(state) if k in ours and tuple(state[k].shape) != ours[k]]
-    if missing or unexpected:
-        detail = f"{len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]}"
-    elif wrong:
-        detail = f"tensor {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {ours[wrong[0]]}"
-    else:
-        return
-    need = sum(math.prod(shape) for shape in ours.values())
-    held = sum(t.numel() for t in state.values())
-    raise M2LError(
-        f"{source}: weights do not fit {config.name}: its config needs {need:,} values in {len(ours)} "
-        f"tensors, the file holds {held:,} values in {len(state)} ({detail})"
-    )
-
-
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None, source: str) -> torch.nn.Module:
-    """Instantiate a model and load `state` strictly (every key, every shape); the state is
-    checked against the config (`check_state`) before anything is allocated."""
-    if state is None:
-        return create(config)
-    check_state(config, state, source)
-    model = create(config)
-    model.load_state_dict(state)
-    return model
-
-
 def load_model(
     source: str | os.PathLike, checkpoint: str | os.PathLike | None = None
 ) -> tuple[torch.nn.Module, str]:
     """Resolve a source to (model, model_id). See `load` for the accepted sources."""
-    name = str(source)
+    name = preset_name(str(source))
     if name in PRESETS:
         config = preset(name)
         if checkpoint is None:
@@ -128,16 +85,16 @@ def load_model(
         return model, model_id
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
-    if name == DEFAULT_NAME:
+    if name == DEFAULT_MODEL:
         model, model_id = load_model(default_checkpoint())
-        return model, f"{DEFAULT_NAME}:{model_id}"
+        return model, f"{DEFAULT_MODEL}:{model_id}"
     path = Path(source)
     if path.is_dir():
         return load_model(run_checkpoint(path))
     if not os.path.lexists(path):
         raise M2LError(
             f"{source}: no such checkpoint file or preset "
-            f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_NAME!r} or {AUTHORS_NAME!r})"
+            f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_MODEL!r} or {AUTHORS_NAME!r})"
         )
     return load_file(sniff(path))
 
@@ -156,23 +113,23 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
     path = found.path
     if found.kind is Kind.TRAINING_STATE:
         state, config = training_state_weights(path)
-        return build_model(config, state, str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
+        return create(config, state, source=str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
     if found.kind in (Kind.CHECKPOINT, Kind.SAFETENSORS):  # the latter: load_checkpoint says what is wrong
         state, config, meta = load_checkpoint(path)
-        return build_model(config, state, str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
+        return create(config, state, source=str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
     if found.kind is Kind.UNKNOWN:
         raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
     if found.kind is not Kind.AUTHORS_CHECKPOINT:
         raise M2LError(f"{path}: is {found.description}, not a model checkpoint")
     config = preset("m2l-v1")
-    ours = Music2Latent(config)
+    ours = create(config)
     state = convert_authors_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
 
 
 def load(
-    source: str | os.PathLike = DEFAULT_NAME,
+    source: str | os.PathLike = DEFAULT_MODEL,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     *,
@@ -182,8 +139,10 @@ def load(
     """Load a codec.
 
     Args:
-        source: "default" (the model shipped with m2l, offline), a preset name (with
-            `checkpoint`, or alone for untrained weights), a path to an m2l checkpoint
+        source: "default" (the model shipped with m2l, offline), a preset name of
+            `m2l.config.PRESETS` such as "m2l-v1-small" or "m2l-v2-tiny" (a former name of
+            `m2l.config.PRESET_ALIASES` is accepted) (with `checkpoint`, or alone for
+            untrained weights), a path to an m2l checkpoint
             (safetensors), a training run folder (its best checkpoint, else its newest), a path to
             the authors' `music2latent.pt`, or "music2latent" to fetch
             the authors' checkpoint from the model hub (needs network).
@@ -204,12 +163,12 @@ def load(
 
 def model_source(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> str:
     """What a latent file records so that `load` finds its model again: a name ("default",
-    "music2latent", an untrained preset) or the absolute path of the checkpoint file (a run
-    folder resolves to the checkpoint it gave)."""
+    "music2latent", an untrained preset by its current name) or the absolute path of the
+    checkpoint file (a run folder resolves to the checkpoint it gave)."""
     if checkpoint is not None:
         return str(Path(checkpoint).resolve())
-    name = str(source)
-    if name in PRESETS or name in (DEFAULT_NAME, AUTHORS_NAME):
+    name = preset_name(str(source))
+    if name in PRESETS or name in (DEFAULT_MODEL, AUTHORS_NAME):
         return name
     path = Path(source)
     return str((run_checkpoint(path) if path.is_dir() else path).resolve())

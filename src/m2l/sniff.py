@@ -21,6 +21,9 @@ from m2l.files import open_regular
 
 LATENT_FORMAT = "m2l-latents"
 """The format name of a latent file."""
+LATENT_SUFFIX = ".m2l"
+"""The extension of latent files (what `m2l encode` names its outputs, and the files a folder of
+latents is made of)."""
 CHECKPOINT_FORMAT = "m2l-checkpoint"
 """The format name of an inference checkpoint."""
 STATE_FORMAT = "m2l-train-state"

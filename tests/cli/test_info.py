@@ -43,7 +43,7 @@ def test_format_info_v2_latents_and_training_checkpoints():
         "path": "song.m2l",
         "type": "latents",
         "format_version": 1,
-        "model_id": "m2l2@abc",
+        "model_id": "m2l-v2@abc",
         "config_hash": "h",
         "kind": "v2",
         "sample_rate": 44100,

@@ -34,7 +34,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("eval-ckpt")
     return {
         "v1": save_random_checkpoint(root / "v1.safetensors", "m2l-v1-tiny", seed=0),
-        "v2": save_random_checkpoint(root / "v2.safetensors", "m2l2-tiny", seed=1),
+        "v2": save_random_checkpoint(root / "v2.safetensors", "m2l-v2-tiny", seed=1),
     }
 
 

@@ -96,7 +96,7 @@ def test_centred_crops(tmp_path):
 def codecs() -> dict[str, object]:
     return {
         "v1": make_codec(random_model("m2l-v1-tiny"), model_id="v1", device="cpu", window_seconds=1.0),
-        "v2": make_codec(random_model("m2l2-tiny"), model_id="v2", device="cpu"),
+        "v2": make_codec(random_model("m2l-v2-tiny"), model_id="v2", device="cpu"),
     }
 
 
@@ -167,7 +167,7 @@ def test_parse_model_arg(tmp_path):
         "base",
         "m2l-v1-tiny",
     )
-    assert parse_model_arg("m2l2-tiny").label == "m2l2-tiny"
+    assert parse_model_arg("m2l-v2-tiny").label == "m2l-v2-tiny"
     assert parse_model_arg("runs/a=b/x.safetensors").source == "runs/a=b/x.safetensors"
     odd = tmp_path / "k=v.safetensors"
     odd.write_bytes(b"")
@@ -244,7 +244,7 @@ def _results() -> dict:
         "label": "<model>",
         "model_id": "m@1",
         "version": "v2",
-        "config": "m2l2-tiny",
+        "config": "m2l-v2-tiny",
         "sample_rate": RATE,
         "boundary_spacing": 32768,
         "latent_stats": {"mean": 0.1, "std": 1.0},

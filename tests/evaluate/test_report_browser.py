@@ -153,7 +153,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--model",
             "m2l-v1-tiny",
             "--model",
-            "v2=m2l2-tiny",
+            "v2=m2l-v2-tiny",
             "--data",
             str(root / "data"),
             "--out",

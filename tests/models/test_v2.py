@@ -12,12 +12,12 @@ from m2l.models.v2 import Music2Latent2, chunk_causal_mask
 
 # Exact parameter counts, reported in BENCHMARKS.md; a change of architecture must update it.
 PARAMS = {
-    "m2l2": 123_011_650,
-    "m2l2-stereo": 123_015_108,
-    "m2l2-small": 8_896_770,
-    "m2l2-tiny": 1_502_626,
-    "m2l2-ordered": 92_425_346,
-    "m2l2-ordered-tiny": 1_757_090,
+    "m2l-v2": 123_011_650,
+    "m2l-v2-stereo": 123_015_108,
+    "m2l-v2-small": 8_896_770,
+    "m2l-v2-tiny": 1_502_626,
+    "m2l-v2-ordered": 92_425_346,
+    "m2l-v2-ordered-tiny": 1_757_090,
 }
 
 
@@ -29,7 +29,7 @@ def test_presets_build_with_reported_parameter_counts(name):
 
 
 def test_every_v2_preset_is_covered():
-    assert {n for n in PRESETS if n.startswith("m2l2")} == set(PARAMS)
+    assert {n for n in PRESETS if n.startswith("m2l-v2")} == set(PARAMS)
 
 
 def test_mask_is_chunk_causal():
@@ -58,7 +58,7 @@ def _pair(model, seed):
 
 @torch.no_grad()
 def test_future_chunk_never_changes_past_outputs():
-    model = random_model("m2l2-tiny").double()
+    model = random_model("m2l-v2-tiny").double()
     x0, noise = _pair(model, 0)
     x0, noise = x0.double(), noise.double()
     sigma = torch.tensor([[0.4, 80.0], [1.0, 5.0]], dtype=torch.float64)
@@ -83,7 +83,7 @@ def test_future_chunk_never_changes_past_outputs():
 @torch.no_grad()
 def test_a_chunk_alone_equals_the_left_chunk_of_a_pair():
     """The autoregressive decoder relies on it: refining the left chunk ignores the right one."""
-    model = random_model("m2l2-tiny").double()
+    model = random_model("m2l-v2-tiny").double()
     x0, noise = (t.double() for t in _pair(model, 1))
     sigma = torch.tensor([[0.4, 80.0], [0.4, 80.0]], dtype=torch.float64)
     cond = model.conditioning(x0)
@@ -95,17 +95,17 @@ def test_a_chunk_alone_equals_the_left_chunk_of_a_pair():
 
 def test_latent_shapes_summary_and_ordered_are_equal():
     spec = torch.randn(3, 2, 1024, 64)
-    for name in ("m2l2-tiny", "m2l2-ordered-tiny"):
+    for name in ("m2l-v2-tiny", "m2l-v2-ordered-tiny"):
         model = Music2Latent2(preset(name))
         z = model.encode(spec)
         assert z.shape == (3, 8, 64) and z.abs().max() < 1
         assert [f.shape[1:] for f in model.decode_features(z)][0] == (8, 1024, 64)
-    assert Music2Latent2(preset("m2l2-tiny")).encode(spec, features=True).shape == (3, 8 * 64)
+    assert Music2Latent2(preset("m2l-v2-tiny")).encode(spec, features=True).shape == (3, 8 * 64)
 
 
 def test_stereo_model_takes_four_input_channels():
-    cfg = preset("m2l2-stereo")
-    assert cfg.audio_channels == 2 and config_hash(cfg) != config_hash(preset("m2l2"))
+    cfg = preset("m2l-v2-stereo")
+    assert cfg.audio_channels == 2 and config_hash(cfg) != config_hash(preset("m2l-v2"))
     model = random_model(dataclasses.replace(MICRO2, audio_channels=2))
     x0 = model.prepare(torch.randn(2, 2, 67072) * 0.1)
     assert x0.shape == (2, 2, 4, 1024, 64)
@@ -122,7 +122,7 @@ def test_training_crop_must_be_a_pair_of_chunks():
 
 def test_summary_latents_are_a_set_for_the_decoder():
     """The decoder gives no order to the K latents: permuting them changes nothing."""
-    model = random_model("m2l2-tiny").double()
+    model = random_model("m2l-v2-tiny").double()
     z = torch.rand(2, 8, 64, dtype=torch.float64) * 2 - 1
     a = model.decode_features(z)
     b = model.decode_features(z[:, torch.randperm(8)])

@@ -25,7 +25,7 @@ from m2l.models import create
 from m2l.probe import features as F
 from m2l.probe.probes import chance_levels, evaluate_probe, standardise
 
-MODELS = ["--model", "m2l-v1-tiny", "--model", "m2l2-tiny", "--device", "cpu"]
+MODELS = ["--model", "m2l-v1-tiny", "--model", "m2l-v2-tiny", "--device", "cpu"]
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str]:
@@ -151,8 +151,8 @@ def test_logmel_stats_follow_the_pitch():
 
 @pytest.mark.filterwarnings("ignore:.*untrained weights")
 def test_untrained_preset_is_the_seeded_untrained_encoder():
-    model, model_id = F.seeded(lambda: load_model("m2l2-tiny"))
-    twin = F.seeded(lambda: create(preset("m2l2-tiny")))
+    model, model_id = F.seeded(lambda: load_model("m2l-v2-tiny"))
+    twin = F.seeded(lambda: create(preset("m2l-v2-tiny")))
     assert model_id.endswith(UNTRAINED_TAG)
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -167,10 +167,10 @@ def test_probe_json_structure(model_run, small_notes, capsys):
     assert sets == [
         ("m2l-v1-tiny", "features", 512),
         ("m2l-v1-tiny", "latents", 64),
-        ("m2l2-tiny", "features", 512),
-        ("m2l2-tiny", "latents", 8 * 64),
+        ("m2l-v2-tiny", "features", 512),
+        ("m2l-v2-tiny", "latents", 8 * 64),
         ("untrained m2l-v1-tiny", "untrained", 512),
-        ("untrained m2l2-tiny", "untrained", 512),
+        ("untrained m2l-v2-tiny", "untrained", 512),
         ("log-mel", "logmel", 2 * F.LOGMEL_BANDS),
     ]
     assert len(report["results"]) == len(sets) * 3

@@ -21,7 +21,7 @@ def test_presets_build_and_name_models_that_exist():
     paper = TRAIN_PRESETS["paper"]()
     assert (paper.lr, paper.batch_size, paper.warmup_steps, paper.ema_decay) == (1e-4, 16, 10_000, 0.9999)
     v2 = TRAIN_PRESETS["paper-v2"]()  # the Music2Latent2 paper: 67,072-sample pairs, 1M steps
-    assert (v2.model, v2.crop_frames, v2.steps, v2.lr, v2.min_lr) == ("m2l2", 128, 1_000_000, 1e-4, 1e-6)
+    assert (v2.model, v2.crop_frames, v2.steps, v2.lr, v2.min_lr) == ("m2l-v2", 128, 1_000_000, 1e-4, 1e-6)
 
 
 def test_overrides_parse_with_the_field_type():

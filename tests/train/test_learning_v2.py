@@ -15,7 +15,7 @@ def test_tiny_v2_learns_to_reconstruct_held_out_crops(audio_dirs, tmp_path):
     from m2l.evaluate.metrics import mel_distance, stft_distance
     from m2l.loading import make_codec
 
-    cfg = learning_config(model="m2l2-tiny", crop_frames=128, val_every=10 * LEARNING_STEPS)
+    cfg = learning_config(model="m2l-v2-tiny", crop_frames=128, val_every=10 * LEARNING_STEPS)
     t = make_trainer(audio_dirs, tmp_path / "run", cfg)
     crops = t.validator.crops
 

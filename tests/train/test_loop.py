@@ -25,7 +25,7 @@ REPO = Path(__file__).parents[2]
 trainer = make_trainer
 
 
-@pytest.mark.parametrize("model,crop", [("m2l-v1-tiny", 64), ("m2l2-tiny", 128)])
+@pytest.mark.parametrize("model,crop", [("m2l-v1-tiny", 64), ("m2l-v2-tiny", 128)])
 def test_n_steps_plus_resume_plus_n_steps_equals_2n_steps(audio_dirs, tmp_path, model, crop):
     cfg = fast_config(steps=6, model=model, crop_frames=crop)
     straight = trainer(audio_dirs, tmp_path / "a", cfg)
@@ -220,9 +220,9 @@ def test_bf16_autocast_trains_on_cpu(audio_dirs, tmp_path):
 
 def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_path, capsys):
     with pytest.raises(M2LError, match="crop_frames=128"):
-        trainer(audio_dirs, tmp_path / "bad", fast_config(model="m2l2-tiny"))
+        trainer(audio_dirs, tmp_path / "bad", fast_config(model="m2l-v2-tiny"))
     run = tmp_path / "run"
-    t = trainer(audio_dirs, run, fast_config(steps=2, model="m2l2-tiny", crop_frames=128, val_every=2))
+    t = trainer(audio_dirs, run, fast_config(steps=2, model="m2l-v2-tiny", crop_frames=128, val_every=2))
     t.train()
     assert t.validator.crops.shape[-1] >= t.crop_samples()  # validation crops hold a training pair
     assert (run / "val" / "step-000000002" / "item0-reconstruction.wav").is_file()
@@ -232,7 +232,7 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     ((step, ckpt),) = list_checkpoints(run / "checkpoints")
     assert main(["info", str(ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "training checkpoint" in out and f"step:              {step}" in out and "m2l2-tiny (v2)" in out
+    assert "training checkpoint" in out and f"step:              {step}" in out and "m2l-v2-tiny (v2)" in out
     export(run, tmp_path / "v2.safetensors")
     codec = m2l.load(tmp_path / "v2.safetensors", device="cpu")
     assert type(codec).__name__ == "Codec2"
@@ -280,9 +280,9 @@ def test_init_starts_a_new_run_from_a_models_weights_and_refuses_another_preset(
     resumed = make_trainer(audio_dirs, tmp_path / "run", fast_config(init=str(tiny_checkpoint)))
     moved = [n for n, v in source.state_dict().items() if not torch.equal(resumed.model.state_dict()[n], v)]
     assert resumed.step == 1 and moved
-    with pytest.raises(M2LError, match=r"init=.*is a m2l-v1-tiny model, the run trains m2l2-tiny"):
+    with pytest.raises(M2LError, match=r"init=.*is a m2l-v1-tiny model, the run trains m2l-v2-tiny"):
         make_trainer(
             audio_dirs,
             tmp_path / "v2",
-            fast_config(model="m2l2-tiny", crop_frames=128, init=str(tiny_checkpoint)),
+            fast_config(model="m2l-v2-tiny", crop_frames=128, init=str(tiny_checkpoint)),
         )

@@ -94,7 +94,7 @@ def test_denoising_stage_loss_is_the_distance_to_the_clean_input():
     torch.testing.assert_close(losses, expected)
 
 
-@pytest.mark.parametrize("model_name,crop", [("m2l-v1-tiny", 64), ("m2l2-tiny", 128)])
+@pytest.mark.parametrize("model_name,crop", [("m2l-v1-tiny", 64), ("m2l-v2-tiny", 128)])
 def test_spectral_term_decodes_from_sigma_max_and_adds_to_the_loss(model_name, crop):
     model, obj, audio, seeds = _setup(
         model=model_name, crop_frames=crop, teacher="curriculum", weighting="edm", spectral_weight=2.0

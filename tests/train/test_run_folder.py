@@ -127,7 +127,7 @@ def test_a_failed_start_leaves_nothing_and_the_corrected_command_works(audio_dir
     run_dir = tmp_path / "run"
     for argv, says in (
         (train_argv(audio_dirs, run_dir, "steps=1", data="silent"), f"{audio_dirs['silent']}: none of 200"),
-        (train_argv(audio_dirs, run_dir, "steps=1", "model=m2l2-tiny"), "crop_frames=128"),
+        (train_argv(audio_dirs, run_dir, "steps=1", "model=m2l-v2-tiny"), "crop_frames=128"),
     ):
         code, _, err = run(capsys, *argv)
         assert code == 1 and not run_dir.exists()

@@ -32,8 +32,6 @@ from m2l.cli.args import (
     sample_rate_arg,
 )
 from m2l.cli.jobs import (
-    LATENT_SUFFIX,
-    PRECISIONS,
     Job,
     Loaded,
     check_format_conflict,
@@ -45,16 +43,15 @@ from m2l.cli.jobs import (
 )
 from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, PROG, QuietOutput, describe, error, naming, warning
-from m2l.config import PRESETS
+from m2l.config import DEFAULT_MODEL, PRESETS
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
+from m2l.precision import PRECISIONS
+from m2l.sniff import LATENT_SUFFIX
 
 if TYPE_CHECKING:
     import torch
-
-DEFAULT_MODEL = "default"
-"""The --model of the codec commands when none is given: the model shipped with m2l."""
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -331,7 +328,7 @@ def _encode_stream(
 # ----------------------------------------------------------------------------- decode
 def add_decode(p: argparse.ArgumentParser) -> None:
     """Declare the options of `m2l decode`."""
-    _add_io_options(p, ".m2l", with_format=True, manifests=False)
+    _add_io_options(p, LATENT_SUFFIX, with_format=True, manifests=False)
     _add_output_audio_options(
         p,
         "the rate of the audio the latents were made from (a file from an older m2l records none: "
@@ -350,7 +347,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """Run `m2l decode`: .m2l latent files to audio. Returns the exit code."""
     from m2l.formats import load_latents
 
-    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), ".m2l", manifests=False)
+    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), LATENT_SUFFIX, manifests=False)
     if args.model is None:
         args.model = _recorded_model(jobs, args.quiet)
 

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from m2l.cli.jobs import LATENT_SUFFIX
 from m2l.cli.report import EXPECTED_ERRORS, PROG, describe, error, naming
 from m2l.config import config_to_dict
 from m2l.errors import M2LError
 from m2l.files import walk_files
+from m2l.sniff import LATENT_SUFFIX
 
 
 def _finite(x: float) -> float | None:

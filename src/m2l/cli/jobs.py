@@ -40,16 +40,15 @@ from m2l.cli.report import (
     summary_line,
     warning,
 )
-from m2l.config import PRESETS
+from m2l.config import PRESETS, preset_name
 from m2l.datasets import MANIFEST_SUFFIX, manifest_files
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error, walk_files
+from m2l.precision import resolve_precision
+from m2l.sniff import LATENT_SUFFIX
 
 if TYPE_CHECKING:
     import torch
-
-LATENT_SUFFIX = ".m2l"
-"""The extension of latent files."""
 
 
 @dataclass(frozen=True)
@@ -286,21 +285,6 @@ def read_for_model(job: Job, downmix: bool, model_rate: int) -> Loaded:
     return Loaded(wave if rate == model_rate else resample(wave, rate, model_rate), rate, peak)
 
 
-PRECISIONS = {"auto": None, "fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-"""--precision choices -> the torch dtype name the networks autocast to (None: no autocast)."""
-
-
-def network_precision(choice: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a --precision choice on `device` (None: the model's own dtype);
-    "auto" is bf16 on a CUDA GPU that supports it, else none."""
-    import torch
-
-    if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    name = PRECISIONS[choice]
-    return None if name is None else getattr(torch, name)
-
-
 def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     """The codec of the --model, --checkpoint, --device, --window, --batch-size, --stereo and
     --precision options.
@@ -313,7 +297,7 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     """
     from m2l.loading import load
 
-    if args.checkpoint is not None and args.model not in PRESETS:
+    if args.checkpoint is not None and preset_name(args.model) not in PRESETS:
         raise M2LError(
             f"--checkpoint only applies to a preset --model "
             f"({', '.join(sorted(PRESETS))}), not {args.model!r}"
@@ -333,7 +317,7 @@ def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
     if getattr(args, "stereo", None) is not None:
         options["stereo"] = args.stereo
     codec = load(args.model, device=device, checkpoint=args.checkpoint, **options)
-    codec.precision = network_precision(getattr(args, "precision", "fp32"), codec.device)
+    codec.precision = resolve_precision(getattr(args, "precision", "fp32"), codec.device)
     return codec
 
 

@@ -28,15 +28,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from m2l.checksummed import metadata_digest
-from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, current_model_id, preset_name
 from m2l.errors import M2LError
 from m2l.files import regular_file, walk_files, warn_skipped
 from m2l.formats import LATENT_FORMAT, LATENT_VERSION, TENSORS_ONLY_VERSION, load_latents
 from m2l.latents.index import INDEX_NAME, LAYOUTS, Entry, check_same_model, read_index
 from m2l.latents.shards import Shard
 from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
-
-LATENT_SUFFIX = ".m2l"
+from m2l.sniff import LATENT_SUFFIX
 
 
 class LatentFileSlices:
@@ -99,14 +98,14 @@ def latent_entry(root: Path, path: Path) -> Entry:
         frames=shape[layout.time_axis],
         channels=channels,
         kind=kind,
-        model_id=meta_text(path, meta, "model_id"),
+        model_id=current_model_id(meta_text(path, meta, "model_id")),
         config_hash=meta_text(path, meta, "config_hash"),
         latent_scale=meta_float(path, meta, "latent_scale", 0.0, 1e6),
         sample_rate=meta_int(path, meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
         length=meta_int(path, meta, "length", 1, 1 << 40),
         left_pad=meta_int(path, meta, "left_pad", 0, 1 << 24),
         shard_sha256=meta.get("sha256", ""),
-        model_source=meta_text(path, meta, "model_source", ""),
+        model_source=preset_name(meta_text(path, meta, "model_source", "")),
         extra=meta_json(path, meta, "extra", dict, "{}"),
     )
 

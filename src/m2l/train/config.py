@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m2l.config import PRESETS
+from m2l.config import PRESETS, preset_name
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
+from m2l.precision import check_precision
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class TrainConfig:
     """Everything that defines a training run except the data folders and the run directory."""
 
     name: str = "paper"
-    model: str = "m2l-v1"  # model preset name
+    model: str = "m2l-v1"  # model preset name (a former name reads as the current one)
     crop_frames: int = 64  # STFT frames per training crop (64 -> 34,304 samples for v1)
     batch_size: int = 16  # global batch, split over ranks
     steps: int = 800_000
@@ -74,7 +75,7 @@ class TrainConfig:
     # preset whose weights start the run (and its EMA); "" starts from `seed`
     init: str = ""
     # execution
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: see m2l.precision (training=True)
     compile: bool = False
     channels_last: bool = True
     workers: int = 2  # data loader processes per rank
@@ -98,13 +99,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", _extensions(self.extensions, self.steps))
         _check_values(self)
+        if isinstance(self.model, str):
+            object.__setattr__(self, "model", preset_name(self.model))
         if self.model not in PRESETS:
             raise M2LError(
                 f"training config: model must be a model preset ({', '.join(sorted(PRESETS))}), "
                 f"got {self.model!r}{_did_you_mean(str(self.model), PRESETS)}"
             )
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise M2LError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        check_precision(self.precision)
         for key in (
             "batch_size",
             "steps",
@@ -294,9 +296,9 @@ TRAIN_PRESETS = {
     "small": _small,
     "tiny": _tiny,
     # v2: the paper's recipe is v1's (RAdam 1e-4, cosine to 1e-6, EMA 0.9999, batch 16), 1M steps
-    "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l2"),
-    "small-v2": lambda: _v2(_small(), "m2l2-small"),
-    "tiny-v2": lambda: _v2(_tiny(), "m2l2-tiny"),
+    "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l-v2"),
+    "small-v2": lambda: _v2(_small(), "m2l-v2-small"),
+    "tiny-v2": lambda: _v2(_tiny(), "m2l-v2-tiny"),
 }
 
 

@@ -9,7 +9,8 @@ import torch
 
 from m2l.errors import M2LError
 from m2l.formats import save_checkpoint
-from m2l.loading import check_state, load_model, run_checkpoint
+from m2l.loading import load_model, run_checkpoint
+from m2l.models import check_state
 from m2l.sniff import Kind, safetensors_metadata, sniff
 from m2l.train.state import read_state
 

@@ -36,6 +36,7 @@ from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
 from m2l.loading import load_model
 from m2l.models import create
+from m2l.precision import resolve_precision
 from m2l.train.config import TrainConfig, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds
@@ -77,20 +78,6 @@ def setup_distributed(device: str | None) -> DistributedContext:
     return DistributedContext(rank, world, local, dev)
 
 
-def precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a grad scaler is needed)."""
-    choice = cfg.precision
-    if choice == "auto":
-        if device.type != "cuda":
-            return None, False
-        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if choice == "fp16":
-        if device.type != "cuda":
-            raise M2LError("precision=fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-        return torch.float16, True
-    return (torch.bfloat16, False) if choice == "bf16" else (None, False)
-
-
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, is_main: bool) -> None:
     """Record the config in the run folder, the last step of a start (it was checked against
     the folder by `m2l.train.run_folder.check_run`, so a failed start leaves no config.json)."""
@@ -130,7 +117,9 @@ class Trainer:
         """
         check_device(device)
         self.dist = setup_distributed(device)
-        self.autocast, use_scaler = precision(cfg, self.dist.device)  # checked before any write
+        # checked before any write; fp16 trains with a gradient scaler
+        self.autocast = resolve_precision(cfg.precision, self.dist.device, training=True)
+        use_scaler = self.autocast == torch.float16
         self.run_dir = Path(run_dir)
         plan = check_run(self.run_dir, cfg, extend=extend)
         self.cfg = plan.cfg
