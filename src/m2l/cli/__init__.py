@@ -16,31 +16,15 @@ errors and warnings), `args` (argument types and device checks shared with the t
 probe and datasets commands), `jobs` (inputs -> outputs, the per-file runner), `codec` (encode,
 decode, reconstruct, convert) and `info`.
 
-The names below resolve on first access: `m2l.train.cli` and its siblings import `m2l.cli.args`,
-which runs this file, so it must not import `m2l.cli.app` (which imports them) eagerly.
+`app` imports the command modules when their command runs or its options are built, so that this
+package can import it at once and `m2l --help` imports none of them (nor torch).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from m2l.lazy import lazy_exports
-
-if TYPE_CHECKING:
-    from m2l.cli.app import COMMANDS, Command, build_parser, main
-    from m2l.cli.info import format_info, inspect_path
-    from m2l.cli.jobs import Job, resolve_jobs
-
-_LAZY = {
-    "COMMANDS": "m2l.cli.app",
-    "Command": "m2l.cli.app",
-    "build_parser": "m2l.cli.app",
-    "main": "m2l.cli.app",
-    "Job": "m2l.cli.jobs",
-    "resolve_jobs": "m2l.cli.jobs",
-    "format_info": "m2l.cli.info",
-    "inspect_path": "m2l.cli.info",
-}
+from m2l.cli.app import COMMANDS, Command, build_parser, main
+from m2l.cli.info import format_info, inspect_path
+from m2l.cli.jobs import Job, resolve_jobs
 
 __all__ = [
     "COMMANDS",
@@ -52,6 +36,3 @@ __all__ = [
     "main",
     "resolve_jobs",
 ]
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
