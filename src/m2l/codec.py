@@ -36,7 +36,7 @@ from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
 from m2l.framing import Framing, Progress
-from m2l.passes import EncodePlan, consecutive_batches, run_batch
+from m2l.passes import EncodePlan
 
 MODEL_MISMATCH_MESSAGE = (
     "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
@@ -402,21 +402,18 @@ class Codec(Framing):
         that an output of R rows reshapes to)."""
 
     @abstractmethod
-    def encode_plan(
-        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
-    ) -> EncodePlan:
-        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.passes`)."""
-
     def encode_rows(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> torch.Tensor:
-        """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
-        plan = self.encode_plan(rows, features=features, left_pad=left_pad)
-        advance = self.progress_counter("encoding", plan.total_progress)
-        for batch in consecutive_batches(plan.passes, self):
-            run_batch(self, batch, features=features)
-            advance(sum(p.progress for p in batch))
-        return plan.finish()
+        """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU: one clip's
+        encode, reported to `progress`."""
+
+    @abstractmethod
+    def encode_plan(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> EncodePlan:
+        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.passes`),
+        for `m2l.packing.encode_many` to batch with other clips'."""
 
     def encoder_pass(self, x: torch.Tensor, *, features: bool = False) -> torch.Tensor:
         """The encoder on a batch of inputs [B, ...] -> float32 outputs on the CPU, under
@@ -430,11 +427,6 @@ class Codec(Framing):
         if self.precision is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.precision)
-
-    @property
-    @abstractmethod
-    def batch_units(self) -> int:
-        """Units (v1 latent frames, v2 chunks) one batch of `m2l.packing.encode_many` holds."""
 
     @abstractmethod
     def decode_steps(
