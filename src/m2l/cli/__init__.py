@@ -16,15 +16,32 @@ errors and warnings), `args` (argument types and device checks shared with the t
 probe and datasets commands), `jobs` (inputs -> outputs, the per-file runner), `codec` (encode,
 decode, reconstruct, convert) and `info`.
 
-`app` imports the command modules when their command runs or its options are built, so that this
-package can import it at once and `m2l --help` imports none of them (nor torch).
+The names below resolve on first access: `m2l.train.cli` and its siblings import `m2l.cli.args`,
+which runs this file, and should not import the registry, the codec commands and their jobs with
+it. The `m2l` program and `python -m m2l` start at `m2l.cli.app.main` itself.
 """
 
 from __future__ import annotations
 
-from m2l.cli.app import COMMANDS, Command, build_parser, main
-from m2l.cli.info import format_info, inspect_path
-from m2l.cli.jobs import Job, resolve_jobs
+from typing import TYPE_CHECKING, Any
+
+from m2l.lazy import lazy_attribute, lazy_names
+
+if TYPE_CHECKING:
+    from m2l.cli.app import COMMANDS, Command, build_parser, main
+    from m2l.cli.info import format_info, inspect_path
+    from m2l.cli.jobs import Job, resolve_jobs
+
+_LAZY = {
+    "COMMANDS": "m2l.cli.app",
+    "Command": "m2l.cli.app",
+    "build_parser": "m2l.cli.app",
+    "main": "m2l.cli.app",
+    "Job": "m2l.cli.jobs",
+    "resolve_jobs": "m2l.cli.jobs",
+    "format_info": "m2l.cli.info",
+    "inspect_path": "m2l.cli.info",
+}
 
 __all__ = [
     "COMMANDS",
@@ -36,3 +53,12 @@ __all__ = [
     "main",
     "resolve_jobs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module on first access."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return lazy_names(_LAZY, globals())
