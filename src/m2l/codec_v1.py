@@ -21,9 +21,9 @@ from functools import partial
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
-from m2l.checks import checked_int, checked_latents
 from m2l.codec import Codec
 from m2l.consistency.sampling import karras_sigmas, keyed_randn, sample_multistep
+from m2l.framing import checked_int, checked_latents
 from m2l.models.v1 import Music2Latent
 from m2l.passes import EncodePass, EncodePlan
 

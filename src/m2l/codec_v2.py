@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.checks import checked_int, checked_latents
 from m2l.codec import Codec, finished
 from m2l.consistency.sampling import karras_sigmas, keyed_randn, renoise, sample_with_context
 from m2l.errors import M2LError
+from m2l.framing import checked_int, checked_latents
 from m2l.passes import EncodePass, EncodePlan
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk

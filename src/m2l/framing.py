@@ -1,12 +1,17 @@
-"""How a codec frames audio: padding, units, batches of rows, seams, progress counting, and the
-batches that are run in halves when the device runs out of memory (`Framing`, which
-`m2l.codec.Codec` inherits; its numbers come from the model config).
+"""What every codec shares beneath its interface: how it frames audio (padding, units, batches of
+rows, seams, progress counting), the batches it runs in halves when the device runs out of memory
+(`Framing`, which `m2l.codec.Codec` inherits; its numbers come from the model config), and the
+checks of the codec API's arguments.
 
 A clip of N samples is padded with `left_pad` samples before it (default n_fft - hop, so
 that every sample of the clip is covered by a full set of overlapping STFT frames) and zeros after
 it up to m * hop_length + n_fft - hop samples, m = number of units (latent frames for v1, chunks
 for v2; at least 1). Decoding overlap-adds the frames and cuts [left_pad, left_pad + N) back out.
 `left_pad=0` reproduces the alignment of the authors' package (which crops instead of padding).
+
+Checks. The public API's arguments are checked with `checked_int`, `checked_flag` and
+`checked_latents` (also by `m2l.authors_api`): a value of the wrong type or range becomes a
+one-line `M2LError` naming the argument, never a traceback deep inside torch.
 
 Memory. A codec runs its network on pieces (v1: one window of some rows; v2: rows of chunks)
 grouped into batches (`batches`); a batch that runs out of device memory is run in halves, and
@@ -22,9 +27,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
+import numpy as np
 import torch
 
-from m2l.checks import checked_int
 from m2l.config import ModelConfig
 from m2l.errors import M2LError
 
@@ -33,6 +38,57 @@ Progress = Callable[[str, int, int], None]
 at) is (see `Codec.progress`)."""
 
 
+# ----------------------------------------------------------------------------- checked arguments
+def checked_latents(z: object, shape_ok: Callable[[torch.Tensor], bool], expected: str) -> torch.Tensor:
+    """A float32 CPU tensor from a tensor or array, or a one-line error (shape, dtype, NaN/Inf)."""
+    if isinstance(z, np.ndarray):
+        z = torch.from_numpy(np.ascontiguousarray(z))
+    if not isinstance(z, torch.Tensor):
+        raise M2LError(f"latents: expected a tensor or array, got {type(z).__name__}")
+    if not shape_ok(z):
+        raise M2LError(f"latents: expected shape {expected}, got {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise M2LError(f"latents: expected floating point values, got {z.dtype}")
+    z = z.detach().float().cpu()
+    if not torch.isfinite(z).all():
+        raise M2LError("latents: contain NaN or Inf")
+    return z
+
+
+def checked_int(value: object, name: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high], or a one-line M2LError (bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise M2LError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (
+            f"in [{low}, {high}]"
+            if None not in (low, high)
+            else f">= {low}"
+            if high is None
+            else f"<= {high}"
+        )
+        raise M2LError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def checked_flag(value: object, name: str) -> bool:
+    """`value` as a bool, or a one-line M2LError (a string such as "no" is not taken as True)."""
+    if not isinstance(value, bool | np.bool_):
+        raise M2LError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def auto_device() -> str:
+    """The best available torch device: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+# ----------------------------------------------------------------------------- framing
 class Batchable(Protocol):
     """A piece of work that may share a network pass with neighbours of an equal `key`."""
 

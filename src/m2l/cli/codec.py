@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WRITE_EXTENSIONS
-from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import (
     KEEP_RATE,
     add_quiet,
@@ -57,7 +56,7 @@ from m2l.cli.one_file import (
 )
 from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, QuietOutput, describe, error, naming
-from m2l.config import PRESETS
+from m2l.config import PRESETS, STEREO_MODES
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
