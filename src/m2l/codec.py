@@ -20,8 +20,10 @@ R = M - S afterwards (`from_mid_side`). Stereo mode "lr" codes left/right, as th
 `isinstance(codec, m2l.Codec)` holds for both; `codec.version` ("v1" / "v2", the config's kind)
 tells them apart where it matters, which should be rarely: prefer the attributes and hooks.
 
-Framing (padding, units, row batches, seams, progress counting) is `m2l.framing.Framing`'s,
-which `Codec` inherits.
+Framing (padding, units, row batches, seams, progress counting, out-of-memory halving) is
+`m2l.framing.Framing`'s, which `Codec` inherits. One clip is encoded by the sibling's
+`encode_rows`, a plain loop over its windows or chunks; `encode_plan` gives the same work as
+passes that `m2l.packing.encode_many` batches with other clips'.
 """
 
 from __future__ import annotations

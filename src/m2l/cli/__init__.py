@@ -13,8 +13,10 @@ inputs are still processed. Exit codes: 0 success, 1 when any input failed, 2 fo
 
 Modules: `app` (the `Command` registry `COMMANDS`, `build_parser`, `main`), `report` (one-line
 errors and warnings), `args` (argument types and device checks shared with the train, evaluate,
-probe and datasets commands), `jobs` (inputs -> outputs, the per-file runner), `codec` (encode,
-decode, reconstruct, convert) and `info`.
+probe and datasets commands), `codec` (encode, decode, reconstruct, convert: their options and
+run functions), `one_file` (one input file: read -> codec -> write, and the codec options, model
+loading and output checks the jobs share), `jobs` and `prefetch` (many inputs: folders, manifests,
+torchrun ranks, read-ahead, write-behind) and `info`.
 
 The names below resolve on first access: `m2l.train.cli` and its siblings import `m2l.cli.args`,
 which runs this file, and should not import the registry, the codec commands and their jobs with

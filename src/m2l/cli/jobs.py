@@ -1,4 +1,5 @@
-"""Batch inputs of the codec commands: which file goes where, and running a model over them.
+"""Batch inputs of the codec commands: which file goes where, and running a model over them (one
+input file takes the plainer path of `m2l.cli.one_file`).
 
 Inputs may be files or directories; a directory is walked recursively (hidden files and folders
 are skipped) and its tree is mirrored under the output folder. The audio commands also take

@@ -4,7 +4,7 @@ Shapes for the released size (B batch, T frames, T % 8 == 0):
     spectrogram [B, 2, 1024, T] -> encoder -> latents [B, 64, T/8] in (-1, 1)
     latents -> decoder -> pyramid [B, 64, 1024, T], [B, 128, 256, T], [B, 256, 128, T/2],
                                   [B, 256, 64, T/4], [B, 256, 32, T/8]   (finest first)
-    noisy spectrogram + sigma + pyramid -> UNet -> [B, 2, 1024, T]
+    noisy spectrogram + noise conditioning + pyramid -> UNet -> [B, 2, 1024, T]
 The UNet is the raw network F; `m2l.consistency.precond.Denoiser` adds c_skip / c_out / c_in and
 the noise conditioning.
 """

@@ -7,7 +7,7 @@ Shapes for the paper size (B batch, a chunk = 64 STFT frames, K = 8, C_in = 2 pe
     decoder: latents -> linear -> K tokens + 64 mask tokens -> transformer -> 64 audio outputs
              -> de-patchifier emitting every stage: [B, 64, 1024, 64] ... [B, 256, 16, 4]
     consistency net on G consecutive chunks (G = 2 in training, 1 or 2 when decoding):
-             noisy chunks [B * G, C_in, 1024, 64] + sigma [B * G] + decoder features per chunk
+             noisy chunks [B * G, C_in, 1024, 64] + noise conditioning [B * G, E] + decoder features
              -> patchifier (+ features) -> transformer over [B, G * 64, 256], chunk-causal
              -> de-patchifier (+ skips) -> [B * G, C_in, 1024, 64]
 The consistency net is the raw network F; `m2l.consistency.precond.Denoiser` adds the EDM
