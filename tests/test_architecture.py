@@ -9,8 +9,8 @@ from pathlib import Path
 SRC = Path(__file__).parents[1] / "src" / "m2l"
 
 LAYERS = {
-    0: ("m2l.checks", "m2l.config", "m2l.errors", "m2l.files", "m2l.lazy", "m2l.precision", "m2l.runtime"),
-    1: ("m2l.audio", "m2l.checksummed", "m2l.formats", "m2l.metadata", "m2l.sniff"),
+    0: ("m2l.config", "m2l.errors", "m2l.files", "m2l.lazy", "m2l.precision", "m2l.runtime"),
+    1: ("m2l.audio", "m2l.checksummed", "m2l.formats", "m2l.sniff"),
     2: ("m2l.consistency",),
     3: ("m2l.models",),
     4: ("m2l.passes", "m2l.framing", "m2l.packing", "m2l.codec", "m2l.codec_v1", "m2l.codec_v2"),

@@ -6,7 +6,7 @@ import torch
 from m2l_testing import MICRO, MICRO2, random_model, record_pass_sizes
 
 import m2l
-from m2l.codec import Codec
+from m2l.codec import Codec, checked_stereo_mode, from_mid_side, to_mid_side
 from m2l.codec_v1 import Codec1
 from m2l.codec_v2 import Codec2
 from m2l.errors import M2LError
@@ -286,6 +286,21 @@ def test_bf16_autocast_decodes_close_to_fp32(codecs, version, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- stereo coding
+def test_mid_side_is_exactly_invertible_and_puts_what_the_channels_share_in_mid():
+    wave = torch.randn(3, 2, 1000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(from_mid_side(to_mid_side(wave)), wave)
+    dual_mono = wave[:, :1].expand(3, 2, 1000)
+    ms = to_mid_side(dual_mono)
+    torch.testing.assert_close(ms[:, 0], wave[:, 0])
+    assert ms[:, 1].abs().max() == 0  # no side at all
+
+
+def test_a_mode_must_be_one_of_the_named_ones():
+    assert checked_stereo_mode("ms") == "ms" and checked_stereo_mode("lr") == "lr"
+    with pytest.raises(M2LError, match=r"^stereo must be one of ms, lr, got 'xy'$"):
+        checked_stereo_mode("xy")
+
+
 @pytest.fixture(scope="module")
 def pair() -> torch.Tensor:
     return 0.1 * torch.randn(2, CHUNK + 3000, generator=torch.Generator().manual_seed(5))
@@ -293,8 +308,6 @@ def pair() -> torch.Tensor:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_per_channel_codecs_code_a_stereo_pair_as_mid_side_by_default(codecs, version, pair):
-    from m2l.audio.stereo import from_mid_side, to_mid_side
-
     codec = codecs[version]
     lr = make_codec(codec.model, model_id=codec.model_id, device="cpu", stereo="lr")
     assert codec.stereo == "ms" and lr.stereo == "lr"

@@ -6,9 +6,9 @@ a light part of the package (the `m2l --help` parser, `m2l.errors`) does not imp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from m2l.lazy import lazy_exports
+from m2l.lazy import lazy_attribute, lazy_names
 
 if TYPE_CHECKING:
     from m2l.authors_api import EncoderDecoder
@@ -28,4 +28,10 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module on first access."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return lazy_names(_LAZY, globals())

@@ -2,7 +2,7 @@
 
 import sys
 
-from m2l.cli import main
+from m2l.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from m2l.checks import checked_int
 from m2l.errors import M2LError
+from m2l.framing import checked_int
 from m2l.loading import AUTHORS_NAME, load
 
 

@@ -10,11 +10,20 @@ the latent layout, where seams fall):
 - `m2l.codec_v2.Codec2`: Music2Latent2 (v2), latents [rows, chunks, K, latent_dim], chunks
   encoded in parallel and decoded autoregressively.
 
+Stereo. A model that codes each channel apart (v1, mono v2) decodes each with its own noise, so
+two channels that were alike would come back unlike (a centred voice wide and phasey, dual mono
+decorrelated). So a stereo pair is coded as mid M = (L + R) / 2 and side S = (L - R) / 2 by
+default (`to_mid_side`): what the channels share is decoded once, in M, and only their
+difference, quiet for most music and silent for dual mono, carries its own noise; L = M + S and
+R = M - S afterwards (`from_mid_side`). Stereo mode "lr" codes left/right, as the authors do.
+
 `isinstance(codec, m2l.Codec)` holds for both; `codec.version` ("v1" / "v2", the config's kind)
 tells them apart where it matters, which should be rarely: prefer the attributes and hooks.
 
-Framing (padding, units, row batches, seams, progress counting) is `m2l.framing.Framing`'s,
-which `Codec` inherits.
+Framing (padding, units, row batches, seams, progress counting, out-of-memory halving) is
+`m2l.framing.Framing`'s, which `Codec` inherits. One clip is encoded by the sibling's
+`encode_rows`, a plain loop over its windows or chunks; `encode_plan` gives the same work as
+passes that `m2l.packing.encode_many` batches with other clips'.
 """
 
 from __future__ import annotations
@@ -30,19 +39,36 @@ import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, resample, to_waveform
-from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
-from m2l.checks import auto_device, checked_flag, checked_int
-from m2l.config import config_hash
+from m2l.config import STEREO_MODES, config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
-from m2l.framing import Framing, Progress
-from m2l.passes import EncodePlan, consecutive_batches, run_batch
+from m2l.framing import Framing, Progress, auto_device, checked_flag, checked_int
+from m2l.passes import EncodePlan
 
 MODEL_MISMATCH_MESSAGE = (
     "latents were made by {made_by}, not {model_id}; to decode them anyway pass "
     "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
 )
 """The one wording for "a latent file made with other weights of the same architecture"."""
+
+
+def checked_stereo_mode(mode: object, what: str = "stereo") -> str:
+    """`mode` if it is one of `STEREO_MODES`, else a one-line M2LError."""
+    if mode not in STEREO_MODES:
+        raise M2LError(f"{what} must be one of {', '.join(STEREO_MODES)}, got {mode!r}")
+    return str(mode)
+
+
+def to_mid_side(wave: torch.Tensor) -> torch.Tensor:
+    """[..., 2, samples] left/right -> [..., 2, samples] mid/side (mid first)."""
+    left, right = wave.unbind(-2)
+    return torch.stack(((left + right) / 2, (left - right) / 2), dim=-2)
+
+
+def from_mid_side(wave: torch.Tensor) -> torch.Tensor:
+    """[..., 2, samples] mid/side -> [..., 2, samples] left/right (the inverse of `to_mid_side`)."""
+    mid, side = wave.unbind(-2)
+    return torch.stack((mid + side, mid - side), dim=-2)
 
 
 @dataclass(frozen=True)
@@ -128,7 +154,7 @@ class Codec(Framing):
             dtype: compute dtype (float32 if None).
             batch_size: rows per model pass.
             stereo: how a model that codes channels apart carries a stereo pair, "ms" (mid/side,
-                its default) or "lr" (`m2l.audio.stereo`); a joint-stereo model takes "lr" only.
+                its default) or "lr" (see the module doc); a joint-stereo model takes "lr" only.
         """
         self.cfg = model.cfg
         self.device = torch.device(device or auto_device())
@@ -402,21 +428,18 @@ class Codec(Framing):
         that an output of R rows reshapes to)."""
 
     @abstractmethod
-    def encode_plan(
-        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
-    ) -> EncodePlan:
-        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.passes`)."""
-
     def encode_rows(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> torch.Tensor:
-        """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU."""
-        plan = self.encode_plan(rows, features=features, left_pad=left_pad)
-        advance = self.progress_counter("encoding", plan.total_progress)
-        for batch in consecutive_batches(plan.passes, self):
-            run_batch(self, batch, features=features)
-            advance(sum(p.progress for p in batch))
-        return plan.finish()
+        """Model rows (from `model_rows`) -> latents (or features) [R, ...] on the CPU: one clip's
+        encode, reported to `progress`."""
+
+    @abstractmethod
+    def encode_plan(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> EncodePlan:
+        """Model rows (from `model_rows`) -> the encoder passes that encode them (`m2l.passes`),
+        for `m2l.packing.encode_many` to batch with other clips'."""
 
     def encoder_pass(self, x: torch.Tensor, *, features: bool = False) -> torch.Tensor:
         """The encoder on a batch of inputs [B, ...] -> float32 outputs on the CPU, under
@@ -430,11 +453,6 @@ class Codec(Framing):
         if self.precision is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.precision)
-
-    @property
-    @abstractmethod
-    def batch_units(self) -> int:
-        """Units (v1 latent frames, v2 chunks) one batch of `m2l.packing.encode_many` holds."""
 
     @abstractmethod
     def decode_steps(

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames, to_spectrogram
-from m2l.checks import checked_int, checked_latents
 from m2l.codec import Codec
-from m2l.consistency.sampling import keyed_randn, sample_multistep
-from m2l.consistency.schedule import karras_sigmas
+from m2l.consistency.sampling import karras_sigmas, keyed_randn, sample_multistep
+from m2l.framing import checked_int, checked_latents
 from m2l.models.v1 import Music2Latent
-from m2l.passes import EncodePass, EncodePlan, consecutive_batches, halving_on_oom
+from m2l.passes import EncodePass, EncodePlan
 
 NOISE_TILE = 64  # frames per noise tile
 
@@ -79,8 +79,9 @@ def tile_noise(seed: int, row: int, first: int, last: int, step: int, shape: tup
 
 
 @dataclass(frozen=True)
-class DecodePiece:
-    """The rows `rows` of window `index` (`window`): what one decoder pass item group holds."""
+class WindowPiece:
+    """The rows `rows` of window `index` (`window`): what one pass of the encoder or the decoder
+    stacks, side by side with neighbouring pieces of its width on a GPU."""
 
     window: Window
     index: int
@@ -93,7 +94,7 @@ class DecodePiece:
 
     @property
     def items(self) -> int:
-        """Rows of this piece (decoder inputs)."""
+        """Rows of this piece (network inputs)."""
         return self.rows.stop - self.rows.start
 
     @property
@@ -154,41 +155,79 @@ class Codec1(Codec):
         """[..., channels, samples] -> one mono row per channel [R, samples] + the lead shape."""
         return wave.reshape(-1, wave.shape[-1]), tuple(wave.shape[:-1])
 
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
+        """[rows, samples] waveforms at the model rate -> latents [rows, dim, frames] (features
+        [rows, feature_dim, frames]) on the CPU, window by window: the spectrogram of each window
+        (with its context) through the encoder, cross-faded into place. On a GPU neighbouring
+        windows of one width share a pass (up to `batch_units` latents and `batch_size` rows)."""
+        rows, m = self.pad_rows(rows, left_pad)
+        windows = self.windows(m)
+        out = torch.zeros(rows.shape[0], self.output_dim(features), m)
+        advance = self.progress_counter("encoding", len(windows))
+        for batch in self.batches(self.pieces(rows.shape[0], windows)):
+            self.run_pieces(batch, partial(self._encode_pass, rows, out, features))
+            advance(sum(p.rows.stop == rows.shape[0] for p in batch))  # windows whose every row is done
+        return out if features else out / self.cfg.latent_scale
+
+    @torch.inference_mode()
+    def _encode_pass(
+        self, rows: torch.Tensor, out: torch.Tensor, features: bool, pieces: list[WindowPiece]
+    ) -> None:
+        """The encoder on the windows of `pieces` side by side, their outputs cross-faded into `out`."""
+        inputs = [self.window_input(rows, p) for p in pieces]
+        z = self.encoder_pass(inputs[0] if len(inputs) == 1 else torch.cat(inputs), features=features)
+        start = 0
+        for p in pieces:
+            self.place(out, p, z[start : start + p.items])
+            start += p.items
+
     def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> EncodePlan:
-        """[rows, samples] waveforms at the model rate -> passes over windows x row slices; the
-        plan finishes to latents [rows, dim, frames] (features [rows, feature_dim, frames])."""
+        """`encode_rows` as encoder passes (one per piece) for `m2l.packing.encode_many`; the plan
+        finishes to latents [rows, dim, frames] (features [rows, feature_dim, frames])."""
         rows, m = self.pad_rows(rows, left_pad)
-        tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        out: list[torch.Tensor] = []  # the accumulator, made by the first output placed
-        passes = []
-        for win in self.windows(m):
-            seg = rows[:, win.lo * self.hop_length : win.hi * self.hop_length + tail]
-            weight = crossfade_weights(win, m, self.context // 2 or 1)
-            slices = list(self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units))
-            for sl in slices:
+        out = torch.zeros(rows.shape[0], self.output_dim(features), m)
+        passes = [
+            EncodePass(
+                p.key,
+                p.items,
+                p.units,
+                partial(self.window_input, rows, p),
+                partial(self.place, out, p),
+                int(p.rows.stop == rows.shape[0]),  # a window is done with its last rows
+            )
+            for p in self.pieces(rows.shape[0], self.windows(m))
+        ]
+        return EncodePlan(passes, lambda: out if features else out / self.cfg.latent_scale)
 
-                def make_input(seg: torch.Tensor = seg[sl]) -> torch.Tensor:
-                    return to_spectrogram(seg.to(self.device), self.cfg.spectral).to(self.dtype)
+    def pieces(self, count: int, windows: list[Window]) -> list[WindowPiece]:
+        """The pieces of `count` rows over `windows`: each window's rows in slices of about one
+        window's worth of latents (`row_slices`)."""
+        return [
+            WindowPiece(win, k, sl)
+            for k, win in enumerate(windows)
+            for sl in self.row_slices(count, win.hi - win.lo, self.pass_units)
+        ]
 
-                def place(
-                    z: torch.Tensor, sl: slice = sl, win: Window = win, weight: torch.Tensor = weight
-                ) -> None:
-                    if not out:
-                        out.append(torch.zeros(rows.shape[0], z.shape[1], m))
-                    out[0][sl, :, win.lo : win.hi] += z * weight
+    def window_input(self, rows: torch.Tensor, piece: WindowPiece) -> torch.Tensor:
+        """The encoder input of a piece: the spectrogram [items, 2, F, T] of its rows' padded
+        audio over its window, on the codec's device and dtype."""
+        win, tail = piece.window, self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+        seg = rows[piece.rows, win.lo * self.hop_length : win.hi * self.hop_length + tail]
+        return to_spectrogram(seg.to(self.device), self.cfg.spectral).to(self.dtype)
 
-                units = (sl.stop - sl.start) * (win.hi - win.lo)
-                last = int(sl == slices[-1])
-                passes.append(
-                    EncodePass((win.hi - win.lo,), sl.stop - sl.start, units, make_input, place, last)
-                )
+    def place(self, out: torch.Tensor, piece: WindowPiece, z: torch.Tensor) -> None:
+        """Add the encoder's output for a piece [items, dim, width], cross-faded, into `out`
+        [rows, dim, frames]."""
+        weight = crossfade_weights(piece.window, out.shape[-1], self.context // 2 or 1)
+        out[piece.rows, :, piece.window.lo : piece.window.hi] += z * weight
 
-        def finish() -> torch.Tensor:
-            return out[0] if features else out[0] / self.cfg.latent_scale
-
-        return EncodePlan(passes, finish)
+    def output_dim(self, features: bool) -> int:
+        """Channels of the encoder's output: the latent dimension, or the pre-bottleneck features'."""
+        return self.cfg.channels[-1] * self.cfg.bottom_freq if features else self.latent_dim
 
     @property
     def batch_units(self) -> int:
@@ -214,15 +253,10 @@ class Codec1(Codec):
         sigmas = karras_sigmas(steps, self.cfg.consistency).tolist()
         windows = self.windows(m)
         advance = self.progress_counter("decoding", len(windows))
-        pieces = [
-            DecodePiece(win, k, sl)
-            for k, win in enumerate(windows)
-            for sl in self.row_slices(rows.shape[0], win.hi - win.lo, self.pass_units)
-        ]
-        batches = consecutive_batches(pieces, self)  # lazy: each batch follows a lowered batch_size
+        batches = self.batches(self.pieces(rows.shape[0], windows))  # each follows a lowered batch_size
         batch, done = next(batches, None), 0  # done: windows whose every row is decoded
         while batch is not None:
-            halving_on_oom(self, batch, lambda b: self._decode_pass(rows, out, b, seed, sigmas))
+            self.run_pieces(batch, partial(self._decode_pass, rows, out, seed, sigmas))
             batch = next(batches, None)
             following = batch[0].index if batch is not None else len(windows)
             if following > done:
@@ -232,7 +266,7 @@ class Codec1(Codec):
             yield out, later
 
     def _decode_pass(
-        self, rows: torch.Tensor, out: torch.Tensor, batch: list[DecodePiece], seed: int, sigmas: list[float]
+        self, rows: torch.Tensor, out: torch.Tensor, seed: int, sigmas: list[float], batch: list[WindowPiece]
     ) -> None:
         """Decode the pieces of one pass side by side and add their frames into `out`."""
         spc, fpl, m = self.cfg.spectral, self.cfg.frames_per_latent, rows.shape[-1]

@@ -23,19 +23,49 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
 from m2l.audio.spectral import overlap_add_into, spectrogram_to_frames
-from m2l.checks import checked_int, checked_latents
 from m2l.codec import Codec, finished
-from m2l.consistency.sampling import keyed_randn, renoise, sample_with_context
-from m2l.consistency.schedule import karras_sigmas
+from m2l.consistency.sampling import karras_sigmas, keyed_randn, renoise, sample_with_context
 from m2l.errors import M2LError
-from m2l.passes import EncodePass, EncodePlan, lower_batch_size
+from m2l.framing import checked_int, checked_latents
+from m2l.passes import EncodePass, EncodePlan
 
 COND_STEP = 10_000  # noise stream of the re-noised left chunk
+
+
+@dataclass(frozen=True)
+class ChunkGroup:
+    """Chunks [first, stop) of all `rows` rows: what one encoder pass takes."""
+
+    first: int
+    stop: int
+    rows: int
+
+    @property
+    def chunks(self) -> int:
+        """Chunks of each row."""
+        return self.stop - self.first
+
+    @property
+    def key(self) -> tuple[()]:
+        """Chunks have one shape: every group may share a pass."""
+        return ()
+
+    @property
+    def items(self) -> int:
+        """Encoder inputs (one per chunk and row)."""
+        return self.rows * self.chunks
+
+    @property
+    def units(self) -> int:
+        """Chunks over all rows."""
+        return self.items
 
 
 class Codec2(Codec):
@@ -89,37 +119,79 @@ class Codec2(Codec):
         wave = wave.expand(*wave.shape[:-2], 2, wave.shape[-1])  # mono -> both channels
         return wave.reshape(-1, 2, wave.shape[-1]), (*wave.shape[:-2], 1)
 
+    def encode_rows(
+        self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
+    ) -> torch.Tensor:
+        """[R, audio_channels, samples] at the model rate -> latents [R, chunks, K, d] (features
+        [R, K * dim], averaged over chunks) on the CPU: the chunks, a group of about `chunk_batch`
+        at a time (of all rows), through the encoder."""
+        rows, m = self.pad_rows(rows, left_pad)
+        parts: dict[int, torch.Tensor] = {}  # first chunk of a group -> its outputs [R, n, ...]
+        advance = self.progress_counter("encoding", m)
+        for batch in self.batches(self.chunk_groups(rows.shape[0], m)):
+            self.run_pieces(batch, partial(self._encode_pass, rows, parts, features))
+            advance(sum(group.chunks for group in batch))
+        return self.joined(parts, features)
+
+    @torch.inference_mode()
+    def _encode_pass(
+        self, rows: torch.Tensor, parts: dict[int, torch.Tensor], features: bool, groups: list[ChunkGroup]
+    ) -> None:
+        """The encoder on the chunks of `groups` side by side; their outputs kept in `parts`."""
+        inputs = [self.chunk_input(rows, g) for g in groups]
+        z = self.encoder_pass(inputs[0] if len(inputs) == 1 else torch.cat(inputs), features=features)
+        start = 0
+        for g in groups:
+            self.place(parts, g, z[start : start + g.items])
+            start += g.items
+
     def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
     ) -> EncodePlan:
-        """[R, audio_channels, samples] -> passes over groups of chunks; the plan finishes to
-        latents [R, chunks, K, d] (or features [R, K * dim])."""
+        """`encode_rows` as encoder passes (one per group of chunks) for
+        `m2l.packing.encode_many`; the plan finishes to latents [R, chunks, K, d] (or features
+        [R, K * dim])."""
         rows, m = self.pad_rows(rows, left_pad)
-        tail, frames = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length, self.cfg.chunk_frames
-        r = rows.shape[0]
-        parts: dict[int, torch.Tensor] = {}  # first chunk -> [R, chunks, ...]
-        passes = []
-        per_pass = max(1, self.chunk_batch // r)  # stereo: the chunks of a mono pass
-        for c0 in range(0, m, per_pass):
-            c1 = min(c0 + per_pass, m)
-            seg = rows[..., c0 * self.hop_length : c1 * self.hop_length + tail]
+        parts: dict[int, torch.Tensor] = {}
+        passes = [
+            EncodePass(
+                g.key,
+                g.items,
+                g.units,
+                partial(self.chunk_input, rows, g),
+                partial(self.place, parts, g),
+                g.chunks,
+            )
+            for g in self.chunk_groups(rows.shape[0], m)
+        ]
+        return EncodePlan(passes, partial(self.joined, parts, features))
 
-            def make_input(seg: torch.Tensor = seg, n: int = c1 - c0) -> torch.Tensor:
-                spec = self.model.spectrogram(seg.to(self.device)).unflatten(
-                    -1, (n, frames)
-                )  # [R, C, F, n, T]
-                return spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)
+    def chunk_groups(self, count: int, chunks: int) -> list[ChunkGroup]:
+        """The groups of chunks one encoder pass takes: `chunk_batch` chunks' worth of inputs over
+        all `count` rows (a stereo file's two rows take half as many chunks each)."""
+        per_pass = max(1, self.chunk_batch // count)
+        return [ChunkGroup(c0, min(c0 + per_pass, chunks), count) for c0 in range(0, chunks, per_pass)]
 
-            def place(z: torch.Tensor, c0: int = c0, n: int = c1 - c0) -> None:
-                parts[c0] = z.unflatten(0, (r, n))
+    def chunk_input(self, rows: torch.Tensor, group: ChunkGroup) -> torch.Tensor:
+        """The encoder input of a group: the spectrogram of each row's chunks, chunk by chunk
+        [rows * n, C_in, F, chunk_frames], on the codec's device and dtype."""
+        tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+        seg = rows[..., group.first * self.hop_length : group.stop * self.hop_length + tail]
+        spec = self.model.spectrogram(seg.to(self.device)).unflatten(
+            -1, (group.chunks, self.cfg.chunk_frames)
+        )
+        return spec.permute(0, 3, 1, 2, 4).flatten(0, 1).to(self.dtype)  # [R, C, F, n, T] -> [R * n, ...]
 
-            passes.append(EncodePass((), r * (c1 - c0), r * (c1 - c0), make_input, place, c1 - c0))
+    @staticmethod
+    def place(parts: dict[int, torch.Tensor], group: ChunkGroup, z: torch.Tensor) -> None:
+        """Keep the encoder's output for a group [rows * n, ...] as [rows, n, ...]."""
+        parts[group.first] = z.unflatten(0, (group.rows, group.chunks))
 
-        def finish() -> torch.Tensor:
-            z = torch.cat([parts[c] for c in sorted(parts)], dim=1)  # [R, chunks, ...]
-            return z.mean(1) if features else z / self.cfg.latent_scale
-
-        return EncodePlan(passes, finish)
+    def joined(self, parts: dict[int, torch.Tensor], features: bool) -> torch.Tensor:
+        """The groups' outputs in chunk order: latents [R, chunks, K, d] (divided by
+        latent_scale), or features averaged over chunks [R, K * dim]."""
+        z = torch.cat([parts[c] for c in sorted(parts)], dim=1)
+        return z.mean(1) if features else z / self.cfg.latent_scale
 
     @property
     def batch_units(self) -> int:
@@ -144,61 +216,51 @@ class Codec2(Codec):
         """Raw latents [R, chunks, K, d] -> padded waveforms [R, audio_channels, samples]. Rows
         that fit one batch (`batch_size`) are decoded side by side and reported chunk by chunk;
         more rows are decoded batch after batch and reported once, at the end (progress counts
-        chunks times rows). Rows that run out of device memory before their first chunk is
-        done are decoded in halves (the same audio: noise is keyed by row), with `batch_size`
-        lowered (see `m2l.passes.lower_batch_size`)."""
+        chunks times rows). Rows that run out of device memory are decoded in halves (the same
+        audio: noise is keyed by row), with `batch_size` lowered (`halving_on_oom`)."""
         sigma = self.check_sigma_cond(sigma_cond)
-        slices = list(self.row_slices(rows.shape[0]))
         advance = self.progress_counter("decoding", rows.shape[0] * rows.shape[1])
         options = {"steps": steps, "seed": seed, "sigma_cond": sigma, "on_chunk": advance}
-        if len(slices) > 1:
-            whole = torch.cat([self._rows_in_halves(rows[sl], sl.start, options) for sl in slices])
-        else:
-            stream = self._started(rows, 0, options)
+        limit = self.batch_size
+        if rows.shape[0] <= self.batch_size:  # one batch: streamed, once its first chunk is done
+            stream = self._started(rows, options)
             if stream is not None:
                 yield from stream
                 return
-            whole = self._halved(rows, 0, options)
+            if rows.shape[0] == 1:
+                raise self.one_row_error()
+            limit = self.lower_batch_size(rows.shape[0], rows.shape[0] // 2)
+        whole = self._rows_in_parts(rows, options, limit)
         yield whole, whole.shape[-1]
 
     def _started(
-        self, rows: torch.Tensor, first_row: int, options: dict[str, Any]
+        self, rows: torch.Tensor, options: dict[str, Any]
     ) -> Iterator[tuple[torch.Tensor, int]] | None:
         """`batch_steps` of these rows with its first chunk done, or None when that ran out of
         device memory (a decoder step's memory does not grow after the first pair of chunks)."""
-        stream = self.batch_steps(rows, first_row=first_row, **options)
+        stream = self.batch_steps(rows, **options)
         try:
             first = next(stream)
         except torch.OutOfMemoryError:
             return None
         return itertools.chain([first], stream)
 
-    def _rows_in_halves(self, rows: torch.Tensor, first_row: int, options: dict[str, Any]) -> torch.Tensor:
-        """Rows decoded side by side to the end, or in halves while they run out of memory."""
-        if rows.shape[0] > self.batch_size:  # planned before running out of memory lowered it
-            return self._split_rows(rows, first_row, options, self.batch_size)
-        stream = self._started(rows, first_row, options)
-        return finished(stream) if stream is not None else self._halved(rows, first_row, options)
+    def _rows_in_parts(self, rows: torch.Tensor, options: dict[str, Any], limit: int) -> torch.Tensor:
+        """Rows decoded to the end, at most `limit` side by side, in halves while they run out of
+        device memory (`halving_on_oom`)."""
+        parts: list[torch.Tensor] = []
 
-    def _halved(self, rows: torch.Tensor, first_row: int, options: dict[str, Any]) -> torch.Tensor:
-        """Rows that ran out of memory side by side, decoded in halves (`batch_size` lowered)."""
-        if rows.shape[0] == 1:
-            raise M2LError(
-                f"out of {self.device} memory for one row of decoding (two chunks per step); "
-                "decode on a device with more memory, or on the CPU (--device cpu)"
-            )
-        half = lower_batch_size(self, rows.shape[0], rows.shape[0] // 2)
-        return self._split_rows(rows, first_row, options, half)
+        def run(part: slice) -> None:
+            parts.append(finished(self.batch_steps(rows[part], first_row=part.start, **options)))
 
-    def _split_rows(
-        self, rows: torch.Tensor, first_row: int, options: dict[str, Any], cut: int
-    ) -> torch.Tensor:
-        """Rows [:cut] and [cut:] decoded one after the other (`_rows_in_halves` each)."""
-        return torch.cat(
-            [
-                self._rows_in_halves(rows[:cut], first_row, options),
-                self._rows_in_halves(rows[cut:], first_row + cut, options),
-            ]
+        self.halving_on_oom([1] * rows.shape[0], run, lambda _: self.one_row_error(), limit)
+        return torch.cat(parts)
+
+    def one_row_error(self) -> M2LError:
+        """The one-line error for one row whose decoding does not fit in device memory."""
+        return M2LError(
+            f"out of {self.device} memory for one row of decoding (two chunks per step); "
+            "decode on a device with more memory, or on the CPU (--device cpu)"
         )
 
     def batch_steps(

@@ -24,6 +24,9 @@ DEFAULT_MODEL = "default"
 without --model load."""
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
 """The audio rates m2l accepts from files and configs, in Hz (anything else is a damaged header)."""
+STEREO_MODES = ("ms", "lr")
+"""How a codec that codes channels apart carries a stereo pair (`m2l.codec`, recorded in latent
+files): `ms`, mid/side (the default of per-channel codecs); `lr`, left/right, as the authors code it."""
 _NAME_LIMIT = 200
 
 

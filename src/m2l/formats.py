@@ -4,9 +4,9 @@ Both carry a format name and version in the safetensors header and two SHA-256 d
 `tensors_sha256` over the tensors and `sha256` over every other metadata field (the first one
 included), so truncation or tampering anywhere, header or data, is detected on load. Version 1
 files (before metadata was covered) hold only `sha256` over the tensors: they are still read,
-with one `LegacyChecksumWarning` per file. Metadata values are parsed strictly (`m2l.metadata`).
-Writes go through `m2l.files.atomic_output`: atomic, and exclusive (an existing file is an error)
-unless `force`.
+with one `LegacyChecksumWarning` per file. Metadata values are parsed strictly
+(`m2l.checksummed.meta_int` and its siblings). Writes go through `m2l.files.atomic_output`:
+atomic, and exclusive (an existing file is an error) unless `force`.
 
 The container (digests, sealing, verified reading and atomic writing) is `m2l.checksummed`'s, and
 "what is this file" (`sniff`, the format names) is `m2l.sniff`'s; this module re-exports both, so
@@ -41,6 +41,11 @@ import torch
 from m2l.checksummed import (
     LegacyChecksumWarning,
     atomic_save,
+    malformed,
+    meta_float,
+    meta_int,
+    meta_json,
+    meta_text,
     metadata_digest,
     read_safetensors,
     seal,
@@ -56,7 +61,6 @@ from m2l.config import (
     preset_name,
 )
 from m2l.errors import M2LError
-from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
 from m2l.sniff import (
     CHECKPOINT_FORMAT,
     LATENT_FORMAT,

@@ -85,8 +85,8 @@ def load_model(
         return model, model_id
     if name == AUTHORS_NAME:
         return load_model(fetch_authors_checkpoint())
-    if name == DEFAULT_MODEL:
-        model, model_id = load_model(default_checkpoint())
+    if name == DEFAULT_MODEL:  # an m2l checkpoint: read as one, without asking what it is
+        model, model_id = checkpoint_model(default_checkpoint())
         return model, f"{DEFAULT_MODEL}:{model_id}"
     path = Path(source)
     if path.is_dir():
@@ -115,8 +115,7 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
         state, config = training_state_weights(path)
         return create(config, state, source=str(path)), f"{config.name}@{tensors_digest(state)[:12]}"
     if found.kind in (Kind.CHECKPOINT, Kind.SAFETENSORS):  # the latter: load_checkpoint says what is wrong
-        state, config, meta = load_checkpoint(path)
-        return create(config, state, source=str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
+        return checkpoint_model(path)
     if found.kind is Kind.UNKNOWN:
         raise M2LError(f"{path}: neither an m2l (safetensors) nor a torch checkpoint")
     if found.kind is not Kind.AUTHORS_CHECKPOINT:
@@ -126,6 +125,12 @@ def load_file(found: FileKind) -> tuple[torch.nn.Module, str]:
     state = convert_authors_state_dict(_torch_state(path), config, ours.state_dict(), str(path))
     ours.load_state_dict(state)
     return ours, f"{AUTHORS_NAME}@{tensors_digest(state)[:12]}"
+
+
+def checkpoint_model(path: Path) -> tuple[torch.nn.Module, str]:
+    """(model, model_id) of an m2l inference checkpoint (`m2l.formats.load_checkpoint`)."""
+    state, config, meta = load_checkpoint(path)
+    return create(config, state, source=str(path)), f"{config.name}@{meta['tensors_sha256'][:12]}"
 
 
 def load(

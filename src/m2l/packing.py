@@ -22,34 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from m2l.errors import M2LError
-from m2l.passes import (
-    Batchable,
-    EncodePass,
-    EncodePlan,
-    PassRunner,
-    consecutive_batches,
-    halving_on_oom,
-    lower_batch_size,
-    run_batch,
-    single_pass_error,
-)
+from m2l.passes import EncodePass, EncodePlan, run_batch
 
 if TYPE_CHECKING:
     from m2l.codec import Codec
     from m2l.formats import LatentFile
 
-__all__ = [  # the encoder passes of `m2l.passes` are still importable from here
-    "Batchable",
-    "EncodePass",
-    "EncodePlan",
-    "PassRunner",
-    "consecutive_batches",
-    "encode_many",
-    "halving_on_oom",
-    "lower_batch_size",
-    "run_batch",
-    "single_pass_error",
-]
+__all__ = ["EncodePass", "EncodePlan", "encode_many", "run_batch"]  # the passes are importable here too
 
 K = TypeVar("K")
 
@@ -159,7 +138,8 @@ def encode_many(
 
 class _Batches:
     """The limits of `encode_many`'s batches: `capacity` units, and once running out of device
-    memory lowered `codec.batch_size` (see `halving_on_oom`), at most that many inputs."""
+    memory lowered `codec.batch_size` (see `m2l.framing.Framing.halving_on_oom`), at most that many
+    inputs."""
 
     def __init__(self, codec: Codec, capacity: int) -> None:
         self.codec, self.capacity, self.start_size = codec, capacity, codec.batch_size

@@ -124,19 +124,19 @@ def test_window_option_reaches_the_codec(tmp_path, capsys, model):
 
 
 def test_batch_size_option_reaches_the_codec(tmp_path, capsys, monkeypatch, model):
-    import m2l.cli.jobs as jobs
+    import m2l.cli.one_file as one_file
 
     src = write_tone(tmp_path / "st.wav", seconds=0.5, channels=2)
     assert run(capsys, "encode", src, "-o", tmp_path / "st.m2l", *model)[0] == 0
     passes: dict[str, list[int]] = {}
-    load_codec = jobs.load_codec
+    load_codec = one_file.load_codec
 
-    def spied(args, *rest, **kw):
-        codec = load_codec(args, *rest, **kw)
-        passes[str(args.batch_size)] = record_pass_sizes(codec, "decode_features", monkeypatch)
+    def spied(options, *rest, **kw):
+        codec = load_codec(options, *rest, **kw)
+        passes[str(options.batch_size)] = record_pass_sizes(codec, "decode_features", monkeypatch)
         return codec
 
-    monkeypatch.setattr(jobs, "load_codec", spied)
+    monkeypatch.setattr(one_file, "load_codec", spied)
     for size in ([], ["--batch-size", "1"]):
         out = tmp_path / f"b{len(size)}.wav"
         code, _, err = run(capsys, "decode", tmp_path / "st.m2l", "-o", out, "--seed", "0", *size, *model)

@@ -1,4 +1,5 @@
-"""The samplers of `m2l.consistency.sampling`: re-noising, noise sources, the context sampler."""
+"""`m2l.consistency.sampling`: the sigma <-> index warp, Karras levels, re-noising, noise sources,
+the context sampler."""
 
 import math
 
@@ -8,16 +9,32 @@ import torch
 from m2l.config import ConsistencyConfig
 from m2l.consistency.sampling import (
     fresh_noise,
+    index_from_sigma,
+    karras_sigmas,
     noise_levels,
     renoise,
     renoise_scale,
     sample_multistep,
     sample_one_step,
     sample_with_context,
+    sigma_from_index,
 )
-from m2l.consistency.schedule import karras_sigmas
 
 CFG = ConsistencyConfig()
+
+
+def test_sigma_index_round_trip_and_ends():
+    idx = torch.linspace(0, 1, 11, dtype=torch.float64)
+    sig = sigma_from_index(idx, CFG)
+    assert abs(sig[0] - CFG.sigma_min) < 1e-12 and abs(sig[-1] - CFG.sigma_max) < 1e-9
+    assert torch.allclose(index_from_sigma(sig, CFG), idx)
+    assert (sig.diff() > 0).all()
+
+
+def test_karras_sigmas():
+    assert karras_sigmas(1, CFG).tolist() == [CFG.sigma_max]
+    s = karras_sigmas(4, CFG)
+    assert len(s) == 4 and s[0] == CFG.sigma_max and (s.diff() < 0).all() and s[-1] > CFG.sigma_min
 
 
 def test_samplers_call_the_denoiser_at_the_right_levels():

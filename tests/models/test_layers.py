@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from m2l_testing import randomize
 from torch import nn
 
@@ -18,6 +19,8 @@ from m2l.models.layers import (
     group_norm,
     inference_inplace,
     mlp,
+    mul,
+    silu,
     zero_,
 )
 
@@ -63,14 +66,16 @@ def test_zero_zeroes_every_parameter_and_returns_the_module():
     assert all(not p.any() for p in layer.parameters())
 
 
-def test_add_in_place_writes_the_sum_into_the_first_operand():
+def test_the_in_place_helpers_write_into_their_first_operand_only_when_autograd_is_off():
     a, b = torch.randn(4, 5), torch.randn(5)
-    expected = a + b
-    a_before = a.clone()
-    out = add(a, b, inplace=False)
-    assert torch.equal(out, expected) and torch.equal(a, a_before)  # a untouched
-    out = add(a, b, inplace=True)
-    assert torch.equal(out, expected) and out.data_ptr() == a.data_ptr() and torch.equal(a, expected)
+    for helper, expected in ((add, a + b), (mul, a * b), (lambda x, _: silu(x), F.silu(a))):
+        fresh = a.clone()
+        out = helper(fresh, b)
+        assert torch.equal(out, expected) and torch.equal(fresh, a)  # training: fresh untouched
+        with torch.no_grad():
+            out = helper(fresh, b)
+        assert torch.equal(out, expected) and out.data_ptr() == fresh.data_ptr()  # written into it
+        assert torch.equal(fresh, expected)
 
 
 def test_inference_inplace_follows_autograd():

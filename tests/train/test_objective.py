@@ -8,7 +8,8 @@ from train_testing import fast_config
 
 from m2l.config import preset
 from m2l.consistency.loss import consistency_loss
-from m2l.consistency.schedule import delta_exponential, sigma_from_index
+from m2l.consistency.sampling import sigma_from_index
+from m2l.consistency.schedule import delta_exponential
 from m2l.models import create
 from m2l.train.config import RECIPES
 from m2l.train.objective import ConsistencyObjective, sample_seeds

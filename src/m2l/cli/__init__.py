@@ -13,18 +13,21 @@ inputs are still processed. Exit codes: 0 success, 1 when any input failed, 2 fo
 
 Modules: `app` (the `Command` registry `COMMANDS`, `build_parser`, `main`), `report` (one-line
 errors and warnings), `args` (argument types and device checks shared with the train, evaluate,
-probe and datasets commands), `jobs` (inputs -> outputs, the per-file runner), `codec` (encode,
-decode, reconstruct, convert) and `info`.
+probe and datasets commands), `codec` (encode, decode, reconstruct, convert: their options and
+run functions), `one_file` (one input file: read -> codec -> write, and the codec options, model
+loading and output checks the jobs share), `jobs` and `prefetch` (many inputs: folders, manifests,
+torchrun ranks, read-ahead, write-behind) and `info`.
 
 The names below resolve on first access: `m2l.train.cli` and its siblings import `m2l.cli.args`,
-which runs this file, so it must not import `m2l.cli.app` (which imports them) eagerly.
+which runs this file, and should not import the registry, the codec commands and their jobs with
+it. The `m2l` program and `python -m m2l` start at `m2l.cli.app.main` itself.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from m2l.lazy import lazy_exports
+from m2l.lazy import lazy_attribute, lazy_names
 
 if TYPE_CHECKING:
     from m2l.cli.app import COMMANDS, Command, build_parser, main
@@ -54,4 +57,10 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module on first access."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return lazy_names(_LAZY, globals())

@@ -5,25 +5,24 @@ entry there. `run` receives the parsed namespace and returns the exit code. Exit
 1 when any input failed, 2 for usage errors, 3 when a codec command into an output folder failed
 nothing but found outputs there already (`m2l.cli.report.EXIT_OUTPUTS_EXIST`), 130 when
 interrupted.
+
+A command's module is imported when its options are declared or it runs, and `main` declares the
+options of the one command it runs: `m2l --help` lists every command from this table alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from m2l.cli import codec, info
 from m2l.cli.report import PROG, describe, error, show_warning
-from m2l.datasets import cli as data_cli
 from m2l.errors import M2LError
-from m2l.evaluate import cli as eval_cli
-from m2l.latents import cli as latents_cli
-from m2l.probe import cli as probe_cli
-from m2l.train import cli as train_cli
 
 
 @dataclass(frozen=True)
@@ -37,56 +36,66 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def deferred(module: str, function: str) -> Callable[..., Any]:
+    """`module.function`, imported when it is first called."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args)
+
+    call.__qualname__ = call.__name__ = function
+    return call
+
+
+def command(module: str, name: str, help: str) -> Command:
+    """The command whose `add_<name>` and `run_<name>` are in `module` (imported when used)."""
+    return Command(help, deferred(module, f"add_{name}"), deferred(module, f"run_{name}"))
+
+
 COMMANDS: dict[str, Command] = {
-    "encode": Command("encode audio files to .m2l latent files", codec.add_encode, codec.run_encode),
-    "decode": Command("decode .m2l latent files to audio", codec.add_decode, codec.run_decode),
-    "reconstruct": Command(
-        "encode and decode audio (audio -> audio)", codec.add_reconstruct, codec.run_reconstruct
+    "encode": command("m2l.cli.codec", "encode", "encode audio files to .m2l latent files"),
+    "decode": command("m2l.cli.codec", "decode", "decode .m2l latent files to audio"),
+    "reconstruct": command("m2l.cli.codec", "reconstruct", "encode and decode audio (audio -> audio)"),
+    "info": command("m2l.cli.info", "info", "describe .m2l latent files and model checkpoints"),
+    "convert": command(
+        "m2l.cli.codec", "convert", "write a model (e.g. the authors' music2latent.pt) as an m2l checkpoint"
     ),
-    "info": Command("describe .m2l latent files and model checkpoints", info.add_info, info.run_info),
-    "convert": Command(
-        "write a model (e.g. the authors' music2latent.pt) as an m2l checkpoint",
-        codec.add_convert,
-        codec.run_convert,
+    "train": command("m2l.train.cli", "train", "train a model (one process, or many under torchrun)"),
+    "export": command(
+        "m2l.train.cli", "export", "write a training checkpoint's EMA weights as an inference checkpoint"
     ),
-    "train": Command(
-        "train a model (one process, or many under torchrun)", train_cli.add_train, train_cli.run_train
-    ),
-    "export": Command(
-        "write a training checkpoint's EMA weights as an inference checkpoint",
-        train_cli.add_export,
-        train_cli.run_export,
-    ),
-    "eval": Command(
+    "eval": command(
+        "m2l.evaluate.cli",
+        "eval",
         "reconstruct a fixed item set with one or more models; metrics + HTML report",
-        eval_cli.add_eval,
-        eval_cli.run_eval,
     ),
-    "probe": Command(
-        "MIR probes (pitch, pitch class, instrument) on a labelled note set",
-        probe_cli.add_probe,
-        probe_cli.run_probe,
+    "probe": command(
+        "m2l.probe.cli", "probe", "MIR probes (pitch, pitch class, instrument) on a labelled note set"
     ),
-    "data": Command(
+    "data": command(
+        "m2l.datasets.cli",
+        "data",
         "build open music/speech/note data sets with manifests (m2l data fetch DATA_DIR)",
-        data_cli.add_data,
-        data_cli.run_data,
     ),
-    "pack": Command(
+    "pack": command(
+        "m2l.latents.cli",
+        "pack",
         "pack a folder of .m2l files into a sharded latent dataset (shards + index.jsonl)",
-        latents_cli.add_pack,
-        latents_cli.run_pack,
     ),
-    "stats": Command(
+    "stats": command(
+        "m2l.latents.cli",
+        "stats",
         "per-dimension mean/std of the latents of a dataset or .m2l folder (JSON)",
-        latents_cli.add_stats,
-        latents_cli.run_stats,
     ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `m2l` parser with one subparser per entry of `COMMANDS`."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `m2l` parser with one subparser per entry of `COMMANDS`.
+
+    Args:
+        only: declare the options of this command alone (the others are listed with their help,
+            and refuse nothing they are not given); every command's when None.
+    """
     from m2l import __version__
 
     parser = argparse.ArgumentParser(
@@ -100,9 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        cmd.add_arguments(p)
+        if only is None or name == only:
+            cmd.add_arguments(p)
         p.set_defaults(run=cmd.run)
     return parser
+
+
+def chosen_command(argv: list[str]) -> str:
+    """The command `argv` names: its first word that is not an option (`m2l` itself takes no
+    option with a value); "" when there is none."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: the arguments after the program name (default: `sys.argv[1:]`).
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=chosen_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors

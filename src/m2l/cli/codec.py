@@ -5,22 +5,23 @@
     m2l reconstruct INPUT... -o OUT   audio -> audio through the codec
     m2l convert SOURCE OUT            any loadable model source -> m2l checkpoint
 
-Each command is an `add_*(parser)` that declares its options and a `run_*(args)` that returns the
-exit code; torch and the model code are imported only when a command runs.
+Each command is an `add_*(parser)` that declares its options and a `run_*(args)` that turns them
+into a `CodecOptions` once and runs one input file (`m2l.cli.one_file.run_one_file`) or many
+(`m2l.cli.jobs.run_files`: folders, manifests, torchrun ranks); it returns the exit code. Torch
+and the model code are imported only when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, SUBTYPES, WRITE_EXTENSIONS
-from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import (
     KEEP_RATE,
     add_quiet,
@@ -33,17 +34,26 @@ from m2l.cli.args import (
 )
 from m2l.cli.jobs import (
     Job,
-    Loaded,
     check_format_conflict,
     is_manifest,
     one_at_a_time,
-    read_for_model,
+    read_job,
     resolve_jobs,
     run_files,
 )
+from m2l.cli.one_file import (
+    CodecOptions,
+    Loaded,
+    Work,
+    check_format,
+    output_path,
+    recorded_model,
+    run_one_file,
+    write_audio,
+)
 from m2l.cli.prefetch import WriteBehind
-from m2l.cli.report import EXPECTED_ERRORS, PROG, QuietOutput, describe, error, naming, warning
-from m2l.config import DEFAULT_MODEL, PRESETS
+from m2l.cli.report import EXPECTED_ERRORS, QuietOutput, describe, error, naming
+from m2l.config import DEFAULT_MODEL, PRESETS, STEREO_MODES
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
@@ -174,36 +184,6 @@ def _add_output_audio_options(p: argparse.ArgumentParser, keep: str) -> None:
     )
 
 
-def _output_rate(choice: int | str | None, lf: Any, src: Path) -> int:
-    """The rate to write a decoding of `lf` at: the model's (None), the source audio's
-    (`KEEP_RATE`; the model's, with a warning, for a file made before m2l recorded it), or `choice`."""
-    if choice is None:
-        return lf.sample_rate
-    if choice != KEEP_RATE:
-        return int(choice)
-    if lf.source_sample_rate is None:
-        warning(
-            f"{src}: records no source sample rate (made by an older m2l); written at the "
-            f"model rate, {lf.sample_rate} Hz"
-        )
-        return lf.sample_rate
-    return lf.source_sample_rate
-
-
-def _write_audio(args: argparse.Namespace, job: Job, audio: Any, lf: Any) -> None:
-    """Write a decoding of `lf` for `job` at the asked rate (resampled) and sample format."""
-    from m2l.audio.io import resample, save_audio
-
-    rate = _output_rate(args.sample_rate, lf, job.src)
-    out = resample(audio, lf.sample_rate, rate)
-    save_audio(job.dst, out, rate, force=args.force or job.replace, subtype=args.subtype)
-
-
-def _audio_loader(args: argparse.Namespace) -> Callable[[Any], Callable[[Job], Any]]:
-    """For `run_files`: a codec -> the picklable reader of one job's audio at the codec's rate."""
-    return lambda codec: partial(read_for_model, downmix=args.downmix, model_rate=codec.sample_rate)
-
-
 def _add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
@@ -215,21 +195,71 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _audio_jobs(
-    args: argparse.Namespace, in_suffixes: frozenset[str], what: str, manifests: bool
-) -> tuple[list[Job], list[str]]:
-    """Jobs that write audio: --format (default wav) names outputs in a folder; `manifests`: the
-    inputs may be manifests of audio files."""
-    ext = f".{args.format or 'wav'}"
-    jobs, errors = resolve_jobs(args.inputs, args.output, in_suffixes, WRITE_EXTENSIONS, ext, what, manifests)
+# ----------------------------------------------------------------------------- running
+def codec_options(args: argparse.Namespace, **own: Any) -> CodecOptions:
+    """The options of a codec command: those every codec command declares, read from its parsed
+    arguments, and `own`, those of the command itself."""
+    return CodecOptions(
+        inputs=tuple(args.inputs),
+        output=args.output,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+        window=args.window,
+        batch_size=args.batch_size,
+        force=args.force,
+        skip_existing=args.skip_existing,
+        quiet=args.quiet,
+        **own,
+    )
+
+
+def run_writing_audio(
+    options: CodecOptions, in_suffixes: frozenset[str], what: str, verb: str, work: Work, read: bool
+) -> int:
+    """Run a command that writes audio (decode, reconstruct) on one input file or on its jobs;
+    `read`: the inputs are audio files (or manifests of them), read for the model (`what`: the
+    input kind, for messages)."""
+    ext = f".{options.format or 'wav'}"
+    src = options.one_file()
+    if src is not None:
+        try:
+            dst = output_path(options, src, WRITE_EXTENSIONS, ext)
+            check_format(options, dst)
+            _check_subtype(dst, options.subtype)
+        except M2LError as err:
+            error(str(err))
+            return 1
+        options = _with_model(options, [src])
+        return run_one_file(options, src, dst, verb, work, read)
+    jobs, errors = resolve_jobs(
+        options.inputs, options.output, in_suffixes, WRITE_EXTENSIONS, ext, what, manifests=read
+    )
     if not errors:
         try:
-            check_format_conflict(args, jobs)
+            check_format_conflict(options, jobs)
             if jobs:  # every output has the same format
-                _check_subtype(jobs[0].dst, args.subtype)
+                _check_subtype(jobs[0].dst, options.subtype)
         except M2LError as err:
             errors.append(str(err))
-    return jobs, errors
+    options = _with_model(options, [job.src for job in jobs])
+    return run_files(
+        options, jobs, errors, one_at_a_time(work), verb, _audio_reader(options) if read else None
+    )
+
+
+def _with_model(options: CodecOptions, sources: list[Path]) -> CodecOptions:
+    """`options` with the model the first of the latent files `sources` records when none is
+    named (`m2l decode` without --model)."""
+    if options.model is not None:
+        return options
+    return replace(options, model=recorded_model(sources, options.quiet))
+
+
+def _audio_reader(options: CodecOptions) -> Any:
+    """For `run_files`: a codec -> the picklable reader of one job's audio at the codec's rate."""
+    return lambda codec: partial(read_job, downmix=options.downmix, model_rate=codec.sample_rate)
 
 
 def _check_subtype(path: Path, subtype: str) -> None:
@@ -257,32 +287,47 @@ def add_encode(p: argparse.ArgumentParser) -> None:
 
 def run_encode(args: argparse.Namespace) -> int:
     """Run `m2l encode`: audio files to .m2l latent files. Returns the exit code."""
-    suffixes = frozenset({LATENT_SUFFIX})
-    jobs, errors = resolve_jobs(
-        args.inputs, args.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio", manifests=True
+    options = codec_options(
+        args, stereo=args.stereo, workers=args.workers, downmix=args.downmix, pack=args.pack
     )
-    if args.pack is not None and not errors:
-        errors += _pack_errors(args, jobs)
-    stream = partial(_encode_stream, args)
-    code = run_files(args, jobs, errors, stream, "encoded", _audio_loader(args))
-    if code == 0 and args.pack is not None:
-        from m2l.latents.cli import add_pack, run_pack
 
-        parser = argparse.ArgumentParser()
-        add_pack(parser)
-        flags = ["--force"] * args.force + ["--quiet"] * args.quiet
-        if len(args.inputs) == 1 and is_manifest(args.inputs[0]):
-            flags += ["--manifest", args.inputs[0]]
-        code = run_pack(parser.parse_args([args.output, "-o", args.pack, *flags]))
+    def work(codec: Any, src: Path, dst: Path, replace: bool, loaded: Loaded) -> float:
+        from m2l.formats import save_latents
+
+        lf = codec.encode_file(loaded.wave, codec.sample_rate, source_sample_rate=loaded.rate)
+        save_latents(dst, lf, force=options.force or replace)
+        return lf.length / lf.sample_rate
+
+    suffixes = frozenset({LATENT_SUFFIX})
+    src = options.one_file()
+    if src is not None and options.pack is None:
+        try:
+            dst = output_path(options, src, suffixes, LATENT_SUFFIX)
+        except M2LError as err:
+            error(str(err))
+            return 1
+        return run_one_file(options, src, dst, "encoded", work, read=True)
+    jobs, errors = resolve_jobs(
+        options.inputs, options.output, AUDIO_EXTENSIONS, suffixes, LATENT_SUFFIX, "audio", manifests=True
+    )
+    if options.pack is not None and not errors:
+        errors += _pack_errors(options, jobs)
+    stream = partial(_encode_stream, options)
+    code = run_files(options, jobs, errors, stream, "encoded", _audio_reader(options))
+    if code == 0 and options.pack is not None:
+        from m2l.latents.cli import pack
+
+        listed = options.inputs[0] if len(options.inputs) == 1 and is_manifest(options.inputs[0]) else None
+        code = pack(options.output, options.pack, manifest=listed, force=options.force, quiet=options.quiet)
     return code
 
 
-def _pack_errors(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
+def _pack_errors(options: CodecOptions, jobs: list[Job]) -> list[str]:
     """Why --pack cannot be done in this run (an output file, not a folder; several ranks)."""
     from m2l.cli.prefetch import rank_and_world
 
-    if len(jobs) == 1 and jobs[0].dst == Path(args.output):
-        return [f"{args.output}: --pack needs an output folder, not a file"]
+    if len(jobs) == 1 and jobs[0].dst == Path(options.output):
+        return [f"{options.output}: --pack needs an output folder, not a file"]
     if rank_and_world()[1] > 1:
         return [
             "--pack runs in one process: under torchrun, run `m2l pack OUT -o DATASET_DIR` after the ranks"
@@ -291,7 +336,7 @@ def _pack_errors(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
 
 
 def _encode_stream(
-    args: argparse.Namespace, codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]
+    options: CodecOptions, codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]
 ) -> Iterator[tuple[Job, float | BaseException]]:
     """`m2l encode`'s jobs: the encoder passes of several files share batches
     (`m2l.packing.encode_many`); each file is written as soon as its last pass has run, in a
@@ -300,7 +345,7 @@ def _encode_stream(
     from m2l.packing import encode_many
 
     def write(job: Job, lf: Any) -> float:
-        save_latents(job.dst, lf, force=args.force or job.replace)
+        save_latents(job.dst, lf, force=options.force or job.replace)
         return lf.length / lf.sample_rate
 
     unreadable: deque[tuple[Job, BaseException]] = deque()
@@ -345,42 +390,32 @@ def add_decode(p: argparse.ArgumentParser) -> None:
 
 def run_decode(args: argparse.Namespace) -> int:
     """Run `m2l decode`: .m2l latent files to audio. Returns the exit code."""
-    from m2l.formats import load_latents
+    options = codec_options(
+        args,
+        steps=args.steps,
+        seed=args.seed,
+        sigma_cond=args.sigma_cond,
+        allow_model_mismatch=args.allow_model_mismatch,
+        sample_rate=args.sample_rate,
+        subtype=args.subtype,
+        format=args.format,
+    )
 
-    jobs, errors = _audio_jobs(args, frozenset({LATENT_SUFFIX}), LATENT_SUFFIX, manifests=False)
-    if args.model is None:
-        args.model = _recorded_model(jobs, args.quiet)
+    def work(codec: Any, src: Path, dst: Path, replace: bool, _: None) -> float:
+        from m2l.formats import load_latents
 
-    def work(codec: Any, job: Job, _: None) -> float:
-        lf = load_latents(job.src)
+        lf = load_latents(src)
         audio = codec.decode(
             lf,
-            steps=args.steps,
-            seed=args.seed,
-            sigma_cond=args.sigma_cond,
-            allow_model_mismatch=args.allow_model_mismatch,
+            steps=options.steps,
+            seed=options.seed,
+            sigma_cond=options.sigma_cond,
+            allow_model_mismatch=options.allow_model_mismatch,
         )
-        _write_audio(args, job, audio, lf)
+        write_audio(options, src, dst, replace, audio, lf)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, one_at_a_time(work), "decoded")
-
-
-def _recorded_model(jobs: list[Job], quiet: bool) -> str:
-    """The model source the first readable latent file records (the shipped model if none)."""
-    from m2l.formats import load_latents
-
-    for job in jobs:
-        try:
-            source = load_latents(job.src).model_source
-        except EXPECTED_ERRORS:
-            continue  # the job reports it
-        if source:
-            if not quiet:
-                print(f"{PROG}: using the model recorded in {job.src}: {source}", file=sys.stderr)
-            return source
-        break
-    return DEFAULT_MODEL
+    return run_writing_audio(options, frozenset({LATENT_SUFFIX}), LATENT_SUFFIX, "decoded", work, read=False)
 
 
 # ----------------------------------------------------------------------------- reconstruct
@@ -398,17 +433,28 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run `m2l reconstruct`: audio through the codec and back (a model that gives audio back
     near silence is named in one warning). Returns the exit code."""
-    jobs, errors = _audio_jobs(args, AUDIO_EXTENSIONS, "audio", manifests=True)
+    options = codec_options(
+        args,
+        stereo=args.stereo,
+        workers=args.workers,
+        downmix=args.downmix,
+        steps=args.steps,
+        seed=args.seed,
+        sigma_cond=args.sigma_cond,
+        sample_rate=args.sample_rate,
+        subtype=args.subtype,
+        format=args.format,
+    )
     quiet = QuietOutput()
 
-    def work(codec: Any, job: Job, loaded: Loaded) -> float:
+    def work(codec: Any, src: Path, dst: Path, replace: bool, loaded: Loaded) -> float:
         lf = codec.encode_file(loaded.wave, codec.sample_rate, source_sample_rate=loaded.rate)
-        audio = codec.decode(lf, steps=args.steps, seed=args.seed, sigma_cond=args.sigma_cond)
+        audio = codec.decode(lf, steps=options.steps, seed=options.seed, sigma_cond=options.sigma_cond)
         quiet.check(codec.model_id, loaded.wave, audio)
-        _write_audio(args, job, audio, lf)
+        write_audio(options, src, dst, replace, audio, lf)
         return lf.length / lf.sample_rate
 
-    return run_files(args, jobs, errors, one_at_a_time(work), "reconstructed", load=_audio_loader(args))
+    return run_writing_audio(options, AUDIO_EXTENSIONS, "audio", "reconstructed", work, read=True)
 
 
 # ----------------------------------------------------------------------------- convert

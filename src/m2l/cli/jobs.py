@@ -1,4 +1,5 @@
-"""Batch inputs of the codec commands: which file goes where, and running a model over them.
+"""Batch inputs of the codec commands: which file goes where, and running a model over them (one
+input file takes the plainer path of `m2l.cli.one_file`).
 
 Inputs may be files or directories; a directory is walked recursively (hidden files and folders
 are skipped) and its tree is mirrored under the output folder. The audio commands also take
@@ -12,25 +13,31 @@ reported and counted as skipped, and fails the run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from tqdm import tqdm
 
-from m2l.audio.extensions import WRITE_EXTENSIONS
-from m2l.cli.args import check_device
+from m2l.cli.one_file import (
+    LATENT_SUFFIX,
+    CodecOptions,
+    Loaded,
+    Work,
+    announce_model,
+    check_format,
+    load_codec,
+    output_action,
+    read_for_model,
+)
 from m2l.cli.prefetch import default_workers, rank_and_world, read_ahead, shard
 from m2l.cli.report import (
     EXIT_OUTPUTS_EXIST,
     EXPECTED_ERRORS,
-    PROG,
     BeyondFullScale,
     WithinFileBar,
     audio_rate,
@@ -38,17 +45,12 @@ from m2l.cli.report import (
     error,
     naming,
     summary_line,
-    warning,
 )
-from m2l.config import PRESETS, preset_name
 from m2l.datasets import MANIFEST_SUFFIX, manifest_files
 from m2l.errors import M2LError
-from m2l.files import exists_error, not_a_folder_error, walk_files
-from m2l.precision import resolve_precision
-from m2l.sniff import LATENT_SUFFIX
+from m2l.files import not_a_folder_error, walk_files
 
-if TYPE_CHECKING:
-    import torch
+__all__ = ["LATENT_SUFFIX", "Job", "check_format_conflict", "is_manifest", "resolve_jobs", "run_files"]
 
 
 @dataclass(frozen=True)
@@ -211,114 +213,20 @@ def _deduplicate(jobs: list[Job]) -> tuple[list[Job], list[str]]:
     return unique, errors
 
 
-def check_format_conflict(args: argparse.Namespace, jobs: list[Job]) -> None:
-    """Refuse `-o x.wav --format flac` rather than guess.
+def check_format_conflict(options: CodecOptions, jobs: list[Job]) -> None:
+    """Refuse `-o x.wav --format flac` rather than guess (`m2l.cli.one_file.check_format`).
 
     Raises:
         M2LError: when the single output file's suffix and --format disagree.
     """
-    out = Path(args.output)
-    suffix = out.suffix.lower()
-    if (
-        len(jobs) == 1
-        and jobs[0].dst == out
-        and suffix in WRITE_EXTENSIONS
-        and args.format is not None
-        and suffix != f".{args.format}"
-    ):
-        raise M2LError(f"-o {out} does not match --format {args.format}")
+    if len(jobs) == 1:
+        check_format(options, jobs[0].dst)
 
 
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send what C libraries print on file descriptor 2 to /dev/null for a moment.
-
-    libsndfile's MPEG decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header ..." lines
-    straight to fd 2 while it probes a corrupt file; the CLI reports the failure in one line
-    instead. Python-level output is not affected unless it is written meanwhile.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def read_audio(path: Path, downmix: bool) -> tuple[torch.Tensor, int]:
-    """([channels, samples] at the file's own rate, that rate), without native decoder chatter
-    on stderr; `Codec.encode_file(wave, rate)` resamples it and records the rate."""
-    from m2l.audio.io import load_audio
-
-    with _native_stderr_silenced():
-        return load_audio(path, downmix=downmix)
-
-
-class Loaded(NamedTuple):
-    """An input read for the model: what a worker process prepares for
-    `Codec.encode_file(wave, model_rate, source_sample_rate=rate)`."""
-
-    wave: torch.Tensor
-    """The audio [channels, samples] resampled to the model's rate."""
-    rate: int
-    """The file's own sample rate."""
-    peak: float
-    """The largest absolute sample of the file as read (before resampling)."""
-
-
-def read_for_model(job: Job, downmix: bool, model_rate: int) -> Loaded:
-    """Read one job's audio for the model (see `Loaded`)."""
-    from m2l.audio.io import resample
-
-    wave, rate = read_audio(job.src, downmix)
-    peak = float(wave.abs().max()) if wave.numel() else 0.0
-    return Loaded(wave if rate == model_rate else resample(wave, rate, model_rate), rate, peak)
-
-
-def load_codec(args: argparse.Namespace, local_device: bool = False) -> Any:
-    """The codec of the --model, --checkpoint, --device, --window, --batch-size, --stereo and
-    --precision options.
-
-    With `local_device` (a rank of a torchrun job) and no --device, each rank takes the GPU of its
-    LOCAL_RANK when there are GPUs.
-
-    Raises:
-        M2LError: for a --checkpoint without a preset --model, a missing device or a bad model.
-    """
-    from m2l.loading import load
-
-    if args.checkpoint is not None and preset_name(args.model) not in PRESETS:
-        raise M2LError(
-            f"--checkpoint only applies to a preset --model "
-            f"({', '.join(sorted(PRESETS))}), not {args.model!r}"
-        )
-    check_device(args.device)
-    device = args.device
-    if device is None and local_device:
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
-    options: dict[str, Any] = {}
-    if args.window is not None:
-        options["window_seconds"] = args.window
-    if getattr(args, "batch_size", None) is not None:
-        options["batch_size"] = args.batch_size
-    if getattr(args, "stereo", None) is not None:
-        options["stereo"] = args.stereo
-    codec = load(args.model, device=device, checkpoint=args.checkpoint, **options)
-    codec.precision = resolve_precision(getattr(args, "precision", "fp32"), codec.device)
-    return codec
+def read_job(job: Job, downmix: bool, model_rate: int) -> Loaded:
+    """Read one job's audio for the model (`m2l.cli.one_file.read_for_model`; picklable as a
+    partial, for the read-ahead workers)."""
+    return read_for_model(job.src, downmix, model_rate)
 
 
 Outcome = tuple[Job, "float | BaseException"]
@@ -331,7 +239,7 @@ encoder passes of several files into one batch)."""
 
 
 def run_files(
-    args: argparse.Namespace,
+    options: CodecOptions,
     jobs: list[Job],
     errors: list[str],
     stream: Stream,
@@ -345,7 +253,7 @@ def run_files(
     (`m2l.cli.prefetch.shard`). With `load`, inputs are read ahead in `--workers` processes.
 
     Args:
-        args: the parsed options (--force, --skip-existing, --workers, --quiet, the model options).
+        options: the command's options (--force, --skip-existing, --workers, --quiet, the model).
         jobs: from `resolve_jobs`.
         errors: from `resolve_jobs`; when there are any, they are reported and nothing runs.
         stream: works through the jobs with the loaded codec and what `load` read (None
@@ -365,42 +273,39 @@ def run_files(
             error(message)
         return 1
     rank, world = rank_and_world()
-    resumable = not (len(jobs) == 1 and jobs[0].dst == Path(args.output))  # into an output folder
+    resumable = not (len(jobs) == 1 and jobs[0].dst == Path(options.output))  # into an output folder
     jobs = shard(jobs, lambda job: str(job.dst), rank, world)
     started = time.perf_counter()
-    todo, skipped, refused, unreadable = _pending(args, jobs, resumable)
+    todo, skipped, refused, unreadable = _pending(options, jobs, resumable)
     existed, failed = (refused, 0) if resumable else (0, refused)
     audio_s = 0.0
     if todo:
         try:
-            codec = load_codec(args, local_device=world > 1)
+            codec = load_codec(options, local_device=world > 1)
         except EXPECTED_ERRORS as err:
             error(describe(err))
             return 1
-        if not args.quiet:
-            print(
-                f"{PROG}: model {codec.model_id}{_from_run_folder(args.model, codec.source)}", file=sys.stderr
-            )
-        audio_s, errors_run = _run_jobs(args, codec, todo, stream, verb, load, bar=rank == 0)
+        announce_model(codec, options)
+        audio_s, errors_run = _run_jobs(options, codec, todo, stream, verb, load, bar=rank == 0)
         failed += errors_run
-    if not args.quiet:
+    if not options.quiet:
         wall_s = time.perf_counter() - started
         who = f"rank {rank}/{world}: " if world > 1 else ""
         counts = {"existed": existed, "unreadable": unreadable}
-        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, args.output, skipped, who, **counts)
+        line = summary_line(verb, len(jobs), failed, audio_s, wall_s, options.output, skipped, who, **counts)
         print(line, file=sys.stderr)
     return 1 if failed or unreadable else EXIT_OUTPUTS_EXIST if existed else 0
 
 
-def one_at_a_time(work: Callable[[Any, Job, Any], float]) -> Stream:
-    """The `Stream` that runs `work(codec, job, loaded)` per job, in order."""
+def one_at_a_time(work: Work) -> Stream:
+    """The `Stream` that runs `work(codec, job.src, job.dst, job.replace, loaded)` per job, in order."""
 
     def stream(codec: Any, inputs: Iterator[tuple[Job, Any, str | None]]) -> Iterator[Outcome]:
         for job, value, reason in inputs:
             try:
                 if reason is not None:
                     raise M2LError(reason)
-                yield job, work(codec, job, value)
+                yield job, work(codec, job.src, job.dst, job.replace, value)
             except EXPECTED_ERRORS as err:
                 yield job, err
 
@@ -408,7 +313,7 @@ def one_at_a_time(work: Callable[[Any, Job, Any], float]) -> Stream:
 
 
 def _run_jobs(
-    args: argparse.Namespace,
+    options: CodecOptions,
     codec: Any,
     todo: list[Job],
     stream: Stream,
@@ -420,14 +325,14 @@ def _run_jobs(
     Without `bar` (torchrun ranks other than 0) no progress bar is drawn: one per job, not per rank."""
     import torch
 
-    bars = WithinFileBar(codec.progress_unit) if not args.quiet and bar and sys.stderr.isatty() else None
+    bars = WithinFileBar(codec.progress_unit) if not options.quiet and bar and sys.stderr.isatty() else None
     codec.progress = bars
-    workers = getattr(args, "workers", None)
+    workers = options.workers
     if workers is None:
         workers = default_workers(len(todo), codec.device.type, torch.get_num_threads())
     inputs = read_ahead(todo, load(codec), workers) if load else ((job, None, None) for job in todo)
     loud = BeyondFullScale()
-    disable = args.quiet or not bar or (len(todo) == 1 and not sys.stderr.isatty())
+    disable = options.quiet or not bar or (len(todo) == 1 and not sys.stderr.isatty())
     audio_s, failed, started = 0.0, 0, time.perf_counter()
     options = {"unit": "file", "file": sys.stderr, "disable": disable, "dynamic_ncols": True}
     with tqdm(total=len(todo), desc=verb, **options) as bar:
@@ -455,15 +360,7 @@ def _watch_peaks(
         yield job, value, reason
 
 
-def _from_run_folder(model: str | None, source: str) -> str:
-    """ " (the best checkpoint of the run folder: PATH)" when --model named a training run folder."""
-    if model is None or not Path(model).is_dir():
-        return ""
-    which = "best" if Path(source).name == "best.safetensors" else "newest"
-    return f" (the {which} checkpoint of run folder {model}: {source})"
-
-
-def _pending(args: argparse.Namespace, jobs: list[Job], resumable: bool) -> tuple[list[Job], int, int, int]:
+def _pending(options: CodecOptions, jobs: list[Job], resumable: bool) -> tuple[list[Job], int, int, int]:
     """(jobs to run, finished outputs skipped, jobs refused because their output exists (with
     `resumable`, the hint names --skip-existing), unreadable inputs), each refusal reported."""
     todo, skipped, refused, unreadable = [], 0, 0, 0
@@ -471,30 +368,10 @@ def _pending(args: argparse.Namespace, jobs: list[Job], resumable: bool) -> tupl
         if job.unreadable is not None:
             error(job.unreadable)
             unreadable += 1
-        elif not job.dst.exists() or args.force:
-            todo.append(job)
-        elif not getattr(args, "skip_existing", False):
-            error(str(exists_error(job.dst, resumable=resumable)))
-            refused += 1
-        elif (problem := unfinished_output(job.dst)) is None:
-            skipped += 1
-        else:
-            warning(f"{problem}; making it again")
-            todo.append(replace(job, replace=True))
+            continue
+        action = output_action(job.dst, options, resumable)
+        if action in ("write", "redo"):
+            todo.append(replace(job, replace=True) if action == "redo" else job)
+        skipped += action == "skip"
+        refused += action == "refuse"
     return todo, skipped, refused, unreadable
-
-
-def unfinished_output(path: Path) -> str | None:
-    """Why an existing output is not a finished one, or None when it is: a latent file must pass
-    all its checks, an audio file must hold every frame its header promises."""
-    from m2l.audio.io import check_complete
-    from m2l.formats import load_latents
-
-    try:
-        if path.suffix == LATENT_SUFFIX:
-            load_latents(path)
-        else:
-            check_complete(path)
-    except M2LError as err:
-        return str(err)
-    return None

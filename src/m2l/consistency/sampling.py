@@ -1,6 +1,11 @@
-"""Samplers for consistency models: small functions taking explicit noise or generators.
+"""Noise levels and samplers for consistency models: small functions taking explicit noise or
+generators.
 
-One signature family: `sampler(denoise, noise, cfg, sigmas=None, steps=1, generator=None,
+Levels: a continuous noise index in [0, 1] maps to sigma in [sigma_min, sigma_max] through Karras
+et al.'s rho warp (`sigma_from_index`); a sampler of `steps` evaluations visits the Karras spacing
+of it (`karras_sigmas`). Training draws its levels over the same warp (`m2l.consistency.schedule`).
+
+Samplers, one signature family: `sampler(denoise, noise, cfg, sigmas=None, steps=1, generator=None,
 noise_source=None, ...)`. `noise` is the unit-variance initial noise; the noise levels are
 `sigmas` (decreasing, from sigma_max) or the Karras spacing of `steps`; between two levels the
 estimate is moved back up with `renoise`, drawing fresh unit noise from `noise_source(i)` (the
@@ -16,7 +21,30 @@ import numpy as np
 import torch
 
 from m2l.config import ConsistencyConfig
-from m2l.consistency.schedule import karras_sigmas
+
+
+def sigma_from_index(index: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
+    """Continuous noise index in [0, 1] -> sigma in [sigma_min, sigma_max] (rho-warped)."""
+    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
+    return (lo + index * (hi - lo)) ** cfg.rho
+
+
+def index_from_sigma(sigma: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
+    """Inverse of `sigma_from_index`."""
+    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
+    return (sigma ** (1 / cfg.rho) - lo) / (hi - lo)
+
+
+def karras_sigmas(steps: int, cfg: ConsistencyConfig) -> torch.Tensor:
+    """The `steps` noise levels of a multi-step sampler, from sigma_max down.
+
+    Karras (rho) spacing of steps + 1 levels from sigma_max to sigma_min, the last one dropped
+    (a step at sigma_min is the identity); [sigma_max] for one step.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return sigma_from_index(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), cfg)[:-1]
+
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """f(x, sigma) -> x0 estimate of the same shape as x."""

@@ -1,33 +1,12 @@
-"""Noise levels: the Karras sigma parametrisation and the consistency-training step schedule."""
+"""The consistency-training schedule: teacher offsets and gaps, and the noise indices a training
+step draws (over the rho warp of `m2l.consistency.sampling.sigma_from_index`)."""
 
 from __future__ import annotations
 
 import torch
 
 from m2l.config import ConsistencyConfig
-
-
-def sigma_from_index(index: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
-    """Continuous noise index in [0, 1] -> sigma in [sigma_min, sigma_max] (rho-warped)."""
-    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
-    return (lo + index * (hi - lo)) ** cfg.rho
-
-
-def index_from_sigma(sigma: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
-    """Inverse of `sigma_from_index`."""
-    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
-    return (sigma ** (1 / cfg.rho) - lo) / (hi - lo)
-
-
-def karras_sigmas(steps: int, cfg: ConsistencyConfig) -> torch.Tensor:
-    """The `steps` noise levels of a multi-step sampler, from sigma_max down.
-
-    Karras (rho) spacing of steps + 1 levels from sigma_max to sigma_min, the last one dropped
-    (a step at sigma_min is the identity); [sigma_max] for one step.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    return sigma_from_index(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), cfg)[:-1]
+from m2l.consistency.sampling import index_from_sigma
 
 
 def delta_exponential(step: int, total_steps: int, start: float = 0.1, end: float = 0.001) -> float:
@@ -58,11 +37,3 @@ def sample_index_lognormal(
     log_sigma = p_mean + p_std * torch.randn(batch, generator=generator, dtype=torch.float64)
     sigma = log_sigma.exp().clamp(cfg.sigma_min, cfg.sigma_max)
     return index_from_sigma(sigma, cfg).float()
-
-
-def noise_embedding(sigma: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of log(sigma) / 4: [batch] -> [batch, dim] ([sin | cos] halves)."""
-    half = dim // 2
-    freqs = (1.0 / 10000.0) ** (torch.arange(half, device=sigma.device) / max(half - 1, 1))
-    angle = (sigma.float().log() / 4.0)[:, None] * freqs[None, :].float()
-    return torch.cat((angle.sin(), angle.cos()), dim=1)

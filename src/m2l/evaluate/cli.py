@@ -7,8 +7,8 @@ import math
 import shlex
 from pathlib import Path
 
-from m2l.audio.stereo import STEREO_MODES
 from m2l.cli.args import add_quiet, check_device, finite_float, int_at_least, number_list, positive_int
+from m2l.config import STEREO_MODES
 
 DEFAULT_EMBEDDINGS = ("mel-stats", "vggish", "clap")
 

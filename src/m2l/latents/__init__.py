@@ -33,9 +33,9 @@ does not import torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from m2l.lazy import lazy_exports
+from m2l.lazy import lazy_attribute, lazy_names
 
 if TYPE_CHECKING:
     from m2l.latents.dataset import LatentCropDataset, decode_crops
@@ -71,4 +71,11 @@ __all__ = [
     "read_index",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module on first access."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return lazy_names(_LAZY, globals())

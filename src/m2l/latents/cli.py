@@ -13,6 +13,8 @@ from pathlib import Path
 from m2l.cli.args import add_quiet, finite_float
 
 _MB = 1 << 20
+DEFAULT_SHARD_MB = 256.0
+"""About how many MB of latents a shard holds unless --shard-mb says otherwise."""
 
 
 def add_pack(p: argparse.ArgumentParser) -> None:
@@ -22,7 +24,7 @@ def add_pack(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shard-mb",
         type=finite_float("a positive number", lambda v: v > 0),
-        default=256.0,
+        default=DEFAULT_SHARD_MB,
         metavar="N",
         help="about N MB of latents per shard (default 256; a larger file gets a shard of its own)",
     )
@@ -37,9 +39,7 @@ def add_pack(p: argparse.ArgumentParser) -> None:
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack the folder; one summary line on stderr (a warning when files lack a manifest row)."""
-    from m2l.latents.pack import pack_folder
-
-    summary = pack_folder(
+    return pack(
         args.latent_dir,
         args.output,
         shard_bytes=max(1, round(args.shard_mb * _MB)),
@@ -47,9 +47,28 @@ def run_pack(args: argparse.Namespace) -> int:
         force=args.force,
         quiet=args.quiet,
     )
+
+
+def pack(
+    latent_dir: str,
+    dataset_dir: str,
+    *,
+    shard_bytes: int = round(DEFAULT_SHARD_MB * _MB),
+    manifest: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> int:
+    """`m2l pack LATENT_DIR -o DATASET_DIR` (also `m2l encode --pack`): pack the folder
+    (`m2l.latents.pack.pack_folder`), say what was written in one line on stderr, warn when files
+    lack a manifest row; returns the exit code."""
+    from m2l.latents.pack import pack_folder
+
+    summary = pack_folder(
+        latent_dir, dataset_dir, shard_bytes=shard_bytes, manifest=manifest, force=force, quiet=quiet
+    )
     if summary.unmatched:
         warnings.warn(
-            f"{args.manifest}: no row for {len(summary.unmatched)} of {summary.files} files "
+            f"{manifest}: no row for {len(summary.unmatched)} of {summary.files} files "
             f"(e.g. {summary.unmatched[0]}); their index rows have no manifest",
             stacklevel=1,
         )

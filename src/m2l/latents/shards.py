@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from m2l.checksummed import atomic_save, metadata_digest, seal
+from m2l.checksummed import atomic_save, meta_int, meta_text, metadata_digest, seal
 from m2l.errors import M2LError
 from m2l.files import exists_error, regular_file, write_error
 from m2l.formats import LatentFile
@@ -36,7 +36,6 @@ from m2l.latents.index import (
     check_same_model,
     write_index,
 )
-from m2l.metadata import meta_int, meta_text
 
 SHARD_FORMAT, SHARD_VERSION = "m2l-latent-shard", 1
 DEFAULT_SHARD_BYTES = 256 << 20

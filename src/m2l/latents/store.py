@@ -27,14 +27,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from m2l.checksummed import metadata_digest
+from m2l.checksummed import malformed, meta_float, meta_int, meta_json, meta_text, metadata_digest
 from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, current_model_id, preset_name
 from m2l.errors import M2LError
 from m2l.files import regular_file, walk_files, warn_skipped
 from m2l.formats import LATENT_FORMAT, LATENT_VERSION, TENSORS_ONLY_VERSION, load_latents
 from m2l.latents.index import INDEX_NAME, LAYOUTS, Entry, check_same_model, read_index
 from m2l.latents.shards import Shard
-from m2l.metadata import malformed, meta_float, meta_int, meta_json, meta_text
 from m2l.sniff import LATENT_SUFFIX
 
 

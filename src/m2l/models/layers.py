@@ -16,14 +16,27 @@ def inference_inplace() -> bool:
     """True when autograd is off, so forward passes may overwrite their own fresh intermediates.
 
     On CPU, every large new tensor costs page faults and kernel zeroing; reusing buffers in place
-    is a large part of m2l's inference speed (see BENCHMARKS.md). Inputs are never overwritten.
+    is a large part of m2l's inference speed (see BENCHMARKS.md). Inputs are never overwritten:
+    the three helpers below (`add`, `mul`, `silu`) write only into their first argument, which
+    must be a fresh intermediate of the forward that calls them, so each forward reads as one
+    computation whether it trains or infers.
     """
     return not torch.is_grad_enabled()
 
 
-def add(a: torch.Tensor, b: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """a + b, written into `a` when `inplace` (a must then be a fresh intermediate)."""
-    return a.add_(b) if inplace else a + b
+def add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """fresh + other, written into `fresh` at inference (`inference_inplace`)."""
+    return fresh.add_(other) if inference_inplace() else fresh + other
+
+
+def mul(fresh: torch.Tensor, other: torch.Tensor | float) -> torch.Tensor:
+    """fresh * other, written into `fresh` at inference (`inference_inplace`)."""
+    return fresh.mul_(other) if inference_inplace() else fresh * other
+
+
+def silu(fresh: torch.Tensor) -> torch.Tensor:
+    """SiLU of `fresh`, written into it at inference (`inference_inplace`)."""
+    return F.silu(fresh, inplace=inference_inplace())
 
 
 def zero_(module: nn.Module) -> nn.Module:
@@ -70,7 +83,7 @@ class FreqAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 2, 4, 1, 5).flatten(1, 2).unbind(0)  # each [B*T, heads, F, d]
         h = frame_attention(q, k, v).view(b, t, self.heads, f, d)
         h = self.proj(h.permute(0, 3, 1, 2, 4).reshape(b, f, t, c)).permute(0, 3, 1, 2)
-        return add(h, x, inference_inplace())  # [B, C, F, T]
+        return add(h, x)  # [B, C, F, T]
 
 
 class ResBlock(nn.Module):
@@ -100,13 +113,12 @@ class ResBlock(nn.Module):
         self.att = FreqAttention(out_ch, heads) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        inplace = inference_inplace()
-        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        h = self.conv1(silu(self.norm1(x)))
         if self.proj_emb is not None and emb is not None:
             e = self.proj_emb(emb)
-            h = add(h, e.view(*e.shape, *(1,) * (h.dim() - 2)), inplace)
-        h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
-        h = add(h, x if self.res_conv is None else self.res_conv(x), inplace)
+            h = add(h, e.view(*e.shape, *(1,) * (h.dim() - 2)))
+        h = self.conv2(silu(self.norm2(h)))
+        h = add(h, x if self.res_conv is None else self.res_conv(x))
         return h if self.att is None else self.att(h)
 
 

@@ -4,8 +4,9 @@ Shapes for the released size (B batch, T frames, T % 8 == 0):
     spectrogram [B, 2, 1024, T] -> encoder -> latents [B, 64, T/8] in (-1, 1)
     latents -> decoder -> pyramid [B, 64, 1024, T], [B, 128, 256, T], [B, 256, 128, T/2],
                                   [B, 256, 64, T/4], [B, 256, 32, T/8]   (finest first)
-    noisy spectrogram + sigma + pyramid -> UNet -> [B, 2, 1024, T]
-The UNet is the raw network F; `m2l.consistency.precond.Denoiser` adds c_skip / c_out / c_in.
+    noisy spectrogram + noise conditioning + pyramid -> UNet -> [B, 2, 1024, T]
+The UNet is the raw network F; `m2l.consistency.precond.Denoiser` adds c_skip / c_out / c_in and
+the noise conditioning.
 """
 
 from __future__ import annotations
@@ -19,17 +20,7 @@ from torch import nn
 from m2l.audio.spectral import from_spectrogram, to_spectrogram
 from m2l.config import V1Config
 from m2l.consistency.precond import Denoiser
-from m2l.consistency.schedule import noise_embedding
-from m2l.models.layers import (
-    Downsample,
-    ResBlock,
-    Upsample,
-    add,
-    group_norm,
-    inference_inplace,
-    mlp,
-    zero_,
-)
+from m2l.models.layers import Downsample, ResBlock, Upsample, add, group_norm, mlp, mul, silu, zero_
 
 
 class Encoder(nn.Module):
@@ -58,8 +49,7 @@ class Encoder(nn.Module):
 
     def forward(self, spec: torch.Tensor, features: bool = False) -> torch.Tensor:
         """Encode; with `features` return the pre-bottleneck [B, C * F', T'] 2-D features instead."""
-        h = self.conv_in(spec)
-        h = h.mul_(self.freq_gain) if inference_inplace() else h * self.freq_gain
+        h = mul(self.conv_in(spec), self.freq_gain)
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i < len(self.downs):
@@ -110,13 +100,12 @@ class Decoder(nn.Module):
 
 
 class UNet(nn.Module):
-    """Raw consistency network F(c_in x, sigma, pyramid) -> [B, 2, F, T]."""
+    """Raw consistency network F(c_in x, c_noise, pyramid) -> [B, 2, F, T]."""
 
     def __init__(self, cfg: V1Config) -> None:
         super().__init__()
         ch, n, emb = cfg.channels, cfg.unet_blocks, cfg.cond_channels
         bins = cfg.spectral.freq_bins
-        self.emb_ch = emb
         self.noise_mlp = mlp([emb, emb, emb], final_act=True)
         self.scale_in = mlp([emb, emb, emb, bins], zero_last=True)
         self.scale_out = mlp([emb, emb, emb, bins], zero_last=True)
@@ -146,38 +135,36 @@ class UNet(nn.Module):
         self.norm_out = group_norm(ch[0])
         self.conv_out = zero_(nn.Conv2d(ch[0], 2, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, pyramid: list[torch.Tensor]) -> torch.Tensor:
-        raw = noise_embedding(sigma, self.emb_ch).to(x.dtype)  # [B, emb]
-        emb = self.noise_mlp(raw)
-        s_in = self.scale_in(raw)[:, None, :, None]  # [B, 1, F, 1]
-        s_out = self.scale_out(raw)[:, None, :, None]
-        inplace = inference_inplace()
-        h = self.conv_in(x)
-        h = h.mul_(1 + s_in) if inplace else h * (1 + s_in)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, pyramid: list[torch.Tensor]) -> torch.Tensor:
+        """Scaled noisy spectrogram x [B, 2, F, T], the noise conditioning [B, cond_channels]
+        (`m2l.consistency.precond.noise_conditioning`) and the decoder's pyramid -> [B, 2, F, T]."""
+        emb = self.noise_mlp(noise)
+        s_in = self.scale_in(noise)[:, None, :, None]  # [B, 1, F, 1]
+        s_out = self.scale_out(noise)[:, None, :, None]
+        h = mul(self.conv_in(x), 1 + s_in)
         skips = []
         for i, (crosses, blocks) in enumerate(zip(self.down_cross, self.down_blocks, strict=True)):
             for cross, block in zip(crosses, blocks, strict=True):
-                h = block(mix(cross(pyramid[i]), [h], inplace), emb)
+                h = block(mix(cross(pyramid[i]), [h]), emb)
                 skips.append(h)
             if i < len(self.downs):
                 h = self.downs[i](h)
         for i in reversed(range(len(self.up_blocks))):
             for cross, block in zip(self.up_cross[i], self.up_blocks[i], strict=True):
-                h = block(mix(cross(pyramid[i]), [h, skips.pop()], inplace), emb)
+                h = block(mix(cross(pyramid[i]), [h, skips.pop()]), emb)
             if i > 0:
                 h = self.ups[i - 1](h)
-        h = mix(self.out_cross(pyramid[0]), [h], inplace)
-        h = F.silu(self.norm_out(h), inplace=inplace)
-        return self.conv_out(h.mul_(1 + s_out) if inplace else h * (1 + s_out))
+        h = mix(self.out_cross(pyramid[0]), [h])
+        h = silu(self.norm_out(h))
+        return self.conv_out(mul(h, 1 + s_out))
 
 
-def mix(fresh: torch.Tensor, others: list[torch.Tensor], inplace: bool) -> torch.Tensor:
-    """Variance-preserving sum (fresh + sum(others)) / sqrt(1 + len(others)); `fresh` is reused
-    as the output buffer when `inplace`."""
+def mix(fresh: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
+    """Variance-preserving sum (fresh + sum(others)) / sqrt(1 + len(others)), written into
+    `fresh` at inference."""
     for other in others:
-        fresh = add(fresh, other, inplace)
-    scale = 1 / math.sqrt(1 + len(others))
-    return fresh.mul_(scale) if inplace else fresh * scale
+        fresh = add(fresh, other)
+    return mul(fresh, 1 / math.sqrt(1 + len(others)))
 
 
 class Music2Latent(nn.Module):
@@ -188,7 +175,7 @@ class Music2Latent(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.denoiser = Denoiser(UNet(cfg), cfg.consistency)
+        self.denoiser = Denoiser(UNet(cfg), cfg.consistency, cfg.cond_channels)
 
     @property
     def unet(self) -> UNet:

@@ -7,11 +7,12 @@ Shapes for the paper size (B batch, a chunk = 64 STFT frames, K = 8, C_in = 2 pe
     decoder: latents -> linear -> K tokens + 64 mask tokens -> transformer -> 64 audio outputs
              -> de-patchifier emitting every stage: [B, 64, 1024, 64] ... [B, 256, 16, 4]
     consistency net on G consecutive chunks (G = 2 in training, 1 or 2 when decoding):
-             noisy chunks [B * G, C_in, 1024, 64] + sigma [B * G] + decoder features per chunk
+             noisy chunks [B * G, C_in, 1024, 64] + noise conditioning [B * G, E] + decoder features
              -> patchifier (+ features) -> transformer over [B, G * 64, 256], chunk-causal
              -> de-patchifier (+ skips) -> [B * G, C_in, 1024, 64]
 The consistency net is the raw network F; `m2l.consistency.precond.Denoiser` adds the EDM
-scalings per chunk, so each chunk has its own sigma. Open choices are listed on `V2Config`.
+scalings and the noise conditioning per chunk, so each chunk has its own sigma. Open choices are
+listed on `V2Config`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from torch import nn
 from m2l.audio.spectral import from_spectrogram, to_spectrogram
 from m2l.config import V2Config
 from m2l.consistency.precond import Denoiser
-from m2l.consistency.schedule import noise_embedding
 from m2l.errors import M2LError
-from m2l.models.layers import Downsample, ResBlock, Upsample, add, group_norm, inference_inplace, mlp, zero_
+from m2l.models.layers import Downsample, ResBlock, Upsample, add, group_norm, mlp, mul, silu, zero_
 
 
 def chunk_causal_mask(chunks: int, tokens: int, device: torch.device | None = None) -> torch.Tensor:
@@ -101,13 +101,12 @@ class ConditionedResBlock(nn.Module):
         self.conv2 = zero_(nn.Conv2d(channels, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        inplace = inference_inplace()
-        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        h = self.conv1(silu(self.norm1(x)))
         scale, shift = self.ada(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h)
-        h = h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
-        h = self.conv2(F.silu(h, inplace=inplace))
-        return add(h, x, inplace)
+        h = add(mul(h, 1 + scale), shift)
+        h = self.conv2(silu(h))
+        return add(h, x)
 
 
 def to_tokens(h: torch.Tensor) -> torch.Tensor:
@@ -150,11 +149,10 @@ class Patchifier(nn.Module):
     def forward(
         self, x: torch.Tensor, emb: torch.Tensor | None = None, cross: list[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        inplace = inference_inplace()
         h, skips = self.conv_in(x), []
         for i, blocks in enumerate(self.stages):
             if cross is not None:
-                h = add(h, cross[i], inplace)
+                h = add(h, cross[i])
             for block in blocks:
                 h = block(h) if emb is None else block(h, emb)
             skips.append(h)
@@ -183,12 +181,11 @@ class DePatchifier(nn.Module):
     def forward(
         self, tokens: torch.Tensor, emb: torch.Tensor | None = None, skips: list[torch.Tensor] | None = None
     ) -> list[torch.Tensor]:
-        inplace = inference_inplace()
         h = from_tokens(self.proj(tokens), self.grid).contiguous()
         outs = []
         for i in reversed(range(len(self.stages))):
             if skips is not None:
-                h = add(h, skips[i], inplace)
+                h = add(h, skips[i])
             for block in self.stages[i]:
                 h = block(h) if emb is None else block(h, emb)
             outs.append(h)
@@ -267,7 +264,8 @@ class ChunkConditioning:
 
 
 class ConsistencyNet(nn.Module):
-    """Raw network F(c_in x, sigma, cond): [B * G, C_in, F, T], sigma [B * G] -> same shape."""
+    """Raw network F(c_in x, c_noise, cond): [B * G, C_in, F, T] with the noise conditioning of
+    each chunk [B * G, cond_channels] (`m2l.consistency.precond.noise_conditioning`) -> same shape."""
 
     def __init__(self, cfg: V2Config) -> None:
         super().__init__()
@@ -281,18 +279,18 @@ class ConsistencyNet(nn.Module):
         self.norm_out = group_norm(cfg.channels[0])
         self.conv_out = zero_(nn.Conv2d(cfg.channels[0], 2 * cfg.audio_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: ChunkConditioning) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, cond: ChunkConditioning) -> torch.Tensor:
         g, n = cond.chunks, self.cfg.tokens
         if g > self.pos.shape[0] // n:
             raise M2LError(f"the consistency model sees at most 2 chunks at once, got {g}")
-        emb = self.noise_mlp(noise_embedding(sigma, self.cfg.cond_channels).to(x.dtype))  # [B*G, E]
+        emb = self.noise_mlp(noise)  # [B*G, E]
         tokens, skips = self.patchify(x, emb, cond.features)  # [B*G, L, dim]
         b = tokens.shape[0] // g
         seq = tokens.reshape(b, g * n, -1) + self.pos[: g * n]
         token_emb = emb.view(b, g, 1, -1).expand(b, g, n, emb.shape[-1]).reshape(b, g * n, -1)
         seq = self.transformer(seq, chunk_causal_mask(g, n, x.device), token_emb)
         h = self.depatchify(seq.reshape(b * g, n, -1), emb, skips)[0]
-        return self.conv_out(F.silu(self.norm_out(h), inplace=inference_inplace()))
+        return self.conv_out(silu(self.norm_out(h)))
 
 
 class Music2Latent2(nn.Module):
@@ -305,7 +303,7 @@ class Music2Latent2(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.denoiser = Denoiser(ConsistencyNet(cfg), cfg.consistency)
+        self.denoiser = Denoiser(ConsistencyNet(cfg), cfg.consistency, cfg.cond_channels)
 
     @property
     def audio_channels(self) -> int:

@@ -24,8 +24,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from m2l.audio.headers import declared_frames
-from m2l.audio.io import AUDIO_EXTENSIONS, resample
+from m2l.audio.io import AUDIO_EXTENSIONS, declared_frames, resample
 from m2l.errors import M2LError
 from m2l.files import walk_files, warn_skipped, write_text
 

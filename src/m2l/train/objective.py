@@ -16,12 +16,8 @@ import torch
 from torch import nn
 
 from m2l.consistency.loss import consistency_loss
-from m2l.consistency.schedule import (
-    curriculum_gap,
-    sample_index_lognormal,
-    sigma_from_index,
-    teacher_sigma_relative,
-)
+from m2l.consistency.sampling import sigma_from_index
+from m2l.consistency.schedule import curriculum_gap, sample_index_lognormal, teacher_sigma_relative
 from m2l.train.config import AUX_TERMS, TrainConfig
 from m2l.train.losses import band_level_loss, multires_complex_loss, multires_spectral_loss
 from m2l.train.schedule import delta_at

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from m2l.checksummed import atomic_save, seal
+from m2l.checksummed import atomic_save, meta_int, meta_json, seal
 from m2l.config import config_to_dict
 from m2l.errors import M2LError
 from m2l.formats import STATE_FORMAT, STATE_VERSION, model_config, read_training_state, strip_prefix
-from m2l.metadata import meta_int, meta_json
 from m2l.train.config import TrainConfig, train_config_from_dict, train_config_to_dict
 
 
