@@ -24,24 +24,13 @@ STUDY=${STUDY:?set STUDY to a folder outside the repository}
 BUDGET=${BUDGET:-2400}
 mkdir -p "$STUDY"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/fidelity_arms.sh
+. "$here/fidelity_arms.sh"
 
 common=(--init default --data "$DATA/music/train" --val "$DATA/music/val" --no-progress
   --set steps=400 --set lr=1e-4 --set min_lr=1e-6 --set warmup_steps=20 --set val_every=100
   --set ckpt_every=50 --set val_items=8 --set val_seconds=3 --set workers=1 --set tensorboard=false
   --set precision=bf16 --set gap_stage_steps=1)
-
-arm_args() {
-  case $1 in
-    control) echo "--set recipe=fast" ;;
-    phase) echo "--set recipe=fast --set phase_weight=4" ;;
-    rollout) echo "--set recipe=fast --set rollout_weight=1" ;;
-    published) echo "--set recipe=published --set spectral_weight=8 --set aux_fade_start=50 --set aux_fade_steps=150" ;;
-    level) echo "--set recipe=fast --set level_weight=4" ;;
-    rollout-level) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16" ;;
-    combined) echo "--set recipe=published --set spectral_weight=8 --set level_weight=16 --set rollout_weight=1" ;;
-    *) echo "unknown arm $1" >&2; return 1 ;;
-  esac
-}
 
 spent() {  # trainer CPU-seconds an arm's log records so far (0 for a new arm)
   python3 -c 'import json, sys
