@@ -10,6 +10,14 @@ peak RSS, and achieved FLOP/s as a fraction of this machine's measured fp32 matm
 
 An implementation name ending in `+retain` runs with `m2l.runtime.retain_freed_memory()` on
 (opt-in; no m2l command uses it): freed memory is kept for the next allocation.
+
+Before/after a change (a refactor must not slow the codec): `m2l-base` runs the same calls with
+the m2l of another source folder, alternating with `m2l`, and the script prints m2l / m2l-base
+wall-time ratios:
+
+    git worktree add --detach /tmp/m2l-base 00e1712
+    python bench/bench_codec.py --seconds 10 --impls m2l-base m2l --rounds 3 --no-flops \
+        --base-src /tmp/m2l-base/src --out bench/out/codec-before-after.json
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +35,8 @@ import torch
 from child import RETAIN, apply_retain, peak_rss_mb, run_child
 
 SR = 44100
+BASE_SRC = "M2L_BENCH_BASE_SRC"
+"""The environment variable that hands --base-src to the child processes."""
 
 
 def make_checkpoint(path: Path) -> None:
@@ -58,6 +69,12 @@ def child(impl: str, op: str, seconds: float, ckpt: str) -> dict:
 
     warnings.simplefilter("ignore")
     impl = apply_retain(impl)
+    if impl == "m2l-base":  # the same calls, on the m2l of --base-src
+        sys.path.insert(0, os.environ[BASE_SRC])
+        import m2l
+
+        assert m2l.__file__.startswith(os.environ[BASE_SRC]), m2l.__file__
+        impl = "m2l"
     x = (np.random.RandomState(0).randn(int(seconds * SR)) * 0.1).astype(np.float32)
     if impl == "authors":
         import music2latent.inference as inf
@@ -118,9 +135,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
     ap.add_argument("--ops", nargs="+", default=["encode", "decode"])
-    impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", RETAIN)]
+    impls = [i + r for i in ("authors", "m2l", "m2l-bf16") for r in ("", RETAIN)] + ["m2l-base"]
     ap.add_argument("--impls", nargs="+", default=["authors", "m2l"], choices=impls)
     ap.add_argument("--out", type=Path, default=Path("bench/out/codec.json"))
+    ap.add_argument("--base-src", type=Path, help="another m2l's src folder: the m2l-base case")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every case, alternating")
     ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a one-shot pass)")
     ap.add_argument("--profile", type=float, metavar="SECONDS", help="only profile one m2l encode")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -129,6 +148,10 @@ def main() -> None:
         impl, op, seconds, ckpt = args.child
         print(json.dumps(child(impl, op, float(seconds), ckpt)))
         return
+    if "m2l-base" in args.impls:
+        if args.base_src is None or not (args.base_src / "m2l").is_dir():
+            ap.error("the m2l-base case needs --base-src, a folder holding an m2l package")
+        os.environ[BASE_SRC] = str(args.base_src.resolve())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = args.out.parent / "random_authors.pt"
     if not ckpt.exists():
@@ -148,15 +171,34 @@ def main() -> None:
     for seconds in args.seconds:
         for op in args.ops:
             flops = math.nan if args.no_flops else count_flops(op, seconds, str(ckpt))
-            for impl in args.impls:
-                r = run_child(__file__, impl, op, seconds, ckpt)
-                r.update(impl=impl, op=op, seconds=seconds, flops=flops)
-                if "wall_s" in r:
-                    r["rtf"] = seconds / r["wall_s"]
-                    r["flops_fraction"] = flops / r["wall_s"] / rate
-                results["cases"].append(r)
-                print(json.dumps(r), flush=True)
-                args.out.write_text(json.dumps(results, indent=1))
+            for round_ in range(args.rounds):
+                for impl in args.impls:
+                    r = run_child(__file__, impl, op, seconds, ckpt)
+                    r.update(impl=impl, op=op, seconds=seconds, flops=flops, round=round_)
+                    if "wall_s" in r:
+                        r["rtf"] = seconds / r["wall_s"]
+                        r["flops_fraction"] = flops / r["wall_s"] / rate
+                    results["cases"].append(r)
+                    print(json.dumps(r), flush=True)
+                    args.out.write_text(json.dumps(results, indent=1))
+    if "m2l-base" in args.impls and "m2l" in args.impls:
+        print_ratios(results["cases"])
+
+
+def print_ratios(cases: list[dict]) -> None:
+    """m2l / m2l-base wall time per operation and length: each round's ratio and their median."""
+    for op, seconds in dict.fromkeys((c["op"], c["seconds"]) for c in cases):
+        walls = {
+            impl: [
+                c.get("wall_s", math.nan)
+                for c in cases
+                if (c["op"], c["seconds"], c["impl"]) == (op, seconds, impl)
+            ]
+            for impl in ("m2l", "m2l-base")
+        }
+        ratios = [a / b for a, b in zip(walls["m2l"], walls["m2l-base"], strict=True)]
+        shown = " ".join(f"{r:.3f}" for r in ratios)
+        print(f"{op} {seconds:g} s: m2l / m2l-base wall {shown} (median {float(np.median(ratios)):.3f})")
 
 
 if __name__ == "__main__":
