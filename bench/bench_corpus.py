@@ -261,7 +261,7 @@ def window_batches(ckpt: str, repeats: int = 2) -> dict:
 
     codec = m2l.load(ckpt, device="cpu")
     spc = codec.cfg.spectral
-    x = torch.randn(4, codec.pass_units * codec.hop_length + spc.n_fft - spc.hop_length) * 0.1
+    x = torch.randn(4, codec.pass_units * codec.samples_per_unit + spc.n_fft - spc.hop_length) * 0.1
     with torch.inference_mode():
         spec = to_spectrogram(x, spc)
         codec.encoder_pass(spec[:1])  # warm up

@@ -132,7 +132,7 @@ def batch_sweep(name: str, device: str, sizes: list[int], max_pass_s: float, p: 
     codec = m2l.load(name, device=device)
     codec.precision = p
     v2 = hasattr(codec, "chunk_batch")
-    unit = codec.model.cfg.samples_per_chunk if v2 else codec.pass_units * codec.hop_length
+    unit = codec.model.cfg.samples_per_chunk if v2 else codec.pass_units * codec.samples_per_unit
     result: dict = {"model": name, "unit_seconds": unit / SR, "sizes": []}
     noise = (np.random.RandomState(0).randn(unit * (1 if not v2 else 4)) * 0.1).astype(np.float32)
     for size in sizes:
@@ -142,7 +142,7 @@ def batch_sweep(name: str, device: str, sizes: list[int], max_pass_s: float, p: 
             x = np.resize(noise, size * unit)
             enc = lambda: codec.encode(x)  # noqa: B023, E731
         else:
-            clip = torch.from_numpy(noise[: unit - codec.hop_length])[None]  # exactly one window
+            clip = torch.from_numpy(noise[: unit - codec.samples_per_unit])[None]  # exactly one window
             clips = [(i, clip, SR) for i in range(size)]
             units = size * codec.pass_units
             enc = lambda: list(encode_many(codec, iter(clips), batch_units=units))  # noqa: B023, E731

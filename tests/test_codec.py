@@ -1,5 +1,7 @@
 """The codec interface `m2l.Codec`, shared by the v1 and v2 siblings `Codec1` and `Codec2`."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -42,11 +44,39 @@ def test_latent_layout_attributes_describe_encode_output(codecs, version):
     n = CHUNK + 4000
     z = codec.encode(torch.randn(2, n) * 0.1)
     assert z.shape[codec.latent_channel_axis] == codec.latent_dim == 64
-    assert z.shape[codec.latent_time_axis] == codec.num_latents(n)
+    assert z.shape[codec.latent_time_axis] == codec.num_units(n)
     assert z.shape[0] == 2  # one row per channel (mono models)
     batched = codec.encode(torch.randn(2, 2, n) * 0.1)
     assert batched.shape == (2, *z.shape)
     assert codec.decode(batched, seed=0, length=n).shape == (2, 2, n)
+
+
+@pytest.mark.parametrize(("version", "per_unit"), [("v1", 4096), ("v2", CHUNK)])
+def test_former_unit_names_still_work_and_warn_with_the_new_name(codecs, version, per_unit):
+    """`num_latents` and `hop_length` were the names of `num_units` and `samples_per_unit`."""
+    codec = codecs[version]
+    assert codec.samples_per_unit == per_unit != codec.cfg.spectral.hop_length
+    for samples, left_pad in [(1, None), (CHUNK + 4000, None), (3 * CHUNK, 0)]:
+        with pytest.warns(DeprecationWarning, match="use Codec.num_units") as record:
+            units = codec.num_latents(samples, left_pad)
+        assert units == codec.num_units(samples, left_pad)
+        assert record[0].filename == __file__  # the warning points at the caller
+    with pytest.warns(DeprecationWarning, match="use Codec.samples_per_unit") as record:
+        assert codec.hop_length == codec.samples_per_unit
+    assert record[0].filename == __file__
+    with pytest.warns(DeprecationWarning, match="use Codec.samples_per_unit"):
+        codec.hop_length = per_unit  # setting the former name sets the new one
+    assert codec.samples_per_unit == per_unit
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_codec_itself_uses_no_former_unit_name(codecs, version):
+    codec = codecs[version]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Codec\\.", category=DeprecationWarning)
+        x = torch.randn(1, CHUNK + 4000) * 0.1
+        codec.decode(codec.encode(x), seed=0, length=x.shape[-1])
+        codec.seam_positions(3 * CHUNK)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -107,7 +137,7 @@ def test_progress_is_reported_once_per_window_or_chunk_and_silent_by_default(ver
     heard: list[tuple[str, int, int]] = []
     codec.progress = lambda task, done, total: heard.append((task, done, total))
     x = torch.randn(1, 3 * CHUNK + 5000 if version == "v2" else 4 * 44100) * 0.1
-    units = codec.num_latents(x.shape[-1])
+    units = codec.num_units(x.shape[-1])
     expected = len(codec.windows(units)) if version == "v1" else units  # windows / chunks
     if version == "v2":
         codec.chunk_batch = 1  # one chunk per encoder pass: one report per chunk
@@ -155,7 +185,7 @@ def test_seams_follow_the_seam_spacing(codecs):
         seams = codec.seam_positions(n)
         assert seams and all(0 < s < n for s in seams)
         assert all(b - a == codec.seam_spacing for a, b in zip(seams, seams[1:], strict=False))
-    assert v1.seam_spacing == v1.window * v1.hop_length and v2.seam_spacing == CHUNK
+    assert v1.seam_spacing == v1.window * v1.samples_per_unit and v2.seam_spacing == CHUNK
     assert v2.seam_positions(CHUNK - v2.default_left_pad) == []  # one chunk, no seam
 
 
@@ -172,7 +202,7 @@ def test_clip_vectors_of_real_encodings(codecs, version):
 def test_window_samples_bound_one_pass():
     v1 = make_codec(random_model(MICRO), model_id="v1", device="cpu")
     v2 = make_codec(random_model(MICRO2), model_id="v2", device="cpu")
-    v1.set_window_samples(20 * v1.hop_length)
+    v1.set_window_samples(20 * v1.samples_per_unit)
     assert v1.window == 20
     v1.set_window_samples(1)
     assert v1.window == 2 * v1.context + 1
@@ -189,7 +219,7 @@ def test_stereo_takes_the_memory_of_mono_one_window_of_units_per_pass(monkeypatc
     v1.encode(long_stereo)
     assert sizes and set(sizes) == {1}  # one row (channel) per pass
     sizes.clear()
-    v1.encode(torch.randn(4, 2, v1.hop_length * 2) * 0.1)  # a batch of short clips shares a pass
+    v1.encode(torch.randn(4, 2, v1.samples_per_unit * 2) * 0.1)  # a batch of short clips shares a pass
     assert sizes == [4, 4]  # 8 rows, batch_size 4
     decoded = record_pass_sizes(v1, "decode_features", monkeypatch)
     v1.decode(v1.encode(long_stereo), seed=0)

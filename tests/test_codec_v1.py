@@ -18,18 +18,18 @@ def codec():
 def test_any_length_round_trips_to_exact_length(codec, length):
     x = torch.randn(2, length) * 0.1
     z = codec.encode(x)
-    assert z.shape == (2, 64, codec.num_latents(length))
+    assert z.shape == (2, 64, codec.num_units(length))
     y = codec.decode(z, seed=0, length=length)
     assert y.shape == (2, length) and torch.isfinite(y).all()
     full = codec.decode(z, seed=0)
-    assert full.shape[-1] == z.shape[-1] * codec.hop_length  # default left pad: whole frames
+    assert full.shape[-1] == z.shape[-1] * codec.samples_per_unit  # default left pad: whole frames
     assert torch.equal(full[:, :length], y)
 
 
 def test_latent_rate_and_attributes(codec):
-    assert codec.sample_rate == 44100 and codec.hop_length == 4096 and codec.latent_dim == 64
+    assert codec.sample_rate == 44100 and codec.samples_per_unit == 4096 and codec.latent_dim == 64
     assert abs(codec.latent_rate - 10.7666) < 1e-3
-    assert codec.num_latents(44100 * 10) == 108
+    assert codec.num_units(44100 * 10) == 108
 
 
 @pytest.mark.slow
@@ -47,7 +47,7 @@ def test_ten_minutes_mono_and_stereo_shapes():
 def test_batch_matches_items_and_stereo_is_two_mono_rows(codec):
     x = torch.randn(3, 2, 20000) * 0.1
     z = codec.encode(x)
-    assert z.shape == (3, 2, 64, codec.num_latents(20000))
+    assert z.shape == (3, 2, 64, codec.num_units(20000))
     mid, side = (x[1, 0] + x[1, 1]) / 2, (x[1, 0] - x[1, 1]) / 2  # a pair is coded as mid/side
     torch.testing.assert_close(z[1, 0], codec.encode(mid)[0], rtol=1e-5, atol=1e-4)  # scale 1/0.06
     torch.testing.assert_close(z[1, 1], codec.encode(side)[0], rtol=1e-5, atol=1e-4)
@@ -58,13 +58,13 @@ def test_batch_matches_items_and_stereo_is_two_mono_rows(codec):
 def test_resampling_input(codec):
     x = torch.randn(1, 48000) * 0.1
     z = codec.encode(x, sample_rate=48000)
-    assert z.shape[-1] == codec.num_latents(44100)
+    assert z.shape[-1] == codec.num_units(44100)
 
 
 def test_features(codec):
     f = codec.encode(torch.randn(1, 30000) * 0.1, features=True)
     cfg = codec.cfg
-    assert f.shape == (1, cfg.channels[-1] * cfg.bottom_freq, codec.num_latents(30000))
+    assert f.shape == (1, cfg.channels[-1] * cfg.bottom_freq, codec.num_units(30000))
 
 
 def test_seed_reproducible_and_window_independent_noise(codec):
@@ -120,7 +120,7 @@ def test_windowed_matches_one_shot_without_seams():
     y1, y2 = one.decode(z1, seed=1)[0], win.decode(z1, seed=1)[0]
     assert ((y1 - y2).norm() / y1.norm()) < 0.25
     d = (y1 - y2).abs()
-    near = _boundary_mask(win, wins, d.shape[0] + 1536, win.hop_length, 4096)[1536:]
+    near = _boundary_mask(win, wins, d.shape[0] + 1536, win.samples_per_unit, 4096)[1536:]
     assert d[near].mean() < 1.5 * d[~near].mean()
     jump = y2.diff().abs()
     assert jump[near[1:]].max() <= 1.5 * jump[~near[1:]].max()

@@ -27,18 +27,18 @@ def micro():
 
 
 def test_attributes_and_latent_layout(codec):
-    assert codec.hop_length == CHUNK and abs(codec.latent_rate - 8 * 44100 / CHUNK) < 1e-9
+    assert codec.samples_per_unit == CHUNK and abs(codec.latent_rate - 8 * 44100 / CHUNK) < 1e-9
     x = torch.randn(2, 3 * CHUNK) * 0.1
     z = codec.encode(x)
-    assert z.shape == (2, codec.num_latents(x.shape[-1]), 8, 64)
-    assert codec.num_latents(x.shape[-1]) == 3  # left pad 1536 + frame tail 1536 cancel
+    assert z.shape == (2, codec.num_units(x.shape[-1]), 8, 64)
+    assert codec.num_units(x.shape[-1]) == 3  # left pad 1536 + frame tail 1536 cancel
 
 
 @pytest.mark.parametrize("length", [1, 100, 2047, CHUNK - 1536, CHUNK - 1535, 2 * CHUNK + 7])
 def test_any_length_decodes_to_exact_length(micro, length):
     x = torch.randn(1, length) * 0.1
     z = micro.encode(x)
-    assert z.shape == (1, micro.num_latents(length), 8, 64)
+    assert z.shape == (1, micro.num_units(length), 8, 64)
     y = micro.decode(z, seed=0, length=length)
     assert y.shape == (1, length) and torch.isfinite(y).all()
 
@@ -110,7 +110,7 @@ def test_stereo_model_encodes_jointly_and_handles_mono():
     stereo = Codec2(random_model(dataclasses.replace(MICRO2, audio_channels=2)), model_id="s@t", device="cpu")
     x = torch.randn(2, CHUNK) * 0.1
     z = stereo.encode(x)
-    assert z.shape == (1, stereo.num_latents(CHUNK), 8, 64)
+    assert z.shape == (1, stereo.num_units(CHUNK), 8, 64)
     assert stereo.decode(z, seed=0, length=CHUNK).shape == (2, CHUNK)
     assert stereo.encode(torch.randn(3, 2, 5000)).shape[:2] == (3, 1)  # batched
     lf = stereo.encode_file(x[:1])  # mono in: duplicated, and mono out again

@@ -21,14 +21,15 @@ R = M - S afterwards (`from_mid_side`). Stereo mode "lr" codes left/right, as th
 tells them apart where it matters, which should be rarely: prefer the attributes and hooks.
 
 Framing (padding, units, row batches, seams, progress counting, out-of-memory halving) is
-`m2l.framing.Framing`'s, which `Codec` inherits. One clip is encoded by the sibling's
-`encode_rows`, a plain loop over its windows or chunks; `encode_plan` gives the same work as
-passes that `m2l.packing.encode_many` batches with other clips'.
+`m2l.framing.Framing`'s, which `Codec` inherits (its unit: see the `Codec` docstring). One clip
+is encoded by the sibling's `encode_rows`, a plain loop over its windows or chunks; `encode_plan`
+gives the same work as passes that `m2l.packing.encode_many` batches with other clips'.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Iterator
@@ -97,6 +98,14 @@ def finished(progressive: Iterator[tuple[torch.Tensor, int]]) -> torch.Tensor:
 class Codec(Framing):
     """Encode audio to latents and decode latents to audio (the interface of v1 and v2 codecs).
 
+    Units. A codec frames audio in units, the steps along the latents' time axis
+    (`latent_time_axis`): a unit is one latent frame for v1 (one latent vector per channel;
+    `cfg.frames_per_latent` STFT hops, 4096 samples at the paper size) and one chunk for v2
+    (`cfg.num_latents` = K latent vectors; `cfg.chunk_frames` STFT hops, 32,768 samples at the
+    paper size). A clip of N samples has `num_units(N)` units of `samples_per_unit` samples each
+    (not the STFT hop, `cfg.spectral.hop_length`). The former names of these two, `num_latents`
+    and `hop_length`, still work with a `DeprecationWarning`.
+
     Class attributes (the latent layout and capabilities of a sibling):
         version: "v1" or "v2", the kind of the model config.
         unit_name: what one framing unit is ("latent frames", "chunks"), for messages.
@@ -108,7 +117,7 @@ class Codec(Framing):
 
     Attributes:
         sample_rate: the model's audio rate (inputs at other rates are resampled).
-        hop_length: audio samples per unit.
+        samples_per_unit: audio samples per unit.
         latent_rate: latent vectors per second.
         latent_dim: channels of a latent vector.
         model_id: identifies the weights (name@digest); stored in latent files.
@@ -132,7 +141,7 @@ class Codec(Framing):
     latent_channel_axis: ClassVar[int]
     default_sigma_cond: ClassVar[float | None] = None
     progress_unit: ClassVar[str]
-    hop_length: int
+    samples_per_unit: int
     latent_rate: float
 
     def __init__(
@@ -420,6 +429,30 @@ class Codec(Framing):
     def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
         """Extra metadata of a latent file made from `wave` [channels, samples] (none by default)."""
         return {}
+
+    # ----------------------------------------------------------------------------- former names
+    def num_latents(self, samples: int, left_pad: int | None = None) -> int:
+        """Deprecated: `num_units` (for v2 the number of chunks, not of latents)."""
+        warnings.warn(
+            "Codec.num_latents is deprecated: use Codec.num_units", DeprecationWarning, stacklevel=2
+        )
+        return self.num_units(samples, left_pad)
+
+    @property
+    def hop_length(self) -> int:
+        """Deprecated: `samples_per_unit` (not the STFT hop, which is `cfg.spectral.hop_length`)."""
+        warnings.warn(
+            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
+        )
+        return self.samples_per_unit
+
+    @hop_length.setter
+    def hop_length(self, value: int) -> None:
+        """Deprecated: sets `samples_per_unit`."""
+        warnings.warn(
+            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
+        )
+        self.samples_per_unit = value
 
     # ----------------------------------------------------------------------------- hooks
     @abstractmethod

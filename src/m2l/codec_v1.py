@@ -1,6 +1,6 @@
 """The Music2Latent (v1) codec: `Codec1`, the v1 sibling of the `m2l.codec.Codec` interface.
 
-Framing (see `m2l.codec`): the unit is one latent frame of hop_length samples.
+Framing (see `m2l.codec`): the unit is one latent frame of `samples_per_unit` samples.
 
 Windows. Long signals are processed in windows of `window` latents with `context` latents of
 extra audio on each side; neighbouring windows are cross-faded linearly over `context` latents
@@ -135,8 +135,8 @@ class Codec1(Codec):
         super().__init__(
             model, model_id=model_id, device=device, dtype=dtype, batch_size=batch_size, stereo=stereo
         )
-        self.hop_length = self.cfg.samples_per_latent
-        self.latent_rate = self.sample_rate / self.hop_length
+        self.samples_per_unit = self.cfg.samples_per_latent
+        self.latent_rate = self.sample_rate / self.samples_per_unit
         self.context = context
         self.window = max(int(round(window_seconds * self.latent_rate)), 2 * context + 1)
 
@@ -216,7 +216,7 @@ class Codec1(Codec):
         """The encoder input of a piece: the spectrogram [items, 2, F, T] of its rows' padded
         audio over its window, on the codec's device and dtype."""
         win, tail = piece.window, self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        seg = rows[piece.rows, win.lo * self.hop_length : win.hi * self.hop_length + tail]
+        seg = rows[piece.rows, win.lo * self.samples_per_unit : win.hi * self.samples_per_unit + tail]
         return to_spectrogram(seg.to(self.device), self.cfg.spectral).to(self.dtype)
 
     def place(self, out: torch.Tensor, piece: WindowPiece, z: torch.Tensor) -> None:
@@ -320,11 +320,12 @@ class Codec1(Codec):
     @property
     def seam_spacing(self) -> int:
         """Samples per window."""
-        return int(self.window * self.hop_length)
+        return int(self.window * self.samples_per_unit)
 
     def set_window_samples(self, samples: int) -> None:
-        """Windows of `samples` // hop_length latents (at least 2 * context + 1)."""
-        self.window = max(checked_int(samples, "window samples", 1) // self.hop_length, 2 * self.context + 1)
+        """Windows of `samples` // samples_per_unit latents (at least 2 * context + 1)."""
+        per_unit = self.samples_per_unit
+        self.window = max(checked_int(samples, "window samples", 1) // per_unit, 2 * self.context + 1)
 
     @staticmethod
     def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:

@@ -75,7 +75,7 @@ class Codec2(Codec):
     seconds) and by two chunks per decoder step, whatever the length of the audio.
 
     Attributes:
-        hop_length: audio samples per chunk (K latents each).
+        samples_per_unit: audio samples per chunk (K latents each).
         latent_rate: latent vectors per second (K per chunk).
         chunk_batch: chunks per encoder pass.
     """
@@ -105,8 +105,8 @@ class Codec2(Codec):
         cfg = self.cfg
         if window_seconds is not None:  # the CLI's --window: audio per encoder pass
             chunk_batch = max(1, round(window_seconds * cfg.spectral.sample_rate / cfg.samples_per_chunk))
-        self.hop_length = cfg.samples_per_chunk
-        self.latent_rate = cfg.num_latents * self.sample_rate / self.hop_length
+        self.samples_per_unit = cfg.samples_per_chunk
+        self.latent_rate = cfg.num_latents * self.sample_rate / self.samples_per_unit
         self.chunk_batch = chunk_batch
 
     # ----------------------------------------------------------------------------- encoding
@@ -176,7 +176,7 @@ class Codec2(Codec):
         """The encoder input of a group: the spectrogram of each row's chunks, chunk by chunk
         [rows * n, C_in, F, chunk_frames], on the codec's device and dtype."""
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        seg = rows[..., group.first * self.hop_length : group.stop * self.hop_length + tail]
+        seg = rows[..., group.first * self.samples_per_unit : group.stop * self.samples_per_unit + tail]
         spec = self.model.spectrogram(seg.to(self.device)).unflatten(
             -1, (group.chunks, self.cfg.chunk_frames)
         )
@@ -374,12 +374,12 @@ class Codec2(Codec):
     @property
     def seam_spacing(self) -> int:
         """Samples per chunk."""
-        return int(self.hop_length)
+        return int(self.samples_per_unit)
 
     def set_window_samples(self, samples: int) -> None:
-        """Encoder passes of `samples` // hop_length chunks (at least 1); decoding always works
-        on two chunks at a time."""
-        self.chunk_batch = max(checked_int(samples, "window samples", 1) // self.hop_length, 1)
+        """Encoder passes of `samples` // samples_per_unit chunks (at least 1); decoding always
+        works on two chunks at a time."""
+        self.chunk_batch = max(checked_int(samples, "window samples", 1) // self.samples_per_unit, 1)
 
     @staticmethod
     def clip_vector(out: torch.Tensor, *, features: bool) -> torch.Tensor:

@@ -3,11 +3,12 @@ rows, seams, progress counting), the batches it runs in halves when the device r
 (`Framing`, which `m2l.codec.Codec` inherits; its numbers come from the model config), and the
 checks of the codec API's arguments.
 
-A clip of N samples is padded with `left_pad` samples before it (default n_fft - hop, so
-that every sample of the clip is covered by a full set of overlapping STFT frames) and zeros after
-it up to m * hop_length + n_fft - hop samples, m = number of units (latent frames for v1, chunks
-for v2; at least 1). Decoding overlap-adds the frames and cuts [left_pad, left_pad + N) back out.
-`left_pad=0` reproduces the alignment of the authors' package (which crops instead of padding).
+A clip of N samples is padded with `left_pad` samples before it (default n_fft - hop, hop the
+STFT hop, so that every sample of the clip is covered by a full set of overlapping STFT frames)
+and zeros after it up to m * samples_per_unit + n_fft - hop samples, m = `num_units(N)` (units:
+see `m2l.codec.Codec`; latent frames for v1, chunks for v2; at least 1). Decoding overlap-adds
+the frames and cuts [left_pad, left_pad + N) back out. `left_pad=0` reproduces the alignment of
+the authors' package (which crops instead of padding).
 
 Checks. The public API's arguments are checked with `checked_int`, `checked_flag` and
 `checked_latents` (also by `m2l.authors_api`): a value of the wrong type or range becomes a
@@ -110,12 +111,12 @@ P = TypeVar("P", bound=Batchable)
 
 class Framing(ABC):
     """The framing arithmetic of a codec, over the attributes `m2l.codec.Codec` sets: `cfg` (the
-    model config), `hop_length`, `default_left_pad`, `batch_size`, `device`, `progress`,
+    model config), `samples_per_unit`, `default_left_pad`, `batch_size`, `device`, `progress`,
     `unit_name`; a sibling codec tells where its seams fall (`seam_units`, `seam_spacing`) and how
     many units a batch holds (`batch_units`)."""
 
     cfg: ModelConfig
-    hop_length: int
+    samples_per_unit: int
     default_left_pad: int
     batch_size: int
     device: torch.device
@@ -127,21 +128,21 @@ class Framing(ABC):
     def batch_units(self) -> int:
         """Units (v1 latent frames, v2 chunks) one batch holds at most."""
 
-    def num_latents(self, samples: int, left_pad: int | None = None) -> int:
+    def num_units(self, samples: int, left_pad: int | None = None) -> int:
         """Units (latent frames for v1, chunks for v2) for a clip of `samples` samples."""
         pad = self.default_left_pad if left_pad is None else left_pad
         tail = self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
-        return max(1, -(-(samples + pad - tail) // self.hop_length))
+        return max(1, -(-(samples + pad - tail) // self.samples_per_unit))
 
     def padded_length(self, units: int) -> int:
         """Samples of the padded waveform that `units` units cover."""
-        return units * self.hop_length + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
+        return units * self.samples_per_unit + self.cfg.spectral.n_fft - self.cfg.spectral.hop_length
 
     def pad_rows(self, rows: torch.Tensor, left_pad: int | None) -> tuple[torch.Tensor, int]:
         """[..., samples] -> (float waveforms padded to whole units with `left_pad` samples in
         front, number of units)."""
         pad = self.default_left_pad if left_pad is None else left_pad
-        m = self.num_latents(rows.shape[-1], pad)
+        m = self.num_units(rows.shape[-1], pad)
         return torch.nn.functional.pad(rows.float(), (pad, self.padded_length(m) - pad - rows.shape[-1])), m
 
     def row_slices(self, count: int, span: int | None = None, budget: int | None = None) -> Iterator[slice]:
@@ -174,8 +175,8 @@ class Framing(ABC):
         """Where pieces processed apart are joined in a clip of `samples` samples: sample offsets
         in (0, samples), at the default left pad."""
         pad = self.default_left_pad
-        starts = self.seam_units(self.num_latents(samples))
-        return [s * self.hop_length - pad for s in starts if 0 < s * self.hop_length - pad < samples]
+        starts, step = self.seam_units(self.num_units(samples)), self.samples_per_unit
+        return [s * step - pad for s in starts if 0 < s * step - pad < samples]
 
     def decode_span(
         self, units: int, steps: int, length: int | None, left_pad: int | None, seed: int | None
@@ -192,10 +193,11 @@ class Framing(ABC):
         return pad, length, secrets.randbits(63) if seed is None else checked_int(seed, "seed", 0, 2**63 - 1)
 
     def checked_left_pad(self, left_pad: object) -> int:
-        """The padding before the audio: the codec default if None, else an int in [0, hop_length]."""
+        """The padding before the audio: the codec default if None, else an int in
+        [0, samples_per_unit]."""
         if left_pad is None:
             return self.default_left_pad
-        return checked_int(left_pad, "left_pad", 0, self.hop_length)
+        return checked_int(left_pad, "left_pad", 0, self.samples_per_unit)
 
     @abstractmethod
     def seam_units(self, units: int) -> list[int]:

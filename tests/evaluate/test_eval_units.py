@@ -102,18 +102,18 @@ def codecs() -> dict[str, object]:
 
 def test_v2_seams_are_chunk_starts(codecs):
     codec = codecs["v2"]
-    pad, hop = codec.default_left_pad, codec.hop_length
-    assert boundary_spacing(codec) == hop == 32768
-    assert boundary_positions(codec, 3 * hop) == [hop - pad, 2 * hop - pad]
-    assert boundary_positions(codec, hop - pad) == []  # one chunk
+    pad, unit = codec.default_left_pad, codec.samples_per_unit
+    assert boundary_spacing(codec) == unit == 32768
+    assert boundary_positions(codec, 3 * unit) == [unit - pad, 2 * unit - pad]
+    assert boundary_positions(codec, unit - pad) == []  # one chunk
 
 
 def test_v1_seams_are_window_starts(codecs):
     codec = codecs["v1"]
-    pad, hop = codec.default_left_pad, codec.hop_length
+    pad, unit = codec.default_left_pad, codec.samples_per_unit
     assert codec.window == 11  # round(1 s * 10.77 latents/s), above 2 * context + 1
-    assert boundary_spacing(codec) == 11 * hop
-    assert boundary_positions(codec, 3 * RATE) == [11 * hop - pad, 22 * hop - pad]  # 33 latents
+    assert boundary_spacing(codec) == 11 * unit
+    assert boundary_positions(codec, 3 * RATE) == [11 * unit - pad, 22 * unit - pad]  # 33 latents
     assert boundary_positions(codec, RATE) == []
 
 

@@ -172,11 +172,11 @@ def test_decoding_crops_gives_their_audio(encoded):
     data = LatentCropDataset(dataset, crop, items=3, stats=stats)
     batch = torch.stack([data[i] for i in range(3)])
     audio = data.decode(codec, batch, seed=0)
-    assert audio.shape == (3, 1, crop * codec.hop_length)
+    assert audio.shape == (3, 1, crop * codec.samples_per_unit)
     raw = torch.stack([LatentCropDataset(dataset, crop, items=3)[i] for i in range(3)])
     assert torch.allclose(audio, codec.decode(raw[:, None], seed=0), atol=1e-4)
     one = decode_crops(codec, raw[0], seed=0)
-    assert one.shape == (1, crop * codec.hop_length)
+    assert one.shape == (1, crop * codec.samples_per_unit)
     with pytest.raises(M2LError):
         decode_crops(codec, raw[0][None, None], seed=0)
 

@@ -5,10 +5,10 @@ Where the seams are, in samples of the original clip, is the codec's to say
 `m2l.codec`):
 
 - v2 (`Codec2`): chunks are encoded independently and decoded one after the other, so there is a
-  seam at every chunk start t * hop_length - left_pad, t = 1 .. chunks - 1.
+  seam at every chunk start t * samples_per_unit - left_pad, t = 1 .. chunks - 1.
 - v1 (`Codec1`): long audio is processed in windows of `codec.window` latents that are cross-faded
   around their boundaries; the seams are the window starts (`m2l.codec_v1.plan_windows`) times
-  hop_length, minus left_pad. Clips shorter than one window have none.
+  samples_per_unit, minus left_pad. Clips shorter than one window have none.
 
 Error per frame: log-mel L1 error, |log10(mel_ref + 1e-5) - log10(mel_est + 1e-5)| averaged over
 mel bands and channels, with the framing of `m2l.evaluate.metrics.stft_magnitude` (uncentred

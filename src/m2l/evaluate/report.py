@@ -9,8 +9,9 @@ results.json (format "m2l-eval", version 1):
   "media" is {"audio", "image"} (paths relative to the report folder) for the first
   `audio_items` items and None for the others;
 - "models": [{"label", "source", "slug", "model_id", "version" ("v1" | "v2"), "config",
-  "sample_rate", "hop_length", "boundary_spacing" (samples between seams), "latent_stats"
-  (`m2l.evaluate.latents.latent_stats` over all items), "settings": [{"label", "slug", "steps",
+  "sample_rate", "hop_length" (the codec's `samples_per_unit`, not the STFT hop),
+  "boundary_spacing" (samples between seams), "latent_stats" (`m2l.evaluate.latents.latent_stats`
+  over all items), "settings": [{"label", "slug", "steps",
   "sigma_cond", "metrics": {"si_sdr", "mel_distance", "stft_distance", "visqol" (item means),
   "level_db", "lr_correlation_error", "side_mid_change_db" (over stereo items),
   "visqol_change_from_1_step", "mel_distance_change_from_1_step" (multi-step settings), "fad",

@@ -361,7 +361,7 @@ def evaluate_model(
         "version": codec.version,
         "config": codec.cfg.name,
         "sample_rate": int(codec.sample_rate),
-        "hop_length": int(codec.hop_length),
+        "hop_length": int(codec.samples_per_unit),  # results.json keeps its key (format 1)
         "boundary_spacing": boundary_spacing(codec),
         "latent_stats": model_latent_stats(latents, codec),
         "settings": out_settings,

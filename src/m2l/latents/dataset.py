@@ -44,7 +44,7 @@ class LatentCropDataset(Dataset):
         loader = DataLoader(data, batch_size=32, shuffle=True, num_workers=4)
         for z in loader:          # v1: [32, 64, 256], zero mean / unit std per dimension
             ...
-        audio = data.decode(codec, z)   # [32, channels, 256 * codec.hop_length]
+        audio = data.decode(codec, z)   # [32, channels, 256 * codec.samples_per_unit]
 
     Attributes:
         store: the `LatentStore` read from.
@@ -182,7 +182,7 @@ def decode_crops(
 
     The crops are denormalised with `stats` if given, then each becomes a file of one row and goes
     through `codec.decode(z, steps=steps, seed=seed)` with z [B, 1, *row] and the codec's default
-    padding: a crop of n units gives n * codec.hop_length samples.
+    padding: a crop of n units gives n * codec.samples_per_unit samples.
 
     Args:
         codec: the codec of the model that made the latents (`m2l.load(entry.model_source)`).
@@ -193,8 +193,8 @@ def decode_crops(
         seed: makes decoding reproducible.
 
     Returns:
-        [channels, n * hop_length] for one crop, [B, channels, n * hop_length] for a batch
-        (channels: 1, or 2 for a stereo v2 model).
+        [channels, n * samples_per_unit] for one crop, [B, channels, n * samples_per_unit] for a
+        batch (channels: 1, or 2 for a stereo v2 model).
 
     Raises:
         M2LError: crops of another layout than the codec's, or stats of another model.
