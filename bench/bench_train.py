@@ -20,9 +20,8 @@ import time
 import torch
 
 from m2l.audio.spectral import num_samples
-from m2l.config import preset
+from m2l.config import preset, resolve_precision
 from m2l.models import create
-from m2l.precision import resolve_precision
 from m2l.runtime import retain_freed_memory
 from m2l.train.config import TRAIN_PRESETS, apply_overrides
 from m2l.train.objective import ConsistencyObjective, sample_seeds

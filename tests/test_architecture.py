@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).parents[1] / "src" / "m2l"
 
 LAYERS = {
-    0: ("m2l.config", "m2l.errors", "m2l.files", "m2l.lazy", "m2l.precision", "m2l.runtime"),
+    0: ("m2l.config", "m2l.errors", "m2l.files", "m2l.lazy", "m2l.runtime"),
     1: ("m2l.audio", "m2l.checksummed", "m2l.formats", "m2l.sniff"),
     2: ("m2l.consistency",),
     3: ("m2l.models",),

@@ -53,11 +53,10 @@ from m2l.cli.one_file import (
 )
 from m2l.cli.prefetch import WriteBehind
 from m2l.cli.report import EXPECTED_ERRORS, QuietOutput, describe, error, naming
-from m2l.config import DEFAULT_MODEL, PRESETS, STEREO_MODES
+from m2l.config import DEFAULT_MODEL, PRECISIONS, PRESETS, STEREO_MODES
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import check_output
-from m2l.precision import PRECISIONS
 from m2l.sniff import LATENT_SUFFIX
 
 if TYPE_CHECKING:

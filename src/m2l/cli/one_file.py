@@ -37,11 +37,10 @@ from m2l.cli.report import (
     summary_line,
     warning,
 )
-from m2l.config import DEFAULT_MODEL, PRESETS, preset_name
+from m2l.config import DEFAULT_MODEL, PRESETS, preset_name, resolve_precision
 from m2l.datasets import MANIFEST_SUFFIX
 from m2l.errors import M2LError
 from m2l.files import exists_error, not_a_folder_error
-from m2l.precision import resolve_precision
 from m2l.sniff import LATENT_SUFFIX
 
 if TYPE_CHECKING:

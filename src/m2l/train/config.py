@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m2l.config import PRESETS, preset_name
+from m2l.config import PRESETS, check_precision, preset_name
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
-from m2l.precision import check_precision
 
 
 @dataclass(frozen=True)

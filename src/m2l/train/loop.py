@@ -30,13 +30,12 @@ from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
 from m2l.cli.args import check_device
-from m2l.config import config_hash, preset
+from m2l.config import config_hash, preset, resolve_precision
 from m2l.errors import M2LError
 from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
 from m2l.loading import load_model
 from m2l.models import create
-from m2l.precision import resolve_precision
 from m2l.train.config import TrainConfig, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds

@@ -1,12 +1,12 @@
-"""`m2l.precision`: the one resolver of precision choices, and its two meanings of "auto"."""
+"""`m2l.config.resolve_precision`: the one resolver of precision choices, and its two meanings of "auto"."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from m2l.config import PRECISIONS, check_precision, resolve_precision
 from m2l.errors import M2LError
-from m2l.precision import PRECISIONS, check_precision, resolve_precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a cuda device object needs no GPU
 
