@@ -19,6 +19,7 @@ from m2l.generate.flow import (
     sample,
     sample_long,
     time_grid,
+    window_seeds,
 )
 
 
@@ -142,12 +143,7 @@ def test_long_clips_continue_window_after_window():
     model = tiny_generator()
     clip = sample_long(model, 40, 2, seed=3, batch=2)
     assert clip.shape == (2, 64, 40) and torch.equal(clip, sample_long(model, 40, 2, seed=3, batch=2))
-    first = sample(
-        model,
-        (2, 64, 16),
-        2,
-        seed=int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(3))),
-    )
+    first = sample(model, (2, 64, 16), 2, seed=next(window_seeds(3)))
     assert torch.equal(clip[..., :16], first)  # the first window is an unconditional sample
     prompt = torch.randn(64, 10)
     continued = sample_long(model, 30, 2, seed=3, prompt=prompt, overlap=4)

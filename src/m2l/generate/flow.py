@@ -28,7 +28,7 @@ results never depend on the global RNG state; noise is drawn on the generator's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -287,6 +287,13 @@ def _shape(x: torch.Tensor | None) -> tuple[int, ...] | None:
     return None if x is None else tuple(x.shape)
 
 
+def window_seeds(seed: int) -> Iterator[int]:
+    """The seeds of the windows of `sample_long`: integers drawn from a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
 def sample_long(
     model: Generator,
     frames: int,
@@ -307,7 +314,7 @@ def sample_long(
         model: the generator; its windows are `model.cfg.frames` long.
         frames: the length of the result, prompt included.
         steps, label, guidance, method: as `sample`, for every window.
-        seed: window i samples with the i-th seed drawn from a generator seeded with `seed`.
+        seed: window i samples with the i-th seed of `window_seeds(seed)`.
         batch: clips to make when there is no prompt.
         prompt: [B, D, P] or [D, P] normalised latents to continue (kept as the first P frames).
         overlap: context frames of each window (default: half a window).
@@ -324,16 +331,14 @@ def sample_long(
         raise M2LError(f"the prompt must be [B, {d}, P] or [{d}, P], got {tuple(clip.shape)}")
     if clip.shape[-1] > frames:
         raise M2LError(f"the prompt ({clip.shape[-1]} frames) is longer than the clip ({frames})")
-    seeds = torch.Generator().manual_seed(seed)
+    seeds = window_seeds(seed)
     clip = clip.to(model.proj_in.weight)  # [B, D, P]
+    b = clip.shape[0]
     while clip.shape[-1] < frames:
         given = min(overlap, clip.shape[-1])
-        context = torch.zeros(clip.shape[0], d, window).to(clip)  # [B, D, window]
-        context[..., :given] = clip[..., clip.shape[-1] - given :]
-        mask = prefix_mask(clip.shape[0], window, given) if given else None  # [B, window]
-        window_seed = int(torch.randint(0, 2**62, (1,), generator=seeds))
-        out = sample(
-            model, (clip.shape[0], d, window), steps, window_seed, context, mask, label, guidance, method
-        )
+        context = torch.zeros(b, d, window).to(clip)  # [B, D, window]
+        context[..., :given] = clip[..., clip.shape[-1] - given :]  # the tail made so far
+        mask = prefix_mask(b, window, given, clip.device) if given else None  # [B, window]
+        out = sample(model, (b, d, window), steps, next(seeds), context, mask, label, guidance, method)
         clip = torch.cat((clip, out[..., given:]), dim=-1)  # [B, D, P + window - given]
     return clip[..., :frames]
