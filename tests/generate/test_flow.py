@@ -159,6 +159,8 @@ def test_long_clips_continue_window_after_window():
         (lambda m: sample(m, (1, 64, 16), 2, -1), "seed"),
         (lambda m: sample(m, (1, 64, 16), 2, 0, method="rk4"), "heun"),
         (lambda m: sample(m, (1, 64, 16), 2, 0, mask=torch.ones(16, dtype=torch.bool)), "context"),
+        (lambda m: sample(m, (1, 64, 16), 2, 0, guidance=2.0), "needs a class label"),
+        (lambda m: sample(m, (2, 64, 16), 2, 0, label=torch.tensor([0, 1, 2])), "2 integers"),
         (lambda m: sample_long(m, 40, 2, 0, overlap=16), "overlap"),
         (lambda m: sample_long(m, 4, 2, 0, prompt=torch.randn(64, 8)), "longer"),
     ],

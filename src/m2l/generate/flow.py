@@ -224,21 +224,18 @@ def sample(
         context: [B, D, T] or [D, T] clean latents given at the `mask` frames.
         mask: [B, T] or [T] bool, True on context frames (returned exactly as given).
         label: a class label for every clip, or [B] labels (None: no class).
-        guidance: the classifier-free guidance scale (needs a label).
+        guidance: the classifier-free guidance scale (other than 1 only with a label).
         method: "heun" or "euler" (`SAMPLERS`).
 
     Returns:
         [B, D, T] latents (normalised, as the model was trained on).
     """
-    weight = model.proj_in.weight  # [W, D + 1]
+    like = model.proj_in.weight  # [W, D + 1]: the model's device and dtype
     b, d, frames = _check_sampling(model, shape, steps, seed, guidance, method)
-    context, mask = _check_context(context, mask, (b, d, frames), weight)
-    if isinstance(label, int):
-        label = torch.full((b,), label, dtype=torch.long)  # [B]
-    if label is not None:
-        label = label.to(weight.device, torch.long).expand(b)  # [B]
+    context, mask = _check_context(context, mask, (b, d, frames), like)
+    label = _check_label(label, guidance, b, like.device)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=generator).to(weight.device, weight.dtype)  # [B, D, T]
+    x = torch.randn(shape, generator=generator).to(like.device, like.dtype)  # [B, D, T]
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         times = torch.full((b,), t, device=x.device, dtype=x.dtype)  # [B]
@@ -281,6 +278,20 @@ def _check_context(
         )
     context = context.to(like.device, like.dtype).expand(b, d, frames)  # [B, D, T]
     return context, mask.to(like.device, torch.bool).expand(b, frames)  # [B, D, T], [B, T]
+
+
+def _check_label(
+    label: torch.Tensor | int | None, guidance: float, batch: int, device: torch.device
+) -> torch.Tensor | None:
+    """[B] long labels on `device` (or None); guidance other than 1 needs labels."""
+    if label is None:
+        if guidance != 1.0:
+            raise M2LError(f"guidance {guidance:g} needs a class label (guidance 1 without one)")
+        return None
+    label = torch.as_tensor(label)
+    if label.dtype.is_floating_point or label.dim() > 1 or label.numel() not in (1, batch):
+        raise M2LError(f"label must be an integer or {batch} integers, got {_shape(label)}")
+    return label.to(device, torch.long).expand(batch)  # [B]
 
 
 def _shape(x: torch.Tensor | None) -> tuple[int, ...] | None:
@@ -326,7 +337,9 @@ def sample_long(
     overlap = window // 2 if overlap is None else overlap
     if not 1 <= overlap < window:
         raise M2LError(f"overlap must be in 1..{window - 1} frames, got {overlap}")
-    clip = torch.zeros(batch, d, 0) if prompt is None else prompt if prompt.dim() == 3 else prompt[None]
+    clip = (
+        torch.zeros(batch, d, 0) if prompt is None else prompt if prompt.dim() == 3 else prompt[None]
+    )  # [B, D, P]
     if clip.dim() != 3 or clip.shape[1] != d:
         raise M2LError(f"the prompt must be [B, {d}, P] or [{d}, P], got {tuple(clip.shape)}")
     if clip.shape[-1] > frames:

@@ -103,7 +103,8 @@ def generator_preset(name: str, **changes: int) -> GeneratorConfig:
 
 def time_embedding(t: torch.Tensor, channels: int) -> torch.Tensor:
     """Sinusoidal embedding of flow times t in [0, 1]: [B] -> [B, channels] ([cos | sin] halves,
-    float32; 1000 t, so that the slowest of the geometric frequencies still resolves t)."""
+    float32), of 1000 t, so that the geometric frequencies (1 down to 1/10000) resolve steps of t
+    from 0.001 to the whole range."""
     half = channels // 2
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)  # [half]
     angle = 1000.0 * t.float()[:, None] * freqs[None]  # [B, half]
@@ -150,9 +151,8 @@ class Block(nn.Module):
 
     def attention(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, w = h.shape  # [B, T, W]
-        q, k, v = (
-            self.qkv(h).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        )  # [B, H, T, hd]
+        qkv = self.qkv(h).view(b, t, 3, self.heads, w // self.heads)  # [B, T, 3, H, hd]
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, H, T, hd] each
         out = frame_attention(rotate(q, cos, sin), rotate(k, cos, sin), v)  # [B, H, T, hd]
         return self.proj(out.transpose(1, 2).reshape(b, t, w))  # [B, T, W]
 
