@@ -24,6 +24,7 @@ LAYERS = {
         "m2l.probe",
         "m2l.datasets",
         "m2l.latents",
+        "m2l.generate",
     ),
 }
 

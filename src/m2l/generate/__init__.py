@@ -1,0 +1,60 @@
+"""Latent generation: a small flow-matching transformer over normalised v1 latents.
+
+Music2Latent latents (about 10.8 frames/s x 64 dimensions per audio channel) are compact enough
+for a small generative model to learn. This package holds one: `model` (`GeneratorConfig`, its
+presets and the network: a 1-D DiT-style transformer over latent frames, adaLN-Zero on the flow
+time and an optional class), `flow` (the rectified-flow loss with context masks for continuation
+and inpainting, and the seeded Euler / Heun samplers, `sample` for one window and `sample_long`
+for clips of any length) and `normalize` (latents to and from the generator's scale with the
+corpus statistics of `m2l stats`).
+
+The generator models one latent row [64, frames] at a time (a stereo clip's mid and side rows are
+generated apart for now). The names below resolve on first access, so that importing the package
+does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from m2l.lazy import lazy_attribute, lazy_names
+
+if TYPE_CHECKING:
+    from m2l.generate.flow import context_masks, flow_loss, sample, sample_long
+    from m2l.generate.model import GENERATOR_PRESETS, Generator, GeneratorConfig, generator_preset
+    from m2l.generate.normalize import from_generator, to_generator
+
+_LAZY = {
+    "GENERATOR_PRESETS": "m2l.generate.model",
+    "Generator": "m2l.generate.model",
+    "GeneratorConfig": "m2l.generate.model",
+    "context_masks": "m2l.generate.flow",
+    "flow_loss": "m2l.generate.flow",
+    "from_generator": "m2l.generate.normalize",
+    "generator_preset": "m2l.generate.model",
+    "sample": "m2l.generate.flow",
+    "sample_long": "m2l.generate.flow",
+    "to_generator": "m2l.generate.normalize",
+}
+
+__all__ = [
+    "GENERATOR_PRESETS",
+    "Generator",
+    "GeneratorConfig",
+    "context_masks",
+    "flow_loss",
+    "from_generator",
+    "generator_preset",
+    "sample",
+    "sample_long",
+    "to_generator",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module on first access."""
+    return lazy_attribute(__name__, _LAZY, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return lazy_names(_LAZY, globals())
