@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from m2l.authors_api import EncoderDecoder
     from m2l.codec import Codec  # what `load` returns: `m2l.codec_v1.Codec1` or `m2l.codec_v2.Codec2`
     from m2l.errors import M2LError
+    from m2l.generate.checkpoint import load_generator
     from m2l.loading import convert, load
 
 __version__ = "0.1.0"
-__all__ = ["Codec", "EncoderDecoder", "M2LError", "convert", "load", "__version__"]
+__all__ = ["Codec", "EncoderDecoder", "M2LError", "convert", "load", "load_generator", "__version__"]
 
 _LAZY = {
     "Codec": "m2l.codec",
@@ -25,6 +26,7 @@ _LAZY = {
     "M2LError": "m2l.errors",
     "convert": "m2l.loading",
     "load": "m2l.loading",
+    "load_generator": "m2l.generate.checkpoint",
 }
 
 

@@ -28,6 +28,11 @@ CHECKPOINT_FORMAT = "m2l-checkpoint"
 """The format name of an inference checkpoint."""
 STATE_FORMAT = "m2l-train-state"
 """The format name of a training checkpoint."""
+GENERATOR_FORMAT = "m2l-generator"
+"""The format name of a latent generator (`m2l.generate.checkpoint`: weights, config, statistics,
+labels and the codec it learned from)."""
+GENERATOR_STATE_FORMAT = "m2l-generator-train-state"
+"""The format name of a latent generator's training checkpoint (`m2l.generate.training`)."""
 _HEADER_LIMIT = 100 << 20  # the largest safetensors header we parse
 
 
@@ -40,6 +45,10 @@ class Kind(Enum):
     """An m2l inference checkpoint (safetensors format "m2l-checkpoint")."""
     TRAINING_STATE = "training-state"
     """An m2l training checkpoint (safetensors format "m2l-train-state")."""
+    GENERATOR = "generator"
+    """An m2l latent generator (safetensors format "m2l-generator")."""
+    GENERATOR_STATE = "generator-training-state"
+    """A latent generator's training checkpoint (safetensors format "m2l-generator-train-state")."""
     AUTHORS_CHECKPOINT = "authors-checkpoint"
     """A torch.save archive such as the authors' `music2latent.pt`: it holds a pickle, so it may
     only be opened with `torch.load(..., weights_only=True)`."""
@@ -57,11 +66,15 @@ _FORMAT_KINDS = {
     LATENT_FORMAT: Kind.LATENTS,
     CHECKPOINT_FORMAT: Kind.CHECKPOINT,
     STATE_FORMAT: Kind.TRAINING_STATE,
+    GENERATOR_FORMAT: Kind.GENERATOR,
+    GENERATOR_STATE_FORMAT: Kind.GENERATOR_STATE,
 }
 _DESCRIPTIONS = {
     Kind.LATENTS: "an m2l latent file",
     Kind.CHECKPOINT: "an m2l checkpoint",
     Kind.TRAINING_STATE: "an m2l training checkpoint",
+    Kind.GENERATOR: "an m2l latent generator",
+    Kind.GENERATOR_STATE: "an m2l latent generator's training checkpoint",
     Kind.AUTHORS_CHECKPOINT: "a torch checkpoint",
     Kind.AUDIO: "an audio file",
     Kind.NUMPY: "a NumPy array (.npy)",

@@ -86,6 +86,10 @@ COMMANDS: dict[str, Command] = {
         "stats",
         "per-dimension mean/std of the latents of a dataset or .m2l folder (JSON)",
     ),
+    "gen": command("m2l.generate.cli", "gen", "latent generator jobs: m2l gen train DATASET --out RUN"),
+    "generate": command(
+        "m2l.generate.cli", "generate", "generate audio with a latent generator (sampled latents -> codec)"
+    ),
 }
 
 

@@ -136,6 +136,25 @@ def _training_info(path: Path) -> dict[str, Any]:
     }
 
 
+def _generator_info(path: Path) -> dict[str, Any]:
+    """A latent generator, every field checked (`m2l.load_generator`)."""
+    import dataclasses
+
+    from m2l.generate.checkpoint import load_generator
+
+    gen = load_generator(path)
+    return {
+        "path": str(path),
+        "type": "generator",
+        "name": gen.cfg.name,
+        "codec": gen.codec_id,
+        "codec_source": gen.codec_source,
+        "labels": list(gen.labels),
+        "parameters": sum(p.numel() for p in gen.model.parameters()),
+        "config": dataclasses.asdict(gen.cfg),
+    }
+
+
 def _shard_info(path: Path) -> dict[str, Any]:
     """A shard of a packed latent dataset, its checksum verified (the file is read once)."""
     from m2l.latents.shards import Shard
@@ -164,7 +183,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
 
     Returns:
         The description; its "type" is "latents", "checkpoint", "training-checkpoint",
-        "latent-shard" (of a dataset made by `m2l pack`) or "authors-checkpoint".
+        "latent-shard" (of a dataset made by `m2l pack`), "generator" or "authors-checkpoint".
 
     Raises:
         M2LError: when the path is missing, a directory, or none of these.
@@ -180,6 +199,12 @@ def inspect_path(path: Path) -> dict[str, Any]:
         return _training_info(path)
     if found.kind is Kind.SAFETENSORS and found.format == "m2l-latent-shard":
         return _shard_info(path)
+    if found.kind is Kind.GENERATOR:
+        return _generator_info(path)
+    if found.kind is Kind.GENERATOR_STATE:
+        raise M2LError(
+            f"{path}: {found.description} (m2l generate takes its run folder's generator.safetensors)"
+        )
     if found.kind is Kind.SAFETENSORS and found.metadata is not None:
         raise M2LError(
             f"{path}: safetensors file that is neither an m2l latent file nor an m2l "
@@ -297,7 +322,7 @@ def _checkpoint_lines(info: dict[str, Any]) -> list[str]:
 
 
 def _other_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A training checkpoint, a latent shard or the authors' checkpoint."""
+    """A training checkpoint, a latent shard, a generator or the authors' checkpoint."""
     if info["type"] == "latent-shard":
         unit = "latent frames" if info["kind"] == "v1" else "chunks"
         return [
@@ -307,6 +332,14 @@ def _other_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
             ("files", info["files"]),
             ("length", f"{info['units']} {unit} (tensor {info['shape']})"),
             ("sample rate", f"{info['sample_rate']} Hz"),
+        ]
+    if info["type"] == "generator":
+        return [
+            ("type", "m2l latent generator (m2l generate --model FILE)"),
+            ("config", info["name"]),
+            ("codec", f"{info['codec']} (from {info['codec_source']})"),
+            ("labels", ", ".join(info["labels"]) or "none (unconditional)"),
+            ("parameters", f"{info['parameters']:,}"),
         ]
     if info["type"] == "training-checkpoint":
         return [

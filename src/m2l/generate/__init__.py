@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from m2l.lazy import lazy_attribute, lazy_names
 
 if TYPE_CHECKING:
+    from m2l.generate.checkpoint import GeneratorFile, load_generator, save_generator
     from m2l.generate.flow import context_masks, flow_loss, sample, sample_long
     from m2l.generate.model import GENERATOR_PRESETS, Generator, GeneratorConfig, generator_preset
     from m2l.generate.normalize import from_generator, to_generator
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "GENERATOR_PRESETS": "m2l.generate.model",
     "Generator": "m2l.generate.model",
+    "GeneratorFile": "m2l.generate.checkpoint",
+    "load_generator": "m2l.generate.checkpoint",
+    "save_generator": "m2l.generate.checkpoint",
     "GeneratorConfig": "m2l.generate.model",
     "context_masks": "m2l.generate.flow",
     "flow_loss": "m2l.generate.flow",
@@ -41,12 +45,15 @@ __all__ = [
     "GENERATOR_PRESETS",
     "Generator",
     "GeneratorConfig",
+    "GeneratorFile",
     "context_masks",
     "flow_loss",
     "from_generator",
     "generator_preset",
+    "load_generator",
     "sample",
     "sample_long",
+    "save_generator",
     "to_generator",
 ]
 

@@ -185,6 +185,18 @@ class LatentStats:
         """
         return _parse(Path(path), _read_json(Path(path)))
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str) -> LatentStats:
+        """Check the fields of a stats file (the JSON object of `to_json`) kept elsewhere, e.g.
+        in a file's metadata; `origin` names where it came from in messages.
+
+        Raises:
+            M2LError: as `load`.
+        """
+        if data.get("format") != STATS_FORMAT:
+            raise M2LError(f"{origin}: not {STATS_FORMAT} statistics")
+        return _parse(Path(origin), data)
+
 
 def _digest(fields: dict[str, Any]) -> str:
     body = {k: v for k, v in fields.items() if k != "sha256"}

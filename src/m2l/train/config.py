@@ -103,7 +103,7 @@ class TrainConfig:
         if self.model not in PRESETS:
             raise M2LError(
                 f"training config: model must be a model preset ({', '.join(sorted(PRESETS))}), "
-                f"got {self.model!r}{_did_you_mean(str(self.model), PRESETS)}"
+                f"got {self.model!r}{did_you_mean(str(self.model), PRESETS)}"
             )
         check_precision(self.precision)
         for key in (
@@ -219,7 +219,7 @@ def _extensions(value: Any, steps: int) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def did_you_mean(word: str, choices: Any) -> str:
     """' (did you mean X?)' for the closest of `choices`, or ''."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -313,7 +313,7 @@ def train_config_from_dict(data: dict[str, Any], origin: str = "config") -> Trai
     if unknown:
         raise M2LError(
             f"{origin}: unknown training config field(s) {', '.join(unknown)}"
-            f"{_did_you_mean(unknown[0], known) if len(unknown) == 1 else ''}"
+            f"{did_you_mean(unknown[0], known) if len(unknown) == 1 else ''}"
         )
     try:
         return TrainConfig(**data)
@@ -356,15 +356,20 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
             settable = [name for name in fields if name != "extensions"]
-            what = f"unknown field {key}{_did_you_mean(key, settable)}" if sep else "expected FIELD=VALUE"
+            what = f"unknown field {key}{did_you_mean(key, settable)}" if sep else "expected FIELD=VALUE"
             raise M2LError(f"override {item!r}: {what}; fields: {', '.join(settable)}")
         if key == "extensions":
             raise M2LError(f"override {item!r}: extensions is a record that `m2l train --extend` writes")
-        changes[key] = _parse_value(key, raw.strip(), type(getattr(cfg, key)))
+        changes[key] = parse_value(key, raw.strip(), type(getattr(cfg, key)))
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
-def _parse_value(key: str, raw: str, kind: type) -> Any:
+def parse_value(key: str, raw: str, kind: type) -> Any:
+    """The text `raw` of the override `key=raw` as a `kind` (bool, int, float or str).
+
+    Raises:
+        M2LError: not a valid value of that type.
+    """
     try:
         if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
