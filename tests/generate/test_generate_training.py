@@ -1,0 +1,118 @@
+"""`m2l gen train` on a synthetic latent corpus: the validation loss falls, the run folder holds
+what it should, a run stopped by SIGTERM resumes to the very weights of an uninterrupted one, and
+a changed config is refused unless asked for."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from cli_testing import run
+from generate_testing import codec_checkpoint, sinusoid_corpus
+from m2l_testing import assert_one_line_error
+from safetensors.torch import load_file
+
+from m2l.formats import list_checkpoints
+from m2l.generate import training
+from m2l.generate.checkpoint import load_generator
+
+FAST = ("steps=30", "batch_size=16", "warmup=5", "lr=1e-2", "ema_decay=0.9", "val_every=10", "log_every=10")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a folder of 400 one-row `.m2l` files of 20 frames, the codec checkpoint they record):
+    many short clips, so that a tiny model learns what generalises to held-out clips."""
+    folder = tmp_path_factory.mktemp("corpus")
+    codec = codec_checkpoint(folder)
+    return sinusoid_corpus(folder / "latents", codec, files=400, frames=20), codec
+
+
+def _train(capsys, corpus: Path, out: Path, *settings: str) -> tuple[int, str, str]:
+    sets = [arg for s in (*FAST, *settings) for arg in ("--set", s)]
+    return run(capsys, "gen", "train", corpus, "--out", out, "--preset", "gen-tiny", *sets)
+
+
+def _log(out: Path, key: str) -> list[float]:
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [line[key] for line in lines if key in line]
+
+
+def test_training_lowers_the_validation_loss_and_writes_the_run(capsys, corpus, tmp_path):
+    latents, codec = corpus
+    out = tmp_path / "run"
+    code, stdout, err = _train(
+        capsys, latents, out, "steps=100", "batch_size=32", "ckpt_every=25", "keep_last=2"
+    )
+    assert code == 0, err
+    assert "done at step 100/100" in stdout
+    val = _log(out, "val_loss")
+    print("validation losses", val)
+    assert len(val) == 10
+    assert val[-1] < 0.9 * val[0] and val[-1] < 1.75  # no skill (a zero velocity) scores about 2
+    assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [75, 100]
+    gen = load_generator(out)
+    assert gen.codec_source == str(codec.resolve()) and gen.labels == ()
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 100
+    assert not (out / ".lock").exists()
+
+
+def test_a_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(capsys, corpus, tmp_path, monkeypatch):
+    latents, _ = corpus
+    code, _, err = _train(capsys, latents, tmp_path / "whole")
+    assert code == 0, err
+    step = training.train_step
+
+    def stopped_at_12(state: training.Run) -> float:
+        loss = step(state)
+        if state.step == 12:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler asks the loop to save and stop
+        return loss
+
+    monkeypatch.setattr(training, "train_step", stopped_at_12)
+    code, stdout, err = _train(capsys, latents, tmp_path / "cut")
+    assert code == 0, err
+    assert "stopped by SIGTERM" in stdout and "step 12/30" in stdout
+    assert [s for s, _ in list_checkpoints(tmp_path / "cut" / "checkpoints")] == [12]
+    monkeypatch.setattr(training, "train_step", step)
+    code, stdout, err = _train(capsys, latents, tmp_path / "cut")
+    assert code == 0, err
+    assert "done at step 30/30" in stdout
+    whole = load_file(tmp_path / "whole" / "generator.safetensors")
+    resumed = load_file(tmp_path / "cut" / "generator.safetensors")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert _log(tmp_path / "whole", "val_loss")[-1] == _log(tmp_path / "cut", "val_loss")[-1]
+
+
+def test_a_changed_config_is_refused_unless_asked(capsys, corpus, tmp_path):
+    latents, _ = corpus
+    out = tmp_path / "run"
+    assert _train(capsys, latents, out, "steps=10")[0] == 0
+    code, _, err = _train(capsys, latents, out, "steps=20", "lr=2e-2")
+    assert code == 1
+    assert_one_line_error(err, str(out), "lr, steps", "--change-config")
+    sets = [arg for s in (*FAST, "steps=20", "lr=2e-2") for arg in ("--set", s)]
+    code, stdout, err = run(
+        capsys, "gen", "train", latents, "--out", out, "--preset", "gen-tiny", *sets, "--change-config"
+    )
+    assert code == 0, err
+    assert "done at step 20/20" in stdout
+    config = json.loads((out / "config.json").read_text())
+    config["generator"]["width"] *= 2  # as if the run had trained a wider network
+    (out / "config.json").write_text(json.dumps(config))
+    code, _, err = run(
+        capsys, "gen", "train", latents, "--out", out, "--preset", "gen-tiny", *sets, "--change-config"
+    )
+    assert code == 1
+    assert_one_line_error(err, "another generator")
+
+
+def test_a_bad_setting_is_one_line(capsys, corpus, tmp_path):
+    code, _, err = _train(capsys, corpus[0], tmp_path / "run", "stepz=3")
+    assert code == 1
+    assert_one_line_error(err, "unknown field stepz", "did you mean steps")
+    assert not (tmp_path / "run").exists()
