@@ -24,6 +24,7 @@ from m2l.formats import (
     sniff,
     training_state_weights,
 )
+from m2l.sniff import GENERATOR_FORMAT, GENERATOR_STATE_FORMAT
 
 
 def _lf(frames: int = 5) -> LatentFile:
@@ -312,6 +313,10 @@ def _sniff_cases(tmp_path):
     cases[tmp_path / "c.safetensors"] = Kind.CHECKPOINT
     atomic_save({"ema.w": torch.ones(2)}, {"format": STATE_FORMAT}, tmp_path / "s.safetensors", False)
     cases[tmp_path / "s.safetensors"] = Kind.TRAINING_STATE
+    atomic_save({"w": torch.ones(2)}, {"format": GENERATOR_FORMAT}, tmp_path / "g.safetensors", False)
+    cases[tmp_path / "g.safetensors"] = Kind.GENERATOR
+    atomic_save({"w": torch.ones(2)}, {"format": GENERATOR_STATE_FORMAT}, tmp_path / "gs.safetensors", False)
+    cases[tmp_path / "gs.safetensors"] = Kind.GENERATOR_STATE
     atomic_save({"x": torch.ones(2)}, {"format": "other"}, tmp_path / "o.safetensors", False)
     cases[tmp_path / "o.safetensors"] = Kind.SAFETENSORS
     torch.save({"gen_state_dict": {"w": torch.ones(2)}}, tmp_path / "music2latent.pt")
@@ -335,9 +340,8 @@ def test_sniff_tells_every_kind_apart(tmp_path):
     for path, kind in _sniff_cases(tmp_path).items():
         found = sniff(path)
         assert (found.path, found.kind) == (path, kind), path.name
-        assert (found.metadata is not None) == (
-            kind.value in ("latents", "checkpoint", "training-state", "safetensors")
-        )
+        with_header = ("latents", "checkpoint", "training-state", "generator", "generator-training-state")
+        assert (found.metadata is not None) == (kind.value in (*with_header, "safetensors"))
     found = sniff(tmp_path / "c.safetensors")
     assert found.format == "m2l-checkpoint" and "config" in found.metadata
     assert (

@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 from m2l.formats import list_checkpoints
 from m2l.generate import training
 from m2l.generate.checkpoint import load_generator
+from m2l.generate.data import LatentSplit
+from m2l.latents.pack import pack_folder
 
 FAST = ("steps=30", "batch_size=16", "warmup=5", "lr=1e-2", "ema_decay=0.9", "val_every=10", "log_every=10")
 
@@ -116,3 +118,24 @@ def test_a_bad_setting_is_one_line(capsys, corpus, tmp_path):
     assert code == 1
     assert_one_line_error(err, "unknown field stepz", "did you mean steps")
     assert not (tmp_path / "run").exists()
+
+
+def test_labels_come_from_a_manifest_column_of_a_packed_dataset(capsys, tmp_path):
+    latents = sinusoid_corpus(tmp_path / "latents", codec_checkpoint(tmp_path), files=6, frames=20)
+    genres = ["rock", "jazz", "rock", "jazz", "", "rock"]  # clip4 has no genre: the null class
+    rows = [{"path": f"clip{i}.wav", "genre": g} for i, g in enumerate(genres)]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pack_folder(latents, tmp_path / "dataset", manifest=manifest)
+    split = LatentSplit(tmp_path / "dataset", 16, "genre", 0.2)
+    assert split.labels == ("jazz", "rock")
+    entries = split.crops.store.entries
+    by_source = {e.source: label for e, label in zip(entries, split.entry_labels, strict=True)}
+    assert [by_source[f"clip{i}.m2l"] for i in range(6)] == [1, 0, 1, 0, 2, 1]
+    code, _, err = _train(capsys, tmp_path / "dataset", tmp_path / "run", "steps=3", "label_column=genre")
+    assert code == 0, err
+    gen = load_generator(tmp_path / "run")
+    assert gen.labels == ("jazz", "rock") and gen.cfg.num_classes == 2
+    code, _, err = _train(capsys, tmp_path / "dataset", tmp_path / "other", "steps=3", "label_column=mood")
+    assert code == 1
+    assert_one_line_error(err, "no file has a value in the manifest column 'mood'")
