@@ -83,7 +83,7 @@ def add_generate(p: argparse.ArgumentParser) -> None:
         "--seconds",
         type=finite_float("seconds in (0, 3600]", lambda v: 0 < v <= 3600),
         default=30.0,
-        help="length (default 30)",
+        help="length in seconds (default 30; with --inpaint the prompt's)",
     )
     p.add_argument(
         "--seed", type=int_at_least(0, "a non-negative integer"), default=0, help="same seed, same audio"

@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import signal
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,8 @@ def start_run(folder: Path, data: LatentSplit, gcfg: GeneratorConfig, cfg: GenTr
     for _, path in reversed(list_checkpoints(folder / "checkpoints")):
         try:
             parts = read_state(path)
-        except M2LError as err:
-            print(f"m2l gen train: skipping {err}")
+        except M2LError as err:  # a damaged state (e.g. a disk that failed): the one before it
+            warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
             continue
         if parts["generator_config"] != dataclasses.asdict(gcfg):
             raise M2LError(f"{path}: a state of another generator config")
