@@ -36,7 +36,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _train(capsys, corpus: Path, out: Path, *settings: str) -> tuple[int, str, str]:
     sets = [arg for s in (*FAST, *settings) for arg in ("--set", s)]
-    return run(capsys, "gen", "train", corpus, "--out", out, "--preset", "gen-tiny", *sets)
+    return run(capsys, "gen", "train", corpus, "--out", out, "--preset", "gen-tiny", "--device", "cpu", *sets)
 
 
 def _log(out: Path, key: str) -> list[float]:

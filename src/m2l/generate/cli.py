@@ -34,6 +34,7 @@ def add_gen(p: argparse.ArgumentParser) -> None:
         help="training setting, e.g. steps=5000, batch_size=16, label_column=genre, "
         "context_mix=0.5,0.3,0.2 (repeatable)",
     )
+    train.add_argument("--device", type=device_arg, help="cpu, cuda, mps (default: cuda when there is one)")
     train.add_argument(
         "--change-config", action="store_true", help="resume a run with a training config other than its own"
     )
@@ -45,6 +46,7 @@ def run_gen(args: argparse.Namespace) -> int:
     from m2l.generate.training import train_generator
 
     cfg = apply_gen_overrides(GenTrainConfig(), args.set)
+    check_device(args.device)
     summary = train_generator(
         args.dataset, args.out, generator_preset(args.preset), cfg, change_config=args.change_config
     )
@@ -123,8 +125,9 @@ def run_generate(args: argparse.Namespace) -> int:
         raise M2LError("--inpaint needs --prompt (the audio whose seconds START..END are made anew)")
     check_output(args.output, args.force)
     check_device(args.device)
-    gen = load_generator(args.model, device=args.device)
+    gen = load_generator(args.model)
     codec = load(gen.codec_source, device=args.device)
+    gen.model.to(codec.device)  # the generator runs beside its codec
     if codec.version != "v1":
         raise M2LError(
             f"{gen.path}: its codec {gen.codec_source} is {codec.version}; the generator decodes v1"

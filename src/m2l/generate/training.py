@@ -58,6 +58,13 @@ def step_generator(seed: int, *key: int | str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def pick_device(name: str | None) -> torch.device:
+    """The device `name`, or CUDA when there is one, else the CPU."""
+    if name is not None:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def lr_at(step: int, cfg: GenTrainConfig) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay from lr to lr / 10 at `steps`."""
     if step < cfg.warmup:
@@ -76,6 +83,7 @@ class Run:
     model: Generator
     ema: EMA
     optimizer: torch.optim.Optimizer
+    device: torch.device
     step: int = 0
     stop: str = ""
 
@@ -166,12 +174,14 @@ def read_state(path: Path) -> dict[str, Any]:
     }
 
 
-def start_run(folder: Path, data: LatentSplit, gcfg: GeneratorConfig, cfg: GenTrainConfig) -> Run:
-    """A new run, or the newest valid state of the run in `folder` restored into it."""
+def start_run(
+    folder: Path, data: LatentSplit, gcfg: GeneratorConfig, cfg: GenTrainConfig, device: torch.device
+) -> Run:
+    """A new run on `device`, or the newest valid state of the run in `folder` restored into it."""
     torch.manual_seed(cfg.seed)
-    model = Generator(gcfg)
+    model = Generator(gcfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = Run(folder, cfg, data, model, EMA(model, cfg.ema_decay), optimizer)
+    run = Run(folder, cfg, data, model, EMA(model, cfg.ema_decay), optimizer, device)
     for _, path in reversed(list_checkpoints(folder / "checkpoints")):
         try:
             parts = read_state(path)
@@ -192,6 +202,7 @@ def train_step(run: Run) -> float:
     generator = step_generator(run.cfg.seed, "train", run.step)
     x0, label = run.data.batch(run.data.train, run.cfg.batch_size, generator)  # [B, D, T], [B]
     mask = context_masks(x0.shape[0], x0.shape[-1], generator, run.cfg.context_mix)  # [B, T]
+    x0, mask, label = on_device(run.device, x0, mask, label)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(run.step, run.cfg)
     loss = flow_loss(run.model, x0, generator, mask, label, run.cfg.label_dropout)
@@ -204,16 +215,22 @@ def train_step(run: Run) -> float:
     return float(loss.detach())
 
 
+def on_device(device: torch.device, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """`tensors` moved to `device` (None stays None)."""
+    return tuple(None if t is None else t.to(device) for t in tensors)
+
+
 @torch.no_grad()
 def validation_loss(run: Run) -> float:
     """The flow loss of the EMA weights on the fixed validation batches (labels kept)."""
-    model = Generator(run.model.cfg)
+    model = Generator(run.model.cfg).to(run.device)
     model.load_state_dict(run.ema.state)
     total = 0.0
     for number in range(run.cfg.val_batches):
         generator = step_generator(run.cfg.seed, "val", number)
         x0, label = run.data.batch(run.data.val, run.cfg.batch_size, generator)
         mask = context_masks(x0.shape[0], x0.shape[-1], generator, run.cfg.context_mix)
+        x0, mask, label = on_device(run.device, x0, mask, label)
         total += float(flow_loss(model, x0, generator, mask, label))
     return total / run.cfg.val_batches
 
@@ -281,6 +298,7 @@ def train_generator(
     cfg: GenTrainConfig,
     *,
     change_config: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a generator on `dataset` in the run folder `out`.
 
@@ -290,6 +308,7 @@ def train_generator(
         gcfg: the network (its `num_classes` is set from the label column's classes).
         cfg: the training settings.
         change_config: go on with a training config other than the run's.
+        device: "cpu", "cuda"...; the best available when None.
 
     Returns:
         {"step", "loss", "val_loss", "stopped"} of the last step.
@@ -301,7 +320,7 @@ def train_generator(
     lock.acquire()
     try:
         check_run_config(folder, run_config(gcfg, cfg, str(Path(dataset).resolve())), change_config)
-        run = start_run(folder, data, gcfg, cfg)
+        run = start_run(folder, data, gcfg, cfg, pick_device(device))
         return train_loop(run)
     finally:
         lock.release()
