@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import signal
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -269,9 +270,9 @@ def stop_requests(run: Run) -> Iterator[None]:
 
 
 def log(run: Run, record: dict[str, Any]) -> None:
-    """Append one line to `RUN/log.jsonl`."""
+    """Append one line to `RUN/log.jsonl` (with the time, as the codec trainer's log)."""
     with (run.folder / "log.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps({**record, "time": time.time()}) + "\n")
 
 
 def train_loop(run: Run) -> dict[str, Any]:
