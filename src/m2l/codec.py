@@ -29,7 +29,6 @@ gives the same work as passes that `m2l.packing.encode_many` batches with other 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Iterator
@@ -429,30 +428,6 @@ class Codec(Framing):
     def file_extra(self, wave: torch.Tensor) -> dict[str, Any]:
         """Extra metadata of a latent file made from `wave` [channels, samples] (none by default)."""
         return {}
-
-    # ----------------------------------------------------------------------------- former names
-    def num_latents(self, samples: int, left_pad: int | None = None) -> int:
-        """Deprecated: `num_units` (for v2 the number of chunks, not of latents)."""
-        warnings.warn(
-            "Codec.num_latents is deprecated: use Codec.num_units", DeprecationWarning, stacklevel=2
-        )
-        return self.num_units(samples, left_pad)
-
-    @property
-    def hop_length(self) -> int:
-        """Deprecated: `samples_per_unit` (not the STFT hop, which is `cfg.spectral.hop_length`)."""
-        warnings.warn(
-            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
-        )
-        return self.samples_per_unit
-
-    @hop_length.setter
-    def hop_length(self, value: int) -> None:
-        """Deprecated: sets `samples_per_unit`."""
-        warnings.warn(
-            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
-        )
-        self.samples_per_unit = value
 
     # ----------------------------------------------------------------------------- hooks
     @abstractmethod

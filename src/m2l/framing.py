@@ -306,6 +306,30 @@ class Framing(ABC):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    # ----------------------------------------------------------------------------- former names
+    def num_latents(self, samples: int, left_pad: int | None = None) -> int:
+        """Deprecated: `num_units` (for v2 the number of chunks, not of latents)."""
+        warnings.warn(
+            "Codec.num_latents is deprecated: use Codec.num_units", DeprecationWarning, stacklevel=2
+        )
+        return self.num_units(samples, left_pad)
+
+    @property
+    def hop_length(self) -> int:
+        """Deprecated: `samples_per_unit` (not the STFT hop, which is `cfg.spectral.hop_length`)."""
+        warnings.warn(
+            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
+        )
+        return self.samples_per_unit
+
+    @hop_length.setter
+    def hop_length(self, value: int) -> None:
+        """Deprecated: sets `samples_per_unit`."""
+        warnings.warn(
+            "Codec.hop_length is deprecated: use Codec.samples_per_unit", DeprecationWarning, stacklevel=2
+        )
+        self.samples_per_unit = value
+
 
 def leading(items: Sequence[int], limit: int) -> int:
     """How many leading pieces hold at most `limit` inputs together (at least one)."""
