@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,7 +42,7 @@ from m2l.audio.io import load_audio, resample, to_waveform
 from m2l.config import STEREO_MODES, config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
-from m2l.framing import Framing, Progress, auto_device, checked_flag, checked_int
+from m2l.framing import Batchable, Framing, Progress, auto_device, checked_flag, checked_int
 from m2l.passes import EncodePlan
 
 MODEL_MISMATCH_MESSAGE = (
@@ -454,6 +454,24 @@ class Codec(Framing):
         autocast to `precision` when one is set."""
         with self.autocast():
             return self.model.encode(x, features=features).float().cpu()
+
+    @torch.inference_mode()
+    def encode_side_by_side(
+        self,
+        pieces: Sequence[Batchable],
+        *,
+        make_input: Callable[[Any], torch.Tensor],
+        place: Callable[[Any, torch.Tensor], None],
+        features: bool,
+    ) -> None:
+        """One encoder pass over the inputs of `pieces` side by side (`make_input(piece)`, each
+        [piece.items, ...]); each piece's share of the outputs goes to `place(piece, z)`."""
+        inputs = [make_input(p) for p in pieces]
+        z = self.encoder_pass(inputs[0] if len(inputs) == 1 else torch.cat(inputs), features=features)
+        start = 0
+        for p in pieces:
+            place(p, z[start : start + p.items])
+            start += p.items
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The context the networks run in: autocast to `precision`, or nothing when None.

@@ -167,21 +167,15 @@ class Codec1(Codec):
         out = torch.zeros(rows.shape[0], self.output_dim(features), m)
         advance = self.progress_counter("encoding", len(windows))
         for batch in self.batches(self.pieces(rows.shape[0], windows)):
-            self.run_pieces(batch, partial(self._encode_pass, rows, out, features))
+            encode = partial(
+                self.encode_side_by_side,
+                make_input=partial(self.window_input, rows),
+                place=partial(self.place, out),
+                features=features,
+            )
+            self.run_pieces(batch, encode)
             advance(sum(p.rows.stop == rows.shape[0] for p in batch))  # windows whose every row is done
         return out if features else out / self.cfg.latent_scale
-
-    @torch.inference_mode()
-    def _encode_pass(
-        self, rows: torch.Tensor, out: torch.Tensor, features: bool, pieces: list[WindowPiece]
-    ) -> None:
-        """The encoder on the windows of `pieces` side by side, their outputs cross-faded into `out`."""
-        inputs = [self.window_input(rows, p) for p in pieces]
-        z = self.encoder_pass(inputs[0] if len(inputs) == 1 else torch.cat(inputs), features=features)
-        start = 0
-        for p in pieces:
-            self.place(out, p, z[start : start + p.items])
-            start += p.items
 
     def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None

@@ -129,21 +129,15 @@ class Codec2(Codec):
         parts: dict[int, torch.Tensor] = {}  # first chunk of a group -> its outputs [R, n, ...]
         advance = self.progress_counter("encoding", m)
         for batch in self.batches(self.chunk_groups(rows.shape[0], m)):
-            self.run_pieces(batch, partial(self._encode_pass, rows, parts, features))
+            encode = partial(
+                self.encode_side_by_side,
+                make_input=partial(self.chunk_input, rows),
+                place=partial(self.place, parts),
+                features=features,
+            )
+            self.run_pieces(batch, encode)
             advance(sum(group.chunks for group in batch))
         return self.joined(parts, features)
-
-    @torch.inference_mode()
-    def _encode_pass(
-        self, rows: torch.Tensor, parts: dict[int, torch.Tensor], features: bool, groups: list[ChunkGroup]
-    ) -> None:
-        """The encoder on the chunks of `groups` side by side; their outputs kept in `parts`."""
-        inputs = [self.chunk_input(rows, g) for g in groups]
-        z = self.encoder_pass(inputs[0] if len(inputs) == 1 else torch.cat(inputs), features=features)
-        start = 0
-        for g in groups:
-            self.place(parts, g, z[start : start + g.items])
-            start += g.items
 
     def encode_plan(
         self, rows: torch.Tensor, *, features: bool = False, left_pad: int | None = None
