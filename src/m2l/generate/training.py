@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import signal
 import time
 import warnings
@@ -48,6 +47,7 @@ from m2l.generate.model import Generator, GeneratorConfig
 from m2l.generate.train_config import GenTrainConfig, gen_train_config_from_dict, gen_train_config_to_dict
 from m2l.sniff import GENERATOR_STATE_FORMAT
 from m2l.train.run_folder import CONFIG_NAME, RunLock
+from m2l.train.schedule import cosine
 from m2l.train.state import EMA, restore
 
 STATE_VERSION = 1
@@ -71,7 +71,7 @@ def lr_at(step: int, cfg: GenTrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return cosine(frac, cfg.lr, cfg.lr / 10)
 
 
 @dataclass
