@@ -1,7 +1,8 @@
 """The generator's training data: normalised crops of a latent dataset, split by segment.
 
-A segment is one row (an audio channel, or the mid or side row of a stereo file) of one file of a
-packed dataset or `.m2l` folder (`LatentCropDataset`). A fixed share of the segments, chosen by a
+A segment is one row (an audio channel, or the mid row of a mid/side stereo file: side rows are
+left out, and the normalising statistics are those of the rows kept) of one file of a packed
+dataset or `.m2l` folder (`LatentCropDataset`). A fixed share of the segments, chosen by a
 hash of (source, row), is held out for validation; crops are drawn from a `torch.Generator`, so a
 step's batch is a function of its seed. Labels come from a manifest column of the packed dataset
 (`m2l pack --manifest`): the class names are the column's distinct values, sorted; a file
@@ -19,6 +20,7 @@ import torch
 from m2l.errors import M2LError
 from m2l.generate.normalize import KIND
 from m2l.latents.dataset import LatentCropDataset
+from m2l.latents.index import Entry
 from m2l.latents.stats import LatentStats, compute_stats, stats_path
 from m2l.latents.store import LatentStore
 
@@ -45,14 +47,20 @@ class LatentSplit:
         store = LatentStore(dataset)
         if store.model.kind != KIND:
             raise M2LError(f"{dataset}: {store.model.kind} latents; the generator models {KIND} latents")
+        rows = music_rows(store)
         found = stats_path(dataset)
-        self.stats = LatentStats.load(found) if found.exists() else compute_stats(store)
+        whole = len(rows) == sum(e.channels for e in store.entries)  # no side row left out
+        self.stats = LatentStats.load(found) if whole and found.exists() else compute_stats(store, rows=rows)
         self.crops = LatentCropDataset(store, frames, stats=self.stats)
+        kept = set(rows)
+        segments = [segment for segment in self.crops.segments if segment in kept]  # long enough
+        if not segments:
+            raise M2LError(f"{dataset}: no music row is {frames} frames long (side rows are left out)")
         self.codec_id, self.codec_source = (
             store.model.model_id,
             store.model.model_source or store.model.model_id,
         )
-        self.train, self.val = split(self.crops, val_share)
+        self.train, self.val = split(segments, store.entries, val_share)
         self.labels, self.entry_labels = labels_of(store, label_column)
 
     def batch(
@@ -75,14 +83,29 @@ class LatentSplit:
         return torch.stack(crops), label
 
 
-def split(crops: LatentCropDataset, share: float) -> tuple[list[Segment], list[Segment]]:
-    """(train, val) segments: the `share` of segments with the lowest hash of (source, row)."""
-    entries = crops.store.entries
+def is_side_row(entry: Entry, row: int) -> bool:
+    """Whether row `row` of `entry` is the side row of a stereo file coded as mid/side."""
+    return row == 1 and entry.channels == 2 and entry.extra.get("stereo") == "ms"
+
+
+def music_rows(store: LatentStore) -> list[Segment]:
+    """The (entry, row) pairs the generator learns: every row but the side rows of mid/side
+    files (a side row is a quiet, decorrelated remainder, not music to be played alone)."""
+    return [
+        (number, row)
+        for number, entry in enumerate(store.entries)
+        for row in range(entry.channels)
+        if not is_side_row(entry, row)
+    ]
+
+
+def split(segments: list[Segment], entries: list[Entry], share: float) -> tuple[list[Segment], list[Segment]]:
+    """(train, val) segments: the `share` of `segments` with the lowest hash of (source, row)."""
 
     def key(segment: Segment) -> str:
         return hashlib.sha256(f"{entries[segment[0]].source}|{segment[1]}".encode()).hexdigest()
 
-    ranked = sorted(crops.segments, key=key)
+    ranked = sorted(segments, key=key)
     held = min(len(ranked) - 1, max(1, round(share * len(ranked)))) if share > 0 else 0
     if held == 0:
         return ranked, ranked

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -268,7 +269,11 @@ def stats_path(latents: str | os.PathLike) -> Path:
 
 
 def compute_stats(
-    latents: str | os.PathLike | LatentStore, *, piece_units: int = PIECE_UNITS, verify: bool = True
+    latents: str | os.PathLike | LatentStore,
+    *,
+    piece_units: int = PIECE_UNITS,
+    verify: bool = True,
+    rows: Iterable[tuple[int, int]] | None = None,
 ) -> LatentStats:
     """Per-dimension and global statistics of every latent of a corpus, streamed.
 
@@ -276,6 +281,7 @@ def compute_stats(
         latents: a sharded dataset or a folder of `.m2l` files (or an open `LatentStore`).
         piece_units: units of one row read at a time (memory: piece_units x 64 x K floats).
         verify: check every file's checksum as it is read (see `LatentStore`).
+        rows: only these (entry, row) pairs (None: every row of every entry).
 
     Returns:
         The statistics (`source` is the path given).
@@ -287,12 +293,14 @@ def compute_stats(
     if piece_units < 1:
         raise M2LError(f"piece_units must be >= 1, got {piece_units}")
     layout, moments = store.layout, None
-    for number, entry in enumerate(store.entries):
-        for row in range(entry.channels):
-            for start in range(0, entry.frames, piece_units):
-                piece = store.read(number, row, start, min(start + piece_units, entry.frames))
-                vectors = layout.vectors(piece)
-                moments = (moments or Moments(vectors.shape[1])).add(vectors)
-    if moments is None:  # unreachable: a store holds at least one unit
+    if rows is None:
+        rows = [(number, row) for number, entry in enumerate(store.entries) for row in range(entry.channels)]
+    for number, row in rows:
+        frames = store.entries[number].frames
+        for start in range(0, frames, piece_units):
+            piece = store.read(number, row, start, min(start + piece_units, frames))
+            vectors = layout.vectors(piece)
+            moments = (moments or Moments(vectors.shape[1])).add(vectors)
+    if moments is None:  # a store holds at least one unit: only an empty `rows` gets here
         raise M2LError(f"{store.root}: no latents")
     return LatentStats.from_moments(moments, store.model, source=str(store.root))
