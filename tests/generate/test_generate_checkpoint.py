@@ -120,3 +120,17 @@ def test_a_run_folder_without_a_generator_is_named(tmp_path):
     with pytest.raises(M2LError) as err:
         load_generator(tmp_path)
     assert_one_line_error(err, str(tmp_path), "generator.safetensors")
+
+
+def test_export_writes_a_half_precision_copy_that_samples_alike(tmp_path):
+    source = _saved(tmp_path / "g.safetensors")
+    shipped = checkpoint.export_generator(source, tmp_path / "half.safetensors", half=True)
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * source.stat().st_size
+    assert shipped.extra["exported_from"] == str(source)
+    assert (shipped.labels, shipped.codec_id, shipped.stats) == (("drums", "piano"), "c@1", unit_stats())
+    full = load_generator(source)
+    x, t = torch.randn(2, 64, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0.3, 0.8])
+    a, b = full.model(x, t), shipped.model(x, t)  # [2, 64, 16]
+    assert 0 < float((a - b).abs().max()) < 1e-2 * float(a.abs().max())  # rounded, not changed
+    with pytest.raises(M2LError, match="exists"):
+        checkpoint.export_generator(source, tmp_path / "half.safetensors", half=True)

@@ -48,6 +48,7 @@ class GeneratorFile:
         codec_id: the model id of the codec whose latents it learned.
         codec_source: what `m2l.load` takes to get that codec back.
         path: the file it was read from.
+        extra: the file's free JSON fields (e.g. the training step).
     """
 
     model: Generator
@@ -56,6 +57,7 @@ class GeneratorFile:
     codec_id: str
     codec_source: str
     path: Path
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def cfg(self) -> GeneratorConfig:
@@ -132,7 +134,7 @@ def load_generator(source: str | os.PathLike = DEFAULT_MODEL, device: str | None
     labels = tuple(meta_json(path, meta, "labels", list))
     stats = LatentStats.from_dict(meta_json(path, meta, "stats", dict), f"{path} (stats)")
     _check_fields(path, cfg, labels, stats)
-    meta_json(path, meta, "extra", dict, "{}")
+    extra = meta_json(path, meta, "extra", dict, "{}")
     model = Generator(cfg)
     _check_state(path, tensors, model.state_dict())
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
@@ -140,7 +142,32 @@ def load_generator(source: str | os.PathLike = DEFAULT_MODEL, device: str | None
     if device is not None:
         model.to(device)
     codec_id, codec_source = meta_text(path, meta, "codec_id"), meta_text(path, meta, "codec_source")
-    return GeneratorFile(model, labels, stats, codec_id, codec_source, path)
+    return GeneratorFile(model, labels, stats, codec_id, codec_source, path, extra)
+
+
+def export_generator(
+    source: str | os.PathLike, out: str | os.PathLike, *, half: bool = False, force: bool = False
+) -> GeneratorFile:
+    """Copy the generator of `source` (a run folder, a generator file) to `out`, as float16 with
+    `half` (how the shipped generator is made); returns what `out` holds, read back.
+
+    Raises:
+        M2LError: as `load_generator` for `source`; `out` exists and `force` is not set.
+    """
+    gen = load_generator(source)
+    save_generator(
+        out,
+        gen.model,
+        gen.cfg,
+        labels=gen.labels,
+        stats=gen.stats,
+        codec_id=gen.codec_id,
+        codec_source=gen.codec_source,
+        half=half,
+        force=force,
+        extra={**gen.extra, "exported_from": str(gen.path)},
+    )
+    return load_generator(out)
 
 
 def generator_path(source: str | os.PathLike) -> Path:
