@@ -117,21 +117,13 @@ def add_generate(p: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from m2l.audio.io import save_audio
-    from m2l.generate.checkpoint import load_generator
-    from m2l.generate.make import Request, generate_audio
-    from m2l.loading import load
+    from m2l.generate.make import Request, generate_audio, generator_and_codec
 
     if args.inpaint is not None and args.prompt is None:
         raise M2LError("--inpaint needs --prompt (the audio whose seconds START..END are made anew)")
     check_output(args.output, args.force)
     check_device(args.device)
-    gen = load_generator(args.model)
-    codec = load(gen.codec_source, device=args.device)
-    gen.model.to(codec.device)  # the generator runs beside its codec
-    if codec.version != "v1":
-        raise M2LError(
-            f"{gen.path}: its codec {gen.codec_source} is {codec.version}; the generator decodes v1"
-        )
+    gen, codec = generator_and_codec(args.model, args.device)
     request = Request(
         args.seconds, args.seed, args.steps, args.prompt, args.inpaint, args.style, args.guidance
     )
