@@ -203,6 +203,9 @@ def test_refusals_are_one_line(capsys, setup, tmp_path):
     )
     assert code == 1
     assert_one_line_error(err, str(tmp_path / "empty"), "no audio files found")
+    code, _, err = _gen_eval(capsys, setup, tmp_path / "x", *OPTIONS, "--embedding", "nope")
+    assert code == 1
+    assert_one_line_error(err, "unknown embedding model 'nope'")
     code, _, err = _gen_eval(capsys, setup, tmp_path / "x", "--seconds", "5", "--prompt-seconds", "1")
     assert code == 1
     assert_one_line_error(err, "no audio file", "at least 5 s long")
@@ -216,6 +219,21 @@ def test_force_writes_into_a_used_folder(capsys, setup, tmp_path):
     code, _, err = _gen_eval(capsys, setup, out, *OPTIONS, "--clips", "2", "--force")
     assert code == 0, err
     assert json.loads((out / "results.json").read_text())["data"]["clips"] == 2
+
+
+def test_a_manifest_gives_the_crops_of_the_folder(capsys, setup, report, tmp_path):
+    manifest = tmp_path / "manifest.jsonl"
+    paths = sorted(p.relative_to(setup["data"]).as_posix() for p in setup["data"].rglob("*.*"))
+    manifest.write_text("".join(json.dumps({"path": str(setup["data"] / p)}) + "\n" for p in paths))
+    code, _, err = run(
+        capsys, "gen", "eval", manifest, "-o", tmp_path / "out", "--model", setup["model"], "-q", *OPTIONS
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["data"]["kind"] == "manifest"
+    folder = json.loads((report / "results.json").read_text())
+    starts = lambda r: [c["start_seconds"] for c in r["clips"]]  # noqa: E731
+    assert starts(results) == starts(folder) and results["fad"] == folder["fad"]
 
 
 PAGE = """fad: Array.from(document.querySelectorAll('#fad tbody tr.fad-row'), r => r.dataset.set),
