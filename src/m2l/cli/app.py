@@ -86,7 +86,11 @@ COMMANDS: dict[str, Command] = {
         "stats",
         "per-dimension mean/std of the latents of a dataset or .m2l folder (JSON)",
     ),
-    "gen": command("m2l.generate.cli", "gen", "latent generator jobs: m2l gen train DATASET --out RUN"),
+    "gen": command(
+        "m2l.generate.cli",
+        "gen",
+        "latent generator jobs: m2l gen train DATASET --out RUN, m2l gen eval TEST_AUDIO -o OUT",
+    ),
     "generate": command(
         "m2l.generate.cli", "generate", "generate audio with a latent generator (sampled latents -> codec)"
     ),

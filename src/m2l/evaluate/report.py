@@ -56,7 +56,7 @@ SCALE_NOTE = (
 ITEMS_ATTRS = ' class="items"'
 LATENT_KEYS = ("dim", "count", "mean", "std", "abs_max", "saturation")
 
-_CSS = """
+REPORT_CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
@@ -72,13 +72,14 @@ figcaption { font-size: 0.9em; margin-bottom: 0.3em; }
 """
 
 
-def _esc(value: object) -> str:
+def escape_html(value: object) -> str:
+    """`value` as text that is safe inside HTML and in a quoted attribute."""
     return html.escape(str(value), quote=True)
 
 
-def _url(relative: str) -> str:
+def relative_url(relative: str) -> str:
     """A relative POSIX path as an href / src value."""
-    return _esc(quote(relative, safe="/"))
+    return escape_html(quote(relative, safe="/"))
 
 
 def format_number(value: object, digits: int = 3) -> str:
@@ -91,10 +92,12 @@ def format_number(value: object, digits: int = 3) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if abs(value) >= 10 ** (-digits) or value == 0 else f"{value:.2e}"
-    return _esc(value)
+    return escape_html(value)
 
 
-def _table(head: list[str], rows: list[str], attrs: str = "") -> str:
+def html_table(head: list[str], rows: list[str], attrs: str = "") -> str:
+    """A table of header cells `head` (`<th>` elements) and body `rows` (`<tr>` elements);
+    `attrs` are the table's attributes (e.g. ' id="metrics"')."""
     cells = "".join(head)
     return f"<table{attrs}><thead><tr>{cells}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
 
@@ -121,15 +124,17 @@ def _header(results: dict[str, Any]) -> str:
     data, options = results.get("data", {}), results.get("options", {})
     crop = "whole files" if data.get("seconds") is None else f"{data['seconds']:g} s centred crops"
     lines = [
-        f"<p>Created {_esc(results.get('created', ''))} with m2l {_esc(results.get('m2l_version', ''))}.",
-        f"Data: {_esc(data.get('source', ''))} ({_esc(data.get('kind', ''))}), "
-        f"{len(results.get('items', []))} items, {crop}. Decoding seed {_esc(options.get('seed'))}; "
-        f"FAD embedding {_esc(options.get('embedding'))}.</p>",
-        f"<pre>{_esc(results.get('command', ''))}</pre>",
+        f"<p>Created {escape_html(results.get('created', ''))} "
+        f"with m2l {escape_html(results.get('m2l_version', ''))}.",
+        f"Data: {escape_html(data.get('source', ''))} ({escape_html(data.get('kind', ''))}), "
+        f"{len(results.get('items', []))} items, {crop}. Decoding seed {escape_html(options.get('seed'))}; "
+        f"FAD embedding {escape_html(options.get('embedding'))}.</p>",
+        f"<pre>{escape_html(results.get('command', ''))}</pre>",
     ]
     rows = [
-        f'<tr><td class="text">{_esc(m["label"])}</td><td class="text">{_esc(m["model_id"])}</td>'
-        f'<td class="text">{_esc(m["version"])} ({_esc(m["config"])})</td>'
+        f'<tr><td class="text">{escape_html(m["label"])}</td>'
+        f'<td class="text">{escape_html(m["model_id"])}</td>'
+        f'<td class="text">{escape_html(m["version"])} ({escape_html(m["config"])})</td>'
         f"<td>{format_number(m['sample_rate'])}</td><td>{format_number(m['boundary_spacing'])}</td></tr>"
         for m in results.get("models", [])
     ]
@@ -140,7 +145,7 @@ def _header(results: dict[str, Any]) -> str:
         "<th>Sample rate</th>",
         "<th>Seam every (samples)</th>",
     ]
-    return "\n".join(lines) + "\n<h2>Models</h2>\n" + _table(head, rows, ' id="models"')
+    return "\n".join(lines) + "\n<h2>Models</h2>\n" + html_table(head, rows, ' id="models"')
 
 
 def metrics_table(results: dict[str, Any]) -> str:
@@ -150,15 +155,16 @@ def metrics_table(results: dict[str, Any]) -> str:
         key: _best([s["metrics"].get(key) for _, s in pairs], higher) for key, _, higher in METRIC_COLUMNS
     }
     rows = [
-        f'<tr class="metric-row" data-model="{_esc(m["label"])}" data-setting="{_esc(s["label"])}">'
-        f'<td class="text">{_esc(m["label"])}</td><td class="text">{_esc(s["label"])}</td>'
+        f'<tr class="metric-row" data-model="{escape_html(m["label"])}" '
+        f'data-setting="{escape_html(s["label"])}">'
+        f'<td class="text">{escape_html(m["label"])}</td><td class="text">{escape_html(s["label"])}</td>'
         f"{_cells(s['metrics'], METRIC_COLUMNS, best)}</tr>"
         for m, s in pairs
     ]
     head = ['<th class="text">Model</th>', '<th class="text">Setting</th>'] + [
         f"<th>{title}</th>" for _, title, _ in METRIC_COLUMNS
     ]
-    return _table(head, rows, ' id="metrics"')
+    return html_table(head, rows, ' id="metrics"')
 
 
 def _latent_table(results: dict[str, Any]) -> str:
@@ -166,9 +172,9 @@ def _latent_table(results: dict[str, Any]) -> str:
     for m in results.get("models", []):
         stats = m.get("latent_stats") or {}
         cells = "".join(f"<td>{format_number(stats.get(k))}</td>" for k in LATENT_KEYS)
-        rows.append(f'<tr><td class="text">{_esc(m["label"])}</td>{cells}</tr>')
+        rows.append(f'<tr><td class="text">{escape_html(m["label"])}</td>{cells}</tr>')
     head = ['<th class="text">Model</th>'] + [f"<th>{k}</th>" for k in LATENT_KEYS]
-    return _table(head, rows, ' id="latents"')
+    return html_table(head, rows, ' id="latents"')
 
 
 def _item_tables(results: dict[str, Any]) -> str:
@@ -179,7 +185,7 @@ def _item_tables(results: dict[str, Any]) -> str:
             for r in s["items"]:
                 b = r.get("boundary") or {}
                 rows.append(
-                    f'<tr class="item-row"><td class="text">{_esc(r["name"])}</td>'
+                    f'<tr class="item-row"><td class="text">{escape_html(r["name"])}</td>'
                     f"{_cells(r, ITEM_COLUMNS, {})}<td>{format_number(b.get('ratio'))}</td>"
                     f"<td>{format_number(b.get('boundaries'))}</td></tr>"
                 )
@@ -189,8 +195,8 @@ def _item_tables(results: dict[str, Any]) -> str:
                 + ["<th>Boundary / interior</th>", "<th>Seams</th>"]
             )
             parts.append(
-                f"<details><summary>{_esc(m['label'])} &mdash; {_esc(s['label'])}</summary>\n"
-                f"{_table(head, rows, ITEMS_ATTRS)}</details>"
+                f"<details><summary>{escape_html(m['label'])} &mdash; {escape_html(s['label'])}</summary>\n"
+                f"{html_table(head, rows, ITEMS_ATTRS)}</details>"
             )
     return "\n".join(parts)
 
@@ -198,8 +204,8 @@ def _item_tables(results: dict[str, Any]) -> str:
 def _figure(caption: str, media: dict[str, str]) -> str:
     return (
         f"<figure><figcaption>{caption}</figcaption>"
-        f'<img src="{_url(media["image"])}" alt="spectrogram: {caption}">'
-        f'<audio controls preload="metadata" src="{_url(media["audio"])}"></audio></figure>'
+        f'<img src="{relative_url(media["image"])}" alt="spectrogram: {caption}">'
+        f'<audio controls preload="metadata" src="{relative_url(media["audio"])}"></audio></figure>'
     )
 
 
@@ -214,9 +220,11 @@ def _listening(results: dict[str, Any]) -> str:
                 row = next((r for r in s["items"] if r["item"] == item["index"]), None)
                 if row is not None and row.get("media"):
                     sdr = format_number(row["si_sdr"], 1)
-                    caption = f"{_esc(m['label'])} &mdash; {_esc(s['label'])} (SI-SDR {sdr} dB)"
+                    caption = f"{escape_html(m['label'])} &mdash; {escape_html(s['label'])} (SI-SDR {sdr} dB)"
                     figures.append(_figure(caption, row["media"]))
-        parts.append(f'<h3>{_esc(item["name"])}</h3>\n<div class="listen">' + "\n".join(figures) + "</div>")
+        parts.append(
+            f'<h3>{escape_html(item["name"])}</h3>\n<div class="listen">' + "\n".join(figures) + "</div>"
+        )
     if not parts:
         return "<p>No audio examples (--audio-items 0).</p>"
     return f"<p>{SCALE_NOTE}</p>\n" + "\n".join(parts)
@@ -224,7 +232,7 @@ def _listening(results: dict[str, Any]) -> str:
 
 def render_report(results: dict[str, Any]) -> str:
     """The complete report page (UTF-8 HTML) for `results`."""
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in results.get("notes", [])) or "<li>none</li>"
+    notes = "".join(f"<li>{escape_html(n)}</li>" for n in results.get("notes", [])) or "<li>none</li>"
     body = [
         "<h1>m2l evaluation</h1>",
         _header(results),
@@ -245,13 +253,19 @@ def render_report(results: dict[str, Any]) -> str:
         "<h2>Notes</h2>",
         f'<ul id="notes">{notes}</ul>',
         "<details><summary>Options</summary><pre>"
-        + _esc(json.dumps(results.get("options", {}), indent=1))
+        + escape_html(json.dumps(results.get("options", {}), indent=1))
         + "</pre></details>",
     ]
+    return html_page("m2l evaluation", body)
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A complete page (UTF-8 HTML) titled `title` (plain text) with the report style, whose body
+    is the HTML fragments `body`, one per line."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>m2l evaluation</title><style>{_CSS}</style></head>\n<body>\n"
+        f"<title>{escape_html(title)}</title><style>{REPORT_CSS}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
     )

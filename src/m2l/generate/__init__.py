@@ -7,7 +7,8 @@ time and an optional class), `flow` (the rectified-flow loss with context masks 
 and inpainting, and the seeded Euler / Heun samplers, `sample` for one window and `sample_long`
 for clips of any length) and `normalize` (latents to and from the generator's scale with the
 corpus statistics of `m2l stats`); `checkpoint` (the generator's file, `load_generator`),
-`data`, `train_config` and `training` (`m2l gen train`), `make` and `cli` (`m2l generate`).
+`data`, `train_config` and `training` (`m2l gen train`), `make` and `cli` (`m2l generate`),
+`evaluate` and `report` (`m2l gen eval`).
 
 The generator models one latent row [64, frames] at a time (a stereo clip's mid and side rows are
 generated apart for now). The names below resolve on first access, so that importing the package

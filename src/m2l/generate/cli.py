@@ -1,11 +1,13 @@
-"""`m2l gen train` (train a latent generator) and `m2l generate` (audio from a generator)."""
+"""`m2l gen train` (train a latent generator), `m2l gen eval` (score one against references) and
+`m2l generate` (audio from a generator)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
-from m2l.cli.args import check_device, device_arg, finite_float, int_at_least
+from m2l.cli.args import add_quiet, check_device, device_arg, finite_float, int_at_least
 from m2l.config import DEFAULT_MODEL
 from m2l.errors import M2LError
 from m2l.files import check_output
@@ -14,7 +16,7 @@ GENERATOR_PRESET_NAMES = ("gen-tiny", "gen-small")
 
 
 def add_gen(p: argparse.ArgumentParser) -> None:
-    """`m2l gen train DATASET --out RUN`."""
+    """`m2l gen train DATASET --out RUN` and `m2l gen eval TEST_AUDIO -o OUT`."""
     sub = p.add_subparsers(dest="gen_command", metavar="ACTION", required=True)
     train = sub.add_parser(
         "train",
@@ -38,9 +40,109 @@ def add_gen(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--change-config", action="store_true", help="resume a run with a training config other than its own"
     )
+    add_gen_eval(
+        sub.add_parser(
+            "eval",
+            help="FAD of generated audio beside references, continuations, a listening page",
+            description="Evaluate a latent generator on a test split: FAD of generated clips against "
+            "real crops beside the codec's floor (decoded real latents), a Gaussian baseline and "
+            "time-shuffled real latents; the mel distance of continuations to the true ones beside "
+            "repeating the prompt. Writes OUT/results.json, OUT/report.html and OUT/audio/.",
+        )
+    )
+
+
+_SECONDS = finite_float("seconds in (0, 3600]", lambda v: 0 < v <= 3600)
+
+
+def add_gen_eval(p: argparse.ArgumentParser) -> None:
+    """`m2l gen eval TEST_AUDIO -o OUT [options]`."""
+    p.add_argument("data", metavar="TEST_AUDIO", type=Path, help="folder of audio or a manifest.jsonl")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT", help="report folder")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="RUN_OR_FILE", help="generator file or run folder"
+    )
+    p.add_argument(
+        "--clips", type=int_at_least(1, "a positive integer"), default=32, help="clips per set (default 32)"
+    )
+    p.add_argument("--seconds", type=_SECONDS, default=10.0, help="clip length (default 10)")
+    p.add_argument(
+        "--prompt-seconds", type=_SECONDS, default=5.0, help="prompt of each continuation (default 5)"
+    )
+    p.add_argument(
+        "--steps", type=int_at_least(1, "a positive integer"), default=8, help="sampler steps (Heun)"
+    )
+    p.add_argument(
+        "--seed", type=int_at_least(0, "a non-negative integer"), default=0, help="same seed, same numbers"
+    )
+    p.add_argument(
+        "--embedding",
+        default="mel-stats",
+        metavar="NAME",
+        help="FAD embedding model: mel-stats (default, offline), vggish or clap (with --embedding-weights)",
+    )
+    p.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
+    p.add_argument(
+        "--audio-items",
+        type=int_at_least(0, "an integer >= 0"),
+        default=4,
+        metavar="N",
+        help="audio players for the first N clips of every set (default 4)",
+    )
+    p.add_argument("--device", type=device_arg, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty OUT, overwriting")
+    add_quiet(p)
+
+
+def gen_eval_command(args: argparse.Namespace) -> str:
+    """The canonical `m2l gen eval ...` command line of the parsed options (for results.json)."""
+    parts = ["m2l", "gen", "eval", str(args.data), "-o", str(args.out), "--model", str(args.model)]
+    parts += ["--clips", str(args.clips), "--seconds", f"{args.seconds:g}"]
+    parts += ["--prompt-seconds", f"{args.prompt_seconds:g}", "--steps", str(args.steps)]
+    parts += ["--seed", str(args.seed), "--embedding", args.embedding, "--audio-items", str(args.audio_items)]
+    for flag, value in (("--embedding-weights", args.embedding_weights), ("--device", args.device)):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts + (["--force"] if args.force else []))
+
+
+def run_gen_eval(args: argparse.Namespace) -> int:
+    """Run `m2l gen eval`; prints the headline numbers and where the report is."""
+    from m2l.evaluate.report import format_number
+    from m2l.generate.evaluate import GenEvalOptions, run_gen_evaluation
+
+    check_device(args.device)
+    opts = GenEvalOptions(
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        clips=args.clips,
+        seconds=args.seconds,
+        prompt_seconds=args.prompt_seconds,
+        steps=args.steps,
+        seed=args.seed,
+        embedding=args.embedding,
+        embedding_weights=args.embedding_weights,
+        audio_items=args.audio_items,
+        device=args.device,
+        force=args.force,
+        progress=not args.quiet,
+        command=gen_eval_command(args),
+    )
+    results = run_gen_evaluation(opts)
+    fad, mel = results["fad"], results["continuation"]["mel_distance"]
+    refs = ", ".join(f"{name} {format_number(fad[name])}" for name in ("floor", "baseline", "shuffled"))
+    print(
+        f"m2l gen eval: FAD generated {format_number(fad['generated'])} ({refs}); continuation mel "
+        f"{format_number(mel['continuation'])} (repeat {format_number(mel['repeat'])}); "
+        f"{args.out / 'report.html'}"
+    )
+    return 0
 
 
 def run_gen(args: argparse.Namespace) -> int:
+    if args.gen_command == "eval":
+        return run_gen_eval(args)
     from m2l.generate.model import generator_preset
     from m2l.generate.train_config import GenTrainConfig, apply_gen_overrides
     from m2l.generate.training import train_generator
@@ -117,21 +219,13 @@ def add_generate(p: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from m2l.audio.io import save_audio
-    from m2l.generate.checkpoint import load_generator
-    from m2l.generate.make import Request, generate_audio
-    from m2l.loading import load
+    from m2l.generate.make import Request, generate_audio, generator_and_codec
 
     if args.inpaint is not None and args.prompt is None:
         raise M2LError("--inpaint needs --prompt (the audio whose seconds START..END are made anew)")
     check_output(args.output, args.force)
     check_device(args.device)
-    gen = load_generator(args.model)
-    codec = load(gen.codec_source, device=args.device)
-    gen.model.to(codec.device)  # the generator runs beside its codec
-    if codec.version != "v1":
-        raise M2LError(
-            f"{gen.path}: its codec {gen.codec_source} is {codec.version}; the generator decodes v1"
-        )
+    gen, codec = generator_and_codec(args.model, args.device)
     request = Request(
         args.seconds, args.seed, args.steps, args.prompt, args.inpaint, args.style, args.guidance
     )

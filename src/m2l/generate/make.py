@@ -15,9 +15,10 @@ import torch
 
 from m2l.codec import Codec
 from m2l.errors import M2LError
-from m2l.generate.checkpoint import GeneratorFile
+from m2l.generate.checkpoint import GeneratorFile, load_generator
 from m2l.generate.flow import gap_mask, sample, sample_long
 from m2l.generate.normalize import from_generator, to_generator
+from m2l.loading import load
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,27 @@ class Request:
     guidance: float = 1.0
 
 
-def prompt_latents(gen: GeneratorFile, codec: Codec, path: Path) -> tuple[torch.Tensor, int]:
-    """The normalised latents [D, P] of the first row of an audio file, and its samples."""
-    wave = codec.load_audio(str(path))  # [channels, samples] at the codec's rate
+def generator_and_codec(model: str | Path, device: str | None = None) -> tuple[GeneratorFile, Codec]:
+    """The generator `model` names (a file, a run folder or the shipped one) and the codec it
+    records, loaded on one device (`device`, or the codec's default).
+
+    Raises:
+        M2LError: an unloadable generator or codec, or a codec that is not v1.
+    """
+    gen = load_generator(model)
+    codec = load(gen.codec_source, device=device)
+    gen.model.to(codec.device)  # the generator runs beside its codec
+    if codec.version != "v1":
+        raise M2LError(
+            f"{gen.path}: its codec {gen.codec_source} is {codec.version}; the generator decodes v1"
+        )
+    return gen, codec
+
+
+def prompt_latents(gen: GeneratorFile, codec: Codec, audio: Path | torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The normalised latents [D, P] of the first row of an audio file (or of a waveform
+    [channels, samples] at the codec's rate), and its samples."""
+    wave = codec.load_audio(audio if isinstance(audio, torch.Tensor) else str(audio))  # [channels, samples]
     latents = codec.encode(wave)  # [channels, D, P]
     return to_generator(latents[0].float().cpu(), gen.stats, gen.cfg), wave.shape[-1]
 
@@ -89,11 +108,20 @@ def make_latents(gen: GeneratorFile, codec: Codec, request: Request) -> tuple[to
             f"--seconds {request.seconds:g} is not longer than the prompt "
             f"({samples / codec.sample_rate:.2f} s)"
         )
+    return continue_latents(gen, codec, given, length, request), length
+
+
+def continue_latents(
+    gen: GeneratorFile, codec: Codec, given: torch.Tensor, length: int, request: Request
+) -> torch.Tensor:
+    """The normalised prompt latents `given` [D, P] continued to a clip of `length` samples (at
+    least one frame more than the prompt) -> [1, D, T], the prompt kept as the first P frames.
+    The request's seed, steps, style and guidance are used; its seconds and prompt are not."""
     frames = max(codec.num_units(length), given.shape[-1] + 1)
-    z = sample_long(
+    label = gen.label_of(request.style)
+    return sample_long(
         gen.model, frames, request.steps, request.seed, prompt=given, label=label, guidance=request.guidance
     )
-    return z, length
 
 
 def inpaint(
