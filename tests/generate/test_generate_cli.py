@@ -122,3 +122,16 @@ def test_without_model_the_missing_shipped_generator_is_one_clear_line(capsys, t
     assert code == 1
     assert err.strip() == f"m2l: error: {NO_SHIPPED}"
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_gen_export_writes_a_half_precision_copy_that_generate_takes(capsys, model, tmp_path):
+    half = tmp_path / "half.safetensors"
+    code, out, err = run(capsys, "gen", "export", model, half, "--fp16")
+    assert code == 0, err
+    assert str(half) in out and "float16" in out
+    assert half.stat().st_size < 0.6 * model.stat().st_size
+    code, _, err = _generate(capsys, half, tmp_path / "a.wav", "--seconds", "1")
+    assert code == 0, err
+    code, _, err = run(capsys, "gen", "export", model, half)
+    assert code == 1
+    assert_one_line_error(err, str(half), "exists")

@@ -89,7 +89,8 @@ COMMANDS: dict[str, Command] = {
     "gen": command(
         "m2l.generate.cli",
         "gen",
-        "latent generator jobs: m2l gen train DATASET --out RUN, m2l gen eval TEST_AUDIO -o OUT",
+        "latent generator jobs: m2l gen train DATASET --out RUN, m2l gen export RUN OUT, "
+        "m2l gen eval TEST_AUDIO -o OUT",
     ),
     "generate": command(
         "m2l.generate.cli", "generate", "generate audio with a latent generator (sampled latents -> codec)"

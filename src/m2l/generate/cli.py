@@ -16,7 +16,7 @@ GENERATOR_PRESET_NAMES = ("gen-tiny", "gen-small")
 
 
 def add_gen(p: argparse.ArgumentParser) -> None:
-    """`m2l gen train DATASET --out RUN` and `m2l gen eval TEST_AUDIO -o OUT`."""
+    """`m2l gen train DATASET --out RUN`, `m2l gen export RUN OUT` and `m2l gen eval TEST_AUDIO -o OUT`."""
     sub = p.add_subparsers(dest="gen_command", metavar="ACTION", required=True)
     train = sub.add_parser(
         "train",
@@ -40,6 +40,16 @@ def add_gen(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--change-config", action="store_true", help="resume a run with a training config other than its own"
     )
+    export = sub.add_parser(
+        "export",
+        help="copy a run's generator to one file (float16 with --fp16, as the shipped one)",
+        description="Copy the generator of a training run (its generator.safetensors: the EMA "
+        "weights of the last checkpoint) or of a generator file to OUT; --fp16 halves its size.",
+    )
+    export.add_argument("source", metavar="RUN_OR_FILE", help="a generator run folder or file")
+    export.add_argument("out", metavar="OUT", type=Path, help="generator file to write (.safetensors)")
+    export.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    export.add_argument("--force", action="store_true", help="overwrite OUT")
     add_gen_eval(
         sub.add_parser(
             "eval",
@@ -140,9 +150,24 @@ def run_gen_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_gen_export(args: argparse.Namespace) -> int:
+    """Run `m2l gen export`: one line saying what was written."""
+    from m2l.generate.checkpoint import export_generator
+
+    gen = export_generator(args.source, args.out, half=args.fp16, force=args.force)
+    size = args.out.stat().st_size / 2**20
+    print(
+        f"m2l gen export: {args.out} ({gen.cfg.name}, {size:.1f} MiB, "
+        f"{'float16' if args.fp16 else 'float32'}, step {gen.extra.get('step', '?')}, codec {gen.codec_id})"
+    )
+    return 0
+
+
 def run_gen(args: argparse.Namespace) -> int:
     if args.gen_command == "eval":
         return run_gen_eval(args)
+    if args.gen_command == "export":
+        return run_gen_export(args)
     from m2l.generate.model import generator_preset
     from m2l.generate.train_config import GenTrainConfig, apply_gen_overrides
     from m2l.generate.training import train_generator
