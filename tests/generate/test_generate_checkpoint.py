@@ -60,6 +60,7 @@ def test_info_describes_a_generator(tmp_path, capsys):
     code, out, _ = run(capsys, "info", _saved(tmp_path / "g.safetensors"))
     assert code == 0
     assert "m2l latent generator" in out and "drums, piano" in out and "c@1" in out
+    assert "gen-tiny (flow objective)" in out
 
 
 def test_a_damaged_file_is_refused_with_one_line(tmp_path):
