@@ -16,11 +16,9 @@ from m2l.generate.flow import (
     guided_velocity,
     heun_step,
     prefix_mask,
-    sample,
-    sample_long,
     time_grid,
-    window_seeds,
 )
+from m2l.generate.sampling import sample, sample_long, window_seeds
 
 
 def _kind(row: torch.Tensor) -> str:

@@ -3,6 +3,7 @@ damaged, forged or foreign file is refused with one line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from cli_testing import run
 from generate_testing import codec_checkpoint, tiny_generator, unit_stats
 from latents_testing import flip_byte
-from m2l_testing import assert_one_line_error, rewrite_header
+from m2l_testing import assert_one_line_error, read_header, rewrite_header
 
 import m2l
 from m2l.errors import M2LError
@@ -59,6 +60,7 @@ def test_info_describes_a_generator(tmp_path, capsys):
     code, out, _ = run(capsys, "info", _saved(tmp_path / "g.safetensors"))
     assert code == 0
     assert "m2l latent generator" in out and "drums, piano" in out and "c@1" in out
+    assert "gen-tiny (flow objective)" in out
 
 
 def test_a_damaged_file_is_refused_with_one_line(tmp_path):
@@ -134,3 +136,19 @@ def test_export_writes_a_half_precision_copy_that_samples_alike(tmp_path):
     assert 0 < float((a - b).abs().max()) < 1e-2 * float(a.abs().max())  # rounded, not changed
     with pytest.raises(M2LError, match="exists"):
         checkpoint.export_generator(source, tmp_path / "half.safetensors", half=True)
+
+
+def test_the_objective_is_saved_and_a_file_from_before_it_loads_as_flow(tmp_path):
+    model = tiny_generator(3, objective="edm")
+    stored = {"labels": (), "stats": unit_stats(), "codec_id": "c", "codec_source": "d"}
+    path = save_generator(tmp_path / "edm.safetensors", model, model.cfg, **stored)
+    assert load_generator(path).cfg.objective == "edm"
+    old = _saved(tmp_path / "old.safetensors")
+    config = json.loads(read_header(old)[0]["__metadata__"]["config"])
+    del config["objective"]  # as m2l wrote it before EDM
+    rewrite_header(old, reseal=True, config=json.dumps(config))
+    assert load_generator(old).cfg.objective == "flow"
+    rewrite_header(old, reseal=True, config=json.dumps({**config, "objective": "ddpm"}))
+    with pytest.raises(M2LError) as err:
+        load_generator(old)
+    assert_one_line_error(err, str(old), "objective", "flow, edm", "ddpm")

@@ -11,11 +11,14 @@ from generate_testing import tiny_generator
 from m2l_testing import assert_one_line_error
 
 from m2l.errors import M2LError
+from m2l.generate.cli import GENERATOR_OBJECTIVES, GENERATOR_PRESET_NAMES
 from m2l.generate.model import (
     GENERATOR_PRESETS,
+    OBJECTIVES,
     Block,
     Generator,
     GeneratorConfig,
+    generator_config_from_dict,
     generator_preset,
     parameter_count,
     rotary,
@@ -121,3 +124,23 @@ def test_bad_labels_and_missing_context_are_one_line_errors():
     with pytest.raises(M2LError) as err:
         tiny_generator()(torch.randn(1, 64, 16), torch.rand(1), torch.ones(1, 16, dtype=torch.bool))
     assert_one_line_error(err, "context")
+
+
+def test_the_objective_is_checked_and_an_older_stored_config_reads_as_flow():
+    assert (
+        GeneratorConfig().objective == "flow"
+        and generator_preset("gen-tiny", objective="edm").objective == "edm"
+    )
+    with pytest.raises(M2LError) as err:
+        generator_preset("gen-tiny", objective="score")
+    assert_one_line_error(err, "objective", "flow, edm", "score")
+    stored = dataclasses.asdict(generator_preset("gen-tiny"))
+    del stored["objective"]
+    assert generator_config_from_dict(stored, "old") == generator_preset("gen-tiny")
+    with pytest.raises(M2LError) as err:
+        generator_config_from_dict({**stored, "colour": 1}, "new")
+    assert_one_line_error(err, "new", "malformed generator config", "colour")
+
+
+def test_the_command_line_knows_the_presets_and_objectives():
+    assert set(GENERATOR_PRESET_NAMES) == set(GENERATOR_PRESETS) and GENERATOR_OBJECTIVES == OBJECTIVES

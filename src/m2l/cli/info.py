@@ -336,7 +336,7 @@ def _other_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
     if info["type"] == "generator":
         return [
             ("type", "m2l latent generator (m2l generate --model FILE)"),
-            ("config", info["name"]),
+            ("config", f"{info['name']} ({info['config']['objective']} objective)"),
             ("codec", f"{info['codec']} (from {info['codec_source']})"),
             ("labels", ", ".join(info["labels"]) or "none (unconditional)"),
             ("parameters", f"{info['parameters']:,}"),

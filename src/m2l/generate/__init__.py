@@ -4,8 +4,10 @@ Music2Latent latents (about 10.8 frames/s x 64 dimensions per audio channel) are
 for a small generative model to learn. This package holds one: `model` (`GeneratorConfig`, its
 presets and the network: a 1-D DiT-style transformer over latent frames, adaLN-Zero on the flow
 time and an optional class), `flow` (the rectified-flow loss with context masks for continuation
-and inpainting, and the seeded Euler / Heun samplers, `sample` for one window and `sample_long`
-for clips of any length) and `normalize` (latents to and from the generator's scale with the
+and inpainting, and the Euler / Heun ODE steps), `edm` (the alternative objective: EDM-style
+preconditioned diffusion on the same network, `GeneratorConfig.objective`), `sampling` (the seeded
+samplers of either objective, `sample` for one window and `sample_long` for clips of any length)
+and `normalize` (latents to and from the generator's scale with the
 corpus statistics of `m2l stats`); `checkpoint` (the generator's file, `load_generator`),
 `data`, `train_config` and `training` (`m2l gen train`), `make` and `cli` (`m2l generate`),
 `evaluate` and `report` (`m2l gen eval`).
@@ -23,9 +25,11 @@ from m2l.lazy import lazy_attribute, lazy_names
 
 if TYPE_CHECKING:
     from m2l.generate.checkpoint import GeneratorFile, load_generator, save_generator
-    from m2l.generate.flow import context_masks, flow_loss, sample, sample_long
+    from m2l.generate.edm import edm_loss
+    from m2l.generate.flow import context_masks, flow_loss
     from m2l.generate.model import GENERATOR_PRESETS, Generator, GeneratorConfig, generator_preset
     from m2l.generate.normalize import from_generator, to_generator
+    from m2l.generate.sampling import sample, sample_long
 
 _LAZY = {
     "GENERATOR_PRESETS": "m2l.generate.model",
@@ -35,11 +39,12 @@ _LAZY = {
     "save_generator": "m2l.generate.checkpoint",
     "GeneratorConfig": "m2l.generate.model",
     "context_masks": "m2l.generate.flow",
+    "edm_loss": "m2l.generate.edm",
     "flow_loss": "m2l.generate.flow",
     "from_generator": "m2l.generate.normalize",
     "generator_preset": "m2l.generate.model",
-    "sample": "m2l.generate.flow",
-    "sample_long": "m2l.generate.flow",
+    "sample": "m2l.generate.sampling",
+    "sample_long": "m2l.generate.sampling",
     "to_generator": "m2l.generate.normalize",
 }
 
@@ -49,6 +54,7 @@ __all__ = [
     "GeneratorConfig",
     "GeneratorFile",
     "context_masks",
+    "edm_loss",
     "flow_loss",
     "from_generator",
     "generator_preset",

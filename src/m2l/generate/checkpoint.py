@@ -2,10 +2,11 @@
 
 Tensors: the generator's weights (float32, or float16 for shipping; loading casts to float32).
 Metadata (each field checked on load, the whole sealed by `m2l.checksummed.seal`): format,
-version, config (JSON of `GeneratorConfig`), labels (JSON list of the class names, index = label;
-empty for an unconditional generator), stats (the `m2l stats` JSON the latents are normalised
-with), codec_id and codec_source (the model id and the `m2l.load` source recorded in the latents
-it learned from, so that its latents are decoded by the right codec), extra (JSON object).
+version, config (JSON of `GeneratorConfig`; a file without `objective` is a flow generator),
+labels (JSON list of the class names, index = label; empty for an unconditional generator),
+stats (the `m2l stats` JSON the latents are normalised with), codec_id and codec_source (the
+model id and the `m2l.load` source recorded in the latents it learned from, so that its latents
+are decoded by the right codec), extra (JSON object).
 
 `generator_path` resolves what `--model` names: a file, a run folder (its `generator.safetensors`)
 or `default`, the shipped generator in `m2l/weights/`.
@@ -25,7 +26,7 @@ import torch
 from m2l.checksummed import atomic_save, meta_json, meta_text, read_safetensors, seal
 from m2l.config import DEFAULT_MODEL
 from m2l.errors import M2LError
-from m2l.generate.model import Generator, GeneratorConfig
+from m2l.generate.model import Generator, GeneratorConfig, generator_config_from_dict
 from m2l.generate.normalize import check_stats
 from m2l.latents.stats import LatentStats
 from m2l.sniff import GENERATOR_FORMAT
@@ -130,7 +131,7 @@ def load_generator(source: str | os.PathLike = DEFAULT_MODEL, device: str | None
     """
     path = generator_path(source)
     tensors, meta = read_safetensors(path, GENERATOR_FORMAT, GENERATOR_VERSION)
-    cfg = _config(path, meta_json(path, meta, "config", dict))
+    cfg = generator_config_from_dict(meta_json(path, meta, "config", dict), str(path))
     labels = tuple(meta_json(path, meta, "labels", list))
     stats = LatentStats.from_dict(meta_json(path, meta, "stats", dict), f"{path} (stats)")
     _check_fields(path, cfg, labels, stats)
@@ -189,16 +190,6 @@ def generator_path(source: str | os.PathLike) -> Path:
             )
         return path / RUN_GENERATOR_NAME
     return path
-
-
-def _config(path: Path, data: dict[str, Any]) -> GeneratorConfig:
-    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
-    if set(data) != fields:
-        raise M2LError(f"{path}: malformed generator config (fields {sorted(set(data) ^ fields)} differ)")
-    try:
-        return GeneratorConfig(**data)
-    except M2LError as err:
-        raise M2LError(f"{path}: malformed generator config ({err})") from None
 
 
 def _check_fields(path: Path, cfg: GeneratorConfig, labels: tuple[str, ...], stats: LatentStats) -> None:

@@ -13,6 +13,8 @@ from m2l.errors import M2LError
 from m2l.files import check_output
 
 GENERATOR_PRESET_NAMES = ("gen-tiny", "gen-small")
+GENERATOR_OBJECTIVES = ("flow", "edm")
+"""`m2l.generate.model`'s preset names and objectives, without importing torch to parse arguments."""
 
 
 def add_gen(p: argparse.ArgumentParser) -> None:
@@ -21,24 +23,34 @@ def add_gen(p: argparse.ArgumentParser) -> None:
     train = sub.add_parser(
         "train",
         help="train a latent generator on a latent dataset (resumes when run again)",
-        description="Train a flow-matching latent generator on a packed latent dataset or a folder of "
-        ".m2l files (v1 latents). Running the same command again resumes the run. RUN/generator."
-        "safetensors (EMA weights) is written at each checkpoint; m2l generate --model RUN uses it.",
+        description="Train a latent generator (rectified flow, or EDM-style diffusion with --objective "
+        "edm) on a packed latent dataset or a folder of .m2l files (v1 latents). Running the same "
+        "command again resumes the run (on the same dataset: another one needs --change-config). "
+        "RUN/generator.safetensors (EMA weights) is written at each checkpoint; m2l generate --model "
+        "RUN uses it.",
     )
     train.add_argument("dataset", metavar="DATASET", help="packed latent dataset or folder of .m2l files")
     train.add_argument("--out", required=True, metavar="RUN", help="run folder (created, or resumed)")
     train.add_argument("--preset", default="gen-small", choices=GENERATOR_PRESET_NAMES, help="network size")
     train.add_argument(
+        "--objective",
+        default="flow",
+        choices=GENERATOR_OBJECTIVES,
+        help="training objective and sampler, saved with the generator (default: flow)",
+    )
+    train.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="training setting, e.g. steps=5000, batch_size=16, label_column=genre, "
+        help="training setting, e.g. steps=5000, batch_size=16, label_column=genre, precision=bf16, "
         "context_mix=0.5,0.3,0.2 (repeatable)",
     )
     train.add_argument("--device", type=device_arg, help="cpu, cuda, mps (default: cuda when there is one)")
     train.add_argument(
-        "--change-config", action="store_true", help="resume a run with a training config other than its own"
+        "--change-config",
+        action="store_true",
+        help="resume a run with a training config or a dataset other than its own",
     )
     export = sub.add_parser(
         "export",
@@ -174,8 +186,9 @@ def run_gen(args: argparse.Namespace) -> int:
 
     cfg = apply_gen_overrides(GenTrainConfig(), args.set)
     check_device(args.device)
+    network = generator_preset(args.preset, objective=args.objective)
     summary = train_generator(
-        args.dataset, args.out, generator_preset(args.preset), cfg, change_config=args.change_config
+        args.dataset, args.out, network, cfg, change_config=args.change_config, device=args.device
     )
     loss = "-" if summary["loss"] is None else f"{summary['loss']:.4f}"
     val = "-" if summary["val_loss"] is None else f"{summary['val_loss']:.4f}"

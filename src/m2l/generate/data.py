@@ -12,8 +12,10 @@ without one gets the null class.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,6 +41,7 @@ class LatentSplit:
             `val_share` is 0).
         labels: the class names (empty without a label column).
         codec_id, codec_source: the model id and `m2l.load` source recorded in the latents.
+        identity: what names the data (`dataset_identity`), recorded in a training run.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class LatentSplit:
         )
         self.train, self.val = split(segments, store.entries, val_share)
         self.labels, self.entry_labels = labels_of(store, label_column)
+        self.identity = dataset_identity(store)
 
     def batch(
         self, segments: list[Segment], size: int, generator: torch.Generator
@@ -97,6 +101,22 @@ def music_rows(store: LatentStore) -> list[Segment]:
         for row in range(entry.channels)
         if not is_side_row(entry, row)
     ]
+
+
+def dataset_identity(store: LatentStore) -> dict[str, Any]:
+    """What names a latent dataset, cheaply, from its index (or its files' headers) alone.
+
+    Returns:
+        {"path": the resolved folder, "files", "frames": entries and frames of all rows, "sha256":
+        a digest of each entry's (source, frames, channels, shard checksum), sorted by source}.
+        The shard checksum is the sealed metadata digest of the file that holds the entry, which
+        covers its tensors: other latents, another selection of files or a repacking all change
+        the digest; moving the folder does not.
+    """
+    rows = sorted((e.source, e.frames, e.channels, e.shard_sha256) for e in store.entries)
+    digest = hashlib.sha256(json.dumps(rows, ensure_ascii=True).encode()).hexdigest()
+    frames = sum(e.frames * e.channels for e in store.entries)
+    return {"path": str(Path(store.root).resolve()), "files": len(rows), "frames": frames, "sha256": digest}
 
 
 def split(segments: list[Segment], entries: list[Entry], share: float) -> tuple[list[Segment], list[Segment]]:

@@ -16,8 +16,9 @@ import torch
 from m2l.codec import Codec
 from m2l.errors import M2LError
 from m2l.generate.checkpoint import GeneratorFile, load_generator
-from m2l.generate.flow import gap_mask, sample, sample_long
+from m2l.generate.flow import gap_mask
 from m2l.generate.normalize import from_generator, to_generator
+from m2l.generate.sampling import sample, sample_long
 from m2l.loading import load
 
 

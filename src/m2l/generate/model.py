@@ -48,11 +48,16 @@ class GeneratorConfig:
     mlp_ratio: int = 4
     time_channels: int = 256  # sinusoidal embedding of the flow time
     num_classes: int = 0  # class labels 0..num_classes - 1 (0: unconditional only)
+    objective: str = "flow"  # how it was trained and is sampled: "flow" or "edm" (`OBJECTIVES`)
 
     def __post_init__(self) -> None:
         owner = f"generator config {self.name!r}"
         if not (isinstance(self.name, str) and 0 < len(self.name) <= 200 and self.name.isprintable()):
             raise M2LError(f"generator config: name must be printable text, got {self.name!r}")
+        if self.objective not in OBJECTIVES:
+            raise M2LError(
+                f"{owner}: objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            )
         for field, (low, high) in _INT_BOUNDS.items():
             value = getattr(self, field)
             if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
@@ -67,6 +72,13 @@ class GeneratorConfig:
         """The label of "no class" (the unconditional branch of classifier-free guidance)."""
         return self.num_classes
 
+
+OBJECTIVES = ("flow", "edm")
+"""Training objectives (and samplers): rectified flow (`m2l.generate.flow`) or EDM-preconditioned
+denoising diffusion (`m2l.generate.edm`); the network is the same."""
+ADDED_FIELDS = ("objective",)
+"""Fields a stored config may lack (they came later): read as their defaults (a file without
+`objective` is a flow generator)."""
 
 _INT_BOUNDS = {
     "latent_dim": (1, 4096),
@@ -88,8 +100,27 @@ its 128-frame window holds a 10 s clip whole and gives a continuation 6 s of con
 costs about what 64 frames at twice the batch cost); each config bears its name."""
 
 
-def generator_preset(name: str, **changes: int) -> GeneratorConfig:
-    """The preset `name`, with fields replaced by `changes` (e.g. num_classes=8).
+def generator_config_from_dict(data: object, origin: str) -> GeneratorConfig:
+    """The config stored as `data` (a generator file's, a run's or a training state's), every
+    field checked; the fields of `ADDED_FIELDS` may be missing (their defaults).
+
+    Raises:
+        M2LError: not an object, unknown or missing fields, bad values (naming `origin`).
+    """
+    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    if not isinstance(data, dict):
+        raise M2LError(f"{origin}: malformed generator config (not an object)")
+    data = {**{name: getattr(GeneratorConfig(), name) for name in ADDED_FIELDS}, **data}
+    if set(data) != fields:
+        raise M2LError(f"{origin}: malformed generator config (fields {sorted(set(data) ^ fields)} differ)")
+    try:
+        return GeneratorConfig(**data)
+    except M2LError as err:
+        raise M2LError(f"{origin}: malformed generator config ({err})") from None
+
+
+def generator_preset(name: str, **changes: int | str) -> GeneratorConfig:
+    """The preset `name`, with fields replaced by `changes` (e.g. num_classes=8, objective="edm").
 
     Raises:
         M2LError: an unknown name (naming the presets) or a bad field.

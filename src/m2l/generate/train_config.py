@@ -2,7 +2,13 @@
 
 `--set key=value` changes a field (parsed with the type of its default, as `m2l train --set`);
 `context_mix` takes three weights separated by commas (none, prefix, gap), `label_column` the
-name of a manifest column or "" for none.
+name of a manifest column or "" for none. `precision` is "fp32" or "bf16" (the forward pass and
+loss of training and validation under `torch.autocast` in bfloat16; weights, gradients, AdamW and
+the EMA stay float32).
+
+Fields added after the first runs (`ADDED_FIELDS`) read as their defaults when a run's
+`config.json` or training state lacks them, so older runs resume; any other missing or unknown
+field is refused.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class GenTrainConfig:
     keep_last: int = 3
     log_every: int = 50
     seed: int = 0
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast of the forward pass and loss)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "steps", "val_batches", "val_every", "ckpt_every", "keep_last", "log_every")
@@ -55,6 +62,15 @@ class GenTrainConfig:
         mix = self.context_mix
         if len(mix) != 3 or min(mix) < 0 or sum(mix) <= 0:
             raise M2LError(f"generator training: context_mix must be 3 non-negative weights, got {mix!r}")
+        if self.precision not in PRECISIONS:
+            known = ", ".join(PRECISIONS)
+            raise M2LError(f"generator training: precision must be one of {known}, got {self.precision!r}")
+
+
+PRECISIONS = ("fp32", "bf16")
+"""The values of `GenTrainConfig.precision`."""
+ADDED_FIELDS = ("precision",)
+"""Fields a run's config may lack (they came later): read as their defaults."""
 
 
 def gen_train_config_to_dict(cfg: GenTrainConfig) -> dict[str, Any]:
@@ -71,6 +87,9 @@ def gen_train_config_from_dict(data: dict[str, Any], origin: str) -> GenTrainCon
         M2LError: unknown or missing fields, or bad values (naming `origin`).
     """
     fields = {f.name for f in dataclasses.fields(GenTrainConfig)}
+    if isinstance(data, dict):
+        defaults = GenTrainConfig()
+        data = {**{name: getattr(defaults, name) for name in ADDED_FIELDS}, **data}
     if not isinstance(data, dict) or set(data) != fields:
         differ = sorted(set(data) ^ fields) if isinstance(data, dict) else "all"
         raise M2LError(f"{origin}: malformed generator training config (fields {differ} differ)")

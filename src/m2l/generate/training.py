@@ -2,7 +2,9 @@
 
 The run folder follows the codec trainer's conventions (`m2l.train`):
 
-    RUN/config.json                 the generator and training configs, fixed per run
+    RUN/config.json                 the generator and training configs, fixed per run, and the
+                                    dataset (its path, and `dataset_content`: files, frames and a
+                                    digest of its index, `m2l.generate.data.dataset_identity`)
     RUN/log.jsonl                   {"step", "loss", "lr"} lines, and {"step", "val_loss"} ones
     RUN/checkpoints/step-NNNNNNNNN.safetensors
                                     training states (format "m2l-generator-train-state": model,
@@ -12,12 +14,20 @@ The run folder follows the codec trainer's conventions (`m2l.train`):
     RUN/.lock                       held while training (`m2l.train.run_folder.RunLock`)
 
 Running the same command again resumes from the newest state that passes its checksum; another
-config is refused unless `change_config` allows a new training config (never another network).
+config or another dataset (by content digest; by path for runs that predate it) is refused unless
+`change_config` allows a new training config or dataset (never another network). Configs and
+states written before a field was added (`precision`, `objective`) read it as its default.
 SIGTERM and Ctrl-C finish the step, save a state and return.
 
-Every step draws its crops, context masks, flow times and noise from a generator seeded by (seed,
-step) alone, so a resumed run repeats an uninterrupted one exactly. The validation loss is the flow
-loss of the EMA weights on fixed crops, masks and noise of the held-out segments (file rows).
+The loss is the one of the network's objective (`GeneratorConfig.objective`): the rectified-flow
+loss (`m2l.generate.flow`) or the EDM loss (`m2l.generate.edm`). With precision "bf16" the
+forward pass and loss run under `torch.autocast` in bfloat16 (CPU or CUDA); weights, gradients,
+AdamW and the EMA stay float32.
+
+Every step draws its crops, context masks, flow times or noise levels, and noise from a generator
+seeded by (seed, step) alone, so a resumed run repeats an uninterrupted one exactly. The
+validation loss is that loss of the EMA weights on fixed crops, masks and noise of the held-out
+segments (file rows).
 """
 
 from __future__ import annotations
@@ -42,8 +52,9 @@ from m2l.files import write_text
 from m2l.formats import list_checkpoints, read_safetensors, step_path
 from m2l.generate.checkpoint import RUN_GENERATOR_NAME, save_generator
 from m2l.generate.data import LatentSplit
+from m2l.generate.edm import edm_loss
 from m2l.generate.flow import context_masks, flow_loss
-from m2l.generate.model import Generator, GeneratorConfig
+from m2l.generate.model import Generator, GeneratorConfig, generator_config_from_dict
 from m2l.generate.train_config import GenTrainConfig, gen_train_config_from_dict, gen_train_config_to_dict
 from m2l.sniff import GENERATOR_STATE_FORMAT
 from m2l.train.run_folder import CONFIG_NAME, RunLock
@@ -89,36 +100,74 @@ class Run:
     stop: str = ""
 
 
-def run_config(gcfg: GeneratorConfig, cfg: GenTrainConfig, dataset: str) -> dict[str, Any]:
-    """The JSON of `RUN/config.json`."""
+def run_config(gcfg: GeneratorConfig, cfg: GenTrainConfig, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of `RUN/config.json` (`dataset`: a `LatentSplit.identity`)."""
     generator = dataclasses.asdict(gcfg)
-    return {"generator": generator, "train": gen_train_config_to_dict(cfg), "dataset": dataset}
+    content = {k: v for k, v in dataset.items() if k != "path"}
+    return {
+        "generator": generator,
+        "train": gen_train_config_to_dict(cfg),
+        "dataset": dataset["path"],
+        "dataset_content": content,
+    }
 
 
 def check_run_config(folder: Path, asked: dict[str, Any], change_config: bool) -> None:
-    """Refuse a config that differs from the run's (the training part is allowed with
-    `change_config`); write `config.json` when the run is new or the change is allowed."""
+    """Refuse a config that differs from the run's (the training part and the dataset are allowed
+    with `change_config`); write `config.json` when the run is new, the change is allowed, or the
+    run's config predates a recorded field.
+
+    Raises:
+        M2LError: another network, or another training config or dataset without `change_config`.
+    """
     path = folder / CONFIG_NAME
-    if path.exists():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise M2LError(f"{path}: unreadable run config ({err}); fix or remove it") from None
-        if found.get("generator") != asked["generator"]:
-            raise M2LError(
-                f"{folder}: this run trains another generator (config.json differs); use a new --out"
-            )
-        changed = sorted(k for k in asked["train"] if found.get("train", {}).get(k) != asked["train"][k])
-        if changed and not change_config:
-            raise M2LError(
-                f"{folder}: the training config differs from the run's in {', '.join(changed)} "
-                "(pass --change-config to go on with the new one, or use a new --out)"
-            )
-        if not changed:
-            return
-    elif list_checkpoints(folder / "checkpoints"):
-        raise M2LError(f"{folder}: checkpoints without config.json; restore it or use a new --out")
-    write_text(path, json.dumps(asked, indent=1) + "\n", force=True)
+    if not path.exists():
+        if list_checkpoints(folder / "checkpoints"):
+            raise M2LError(f"{folder}: checkpoints without config.json; restore it or use a new --out")
+        write_text(path, json.dumps(asked, indent=1) + "\n", force=True)
+        return
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise M2LError(f"{path}: unreadable run config ({err}); fix or remove it") from None
+    if not isinstance(found, dict):
+        raise M2LError(f"{path}: malformed run config (not an object); fix or remove it")
+    network = generator_config_from_dict(found.get("generator"), str(path))
+    if dataclasses.asdict(network) != asked["generator"]:
+        raise M2LError(f"{folder}: this run trains another generator (config.json differs); use a new --out")
+    train = gen_train_config_to_dict(gen_train_config_from_dict(found.get("train"), str(path)))
+    changed = sorted(k for k in asked["train"] if train[k] != asked["train"][k])
+    if changed and not change_config:
+        raise M2LError(
+            f"{folder}: the training config differs from the run's in {', '.join(changed)} "
+            "(pass --change-config to go on with the new one, or use a new --out)"
+        )
+    other = other_dataset(found, asked)
+    if other and not change_config:
+        raise M2LError(
+            f"{folder}: this run trained on {other}; pass --change-config to go on with the new "
+            "dataset, or use a new --out"
+        )
+    if changed or other or found != asked:
+        write_text(path, json.dumps(asked, indent=1) + "\n", force=True)
+
+
+def other_dataset(found: dict[str, Any], asked: dict[str, Any]) -> str:
+    """How the run's dataset (`found`, a run config) differs from the asked one, naming both, or ""
+    when they are the same: the same content digest, or the same path for a run that recorded
+    none."""
+    content, path = found.get("dataset_content"), str(found.get("dataset"))
+    if isinstance(content, dict):
+        if content.get("sha256") == asked["dataset_content"]["sha256"]:
+            return ""
+        return f"{_described(path, content)}, not {_described(asked['dataset'], asked['dataset_content'])}"
+    return "" if path == asked["dataset"] else f"{path}, not {asked['dataset']} (another path)"
+
+
+def _described(path: str, content: dict[str, Any]) -> str:
+    """A dataset in words: its path, files, frames and the start of its digest."""
+    digest = str(content.get("sha256", ""))[:12]
+    return f"{path} ({content.get('files')} files, {content.get('frames')} frames, sha256 {digest}...)"
 
 
 def save_state(run: Run) -> Path:
@@ -189,7 +238,8 @@ def start_run(
         except M2LError as err:  # a damaged state (e.g. a disk that failed): the one before it
             warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
             continue
-        if parts["generator_config"] != dataclasses.asdict(gcfg):
+        stored = generator_config_from_dict(parts["generator_config"], str(path))
+        if stored != gcfg:
             raise M2LError(f"{path}: a state of another generator config")
         parts["param_groups"] = [{**group, "lr": cfg.lr} for group in parts["param_groups"]]
         restore(parts, model=model, ema=run.ema, optimizer=optimizer, scaler=None)
@@ -206,7 +256,8 @@ def train_step(run: Run) -> float:
     x0, mask, label = on_device(run.device, x0, mask, label)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(run.step, run.cfg)
-    loss = flow_loss(run.model, x0, generator, mask, label, run.cfg.label_dropout)
+    with autocast(run.cfg, run.device):
+        loss = generator_loss(run.model, x0, generator, mask, label, run.cfg.label_dropout)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
@@ -216,6 +267,27 @@ def train_step(run: Run) -> float:
     return float(loss.detach())
 
 
+def generator_loss(
+    model: Generator,
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    mask: torch.Tensor | None = None,
+    label: torch.Tensor | None = None,
+    label_dropout: float = 0.0,
+) -> torch.Tensor:
+    """The training loss of `model`'s objective: `flow_loss` or `edm_loss` (same arguments: x0
+    [B, D, T], mask [B, T], label [B]); a scalar."""
+    loss = edm_loss if model.cfg.objective == "edm" else flow_loss
+    return loss(model, x0, generator, mask, label, label_dropout)
+
+
+def autocast(cfg: GenTrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """`torch.autocast` to bfloat16 on `device` with precision "bf16", else nothing."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def on_device(device: torch.device, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     """`tensors` moved to `device` (None stays None)."""
     return tuple(None if t is None else t.to(device) for t in tensors)
@@ -223,7 +295,7 @@ def on_device(device: torch.device, *tensors: torch.Tensor | None) -> tuple[torc
 
 @torch.no_grad()
 def validation_loss(run: Run) -> float:
-    """The flow loss of the EMA weights on the fixed validation batches (labels kept)."""
+    """The loss of the EMA weights on the fixed validation batches (labels kept)."""
     model = Generator(run.model.cfg).to(run.device)
     model.load_state_dict(run.ema.state)
     total = 0.0
@@ -232,7 +304,8 @@ def validation_loss(run: Run) -> float:
         x0, label = run.data.batch(run.data.val, run.cfg.batch_size, generator)
         mask = context_masks(x0.shape[0], x0.shape[-1], generator, run.cfg.context_mix)
         x0, mask, label = on_device(run.device, x0, mask, label)
-        total += float(flow_loss(model, x0, generator, mask, label))
+        with autocast(run.cfg, run.device):
+            total += float(generator_loss(model, x0, generator, mask, label))
     return total / run.cfg.val_batches
 
 
@@ -308,7 +381,7 @@ def train_generator(
         out: the run folder.
         gcfg: the network (its `num_classes` is set from the label column's classes).
         cfg: the training settings.
-        change_config: go on with a training config other than the run's.
+        change_config: go on with a training config or a dataset other than the run's.
         device: "cpu", "cuda"...; the best available when None.
 
     Returns:
@@ -320,7 +393,7 @@ def train_generator(
     lock = RunLock(folder)
     lock.acquire()
     try:
-        check_run_config(folder, run_config(gcfg, cfg, str(Path(dataset).resolve())), change_config)
+        check_run_config(folder, run_config(gcfg, cfg, data.identity), change_config)
         run = start_run(folder, data, gcfg, cfg, pick_device(device))
         return train_loop(run)
     finally:
