@@ -7,16 +7,20 @@ import json
 import os
 import stat
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from datasets_testing import KLETTRES_LANGUAGES, FakePackages
 
 from m2l.datasets import read_manifest
 from m2l.datasets.debian import DebianPackages
-from m2l.datasets.fetch import Fetcher, dep5_file_licences, split_by_language
+from m2l.datasets.excerpts import Excerpt, plan_pieces
+from m2l.datasets.fetch import Fetcher
 from m2l.datasets.notes import INSTRUMENTS, plan_notes
+from m2l.datasets.sources import dep5_file_licences, split_by_language
 from m2l.errors import M2LError
 
 MUSIC = {
@@ -273,3 +277,42 @@ def test_notes_without_renderer_is_one_line(
     with pytest.raises(M2LError, match="rendering notes needs tinysoundfont"):
         _fetcher(tmp_path / "data", fake_packages).run(["notes"])
     assert not fake_packages.extracted  # refused before fetching the soundfont
+
+
+def _small_excerpts() -> list[Excerpt]:
+    """2 + 1 + 1 pieces x 2 excerpts of 3 s, played by the fake soundfont's programs 1 and 41."""
+    pieces = plan_pieces({"train": 2, "val": 1, "test": 1})
+    return [Excerpt(replace(p, programs=(1, 41, 1), drums=True), k, 3.0) for p in pieces for k in range(2)]
+
+
+def test_excerpts_part_renders_labelled_excerpts(tmp_path: Path, fake_packages: FakePackages) -> None:
+    pytest.importorskip("tinysoundfont", reason="tinysoundfont (optional extra m2l[data]) is not installed")
+    data = tmp_path / "data"
+    fetcher = _fetcher(data, fake_packages, excerpt_plan=_small_excerpts())
+    summary = fetcher.run(["excerpts"])
+    entries = read_manifest(data / "excerpts" / "manifest.jsonl")
+    assert len(entries) == 8 and summary["excerpts"]["train"]["files"] == 4
+    for e in entries:
+        assert e["path"].startswith(f"excerpts/{e['split']}/{e['piece']}/")
+        assert (e["duration"], e["sample_rate"], e["channels"]) == (3.0, 44100, 1)
+        audio, rate = sf.read(data / e["path"])
+        assert audio.shape == (3 * 44100,) and np.sqrt(np.mean(audio**2)) > 0.01
+    assert {e["split"] for e in entries} == {"train", "val", "test"}
+    fetcher.run(["excerpts", "notes"])  # excerpts are done; notes reuse the cached soundfont
+    assert fake_packages.extracted == Counter({"fluid-soundfont-gm": 1})
+    marker = data / ".m2l" / "parts" / "excerpts.json"
+    before = marker.stat().st_mtime_ns
+    _fetcher(data, fake_packages, excerpt_plan=_small_excerpts()[:6]).run(["excerpts"])  # new recipe
+    assert marker.stat().st_mtime_ns != before
+    assert len(read_manifest(data / "excerpts" / "manifest.jsonl")) == 6
+
+
+def test_excerpts_without_renderer_is_one_line(
+    tmp_path: Path, fake_packages: FakePackages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tinysoundfont", None)
+    with pytest.raises(M2LError, match="rendering excerpts needs tinysoundfont"):
+        _fetcher(tmp_path / "data", fake_packages).run(["excerpts"])
+    assert not fake_packages.extracted

@@ -95,6 +95,7 @@ def test_rows_split_on_newlines_only(tmp_path: Path) -> None:
 def test_data_root(tmp_path: Path) -> None:
     assert data_root(tmp_path / "notes/manifest.jsonl") == tmp_path
     assert data_root(tmp_path / "speech/val/manifest.jsonl") == tmp_path
+    assert data_root(tmp_path / "excerpts/manifest.jsonl") == tmp_path
     with pytest.raises(M2LError, match="not DATA_DIR"):
         data_root(tmp_path / "elsewhere/manifest.jsonl")
 

@@ -15,13 +15,13 @@ from m2l.datasets.notes import (
     Instrument,
     Note,
     Renderer,
-    _vlq,
     assign_splits,
     midi_file,
     note_midi,
     plan_notes,
     read_midi,
     render_notes,
+    vlq,
 )
 from m2l.errors import M2LError
 
@@ -53,7 +53,7 @@ needs_renderer = pytest.mark.skipif(
     ],
 )
 def test_variable_length_quantities_match_the_midi_specification(value: int, encoded: str) -> None:
-    assert _vlq(value).hex() == encoded
+    assert vlq(value).hex() == encoded
 
 
 def test_note_midi_is_a_standard_format_0_file() -> None:

@@ -1,4 +1,4 @@
-"""A synthetic labelled note set: tones of known pitch played by three harmonic "instruments"."""
+"""Synthetic labelled sets: tones of known pitch played by three harmonic "instruments", and excerpts."""
 
 from __future__ import annotations
 
@@ -92,3 +92,56 @@ def small_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wide_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """216 notes (3 instruments x 24 pitches x train/val/test): for the learning check."""
     return make_notes(tmp_path_factory.mktemp("wide"), list(range(60, 84)), seed=1)
+
+
+def make_excerpts(data: Path, *, seconds: float = 0.5, sr: int = 22050, seed: int = 0) -> Path:
+    """Write labelled "excerpts" under DATA/excerpts/ and DATA/excerpts/manifest.jsonl.
+
+    Two keys (C major: a C triad, A minor: an A triad) x two tempo classes (clicks every 0.25 s
+    or 0.125 s) x two meters (every 3rd or 4th click loud) in each split, one piece per clip.
+    """
+    rng = np.random.default_rng(seed)
+    folder = data / "excerpts"
+    t = np.arange(int(seconds * sr)) / sr
+    rows = []
+    keys = {"C major": (0, [60, 64, 67]), "A minor": (9, [57, 60, 64])}
+    for split in ("train", "val", "test"):
+        for key, (tonic, chord) in keys.items():
+            for tempo_class, period in enumerate((0.25, 0.125)):
+                for meter, group in (("3/4", 3), ("4/4", 4)):
+                    wave = sum(0.1 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t) for p in chord)
+                    for n, at in enumerate(np.arange(0, seconds, period)):
+                        i = int(at * sr)
+                        wave[i : i + 64] += (0.6 if n % group == 0 else 0.2) * rng.uniform(-1, 1, 64)
+                    piece = f"p-{split}-{tonic}-{tempo_class}-{group}"
+                    rel = f"excerpts/{split}/{piece}/s0.wav"
+                    (data / rel).parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(data / rel, np.clip(wave, -1, 1).astype(np.float32), sr)
+                    rows.append(
+                        {
+                            "path": rel,
+                            "duration": seconds,
+                            "sample_rate": sr,
+                            "channels": 1,
+                            "licence": "CC0",
+                            "source": "synthetic",
+                            "piece": piece,
+                            "split": split,
+                            "key": key,
+                            "key_mode": key.split()[1],
+                            "tonic": tonic,
+                            "tempo_bpm": int(60 / period),
+                            "tempo_class": tempo_class,
+                            "meter": meter,
+                            "programs": [1],
+                        }
+                    )
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def small_excerpts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 half-second labelled excerpts (2 keys x 2 tempi x 2 meters x train/val/test)."""
+    return make_excerpts(tmp_path_factory.mktemp("excerpts"))

@@ -336,5 +336,5 @@ def test_without_sklearn_says_so_in_one_line(small_notes, tmp_path, capsys, monk
 
 
 def test_unknown_task_is_a_usage_error(small_notes, tmp_path, capsys):
-    code, _, err = run(capsys, "--notes", small_notes, "--out", tmp_path, "--tasks", "pitch,tempo")
-    assert code == 2 and "tempo" in err
+    code, _, err = run(capsys, "--notes", small_notes, "--out", tmp_path, "--tasks", "pitch,loudness")
+    assert code == 2 and "loudness" in err

@@ -5,12 +5,16 @@
     DATA_DIR/music/{train,val,test}/<package>/...    one manifest.jsonl per split
     DATA_DIR/speech/{train,val,test}/<package>/...   one manifest.jsonl per split
     DATA_DIR/notes/{train,val,test}/<instrument>/... one notes/manifest.jsonl (labels + "split")
+    DATA_DIR/excerpts/{train,val,test}/<piece>/...   one excerpts/manifest.jsonl (labels + "split")
 
 A manifest has one JSON object per line. Every line has the fields of `COMMON_FIELDS`:
 `path` (relative to DATA_DIR, with "/" separators), `duration` (seconds), `sample_rate`, `channels`,
 `licence` and `source` (the Debian package). Lines of notes/manifest.jsonl add the labels of
 `NOTE_FIELDS`: `program` (General MIDI number, 1-128), `instrument`, `family` (the GM family),
 `pitch` (MIDI note), `pitch_class` (pitch % 12), `velocity` (MIDI, 1-127) and `split`.
+Lines of excerpts/manifest.jsonl (`m2l.datasets.excerpts`) add `EXCERPT_FIELDS`: `piece`, `key`
+(e.g. "A minor"), `key_mode`, `tonic` (pitch class), `tempo_bpm`, `tempo_class`, `meter` ("3/4",
+"4/4" or "6/8"), `programs` (GM bass, chords, melody) and `split` (also `section`, `drums`, `seconds`).
 `read_manifest` reads and checks one (`manifest_rows` only parses one); `data_root` finds DATA_DIR
 from a manifest's path; `manifest_files` lists the files of any JSON-lines file list (only `path`
 needed) for the commands that take manifests (`m2l encode`, `m2l reconstruct`, `m2l eval`).
@@ -26,7 +30,9 @@ from typing import Any
 
 from m2l.errors import M2LError
 
-SETS = ("music", "speech", "notes")
+SETS = ("music", "speech", "notes", "excerpts")
+RENDERED_SETS = ("notes", "excerpts")
+"""The sets with one DATA_DIR/<set>/manifest.jsonl (labels and "split" on every line)."""
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.jsonl"
 MANIFEST_SUFFIX = ".jsonl"
@@ -47,6 +53,17 @@ NOTE_FIELDS: dict[str, str] = {
     "pitch": "an integer in 0..127",
     "pitch_class": "an integer in 0..11",
     "velocity": "an integer in 1..127",
+    "split": "one of train, val, test",
+}
+EXCERPT_FIELDS: dict[str, str] = {
+    "piece": "a non-empty string",
+    "key": "a non-empty string",
+    "key_mode": "major or minor",
+    "tonic": "an integer in 0..11",
+    "tempo_bpm": "a positive integer",
+    "tempo_class": "an integer >= 0",
+    "meter": "a non-empty string",
+    "programs": "a list of integers in 1..128",
     "split": "one of train, val, test",
 }
 
@@ -86,20 +103,31 @@ _CHECKS = {
     "pitch_class": lambda v: _is_int(v, 0, 11),
     "velocity": lambda v: _is_int(v, 1, 127),
     "split": lambda v: v in SPLITS,
+    "piece": _is_text,
+    "key": _is_text,
+    "key_mode": lambda v: v in ("major", "minor"),
+    "tonic": lambda v: _is_int(v, 0, 11),
+    "tempo_bpm": lambda v: _is_int(v, 1),
+    "tempo_class": lambda v: _is_int(v, 0),
+    "meter": _is_text,
+    "programs": lambda v: isinstance(v, list) and all(_is_int(p, 1, 128) for p in v),
 }
 
 
 def check_entry(entry: Any, where: str) -> dict[str, Any]:
     """Check one manifest entry; returns it, or raises `M2LError` naming `where` and the field.
 
-    The common fields are required. A line with any note label must have all of them, and
-    `pitch_class` must equal `pitch % 12`. Other fields are allowed and kept.
+    The common fields are required. A line with any note label (but "split") must have all of
+    them, and `pitch_class` must equal `pitch % 12`; a line with a "key" must have every field of
+    `EXCERPT_FIELDS`. Other fields are allowed and kept.
     """
     if not isinstance(entry, dict):
         raise M2LError(f"{where}: expected a JSON object, got {type(entry).__name__}")
     required = dict(COMMON_FIELDS)
-    if any(name in entry for name in NOTE_FIELDS):
+    if any(name in entry for name in NOTE_FIELDS if name != "split"):
         required.update(NOTE_FIELDS)
+    if "key" in entry:
+        required.update(EXCERPT_FIELDS)
     for name, what in required.items():
         if name not in entry:
             raise M2LError(f"{where}: missing field {name!r}")
@@ -183,17 +211,20 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
 def data_root(manifest: str | Path) -> Path:
     """DATA_DIR for a manifest of the fetched layout (the folder its entry paths are relative to).
 
-    DATA_DIR/notes/manifest.jsonl -> DATA_DIR; DATA_DIR/<set>/<split>/manifest.jsonl -> DATA_DIR.
+    DATA_DIR/{notes,excerpts}/manifest.jsonl -> DATA_DIR; DATA_DIR/<set>/<split>/manifest.jsonl ->
+    DATA_DIR.
 
     Raises:
         M2LError: the path is not laid out like that.
     """
     manifest = Path(manifest)
-    if manifest.parent.name == "notes":
+    if manifest.parent.name in RENDERED_SETS:
         return manifest.parent.parent
     if manifest.parent.name in SPLITS and manifest.parent.parent.name in SETS:
         return manifest.parent.parent.parent
-    raise M2LError(f"{manifest}: not DATA_DIR/notes/{MANIFEST} or DATA_DIR/<set>/<split>/{MANIFEST}")
+    raise M2LError(
+        f"{manifest}: not DATA_DIR/<notes|excerpts>/{MANIFEST} or DATA_DIR/<set>/<split>/{MANIFEST}"
+    )
 
 
 @dataclass(frozen=True)

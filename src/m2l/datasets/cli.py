@@ -16,10 +16,12 @@ def add_data(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     fetch = sub.add_parser(
         "fetch",
-        help="build music/speech/notes splits with manifests from Debian packages",
+        help="build music/speech/notes/excerpts splits with manifests from Debian packages",
         description="Build DATA_DIR/{music,speech}/{train,val,test} from Debian packages (apt-get "
         "download + dpkg-deb -x, no root) and DATA_DIR/notes, labelled notes rendered from "
-        "the General MIDI soundfont; one manifest.jsonl per split (notes: one). Finished "
+        "the General MIDI soundfont, and DATA_DIR/excerpts, composed multi-instrument excerpts "
+        "labelled with key, tempo and meter, rendered from it; one manifest.jsonl per split "
+        "(notes, excerpts: one). Finished "
         "parts are skipped when run again.",
     )
     fetch.add_argument("data_dir", metavar="DATA_DIR", help="folder to build (created if missing)")
@@ -36,10 +38,10 @@ def add_data(p: argparse.ArgumentParser) -> None:
 
 def format_summary(summary: dict[str, dict[str, dict[str, float]]]) -> str:
     """A small table of what `Fetcher.run` returns: set, split, files, minutes."""
-    lines = [f"{'set':<8}{'split':<7}{'files':>7}{'minutes':>10}"]
+    lines = [f"{'set':<10}{'split':<7}{'files':>7}{'minutes':>10}"]
     for name, splits in summary.items():
         for split, row in splits.items():
-            lines.append(f"{name:<8}{split:<7}{row['files']:>7}{row['seconds'] / 60:>10.1f}")
+            lines.append(f"{name:<10}{split:<7}{row['files']:>7}{row['seconds'] / 60:>10.1f}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""`m2l data fetch`: music, speech and notes from Debian packages, split, with manifests.
+"""`m2l data fetch`: music, speech, notes and excerpts from Debian packages, split, with manifests.
 
 Packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x` (no root, nothing
 installed; `m2l.datasets.debian`), inside DATA_DIR/.m2l/cache, then only their audio files are
@@ -10,9 +10,10 @@ nexuiz-music. Speech: klettres-data is split by language, so no speaker is in tw
 language folders (regional variants joined: en_GB goes with en, pt_BR is pt) are ordered by the
 SHA-256 of their name and, in that order, a language goes to test while test holds under 10 % of
 the clips and would stay within 15 % with it, else to val under the same rule, else to train;
-the alsa-utils voice clips go to test. Notes: see `m2l.datasets.notes`.
+the alsa-utils voice clips go to test (`m2l.datasets.sources`). Notes and excerpts are rendered
+from the FluidR3_GM soundfont: see `m2l.datasets.notes` and `m2l.datasets.excerpts`.
 
-Parts (one per package, plus notes) are built from scratch unless DATA_DIR/.m2l/parts/<part>.json
+Parts (one per package, plus notes and excerpts) are built from scratch unless DATA_DIR/.m2l/parts/<part>.json
 exists and matches the part's recipe; that marker is written last (atomically), so an interrupted
 run resumes at the first unfinished part, and `--force` rebuilds. Files are written to a temporary
 name, synced and renamed (`m2l.files`). Files soundfile cannot read are left out (and counted in a warning).
@@ -25,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -39,106 +39,20 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from m2l.datasets import MANIFEST, SETS, SPLITS, check_entry
+from m2l.datasets import MANIFEST, RENDERED_SETS, SETS, SPLITS, check_entry
+from m2l.datasets import excerpts as excerpts_mod
 from m2l.datasets import notes as notes_mod
 from m2l.datasets.debian import DebianPackages, Packages, disk_full
+from m2l.datasets.sources import BY_LANGUAGE, SOURCES, Source, dep5_file_licences, split_by_language
 from m2l.errors import M2LError
 from m2l.files import move_into_place, write_text
 
 RECIPE_VERSION = 1
 AUDIO_SUFFIXES = frozenset({".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3"})
-BY_LANGUAGE = "by-language"
 SOUNDFONT_PACKAGE = "fluid-soundfont-gm"
 SOUNDFONT_IN_PACKAGE = "usr/share/sounds/sf2/FluidR3_GM.sf2"
 SOUNDFONT_LICENCE = "MIT"
 SYSTEM_SOUNDFONTS = (Path("/") / SOUNDFONT_IN_PACKAGE,)
-HELD_OUT_SHARE, HELD_OUT_CAP = 0.10, 0.15  # speech languages: target and cap per held-out split
-
-
-@dataclass(frozen=True)
-class Pick:
-    """Audio inside a package: a folder, or a zip archive (.pk3) and the member folder in it."""
-
-    path: str
-    inner: str | None = None
-
-
-@dataclass(frozen=True)
-class Source:
-    """A Debian package, the set and split it feeds (or BY_LANGUAGE), where its audio is, and
-    its licence (read from its debian/copyright; explicit per-file entries there override it)."""
-
-    package: str
-    set: str
-    split: str
-    picks: tuple[Pick, ...]
-    licence: str
-
-
-SOURCES = (
-    Source(
-        "ufoai-music", "music", "train", (Pick("usr/share/games/ufoai/base/0music.pk3", "music/"),), "GPL-2+"
-    ),
-    Source(
-        "wesnoth-1.16-music",
-        "music",
-        "train",
-        (Pick("usr/share/games/wesnoth/1.16/data/core/music"),),
-        "GPL-2+",
-    ),
-    Source("hedgewars-data", "music", "train", (Pick("usr/share/games/hedgewars/Data/Music"),), "GPL-2"),
-    Source("supertux-data", "music", "val", (Pick("usr/share/games/supertux2/music"),), "GPL-2+"),
-    Source(
-        "nexuiz-music",
-        "music",
-        "test",
-        (Pick("usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks/"),),
-        "GPL-2+",
-    ),
-    Source("klettres-data", "speech", BY_LANGUAGE, (Pick("usr/share/klettres"),), "GPL-2+"),
-    Source("alsa-utils", "speech", "test", (Pick("usr/share/sounds/alsa"),), "GPL-2"),
-)
-
-
-# ----------------------------------------------------------------------------- splits, licences
-def split_by_language(paths: Sequence[str]) -> dict[str, str]:
-    """Assign "lang/.../clip.ogg" paths to splits by language, as the module docstring says."""
-    groups: dict[str, list[str]] = {}
-    for path in paths:
-        groups.setdefault(path.split("/", 1)[0].split("_", 1)[0], []).append(path)
-    counts = {"test": 0, "val": 0}
-    splits = {}
-    for language in sorted(groups, key=lambda g: hashlib.sha256(g.encode()).hexdigest()):
-        size = len(groups[language])
-        split = "train"
-        for held in ("test", "val"):
-            if counts[held] < HELD_OUT_SHARE * len(paths) and counts[held] + size <= HELD_OUT_CAP * len(
-                paths
-            ):
-                split = held
-                counts[held] += size
-                break
-        splits.update((path, split) for path in groups[language])
-    return splits
-
-
-def dep5_file_licences(text: str) -> dict[tuple[str, str], str]:
-    """Licences of files named explicitly (no wildcard) in a machine-readable debian/copyright.
-
-    Returns:
-        {(parent folder name, file name): licence short name}; later paragraphs win.
-    """
-    found: dict[tuple[str, str], str] = {}
-    for paragraph in re.split(r"\n\s*\n", text):
-        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", paragraph, re.MULTILINE)
-        licence = re.search(r"^License:[ \t]*(\S.*)$", paragraph, re.MULTILINE)
-        if not files or not licence:
-            continue
-        for pattern in files.group(1).split():
-            if not any(c in pattern for c in "*?["):
-                parts = PurePosixPath(pattern).parts
-                found[(parts[-2] if len(parts) > 1 else "", parts[-1])] = licence.group(1).strip()
-    return found
 
 
 # ----------------------------------------------------------------------------- files
@@ -263,15 +177,18 @@ class Fetcher:
         quiet: bool = False,
         soundfonts: Sequence[Path] = SYSTEM_SOUNDFONTS,
         note_plan: Sequence[notes_mod.Note] | None = None,
+        excerpt_plan: Sequence[excerpts_mod.Excerpt] | None = None,
     ) -> None:
         """DATA_DIR, the package source (default `DebianPackages`), --force, --quiet, installed
-        soundfonts used before fetching one, and the notes to render (default `notes.plan_notes()`)."""
+        soundfonts used before fetching one, the notes to render (default `notes.plan_notes()`)
+        and the excerpts (default `excerpts.plan_excerpts()`)."""
         self.data_dir = Path(data_dir)
         self.packages = packages or DebianPackages()
         self.force = force
         self.quiet = quiet
         self.soundfonts = tuple(soundfonts)
         self.note_plan = list(note_plan) if note_plan is not None else notes_mod.plan_notes()
+        self.excerpt_plan = list(excerpt_plan) if excerpt_plan is not None else excerpts_mod.plan_excerpts()
         self.state = self.data_dir / ".m2l"
 
     def say(self, message: str) -> None:
@@ -325,9 +242,9 @@ class Fetcher:
         return tempfile.TemporaryDirectory(dir=work)
 
     def _run_set(self, name: str) -> dict[str, dict[str, float]]:
-        if name == "notes":
-            entries = self._notes()
-            self._write_manifest(self.data_dir / "notes" / MANIFEST, entries)
+        if name in RENDERED_SETS:
+            entries = self._notes() if name == "notes" else self._excerpts()
+            self._write_manifest(self.data_dir / name / MANIFEST, entries)
         else:
             entries = [e for source in SOURCES if source.set == name for e in self._source(source)]
             for split in SPLITS:
@@ -423,8 +340,8 @@ class Fetcher:
                 )
         return entries, unreadable
 
-    def _soundfont(self) -> Path:
-        """FluidR3_GM.sf2: installed, cached by an earlier run, or fetched now."""
+    def _soundfont(self, part: str) -> Path:
+        """FluidR3_GM.sf2: installed, cached by an earlier run, or fetched now (for `part`)."""
         for path in self.soundfonts:
             if path.is_file():
                 return path
@@ -432,7 +349,7 @@ class Fetcher:
         if cached.is_file():
             return cached
         self.packages.check()
-        self.say(f"notes: fetching and unpacking {SOUNDFONT_PACKAGE}")
+        self.say(f"{part}: fetching and unpacking {SOUNDFONT_PACKAGE}")
         with self._work() as work:
             extracted = self.packages.extract(SOUNDFONT_PACKAGE, Path(work))
             found = extracted.root / SOUNDFONT_IN_PACKAGE
@@ -441,60 +358,100 @@ class Fetcher:
             move_into_place(found, cached, force=True)
         return cached
 
-    def _notes(self) -> list[dict[str, Any]]:
+    def _render_part(
+        self,
+        part: str,
+        recipe: dict[str, Any],
+        count: int,
+        render: Callable[[Path, Callable[[Any], Any]], tuple[list[dict[str, Any]], dict[str, int]]],
+        warn: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        """Build a part rendered from the soundfont (DATA_DIR/<part>), unless it is done.
+
+        Args:
+            part: "notes" or "excerpts" (also the folder and the unit of the progress bar).
+            recipe: what the part depends on besides the renderer's version.
+            count: files to render (for the progress line).
+            render: (soundfont, progress wrapper) -> (manifest entries, counts).
+            warn: count name -> what a warning says when it is not 0.
+        """
         version = notes_mod.renderer_version()
-        recipe = {
-            "version": RECIPE_VERSION,
-            "renderer": f"tinysoundfont {version}",
-            "sample_rate": notes_mod.SAMPLE_RATE,
-            "seconds": notes_mod.NOTE_SECONDS,
-            "hold": notes_mod.HOLD_SECONDS,
-            "plan": hashlib.sha256(
-                json.dumps([[n.relpath, n.labels()] for n in self.note_plan]).encode()
-            ).hexdigest(),
-        }
-        marker = self._done("notes", recipe)
+        recipe = {"version": RECIPE_VERSION, "renderer": f"tinysoundfont {version}", **recipe}
+        marker = self._done(part, recipe)
         if marker is not None:
-            self.say(f"notes: done ({len(marker['entries'])} notes), skipping")
+            self.say(f"{part}: done ({len(marker['entries'])} files), skipping")
             return marker["entries"]
         if version is None:
             raise M2LError(
-                "rendering notes needs tinysoundfont: pip install --no-deps tinysoundfont "
+                f"rendering {part} needs tinysoundfont: pip install --no-deps tinysoundfont "
                 "(or pip install 'm2l[data]')"
             )
-        soundfont = self._soundfont()
+        soundfont = self._soundfont(part)
         digest = hashlib.sha256()
         with open(soundfont, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        shutil.rmtree(self.data_dir / "notes", ignore_errors=True)
-        self.say(f"notes: rendering {len(self.note_plan)} notes from {soundfont}")
+        shutil.rmtree(self.data_dir / part, ignore_errors=True)
+        self.say(f"{part}: rendering {count} files from {soundfont}")
 
-        def progress(plan: Sequence[notes_mod.Note]) -> Any:
+        def progress(plan: Any) -> Any:
             from tqdm import tqdm
 
-            return tqdm(
-                plan, desc="notes", unit="note", file=sys.stderr, disable=self.quiet, dynamic_ncols=True
-            )
+            return tqdm(plan, desc=part, unit="file", file=sys.stderr, disable=self.quiet, dynamic_ncols=True)
 
-        entries, counts = notes_mod.render_notes(
-            self.data_dir, soundfont, self.note_plan, SOUNDFONT_LICENCE, SOUNDFONT_PACKAGE, progress
-        )
-        if counts["silent"]:
-            warnings.warn(f"notes: {counts['silent']} silent note(s) left out", stacklevel=2)
-        if counts["clipped"]:
-            warnings.warn(f"notes: {counts['clipped']} note(s) clipped to [-1, 1]", stacklevel=2)
-        _write_if_changed(
-            self._marker("notes"),
-            json.dumps(
-                {
-                    "recipe": recipe,
-                    "soundfont_sha256": digest.hexdigest(),
-                    "counts": counts,
-                    "entries": entries,
-                },
-                indent=1,
-            )
-            + "\n",
-        )
+        entries, counts = render(soundfont, progress)
+        for name, what in warn.items():
+            if counts.get(name):
+                warnings.warn(f"{part}: {counts[name]} {what}", stacklevel=3)
+        done = {
+            "recipe": recipe,
+            "soundfont_sha256": digest.hexdigest(),
+            "counts": counts,
+            "entries": entries,
+        }
+        _write_if_changed(self._marker(part), json.dumps(done, indent=1) + "\n")
         return entries
+
+    def _notes(self) -> list[dict[str, Any]]:
+        recipe = {
+            "sample_rate": notes_mod.SAMPLE_RATE,
+            "seconds": notes_mod.NOTE_SECONDS,
+            "hold": notes_mod.HOLD_SECONDS,
+            "plan": _plan_hash([[n.relpath, n.labels()] for n in self.note_plan]),
+        }
+        return self._render_part(
+            "notes",
+            recipe,
+            len(self.note_plan),
+            lambda soundfont, progress: notes_mod.render_notes(
+                self.data_dir, soundfont, self.note_plan, SOUNDFONT_LICENCE, SOUNDFONT_PACKAGE, progress
+            ),
+            {"silent": "silent note(s) left out", "clipped": "note(s) clipped to [-1, 1]"},
+        )
+
+    def _excerpts(self) -> list[dict[str, Any]]:
+        recipe = {
+            "sample_rate": excerpts_mod.SAMPLE_RATE,
+            "composer": excerpts_mod.COMPOSER_VERSION,
+            "seed": excerpts_mod.SEED,
+            "plan": _plan_hash([[e.relpath, e.labels()] for e in self.excerpt_plan]),
+        }
+        return self._render_part(
+            "excerpts",
+            recipe,
+            len(self.excerpt_plan),
+            lambda soundfont, progress: excerpts_mod.render_excerpts(
+                self.data_dir,
+                notes_mod.Renderer(soundfont, excerpts_mod.SAMPLE_RATE),
+                self.excerpt_plan,
+                SOUNDFONT_LICENCE,
+                SOUNDFONT_PACKAGE,
+                progress,
+            ),
+            {"silent": "silent excerpt(s) left out", "scaled": "excerpt(s) scaled down not to clip"},
+        )
+
+
+def _plan_hash(rows: list[Any]) -> str:
+    """SHA-256 of a plan's JSON (part of a rendered part's recipe)."""
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()

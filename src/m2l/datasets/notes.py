@@ -51,6 +51,7 @@ VELOCITIES = (40, 80, 120)
 SEED = 2024
 TICKS_PER_BEAT = 480
 TEMPO_US = 500_000  # microseconds per beat (120 bpm): one tick is 1/960 s
+DRUM_CHANNEL = 9  # MIDI channel 10: its program change selects a drum kit (bank 128)
 FLUSH_SECONDS = 0.1  # rendered (and dropped) after every note, once its voices are stopped
 
 GM_FAMILIES = (
@@ -190,7 +191,7 @@ def plan_notes(
 
 
 # ----------------------------------------------------------------------------- MIDI files
-def _vlq(value: int) -> bytes:
+def vlq(value: int) -> bytes:
     """A MIDI variable-length quantity: 7 bits per byte, high bit set on all but the last."""
     if not 0 <= value <= 0x0FFFFFFF:
         raise M2LError(f"MIDI: delta time {value} out of range")
@@ -220,7 +221,7 @@ def midi_file(
         ticks_per_beat: the header's division.
         tempo_us: microseconds per beat, written as a tempo event at tick 0.
     """
-    body = bytearray(_vlq(0) + bytes([0xFF, 0x51, 3]) + tempo_us.to_bytes(3, "big"))
+    body = bytearray(vlq(0) + bytes([0xFF, 0x51, 3]) + tempo_us.to_bytes(3, "big"))
     now = 0
     for tick, message in sorted(events, key=lambda e: e[0]):
         if (
@@ -231,9 +232,9 @@ def midi_file(
             raise M2LError(f"MIDI: not a channel message: {bytes(message).hex()}")
         if not 0 <= tick <= end_tick:
             raise M2LError(f"MIDI: event tick {tick} outside 0..{end_tick}")
-        body += _vlq(tick - now) + bytes(message)
+        body += vlq(tick - now) + bytes(message)
         now = tick
-    body += _vlq(end_tick - now) + bytes([0xFF, 0x2F, 0])
+    body += vlq(end_tick - now) + bytes([0xFF, 0x2F, 0])
     header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
     return header + ticks_per_beat.to_bytes(2, "big") + b"MTrk" + len(body).to_bytes(4, "big") + body
 
@@ -282,7 +283,7 @@ def read_midi(data: bytes) -> tuple[list[tuple[float, bytes]], float]:
             raise M2LError("MIDI: truncated chunk")
         if kind == b"MTrk":
             end = max(end, _read_track(chunk, timed, tempos))
-    tempos.sort()
+    tempos.sort(key=lambda t: t[0])  # stable: a tempo event at tick 0 replaces the default
 
     def seconds(tick: int) -> float:
         total, last_tick, last_tempo = 0.0, 0, TEMPO_US
@@ -301,7 +302,7 @@ def _read_track(chunk: bytes, timed: list[tuple[int, int, bytes]], tempos: list[
     """Append a track's channel messages to `timed` and tempo changes to `tempos`; returns its end."""
     pos, tick, status = 0, 0, 0
 
-    def vlq() -> int:
+    def read_vlq() -> int:
         nonlocal pos
         value = 0
         for _ in range(4):
@@ -315,13 +316,13 @@ def _read_track(chunk: bytes, timed: list[tuple[int, int, bytes]], tempos: list[
         raise M2LError("MIDI: variable-length quantity longer than 4 bytes")
 
     while pos < len(chunk):
-        tick += vlq()
+        tick += read_vlq()
         if pos >= len(chunk):
             raise M2LError("MIDI: truncated track")
         if chunk[pos] == 0xFF:
             kind = chunk[pos + 1] if pos + 1 < len(chunk) else -1
             pos += 2
-            size = vlq()
+            size = read_vlq()
             payload, pos = chunk[pos : pos + size], pos + size
             if kind == 0x51 and size == 3:
                 tempos.append((tick, int.from_bytes(payload, "big")))
@@ -330,7 +331,7 @@ def _read_track(chunk: bytes, timed: list[tuple[int, int, bytes]], tempos: list[
             continue
         if chunk[pos] in (0xF0, 0xF7):
             pos += 1
-            size = vlq()  # (not `pos += vlq()`: that would add to the old position)
+            size = read_vlq()  # (not `pos += read_vlq()`: that would add to the old position)
             pos += size
             continue
         if chunk[pos] & 0x80:
@@ -390,7 +391,9 @@ class Renderer:
         kind, channel = message[0] >> 4, message[0] & 0x0F
         if kind == 0xC:
             try:
-                self._synth.program_select(channel, self._sfid, 0, message[1])
+                self._synth.program_select(
+                    channel, self._sfid, 0, message[1], is_drums=channel == DRUM_CHANNEL
+                )
             except Exception:
                 raise M2LError(
                     f"{self.soundfont}: no preset for GM program {message[1] + 1} in bank 0"

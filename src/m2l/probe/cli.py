@@ -1,7 +1,13 @@
-"""`m2l probe`: MIR probes (pitch, pitch class, instrument) on a labelled note set.
+"""`m2l probe`: MIR probes on a labelled set: pitch, pitch class, instrument on isolated notes, or
+key, tempo, meter (also key_mode, tonic) on music excerpts.
 
-    m2l probe --model A [--model B ...] --notes DATA/notes/manifest.jsonl --out OUT_DIR
-              [--tasks pitch,pitch_class,instrument] [--probes linear,mlp] [--force]
+    m2l probe --model A [--model B ...] --data DATA/notes/manifest.jsonl --out OUT_DIR
+              [--tasks pitch,pitch_class,instrument] [--probes linear,mlp] [--pool mean] [--force]
+    m2l probe --model A --data DATA/excerpts/manifest.jsonl --out OUT_DIR   # key,tempo,meter
+
+`--notes` is the former name of `--data`. The default tasks and pooling follow the manifest: rows
+with a "key" are excerpts (tasks key, tempo, meter; pooling meanstd), others notes (pitch,
+pitch_class, instrument; pooling mean).
 
 For every model: its paper MIR features and its plain latents (see `m2l.probe.features`); once per
 architecture, the same encoder with untrained (seeded) weights; once overall, log-mel statistics.
@@ -23,14 +29,14 @@ import numpy as np
 from m2l.cli.args import add_quiet, check_device, comma_choices, device_arg
 from m2l.datasets import SPLITS
 from m2l.files import check_output, check_output_folder
-from m2l.probe import TASK_FIELDS
+from m2l.probe import SET_TASKS, TASK_FIELDS
 
 if TYPE_CHECKING:
     from m2l.probe.features import NoteSet
 
 RESULT_FILE = "probe.json"
 RESULT_FORMAT, RESULT_VERSION = "m2l-probe", 1
-DEFAULT_TASKS = "pitch,pitch_class,instrument"
+DEFAULT_POOL = {"notes": "mean", "excerpts": "meanstd"}
 
 
 @dataclass(frozen=True)
@@ -62,18 +68,28 @@ def add_probe(p: argparse.ArgumentParser) -> None:
         help="model to probe: preset (untrained), checkpoint path or 'music2latent'; "
         "repeatable (none: only the log-mel baseline)",
     )
-    p.add_argument(
-        "--notes",
-        required=True,
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--data",
+        dest="manifest",
         metavar="MANIFEST",
-        help="labelled note manifest (JSON lines, e.g. DATA/notes/manifest.jsonl)",
+        help="labelled manifest (JSON lines): DATA/notes/manifest.jsonl or DATA/excerpts/manifest.jsonl",
     )
+    data.add_argument("--notes", dest="manifest", metavar="MANIFEST", help="the same as --data")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for probe.json (and cache/)")
     p.add_argument(
         "--tasks",
         type=comma_choices(tuple(TASK_FIELDS), "task"),
-        default=DEFAULT_TASKS.split(","),
-        help=f"comma-separated tasks (default: {DEFAULT_TASKS})",
+        default=None,
+        help="comma-separated tasks (default: "
+        + "; ".join(f"{','.join(tasks)} for {kind}" for kind, tasks in SET_TASKS.items())
+        + ")",
+    )
+    p.add_argument(
+        "--pool",
+        choices=("mean", "meanstd"),
+        help="pooling of the codec outputs over time: mean, or mean and std "
+        "(default: mean for notes, meanstd for excerpts)",
     )
     p.add_argument(
         "--probes",
@@ -88,7 +104,12 @@ def add_probe(p: argparse.ArgumentParser) -> None:
 
 
 def extract_feature_sets(
-    notes: NoteSet, sources: list[str], cache_dir: Path, device: str | None, quiet: bool
+    notes: NoteSet,
+    sources: list[str],
+    cache_dir: Path,
+    device: str | None,
+    quiet: bool,
+    pool: str = "mean",
 ) -> list[FeatureSet]:
     """Every model's features and latents, one untrained baseline per architecture, log-mel stats.
 
@@ -98,6 +119,7 @@ def extract_feature_sets(
         cache_dir: the feature cache folder.
         device: torch device of the encoders (None: best available).
         quiet: no progress bars.
+        pool: pooling of the codec outputs ("mean" or "meanstd", `features.codec_extractor`).
 
     Returns:
         The feature sets in report order.
@@ -107,7 +129,9 @@ def extract_feature_sets(
     from m2l.probe import features
 
     def extractor(model: Any, model_id: str) -> Any:
-        return lambda: features.codec_extractor(make_codec(model, model_id=model_id, device=device))
+        return lambda: features.codec_extractor(make_codec(model, model_id=model_id, device=device), pool)
+
+    suffix = "" if pool == "mean" else f"+{pool}"  # the cache key of pooled features
 
     sets: list[FeatureSet] = []
     baselines: dict[str, FeatureSet] = {}
@@ -115,6 +139,7 @@ def extract_feature_sets(
         model, model_id = features.seeded(lambda source=source: load_model(source))
         # a preset without weights is the seeded untrained encoder: share its cache entry
         key = features.untrained_id(model.cfg) if model_id.endswith(UNTRAINED_TAG) else model_id
+        key += suffix
         feats = features.cached_features(
             notes,
             cache_dir,
@@ -131,7 +156,7 @@ def extract_feature_sets(
             untrained = features.cached_features(
                 notes,
                 cache_dir,
-                uid,
+                uid + suffix,
                 ("features",),
                 lambda cfg=cfg, uid=uid: extractor(features.seeded(lambda: create(cfg)), uid)(),
                 f"untrained {cfg.name} features",
@@ -172,9 +197,9 @@ def format_table(report: dict[str, Any]) -> str:
             c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    n = report["splits"]
+    n, unit = report["splits"], report.get("set", "notes")
     title = (
-        f"test accuracy ({report['manifest']}: train {n['train']}, val {n['val']}, test {n['test']} notes)"
+        f"test accuracy ({report['manifest']}: train {n['train']}, val {n['val']}, test {n['test']} {unit})"
     )
     return "\n".join([title, line(heads), *(line(r) for r in rows)])
 
@@ -191,9 +216,11 @@ def run_probe(args: argparse.Namespace) -> int:
     check_output_folder(out)
     check_output(result, args.force)
     check_device(args.device)
-    notes = read_notes(args.notes, args.tasks)
+    notes = read_notes(args.manifest, args.tasks)
+    args.tasks = list(notes.labels)
+    args.pool = args.pool or DEFAULT_POOL[notes.kind]
     cache_dir = Path(args.cache) if args.cache else out / "cache"
-    sets = extract_feature_sets(notes, args.model, cache_dir, args.device, args.quiet)
+    sets = extract_feature_sets(notes, args.model, cache_dir, args.device, args.quiet, args.pool)
     report = _report(args, notes, sets, _score_all(args, notes, sets))
     write_text(result, json.dumps(report, indent=2) + "\n", force=args.force)
     print(format_table(report), flush=True)
@@ -233,10 +260,13 @@ def _report(
         "version": RESULT_VERSION,
         "manifest": str(notes.manifest),
         "manifest_sha256": notes.sha256,
+        "set": notes.kind,
         "splits": {s: notes.count(s) for s in SPLITS},
         "tasks": list(args.tasks),
+        "classes": notes.classes or {},
         "probes": list(args.probes),
         "protocol": {
+            "pooling": args.pool,
             "standardise": "train mean and std",
             "selection": "val accuracy",
             "seed": probes.SEED,

@@ -17,6 +17,9 @@ Feature kinds (one clip vector per note, the papers' MIR protocol; the pooling i
 - "logmel": mean and standard deviation over time of 128 log10 Slaney mel bands (44.1 kHz,
   2048-point Hann STFT, hop 512; `m2l.evaluate.metrics`), 256 numbers.
 
+With `--pool meanstd` (the default for excerpts) "features" and "latents" are followed by their
+standard deviation over time (`time_std`; v2 features have no time axis and stay the mean).
+
 The cache holds one safetensors file per (model id, kind, manifest SHA-256), checksummed and
 written atomically; a file that cannot be read or does not match is recomputed with a warning.
 It is keyed by the manifest's bytes: replace audio files under an unchanged manifest and the
@@ -46,10 +49,12 @@ from m2l.datasets import SPLITS, manifest_bytes, manifest_rows
 from m2l.errors import M2LError
 from m2l.evaluate.metrics import mel_filterbank, stft_magnitude
 from m2l.loading import UNTRAINED_SEED
-from m2l.probe import TASK_FIELDS
+from m2l.probe import SET_TASKS, TASK_FIELDS, TEXT_TASKS
 
 CACHE_FORMAT, CACHE_VERSION = "m2l-probe-features", 2
 LOGMEL_RATE, LOGMEL_FFT, LOGMEL_HOP, LOGMEL_BANDS, LOGMEL_FLOOR = 44100, 2048, 512, 128, 1e-5
+POOLINGS = ("mean", "meanstd")
+"""How codec outputs are pooled over time (`codec_extractor`); excerpts default to "meanstd"."""
 LOGMEL_ID = f"logmel-{LOGMEL_RATE}hz-fft{LOGMEL_FFT}-hop{LOGMEL_HOP}-mels{LOGMEL_BANDS}"
 """The cache's model id of the log-mel statistics baseline."""
 
@@ -68,7 +73,8 @@ class NoteSet:
         sha256: SHA-256 of its bytes (part of the cache key).
         paths: resolved audio file of each note.
         splits: "train" / "val" / "test" per note.
-        labels: task -> integer label per note (only the tasks asked for).
+        labels: task -> integer label per note (only the tasks asked for); text labels
+            (`TEXT_TASKS`) are numbered in sorted order.
     """
 
     manifest: Path
@@ -76,6 +82,10 @@ class NoteSet:
     paths: list[Path]
     splits: np.ndarray
     labels: dict[str, np.ndarray]
+    kind: str = "notes"
+    """"notes", or "excerpts" when the manifest's rows carry a "key" (`SET_TASKS`)."""
+    classes: dict[str, list[str]] | None = None
+    """Task -> the class names of the integer labels, for tasks with text labels."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -89,16 +99,28 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _label(row: dict, task: str, where: str) -> int:
+def _label(row: dict, task: str, where: str) -> int | str:
     field = TASK_FIELDS[task]
     value = row.get(field)
     if value is None and task == "pitch_class" and _is_int(row.get("pitch")):
         return int(row["pitch"]) % 12
     if value is None:
         raise M2LError(f"{where}: no {field!r} field (the label of the {task!r} task)")
+    if task in TEXT_TASKS and isinstance(value, str) and value.strip():
+        return value
     if not _is_int(value):
-        raise M2LError(f"{where}: {field!r} must be an integer, got {value!r}")
+        what = "an integer or a non-empty string" if task in TEXT_TASKS else "an integer"
+        raise M2LError(f"{where}: {field!r} must be {what}, got {value!r}")
     return int(value)
+
+
+def _encode(values: list[int | str]) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels, and the class names when some labels are text (numbered in sorted order)."""
+    if all(isinstance(v, int) for v in values):
+        return np.array(values, dtype=np.int64), None
+    names = sorted({str(v) for v in values})
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[str(v)] for v in values], dtype=np.int64), names
 
 
 def _resolve(manifest: Path, rel: str, where: str) -> Path:
@@ -112,12 +134,18 @@ def _resolve(manifest: Path, rel: str, where: str) -> Path:
     )
 
 
-def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
-    """Read and check a note manifest.
+def manifest_kind(rows: Sequence[tuple[str, dict]]) -> str:
+    """ "excerpts" when the first row has a "key" label, else "notes"."""
+    return "excerpts" if rows and "key" in rows[0][1] else "notes"
+
+
+def read_notes(manifest: str | Path, tasks: Sequence[str] | None = None) -> NoteSet:
+    """Read and check a labelled manifest (isolated notes or music excerpts).
 
     Args:
         manifest: the JSON-lines file.
-        tasks: the tasks whose labels must be present (keys of `TASK_FIELDS`).
+        tasks: the tasks whose labels must be present (keys of `TASK_FIELDS`); None: the default
+            tasks of the manifest's kind (`SET_TASKS`, `manifest_kind`).
 
     Returns:
         The notes, with every audio file checked to exist.
@@ -131,8 +159,11 @@ def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
     data = manifest_bytes(path)
     paths: list[Path] = []
     splits: list[str] = []
-    labels: dict[str, list[int]] = {task: [] for task in tasks}
-    for where, row in manifest_rows(path, data):
+    rows = manifest_rows(path, data)
+    kind = manifest_kind(rows)
+    tasks = SET_TASKS[kind] if tasks is None else tasks
+    labels: dict[str, list[int | str]] = {task: [] for task in tasks}
+    for where, row in rows:
         rel, split = row.get("path"), row.get("split")
         if not isinstance(rel, str) or not rel:
             raise M2LError(f"{where}: 'path' must be a non-empty string, got {rel!r}")
@@ -147,12 +178,15 @@ def read_notes(manifest: str | Path, tasks: Sequence[str]) -> NoteSet:
     for split in SPLITS:
         if split not in splits:
             raise M2LError(f"{path}: no notes in the {split!r} split (probes need train, val and test)")
+    encoded = {task: _encode(values) for task, values in labels.items()}
     return NoteSet(
         manifest=path,
         sha256=hashlib.sha256(data).hexdigest(),
         paths=paths,
         splits=np.array(splits),
-        labels={t: np.array(v, dtype=np.int64) for t, v in labels.items()},
+        labels={t: codes for t, (codes, _) in encoded.items()},
+        kind=kind,
+        classes={t: names for t, (_, names) in encoded.items() if names is not None},
     )
 
 
@@ -271,12 +305,42 @@ def clip_vector(codec: Codec, wave: torch.Tensor, kind: str) -> np.ndarray:
     return codec.clip_vector(codec.encode(wave, features=features), features=features).double().numpy()
 
 
-def codec_extractor(codec: Codec) -> Extractor:
-    """Extractor of the "features" and "latents" kinds of an m2l codec (`Codec1` or `Codec2`)."""
+def time_std(out: torch.Tensor) -> torch.Tensor:
+    """The spread over time of `encode`'s output for one clip (the "meanstd" pooling's second half).
+
+    Args:
+        out: v1 [channels, dim, frames] -> std over frames, mean over channels, [dim]; v2 latents
+            [rows, chunks, K, dim] -> std over chunks, mean over rows, [K * dim]; v2 features
+            [rows, K * dim] have no time axis (the encoder averages its chunks) -> [0].
+    """
+    if out.dim() == 3:
+        return out.std(dim=2, correction=0).mean(0)
+    if out.dim() == 4:
+        return out.std(dim=1, correction=0).mean(0).flatten()
+    return out.new_zeros(0)
+
+
+def codec_extractor(codec: Codec, pool: str = "mean") -> Extractor:
+    """Extractor of the "features" and "latents" kinds of an m2l codec (`Codec1` or `Codec2`).
+
+    Args:
+        codec: the codec.
+        pool: "mean" (`clip_vector`, the papers' protocol) or "meanstd" (the mean, then `time_std`:
+            for longer clips, whose rhythm lives in how the frames change).
+    """
+    if pool not in POOLINGS:
+        raise M2LError(f"unknown pooling {pool!r} (known: {', '.join(POOLINGS)})")
 
     def extract(path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
         wave = codec.load_audio(path, downmix=True)
-        return {kind: clip_vector(codec, wave, kind) for kind in kinds}
+        if pool == "mean":
+            return {kind: clip_vector(codec, wave, kind) for kind in kinds}
+        found = {}
+        for kind in kinds:
+            out = codec.encode(wave, features=kind == "features")
+            mean = codec.clip_vector(out, features=kind == "features")
+            found[kind] = torch.cat([mean, time_std(out)]).double().numpy()
+        return found
 
     return extract
 
