@@ -21,7 +21,11 @@ if [ ! -f "$WORK/dataset/index.jsonl" ]; then
   m2l pack "$WORK/latents" -o "$WORK/dataset" --manifest "$DATA/music/train/manifest.jsonl"
 fi
 # shellcheck disable=SC2068
-m2l gen train "$WORK/dataset" --out "$WORK/run" --preset gen-small --set precision=bf16 \
+said=$(m2l gen train "$WORK/dataset" --out "$WORK/run" --preset gen-small --set precision=bf16 \
   --set batch_size=16 --set steps="$STEPS" --set warmup=500 --set val_every=500 --set ckpt_every=500 \
-  --set log_every=100 $@
-m2l gen export "$WORK/run" "$here/../src/m2l/weights/m2l-gen-default.safetensors" --fp16 --force
+  --set log_every=100 $@)
+echo "$said"
+case "$said" in
+  *"done at step"*) m2l gen export "$WORK/run" "$here/../src/m2l/weights/m2l-gen-default.safetensors" --fp16 --force ;;
+  *) echo "gen_ship.sh: training stopped before step $STEPS; run again to resume (nothing exported)" >&2; exit 3 ;;
+esac
