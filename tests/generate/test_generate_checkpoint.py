@@ -17,6 +17,8 @@ import m2l
 from m2l.errors import M2LError
 from m2l.generate import checkpoint
 from m2l.generate.checkpoint import NO_SHIPPED, load_generator, save_generator
+from m2l.generate.sampling import sample_long
+from m2l.latents.stats import LatentStats
 from m2l.sniff import Kind, sniff
 
 
@@ -152,3 +154,22 @@ def test_the_objective_is_saved_and_a_file_from_before_it_loads_as_flow(tmp_path
     with pytest.raises(M2LError) as err:
         load_generator(old)
     assert_one_line_error(err, str(old), "objective", "flow, edm", "ddpm")
+
+
+def test_sample_returns_codec_scale_latents_keeping_a_prompt(tmp_path):
+    model = tiny_generator(5)
+    stats = LatentStats("v1", "c@1", "c0ffee", 100, (2.0,) * 64, (3.0,) * 64, 2.0, 3.0)
+    path = save_generator(
+        tmp_path / "g.safetensors", model, model.cfg, labels=(), stats=stats, codec_id="c@1", codec_source="c"
+    )
+    gen = load_generator(path)
+    z = gen.sample(40, seed=1, steps=2, batch=3)  # [3, 64, 40]
+    assert z.shape == (3, 64, 40)
+    assert torch.equal(z, gen.sample(40, seed=1, steps=2, batch=3))
+    assert not torch.equal(z, gen.sample(40, seed=2, steps=2, batch=3))
+    normalised = sample_long(gen.model, 40, 2, 1, batch=3)
+    assert torch.allclose(z, 2.0 + 3.0 * normalised, atol=1e-5)  # the codec's scale
+    prompt = 2.0 + 3.0 * torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+    continued = gen.sample(30, seed=0, steps=2, prompt=prompt)  # [1, 64, 30]
+    assert continued.shape == (1, 64, 30)
+    assert torch.allclose(continued[0, :, :10], prompt, atol=1e-5)

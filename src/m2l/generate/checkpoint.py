@@ -27,7 +27,8 @@ from m2l.checksummed import atomic_save, meta_json, meta_text, read_safetensors,
 from m2l.config import DEFAULT_MODEL
 from m2l.errors import M2LError
 from m2l.generate.model import Generator, GeneratorConfig, generator_config_from_dict
-from m2l.generate.normalize import check_stats
+from m2l.generate.normalize import check_stats, from_generator, to_generator
+from m2l.generate.sampling import sample_long
 from m2l.latents.stats import LatentStats
 from m2l.sniff import GENERATOR_FORMAT
 
@@ -63,6 +64,44 @@ class GeneratorFile:
     @property
     def cfg(self) -> GeneratorConfig:
         return self.model.cfg
+
+    def sample(
+        self,
+        frames: int,
+        *,
+        seed: int = 0,
+        steps: int = 8,
+        batch: int = 1,
+        prompt: torch.Tensor | None = None,
+        style: str | None = None,
+        guidance: float = 1.0,
+    ) -> torch.Tensor:
+        """Latents in the codec's scale, ready for `codec.decode` (on the generator's device).
+
+        Args:
+            frames: the length in latent frames (`codec.num_units(samples)`), prompt included.
+            seed: seeds the sampler (the same seed, the same latents).
+            steps: sampler steps per window.
+            batch: clips to make (without a prompt).
+            prompt: [B, D, P] or [D, P] codec latents to continue (kept as the first P frames).
+            style: a class name of `labels` (None: unconditional).
+            guidance: the classifier-free guidance scale (with a style).
+
+        Returns:
+            [B, D, frames] latents.
+        """
+        given = None if prompt is None else to_generator(prompt.float(), self.stats, self.cfg)
+        z = sample_long(
+            self.model,
+            frames,
+            steps,
+            seed,
+            batch=batch,
+            prompt=given,
+            label=self.label_of(style),
+            guidance=guidance,
+        )  # [B, D, frames] normalised
+        return from_generator(z, self.stats, self.cfg)
 
     def label_of(self, name: str | None) -> int | None:
         """The label of the class `name` (None: no class).
