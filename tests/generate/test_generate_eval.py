@@ -253,3 +253,19 @@ def test_listening_page_in_headless_chromium(report, tmp_path):
         assert audio["error"] is None and audio["state"] >= 1, audio
         kind = audio["src"].split("/")[-1].rsplit("_", 1)[0]
         assert audio["duration"] == pytest.approx(seconds.get(kind, 2.0), abs=0.01), audio
+
+
+def test_a_reference_adds_the_train_floor_and_changes_nothing_else(capsys, setup, report, tmp_path):
+    out = tmp_path / "with-reference"
+    code, stdout, err = _gen_eval(capsys, setup, out, *OPTIONS, "--reference-audio", str(setup["data"]))
+    assert code == 0, err
+    assert "train_floor" in stdout
+    results = json.loads((out / "results.json").read_text())
+    assert math.isfinite(results["fad"]["train_floor"]) and results["fad"]["train_floor"] >= 0
+    assert results["data"]["reference"] == str(setup["data"])
+    assert "--reference-audio" in results["command"]
+    assert len(results["media"]["train_floor"]) == 2
+    without = json.loads((report / "results.json").read_text())
+    assert {k: v for k, v in results["fad"].items() if k != "train_floor"} == without["fad"]
+    assert "train_floor" in (out / "report.html").read_text()
+    assert "train_floor" not in (report / "report.html").read_text()

@@ -105,6 +105,13 @@ def add_gen_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--embedding-weights", metavar="PATH", help="local weights for vggish / clap")
     p.add_argument(
+        "--reference-audio",
+        type=Path,
+        metavar="TRAIN_AUDIO",
+        help="the generator's training audio (folder or manifest): adds train_floor, its decoded real "
+        "latents scored against the test crops (what a perfect generator of that audio would score)",
+    )
+    p.add_argument(
         "--audio-items",
         type=int_at_least(0, "an integer >= 0"),
         default=4,
@@ -122,7 +129,12 @@ def gen_eval_command(args: argparse.Namespace) -> str:
     parts += ["--clips", str(args.clips), "--seconds", f"{args.seconds:g}"]
     parts += ["--prompt-seconds", f"{args.prompt_seconds:g}", "--steps", str(args.steps)]
     parts += ["--seed", str(args.seed), "--embedding", args.embedding, "--audio-items", str(args.audio_items)]
-    for flag, value in (("--embedding-weights", args.embedding_weights), ("--device", args.device)):
+    optional = (
+        ("--embedding-weights", args.embedding_weights),
+        ("--reference-audio", args.reference_audio),
+        ("--device", args.device),
+    )
+    for flag, value in optional:
         if value is not None:
             parts += [flag, str(value)]
     return shlex.join(parts + (["--force"] if args.force else []))
@@ -150,10 +162,12 @@ def run_gen_eval(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         command=gen_eval_command(args),
+        reference=args.reference_audio,
     )
     results = run_gen_evaluation(opts)
     fad, mel = results["fad"], results["continuation"]["mel_distance"]
-    refs = ", ".join(f"{name} {format_number(fad[name])}" for name in ("floor", "baseline", "shuffled"))
+    names = ("floor", "baseline", "shuffled", *(("train_floor",) if "train_floor" in fad else ()))
+    refs = ", ".join(f"{name} {format_number(fad[name])}" for name in names)
     print(
         f"m2l gen eval: FAD generated {format_number(fad['generated'])} ({refs}); continuation mel "
         f"{format_number(mel['continuation'])} (repeat {format_number(mel['repeat'])}); "

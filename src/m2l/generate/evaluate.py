@@ -82,6 +82,7 @@ class GenEvalOptions:
     force: bool = False
     progress: bool = True
     command: str = ""
+    reference: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,22 @@ def clip_sets(run: Run, crops: list[Crop], generator: torch.Generator) -> dict[s
     return sets
 
 
+def reference_floor(run: Run, generator: torch.Generator) -> list[torch.Tensor]:
+    """The "train_floor" set: N crops of `opts.reference` (the generator's training audio),
+    encoded and decoded (clip i with seed SEED+i): what a generator that had learned its training
+    distribution perfectly would score against the test crops."""
+    opts = run.opts
+    sources = find_items(opts.reference) if opts.reference is not None else []
+    crops = take_crops(sources, int(run.codec.sample_rate), opts.seconds, opts.clips, generator)
+    z = real_latents(run, crops)  # [N, D, T]
+    return [run.decode(z[i], i) for i in range(len(crops))]
+
+
 def fad_scores(run: Run, sets: dict[str, list[torch.Tensor]], embedder: Embedder) -> dict[str, float | None]:
-    """FAD of each set of `SETS` against the real crops (None with a note when it fails)."""
+    """FAD of each set of `SETS` (and "train_floor" with a reference) against the real crops
+    (None with a note when it fails)."""
     scores: dict[str, float | None] = {}
-    for name in SETS:
+    for name in [*SETS, *(["train_floor"] if "train_floor" in sets else [])]:
         try:
             scores[name] = finite_or_none(fad(sets["real"], sets[name], run.codec.sample_rate, embedder))
         except M2LError as err:
@@ -350,7 +363,12 @@ def header(run: Run, data_kind: str, crops: list[Crop]) -> dict[str, Any]:
         "m2l_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": opts.command,
-        "data": {"source": str(opts.data), "kind": data_kind, "clips": len(crops)},
+        "data": {
+            "source": str(opts.data),
+            "kind": data_kind,
+            "clips": len(crops),
+            "reference": None if opts.reference is None else str(opts.reference),
+        },
         "options": {
             "seconds": opts.seconds,
             "prompt_seconds": opts.prompt_seconds,
@@ -389,11 +407,14 @@ def run_gen_evaluation(opts: GenEvalOptions) -> dict[str, Any]:
     gen, codec = generator_and_codec(opts.model, opts.device)
     generator = torch.Generator().manual_seed(opts.seed)
     crops = take_crops(sources, int(codec.sample_rate), opts.seconds, opts.clips, generator)
-    bar = tqdm(total=5 * len(crops), desc="gen eval", unit="clip", file=sys.stderr, disable=not opts.progress)
+    clips = (5 + (opts.reference is not None)) * len(crops)
+    bar = tqdm(total=clips, desc="gen eval", unit="clip", file=sys.stderr, disable=not opts.progress)
     with bar:
         run = Run(opts, gen, codec, lambda: bar.update(1), [])
         sets = clip_sets(run, crops, generator)
         rows = continuations(run, crops, sets["floor"])
+        if opts.reference is not None:
+            sets["train_floor"] = reference_floor(run, torch.Generator().manual_seed(opts.seed + 1))
     results = header(run, "folder" if opts.data.is_dir() else "manifest", crops)
     fads = fad_scores(run, sets, embedder)
     means = {name: mean([r[name] for r in rows]) for name in CONTINUATIONS}

@@ -31,6 +31,7 @@ SET_NOTES = {
     "baseline": "decoded Gaussian latents with the corpus mean and std per dimension",
     "shuffled": "real latents with their frames in a random order, decoded",
     "generated": "unconditional clips of the generator",
+    "train_floor": "decoded real latents of the training audio (--reference-audio): a perfect generator",
 }
 CONTINUATION_NOTES = {
     "continuation": "the generator's continuation of the prompt",
@@ -51,6 +52,8 @@ def fad_table(results: dict[str, Any]) -> str:
     rows = []
     for name, note in SET_NOTES.items():
         value = fad.get(name)
+        if name == "train_floor" and value is None:
+            continue  # no --reference-audio
         ratio = None if value is None or not floor else value / floor
         rows.append(
             f'<tr class="fad-row" data-set="{escape_html(name)}"><td class="text">{escape_html(name)}</td>'
