@@ -11,6 +11,7 @@ from m2l.cli.args import add_quiet, check_device, device_arg, finite_float, int_
 from m2l.config import DEFAULT_MODEL
 from m2l.errors import M2LError
 from m2l.files import check_output
+from m2l.generate import DEFAULT_STEPS
 
 GENERATOR_PRESET_NAMES = ("gen-tiny", "gen-small")
 GENERATOR_OBJECTIVES = ("flow", "edm")
@@ -92,7 +93,10 @@ def add_gen_eval(p: argparse.ArgumentParser) -> None:
         "--prompt-seconds", type=_SECONDS, default=5.0, help="prompt of each continuation (default 5)"
     )
     p.add_argument(
-        "--steps", type=int_at_least(1, "a positive integer"), default=8, help="sampler steps (Heun)"
+        "--steps",
+        type=int_at_least(1, "a positive integer"),
+        default=DEFAULT_STEPS,
+        help=f"sampler steps (Heun; default {DEFAULT_STEPS})",
     )
     p.add_argument(
         "--seed", type=int_at_least(0, "a non-negative integer"), default=0, help="same seed, same numbers"
@@ -245,7 +249,10 @@ def add_generate(p: argparse.ArgumentParser) -> None:
         "--seed", type=int_at_least(0, "a non-negative integer"), default=0, help="same seed, same audio"
     )
     p.add_argument(
-        "--steps", type=int_at_least(1, "a positive integer"), default=8, help="sampler steps (Heun)"
+        "--steps",
+        type=int_at_least(1, "a positive integer"),
+        default=DEFAULT_STEPS,
+        help=f"sampler steps (Heun; default {DEFAULT_STEPS})",
     )
     p.add_argument(
         "--prompt", type=Path, metavar="IN", help="audio to continue (or to inpaint with --inpaint)"
