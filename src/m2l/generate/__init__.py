@@ -31,11 +31,6 @@ if TYPE_CHECKING:
     from m2l.generate.normalize import from_generator, to_generator
     from m2l.generate.sampling import sample, sample_long
 
-DEFAULT_STEPS = 32
-"""Sampler steps of `m2l generate`, `m2l gen eval` and `GeneratorFile.sample` (Heun: 63 network
-evaluations per window). On the test split the shipped generator's FAD falls from 116 at 8 steps
-to 84 at 32 (BENCHMARKS), while sampling stays a small part of the time that decoding takes."""
-
 _LAZY = {
     "GENERATOR_PRESETS": "m2l.generate.model",
     "Generator": "m2l.generate.model",
@@ -54,7 +49,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "DEFAULT_STEPS",
     "GENERATOR_PRESETS",
     "Generator",
     "GeneratorConfig",

@@ -24,9 +24,8 @@ from typing import Any
 import torch
 
 from m2l.checksummed import atomic_save, meta_json, meta_text, read_safetensors, seal
-from m2l.config import DEFAULT_MODEL
+from m2l.config import DEFAULT_MODEL, GENERATE_STEPS
 from m2l.errors import M2LError
-from m2l.generate import DEFAULT_STEPS
 from m2l.generate.model import Generator, GeneratorConfig, generator_config_from_dict
 from m2l.generate.normalize import check_stats, from_generator, to_generator
 from m2l.generate.sampling import sample_long
@@ -71,7 +70,7 @@ class GeneratorFile:
         frames: int,
         *,
         seed: int = 0,
-        steps: int = DEFAULT_STEPS,
+        steps: int = GENERATE_STEPS,
         batch: int = 1,
         prompt: torch.Tensor | None = None,
         style: str | None = None,

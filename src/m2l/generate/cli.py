@@ -8,10 +8,9 @@ import shlex
 from pathlib import Path
 
 from m2l.cli.args import add_quiet, check_device, device_arg, finite_float, int_at_least
-from m2l.config import DEFAULT_MODEL
+from m2l.config import DEFAULT_MODEL, GENERATE_STEPS
 from m2l.errors import M2LError
 from m2l.files import check_output
-from m2l.generate import DEFAULT_STEPS
 
 GENERATOR_PRESET_NAMES = ("gen-tiny", "gen-small")
 GENERATOR_OBJECTIVES = ("flow", "edm")
@@ -95,8 +94,8 @@ def add_gen_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps",
         type=int_at_least(1, "a positive integer"),
-        default=DEFAULT_STEPS,
-        help=f"sampler steps (Heun; default {DEFAULT_STEPS})",
+        default=GENERATE_STEPS,
+        help=f"sampler steps (Heun; default {GENERATE_STEPS})",
     )
     p.add_argument(
         "--seed", type=int_at_least(0, "a non-negative integer"), default=0, help="same seed, same numbers"
@@ -251,8 +250,8 @@ def add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps",
         type=int_at_least(1, "a positive integer"),
-        default=DEFAULT_STEPS,
-        help=f"sampler steps (Heun; default {DEFAULT_STEPS})",
+        default=GENERATE_STEPS,
+        help=f"sampler steps (Heun; default {GENERATE_STEPS})",
     )
     p.add_argument(
         "--prompt", type=Path, metavar="IN", help="audio to continue (or to inpaint with --inpaint)"

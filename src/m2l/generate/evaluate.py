@@ -43,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from m2l.codec import Codec
-from m2l.config import DEFAULT_MODEL
+from m2l.config import DEFAULT_MODEL, GENERATE_STEPS
 from m2l.errors import M2LError
 from m2l.evaluate.embeddings import Embedder, load_embedder
 from m2l.evaluate.fad import fad
@@ -51,7 +51,6 @@ from m2l.evaluate.items import ItemSource, find_items
 from m2l.evaluate.metrics import mel_distance
 from m2l.evaluate.run import finite_or_none, json_safe
 from m2l.files import check_output_folder, write_text
-from m2l.generate import DEFAULT_STEPS
 from m2l.generate.checkpoint import GeneratorFile
 from m2l.generate.make import Request, continue_latents, generate_audio, generator_and_codec, prompt_latents
 from m2l.generate.normalize import from_generator
@@ -74,7 +73,7 @@ class GenEvalOptions:
     clips: int = 32
     seconds: float = 10.0
     prompt_seconds: float = 5.0
-    steps: int = DEFAULT_STEPS
+    steps: int = GENERATE_STEPS
     seed: int = 0
     embedding: str = "mel-stats"
     embedding_weights: str | None = None

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from m2l.codec import Codec
+from m2l.config import GENERATE_STEPS
 from m2l.errors import M2LError
-from m2l.generate import DEFAULT_STEPS
 from m2l.generate.checkpoint import GeneratorFile, load_generator
 from m2l.generate.flow import gap_mask
 from m2l.generate.normalize import from_generator, to_generator
@@ -39,7 +39,7 @@ class Request:
 
     seconds: float = 30.0
     seed: int = 0
-    steps: int = DEFAULT_STEPS
+    steps: int = GENERATE_STEPS
     prompt: Path | None = None
     inpaint: tuple[float, float] | None = None
     style: str | None = None
