@@ -36,6 +36,16 @@ RATE = 44100
 OPTIONS = ("--clips", "3", "--seconds", "2", "--prompt-seconds", "1", "--steps", "2", "--audio-items", "2")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One torch thread for the module: several tests compare numbers of two runs exactly, and
+    with two threads this micro codec's sums may be added in another order from run to run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A generator file with its micro codec checkpoint, and a folder of two 3 s items."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +24,16 @@ import torch
 from m2l.config import ConsistencyConfig
 
 
+def rho_warp(index: Any, sigma_min: float, sigma_max: float, rho: float) -> Any:
+    """Noise index in [0, 1] (a float or a tensor) -> sigma in [sigma_min, sigma_max], evenly
+    spaced in sigma^(1 / rho) (Karras et al. 2022): the warp of every noise schedule in m2l."""
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (lo + index * (hi - lo)) ** rho
+
+
 def sigma_from_index(index: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:
     """Continuous noise index in [0, 1] -> sigma in [sigma_min, sigma_max] (rho-warped)."""
-    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
-    return (lo + index * (hi - lo)) ** cfg.rho
+    return rho_warp(index, cfg.sigma_min, cfg.sigma_max, cfg.rho)
 
 
 def index_from_sigma(sigma: torch.Tensor, cfg: ConsistencyConfig) -> torch.Tensor:

@@ -25,7 +25,6 @@ OUT_DIR must be absent or empty unless `force` is set.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from m2l.evaluate.boundaries import (
     pooled_ratio,
 )
 from m2l.evaluate.items import Item, find_items, load_items
+from m2l.evaluate.results import finite_or_none, json_safe, results_preamble
 from m2l.files import check_output_folder, write_text
 
 RESULTS_FORMAT = "m2l-eval"
@@ -148,25 +148,6 @@ def slug(text: str, limit: int = 40) -> str:
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse an OUT_DIR that is a file, or is not empty, unless `force`."""
     check_output_folder(out, force=force)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """A float for JSON: NaN and infinities become None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def json_safe(value: Any) -> Any:
-    """A copy of nested dicts / lists / tuples with non-finite floats replaced by None."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float):
-        return finite_or_none(value)
-    return value
 
 
 def mean_or_none(values: list[float | None]) -> float | None:
@@ -433,14 +414,8 @@ def _original_media(items: list[Item], opts: EvalOptions) -> list[dict[str, Any]
 
 def _header(opts: EvalOptions, data_kind: str) -> dict[str, Any]:
     """The run description at the top of results.json."""
-    from m2l import __version__
-
     return {
-        "format": RESULTS_FORMAT,
-        "version": RESULTS_VERSION,
-        "m2l_version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": opts.command,
+        **results_preamble(RESULTS_FORMAT, RESULTS_VERSION, opts.command),
         "data": {
             "source": str(opts.data),
             "kind": data_kind,

@@ -20,14 +20,13 @@ from m2l.errors import M2LError
 from m2l.evaluate.vggish import check_waveform
 
 VISQOL_RATE = 48000
+"""Sample rate of ViSQOL's audio mode; inputs are resampled to it."""
 
 
 class VisqolSignalError(M2LError):
     """ViSQOL itself failed on a pair of signals (e.g. one too short for its patches): a
     property of that item, unlike a missing package."""
 
-
-"""Sample rate of ViSQOL's audio mode; inputs are resampled to it."""
 
 _INSTALL_HINT = 'ViSQOL needs the optional package visqol-python: pip install "m2l[visqol]"'
 

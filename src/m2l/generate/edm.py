@@ -42,6 +42,7 @@ import math
 
 import torch
 
+from m2l.consistency.sampling import rho_warp
 from m2l.generate.flow import SAMPLERS, draw, drop_labels, guided_velocity, masked_mean
 from m2l.generate.model import Generator
 
@@ -83,8 +84,7 @@ def karras_sigmas(steps: int) -> list[float]:
     SIGMA_MIN, spaced evenly in sigma^(1 / rho), then 0."""
     if steps == 1:
         return [SIGMA_MAX, 0.0]
-    top, bottom = SIGMA_MAX ** (1 / RHO), SIGMA_MIN ** (1 / RHO)
-    return [(top + i / (steps - 1) * (bottom - top)) ** RHO for i in range(steps)] + [0.0]
+    return [rho_warp(1 - i / (steps - 1), SIGMA_MIN, SIGMA_MAX, RHO) for i in range(steps)] + [0.0]
 
 
 def denoise(

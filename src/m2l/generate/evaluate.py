@@ -29,7 +29,6 @@ Outputs in OUT: results.json (format "m2l-gen-eval", version 1), report.html
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import sys
@@ -49,7 +48,7 @@ from m2l.evaluate.embeddings import Embedder, load_embedder
 from m2l.evaluate.fad import fad
 from m2l.evaluate.items import ItemSource, find_items
 from m2l.evaluate.metrics import mel_distance
-from m2l.evaluate.run import finite_or_none, json_safe
+from m2l.evaluate.results import finite_or_none, json_safe, results_preamble
 from m2l.files import check_output_folder, write_text
 from m2l.generate.checkpoint import GeneratorFile
 from m2l.generate.make import Request, continue_latents, generate_audio, generator_and_codec, prompt_latents
@@ -353,16 +352,10 @@ def mean(values: list[float | None]) -> float | None:
 
 def header(run: Run, data_kind: str, crops: list[Crop]) -> dict[str, Any]:
     """The run description at the top of results.json."""
-    from m2l import __version__
-
     opts, gen, codec = run.opts, run.gen, run.codec
     rate = codec.sample_rate
     return {
-        "format": RESULTS_FORMAT,
-        "version": RESULTS_VERSION,
-        "m2l_version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": opts.command,
+        **results_preamble(RESULTS_FORMAT, RESULTS_VERSION, opts.command),
         "data": {
             "source": str(opts.data),
             "kind": data_kind,
