@@ -362,6 +362,8 @@ PRESETS: dict[str, Any] = {
     "m2l-v2": V2Config,
     "m2l-v2-stereo": lambda: V2Config(name="m2l-v2-stereo", audio_channels=2),
     "m2l-v2-small": _v2_small,
+    # `default-v2`'s architecture: joint stereo (both channels' spectrograms in one row)
+    "m2l-v2-small-stereo": lambda: _v2_small(name="m2l-v2-small-stereo", audio_channels=2),
     "m2l-v2-tiny": _v2_tiny,
     # the paper's ablation pair: [2, 2, 2, 2, 2, 1] layers, summary vs ordered latents
     "m2l-v2-ordered": lambda: V2Config(name="m2l-v2-ordered", layers=(2, 2, 2, 2, 2, 1), summary=False),

@@ -15,6 +15,7 @@ PARAMS = {
     "m2l-v2": 123_011_650,
     "m2l-v2-stereo": 123_015_108,
     "m2l-v2-small": 8_896_770,
+    "m2l-v2-small-stereo": 8_897_636,
     "m2l-v2-tiny": 1_502_626,
     "m2l-v2-ordered": 92_425_346,
     "m2l-v2-ordered-tiny": 1_757_090,

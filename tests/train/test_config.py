@@ -8,6 +8,7 @@ from m2l.train.config import (
     TrainConfig,
     apply_overrides,
     load_train_config,
+    model_config,
     train_config_to_dict,
 )
 
@@ -113,6 +114,11 @@ def test_an_unknown_override_suggests_the_closest_field_and_lists_them_all():
         ("rollout_sigma_min=0", "need 0 < rollout_sigma_min <= rollout_sigma_max"),
         ("aux_fade_steps=0", "need aux_fade_start >= 0 and aux_fade_steps >= 1"),
         ("aux_fade_terms=spectral,levle", "aux_fade_terms takes a comma list of spectral, phase"),
+        ("model_set=haeds=3", r"model_set item 'haeds=3': unknown field haeds \(did you mean heads\?\)"),
+        ("model_set=heads", "model_set item 'heads': expected FIELD=VALUE"),
+        ("model_set=name=x", "unknown field name"),
+        ("model_set=heads=many", "model_set heads=many: not a valid int"),
+        ("model_set=heads=0", r"config m2l-v1-tiny\+heads=0: heads must be"),
     ],
 )
 def test_override_values_are_checked(override, says):
@@ -145,3 +151,19 @@ def test_two_step_loss_needs_a_term_to_score_with_and_one_step_decodes():
         apply_overrides(TRAIN_PRESETS["tiny"](), ["spectral_weight=0", "rollout_weight=1"])
     with pytest.raises(M2LError, match="need spectral_share = 0"):
         apply_overrides(TRAIN_PRESETS["tiny"](), ["spectral_share=0.5", "phase_weight=1"])
+
+
+def test_model_set_changes_the_preset_and_names_the_change(tmp_path):
+    from m2l.config import config_from_dict, config_to_dict, preset
+
+    cfg = apply_overrides(TRAIN_PRESETS["tiny-v2"](), ["model_set=dim=96, depth=3,channels=8/16/32/32/64/64"])
+    model = model_config(cfg)
+    assert (model.dim, model.depth, model.channels) == (96, 3, (8, 16, 32, 32, 64, 64))
+    assert model.name == "m2l-v2-tiny+dim=96,depth=3,channels=8/16/32/32/64/64"
+    assert config_from_dict(config_to_dict(model)) == model  # what a checkpoint records
+    assert model_config(TRAIN_PRESETS["tiny-v2"]()) == preset("m2l-v2-tiny")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(train_config_to_dict(cfg)))
+    assert model_config(load_train_config(str(path))) == model
+    stereo = model_config(TRAIN_PRESETS["small-v2-stereo"]())
+    assert stereo == preset("m2l-v2-small-stereo") and stereo.audio_channels == 2

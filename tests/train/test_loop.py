@@ -240,6 +240,19 @@ def test_v2_trains_exports_and_decodes_through_the_same_trainer(audio_dirs, tmp_
     assert z.shape == (1, 2, 8, 64) and codec.decode(z, seed=0, length=50000).shape == (1, 50000)
 
 
+def test_model_set_trains_a_changed_preset_that_exports_and_loads_as_trained(audio_dirs, tmp_path):
+    cfg = fast_config(steps=2, model="m2l-v2-tiny", crop_frames=128, model_set="audio_channels=2,depth=1")
+    run = tmp_path / "run"
+    t = trainer(audio_dirs, run, cfg)
+    t.train()
+    assert (t.model.cfg.audio_channels, t.model.cfg.depth) == (2, 1)
+    export(run, tmp_path / "stereo.safetensors")
+    codec = m2l.load(tmp_path / "stereo.safetensors", device="cpu")
+    assert codec.model_id.startswith("m2l-v2-tiny+audio_channels=2,depth=1@")
+    z = codec.encode(torch.randn(2, 50000) * 0.1)  # joint stereo: one row for the pair
+    assert z.shape == (1, 2, 8, 64) and codec.decode(z, seed=0, length=50000).shape == (2, 50000)
+
+
 def test_compile_option_traces_the_objective_and_trains_like_eager(audio_dirs, tmp_path, monkeypatch):
     """`compile=true` runs the objective through torch.compile. The inductor backend takes
     minutes to build on CPU, so the test uses dynamo's graph capture with the eager backend: the

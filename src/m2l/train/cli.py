@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from m2l.train.loop import Trainer
 
 
-TRAIN_PRESET_NAMES = ("paper", "small", "tiny", "paper-v2", "small-v2", "tiny-v2")
+TRAIN_PRESET_NAMES = ("paper", "small", "tiny", "paper-v2", "small-v2", "small-v2-stereo", "tiny-v2")
 """The names of `m2l.train.config.TRAIN_PRESETS`, in its order (a test keeps them equal): spelled
 out here because that module imports torch, which `m2l train --help` must not."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m2l.config import PRESETS, check_precision, preset_name
+from m2l.config import PRESETS, ModelConfig, check_precision, preset, preset_name
 from m2l.consistency.loss import WEIGHTINGS
 from m2l.errors import M2LError
 
@@ -70,6 +70,10 @@ class TrainConfig:
     aux_fade_start: int = 0
     aux_fade_steps: int = 1000
     aux_fade_terms: str = "spectral,phase,level,rollout"
+    # architecture changes to the model preset, for size studies: comma-separated FIELD=VALUE of
+    # its config (a tuple as 16/32/64), e.g. "dim=192,depth=6"; the model is then named
+    # "<preset>+<model_set>" (`model_config`)
+    model_set: str = ""
     # fine-tuning: a model source ("default", a checkpoint, a run folder) of the run's model
     # preset whose weights start the run (and its EMA); "" starts from `seed`
     init: str = ""
@@ -106,6 +110,7 @@ class TrainConfig:
                 f"got {self.model!r}{did_you_mean(str(self.model), PRESETS)}"
             )
         check_precision(self.precision)
+        model_config(self)  # a bad model_set is refused here, before any run starts
         for key in (
             "batch_size",
             "steps",
@@ -137,6 +142,35 @@ class TrainConfig:
 
 
 TEACHERS = ("index_delta", "curriculum")
+_FIXED_MODEL_FIELDS = ("kind", "name", "spectral", "consistency")  # not for model_set
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    """The config of the model a run trains: its `model` preset changed by `model_set`.
+
+    Raises:
+        M2LError: a `model_set` item that is not FIELD=VALUE of a settable field of the preset's
+            config, a value not of that field's type, or a config the preset's checks refuse.
+    """
+    base = preset(cfg.model)
+    if not cfg.model_set:
+        return base
+    defaults = {
+        f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.name not in _FIXED_MODEL_FIELDS
+    }
+    changes: dict[str, Any] = {}
+    for item in cfg.model_set.split(","):
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or key not in defaults:
+            what = f"unknown field {key}{did_you_mean(key, defaults)}" if sep else "expected FIELD=VALUE"
+            raise M2LError(f"model_set item {item!r}: {what}; fields of {base.name}: {', '.join(defaults)}")
+        default = defaults[key]
+        if isinstance(default, tuple):
+            kind = type(default[0]) if default else int
+            changes[key] = tuple(parse_value(f"model_set {key}", v.strip(), kind) for v in raw.split("/"))
+        else:
+            changes[key] = parse_value(f"model_set {key}", raw, type(default))
+    return dataclasses.replace(base, name=f"{base.name}+{cfg.model_set.replace(' ', '')}", **changes)
 
 
 def _check_auxiliary(cfg: TrainConfig) -> None:
@@ -283,11 +317,11 @@ def _fast() -> dict[str, Any]:
     return {"recipe": "fast", **RECIPES["fast"]}
 
 
-def _v2(base: TrainConfig, model: str) -> TrainConfig:
+def _v2(base: TrainConfig, model: str, name: str = "") -> TrainConfig:
     """Music2Latent2 variant of a recipe: pairs of 64-frame chunks (67,072 samples)."""
     # keeps the base's recipe: `fast` for the CPU presets (checked on tiny-v2 at equal compute,
     # BENCHMARKS.md), `published` for paper-v2
-    return dataclasses.replace(base, name=f"{base.name}-v2", model=model, crop_frames=128)
+    return dataclasses.replace(base, name=name or f"{base.name}-v2", model=model, crop_frames=128)
 
 
 TRAIN_PRESETS = {
@@ -297,6 +331,7 @@ TRAIN_PRESETS = {
     # v2: the paper's recipe is v1's (RAdam 1e-4, cosine to 1e-6, EMA 0.9999, batch 16), 1M steps
     "paper-v2": lambda: _v2(TrainConfig(steps=1_000_000), "m2l-v2"),
     "small-v2": lambda: _v2(_small(), "m2l-v2-small"),
+    "small-v2-stereo": lambda: _v2(_small(), "m2l-v2-small-stereo", "small-v2-stereo"),
     "tiny-v2": lambda: _v2(_tiny(), "m2l-v2-tiny"),
 }
 

@@ -30,13 +30,13 @@ from tqdm import tqdm
 
 from m2l.audio.spectral import num_samples
 from m2l.cli.args import check_device
-from m2l.config import config_hash, preset, resolve_precision
+from m2l.config import config_hash, resolve_precision
 from m2l.errors import M2LError
 from m2l.files import write_text
 from m2l.formats import list_checkpoints, step_path
 from m2l.loading import load_model
 from m2l.models import create
-from m2l.train.config import TrainConfig, train_config_to_dict
+from m2l.train.config import TrainConfig, model_config, train_config_to_dict
 from m2l.train.data import CropDataset, Source, StepSampler, build_index, make_loader, validation_crops
 from m2l.train.objective import ConsistencyObjective, sample_seeds
 from m2l.train.run_folder import RunLock, best_record, check_run, guarded_start, newest_state
@@ -169,8 +169,9 @@ class Trainer:
             self.objective = torch.compile(self.objective)
 
     def build_model(self) -> nn.Module:
-        """A fresh model of the run's preset on the run's device (also the validator's copy)."""
-        config = preset(self.cfg.model)
+        """A fresh model of the run's preset (and `model_set`) on the run's device (also the
+        validator's copy)."""
+        config = model_config(self.cfg)
         model = create(config)
         need = model.required_crop_frames
         if need is not None and self.cfg.crop_frames != need:

@@ -81,7 +81,7 @@ class Validator:
         objective = ConsistencyObjective(model, cfg, self.trainer.autocast)
         crops = self.crops[..., : self.trainer.crop_samples()].to(device)
         loss = float(objective(crops, self.seeds, cfg.steps).mean())
-        codec = make_codec(model, model_id=f"{cfg.model}@step{step}", device=device)
+        codec = make_codec(model, model_id=f"{model.cfg.name}@step{step}", device=device)
         ref = self.crops
         z = codec.encode(ref.to(device))
         rec = codec.decode(z, seed=0, length=ref.shape[-1]).cpu()
