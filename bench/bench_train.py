@@ -20,10 +20,10 @@ import time
 import torch
 
 from m2l.audio.spectral import num_samples
-from m2l.config import preset, resolve_precision
+from m2l.config import resolve_precision
 from m2l.models import create
 from m2l.runtime import retain_freed_memory
-from m2l.train.config import TRAIN_PRESETS, apply_overrides
+from m2l.train.config import TRAIN_PRESETS, apply_overrides, model_config
 from m2l.train.objective import ConsistencyObjective, sample_seeds
 from m2l.train.state import EMA
 
@@ -31,7 +31,7 @@ from m2l.train.state import EMA
 def measure(name: str, steps: int, warmup: int, device: str, overrides: list[str], at_step: int) -> dict:
     cfg = apply_overrides(TRAIN_PRESETS[name](), overrides)
     dev = torch.device(device)
-    model = create(preset(cfg.model)).to(dev)
+    model = create(model_config(cfg)).to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     autocast = resolve_precision(cfg.precision, dev, training=True)
