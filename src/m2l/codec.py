@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from m2l.audio.io import load_audio, resample, to_waveform
-from m2l.config import STEREO_MODES, config_hash
+from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
+from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile
 from m2l.framing import Batchable, Framing, Progress, auto_device, checked_flag, checked_int
@@ -50,25 +51,6 @@ MODEL_MISMATCH_MESSAGE = (
     "allow_model_mismatch=True (on the command line: --allow-model-mismatch)"
 )
 """The one wording for "a latent file made with other weights of the same architecture"."""
-
-
-def checked_stereo_mode(mode: object, what: str = "stereo") -> str:
-    """`mode` if it is one of `STEREO_MODES`, else a one-line M2LError."""
-    if mode not in STEREO_MODES:
-        raise M2LError(f"{what} must be one of {', '.join(STEREO_MODES)}, got {mode!r}")
-    return str(mode)
-
-
-def to_mid_side(wave: torch.Tensor) -> torch.Tensor:
-    """[..., 2, samples] left/right -> [..., 2, samples] mid/side (mid first)."""
-    left, right = wave.unbind(-2)
-    return torch.stack(((left + right) / 2, (left - right) / 2), dim=-2)
-
-
-def from_mid_side(wave: torch.Tensor) -> torch.Tensor:
-    """[..., 2, samples] mid/side -> [..., 2, samples] left/right (the inverse of `to_mid_side`)."""
-    mid, side = wave.unbind(-2)
-    return torch.stack((mid + side, mid - side), dim=-2)
 
 
 @dataclass(frozen=True)
