@@ -8,6 +8,7 @@ arm_args() {
     published) echo "--set recipe=published --set spectral_weight=8 --set aux_fade_start=50 --set aux_fade_steps=150" ;;
     level) echo "--set recipe=fast --set level_weight=4" ;;
     rollout-level) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16" ;;
+    coherence) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16 --set coherence_weight=4" ;;
     combined) echo "--set recipe=published --set spectral_weight=8 --set level_weight=16 --set rollout_weight=1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac

@@ -110,7 +110,8 @@ def test_an_unknown_override_suggests_the_closest_field_and_lists_them_all():
         ("val_fraction=1", r"val_fraction must be in \[0, 1\)"),
         ("model=m2l-v1-tiyn", r"model must be a model preset .*'m2l-v1-tiyn' \(did you mean m2l-v1-tiny\?\)"),
         ("extensions=1", "extensions is a record that `m2l train --extend` writes"),
-        ("phase_weight=-1", "need phase_weight, level_weight and rollout_weight >= 0"),
+        ("phase_weight=-1", "need phase_weight, coherence_weight, level_weight and rollout_weight >= 0"),
+        ("coherence_weight=-1", "need phase_weight, coherence_weight"),
         ("rollout_sigma_min=0", "need 0 < rollout_sigma_min <= rollout_sigma_max"),
         ("aux_fade_steps=0", "need aux_fade_start >= 0 and aux_fade_steps >= 1"),
         ("aux_fade_terms=spectral,levle", "aux_fade_terms takes a comma list of spectral, phase"),
@@ -147,7 +148,7 @@ def test_a_config_file_with_a_bad_value_is_named_and_the_extensions_record_round
 
 
 def test_two_step_loss_needs_a_term_to_score_with_and_one_step_decodes():
-    with pytest.raises(M2LError, match="rollout_weight scores with the spectral, phase or level terms"):
+    with pytest.raises(M2LError, match="rollout_weight scores with the spectral, phase, coherence or level"):
         apply_overrides(TRAIN_PRESETS["tiny"](), ["spectral_weight=0", "rollout_weight=1"])
     with pytest.raises(M2LError, match="need spectral_share = 0"):
         apply_overrides(TRAIN_PRESETS["tiny"](), ["spectral_share=0.5", "phase_weight=1"])

@@ -60,3 +60,34 @@ def test_level_loss_is_ten_per_decade_of_energy_and_sees_quieter_decodes():
     grad_in = (0.5 * ref).requires_grad_()
     band_level_loss(grad_in, ref).sum().backward()
     assert float((grad_in.grad * ref).sum()) < 0  # louder is the way down
+
+
+def test_coherence_loss_scores_phase_and_not_level():
+    from m2l.train.losses import multires_coherence_loss
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.stack([_tone(440.0), _tone(3000.0)]) + 0.01 * torch.randn(2, 8192, generator=gen)
+    assert multires_coherence_loss(ref, ref).abs().max() < 1e-5
+    torch.testing.assert_close(multires_coherence_loss(-ref, ref), torch.full((2,), 2.0))  # opposite
+    for gain in (0.1, 3.0):  # playing back quieter or louder changes nothing
+        assert multires_coherence_loss(gain * ref, ref).abs().max() < 1e-5
+    unrelated = multires_coherence_loss(0.3 * torch.randn(2, 8192, generator=gen), ref)
+    assert ((unrelated > 0.8) & (unrelated < 1.2)).all(), unrelated
+    shifted = multires_coherence_loss(torch.roll(ref, 3, -1), ref)  # a 3-sample delay: high bins turn
+    assert ((shifted > 0.0) & (shifted < unrelated)).all(), shifted
+
+
+def test_coherence_loss_pulls_phase_without_shrinking_the_estimate():
+    from m2l.train.losses import multires_coherence_loss
+
+    gen = torch.Generator().manual_seed(1)
+    ref = (_tone(660.0) + 0.05 * torch.randn(8192, generator=gen))[None]
+    est = (0.3 * torch.randn(1, 8192, generator=gen)).requires_grad_()
+    opt = torch.optim.Adam([est], lr=1e-2)
+    first, level = float(multires_coherence_loss(est, ref).detach()), float(est.detach().norm())
+    for _ in range(80):
+        opt.zero_grad()
+        multires_coherence_loss(est, ref).sum().backward()
+        opt.step()
+    assert float(multires_coherence_loss(est, ref).detach()) < 0.5 * first
+    assert float(est.detach().norm()) > 0.5 * level  # no pull toward silence

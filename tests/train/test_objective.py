@@ -160,7 +160,9 @@ def _assert_term_adds(obj, model, audio, seeds, losses, field, term, weight):
     )
 
 
-@pytest.mark.parametrize("field,term", [("phase_weight", "phase"), ("level_weight", "level")])
+@pytest.mark.parametrize(
+    "field,term", [("phase_weight", "phase"), ("coherence_weight", "coherence"), ("level_weight", "level")]
+)
 def test_phase_and_level_terms_score_the_same_one_step_decode(field, term):
     model, obj, audio, seeds, calls = _auxiliary_setup(**{field: 3.0})
     losses = obj(audio, seeds, 0)

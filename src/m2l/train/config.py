@@ -56,6 +56,9 @@ class TrainConfig:
     # phase-aware terms on the same one-step decodes: complex multi-resolution STFT L1 + waveform
     # L1 (`m2l.train.losses.multires_complex_loss`); needs spectral_share = 0
     phase_weight: float = 0.0
+    # phase agreement of the same one-step decodes, blind to their level
+    # (`m2l.train.losses.multires_coherence_loss`); needs spectral_share = 0
+    coherence_weight: float = 0.0
     # level term on the same one-step decodes: log band energies (`band_level_loss`)
     level_weight: float = 0.0
     # two-step loss: the one-step decode (no gradient) is re-noised to a level drawn log-uniformly
@@ -64,12 +67,12 @@ class TrainConfig:
     rollout_weight: float = 0.0
     rollout_sigma_min: float = 0.05
     rollout_sigma_max: float = 10.0
-    # the auxiliary terms named in aux_fade_terms (a comma list of spectral, phase, level,
-    # rollout) fade linearly to 0 over aux_fade_steps steps from step aux_fade_start (0: never);
+    # the auxiliary terms named in aux_fade_terms (a comma list of spectral, phase, coherence,
+    # level, rollout) fade linearly to 0 over aux_fade_steps steps from step aux_fade_start (0: never);
     # the others and the consistency objective stay
     aux_fade_start: int = 0
     aux_fade_steps: int = 1000
-    aux_fade_terms: str = "spectral,phase,level,rollout"
+    aux_fade_terms: str = "spectral,phase,level,rollout"  # as recorded before coherence existed
     # architecture changes to the model preset, for size studies: comma-separated FIELD=VALUE of
     # its config (a tuple as 16/32/64), e.g. "dim=192,depth=6"; the model is then named
     # "<preset>+<model_set>" (`model_config`)
@@ -174,16 +177,22 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
 
 
 def _check_auxiliary(cfg: TrainConfig) -> None:
-    """The phase, two-step and fading options: in range, and used with one-step decodes."""
-    if min(cfg.phase_weight, cfg.level_weight, cfg.rollout_weight) < 0:
-        raise M2LError("training config: need phase_weight, level_weight and rollout_weight >= 0")
-    if max(cfg.phase_weight, cfg.level_weight, cfg.rollout_weight) > 0 and cfg.spectral_share > 0:
+    """The phase, coherence, level, two-step and fading options: in range, and used with
+    one-step decodes."""
+    fidelity = (cfg.phase_weight, cfg.coherence_weight, cfg.level_weight, cfg.rollout_weight)
+    if min(fidelity) < 0:
         raise M2LError(
-            "training config: phase_weight, level_weight and rollout_weight need spectral_share = 0"
+            "training config: need phase_weight, coherence_weight, level_weight and rollout_weight >= 0"
         )
-    if cfg.rollout_weight > 0 and max(cfg.spectral_weight, cfg.phase_weight, cfg.level_weight) == 0:
+    if max(fidelity) > 0 and cfg.spectral_share > 0:
         raise M2LError(
-            "training config: rollout_weight scores with the spectral, phase or level terms: set one"
+            "training config: phase_weight, coherence_weight, level_weight and rollout_weight need "
+            "spectral_share = 0"
+        )
+    if cfg.rollout_weight > 0 and max(fidelity[:3] + (cfg.spectral_weight,)) == 0:
+        raise M2LError(
+            "training config: rollout_weight scores with the spectral, phase, coherence or level "
+            "terms: set one"
         )
     if not 0 < cfg.rollout_sigma_min <= cfg.rollout_sigma_max:
         raise M2LError("training config: need 0 < rollout_sigma_min <= rollout_sigma_max")
@@ -197,7 +206,7 @@ def _check_auxiliary(cfg: TrainConfig) -> None:
         )
 
 
-AUX_TERMS = ("spectral", "phase", "level", "rollout")
+AUX_TERMS = ("spectral", "phase", "coherence", "level", "rollout")
 
 
 _RULES: dict[str, tuple[str, Any]] = {

@@ -74,6 +74,38 @@ def multires_complex_loss(
     return total / len(ffts) + wave
 
 
+def multires_coherence_loss(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    ffts: tuple[int, ...] = SPECTRAL_RESOLUTIONS,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Phase loss that cannot be lowered by playing back quieter: 1 - the magnitude-weighted
+    phase agreement of the two STFTs, Re(sum S_est conj(S_ref)) / sum |S_est| |S_ref|.
+
+    The ratio does not change when `estimate` is scaled, so unlike the L1 of
+    `multires_complex_loss` (whose minimiser under phase uncertainty is a quieter decode) it
+    scores only where each bin's phase points: 0 when every phase agrees, 1 for unrelated
+    phases on average, 2 for opposite ones; loud bins count most. Averaged over the resolutions.
+
+    Args:
+        estimate: [N, samples] waveforms.
+        reference: [N, samples] target waveforms.
+        ffts: FFT sizes (hop = n_fft / 4).
+        eps: floor of the normaliser.
+
+    Returns:
+        [N] losses in [0, 2] (float32).
+    """
+    est, ref = estimate.float(), reference.float().detach()
+    total = est.new_zeros(est.shape[0])
+    for n_fft in ffts:
+        s_est, s_ref = (stft_complex(x, n_fft, n_fft // 4).flatten(1) for x in (est, ref))
+        agree = (s_est * s_ref.conj()).real.sum(-1)
+        total = total + 1 - agree / (s_est.abs() * s_ref.abs()).sum(-1).clamp_min(eps)
+    return total / len(ffts)
+
+
 LEVEL_BANDS = 8
 """Log-spaced frequency bands of `band_level_loss` (from 40 Hz at 44.1 kHz to Nyquist)."""
 

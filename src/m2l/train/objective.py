@@ -19,10 +19,20 @@ from m2l.consistency.loss import consistency_loss
 from m2l.consistency.sampling import sigma_from_index
 from m2l.consistency.schedule import curriculum_gap, sample_index_lognormal, teacher_sigma_relative
 from m2l.train.config import AUX_TERMS, TrainConfig
-from m2l.train.losses import band_level_loss, multires_complex_loss, multires_spectral_loss
+from m2l.train.losses import (
+    band_level_loss,
+    multires_coherence_loss,
+    multires_complex_loss,
+    multires_spectral_loss,
+)
 from m2l.train.schedule import delta_at
 
-LOSSES = {"spectral": multires_spectral_loss, "phase": multires_complex_loss, "level": band_level_loss}
+LOSSES = {
+    "spectral": multires_spectral_loss,
+    "phase": multires_complex_loss,
+    "coherence": multires_coherence_loss,
+    "level": band_level_loss,
+}
 """The auxiliary losses by name (`TrainConfig.<name>_weight`)."""
 
 
@@ -136,6 +146,7 @@ class ConsistencyObjective(nn.Module):
         weights = {
             "spectral": cfg.spectral_weight * factor["spectral"],
             "phase": cfg.phase_weight * factor["phase"],
+            "coherence": cfg.coherence_weight * factor["coherence"],
             "level": cfg.level_weight * factor["level"],
         }
         rollout_weight = cfg.rollout_weight * factor["rollout"]
