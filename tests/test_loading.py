@@ -242,3 +242,20 @@ def test_absurd_configs_in_files_are_one_line_errors(tmp_path, changes, fragment
         with pytest.raises(m2l.M2LError, match=fragment) as exc:
             load_model(path)
         assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "source,hint",
+    [
+        ("small", "(did you mean m2l-v1-small or m2l-v2-small or m2l-v2-small-stereo?)"),
+        ("small-v2-stereo", "(did you mean m2l-v2-small-stereo?)"),
+        ("m2l-v1-smal", "(did you mean m2l-v1-small?)"),
+    ],
+)
+def test_a_training_preset_name_or_a_typo_is_answered_with_the_model_presets(source, hint):
+    with pytest.raises(m2l.M2LError) as err:
+        load_model(source)
+    assert hint in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(m2l.M2LError) as err:
+        load_model("qqq")
+    assert "did you mean" not in str(err.value)

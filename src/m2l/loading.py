@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import urllib.parse
@@ -93,10 +94,20 @@ def load_model(
         return load_model(run_checkpoint(path))
     if not os.path.lexists(path):
         raise M2LError(
-            f"{source}: no such checkpoint file or preset "
+            f"{source}: no such checkpoint file or preset{_closest_presets(str(source))} "
             f"(presets: {', '.join(sorted(PRESETS))}, {DEFAULT_MODEL!r} or {AUTHORS_NAME!r})"
         )
     return load_file(sniff(path))
+
+
+def _closest_presets(word: str) -> str:
+    """' (did you mean A or B?)': the presets whose name holds every part of `word` (a training
+    preset's name such as "small-v2-stereo" names m2l-v2-small-stereo), else the closest
+    spelling; '' if none is close."""
+    parts = set(word.split("-")) - {"m2l", ""}
+    close = [name for name in sorted(PRESETS) if parts and parts <= set(name.split("-"))]
+    close = close or difflib.get_close_matches(word, list(PRESETS), n=1)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def untrained(config: ModelConfig) -> torch.nn.Module:
