@@ -26,6 +26,8 @@ STUDY=${STUDY:?set STUDY to a folder outside the repository}
 BUDGET=${BUDGET:-2400}
 mkdir -p "$STUDY"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/study_common.sh
+. "$here/study_common.sh"
 # shellcheck source=bench/fidelity_arms.sh
 . "$here/fidelity_arms.sh"
 
@@ -33,12 +35,6 @@ common=(--init default --data "$DATA/music/train" --val "$DATA/music/val" --no-p
   --set steps=400 --set lr=1e-4 --set min_lr=1e-6 --set warmup_steps=20 --set val_every=100
   --set ckpt_every=50 --set val_items=8 --set val_seconds=3 --set workers=1 --set tensorboard=false
   --set precision=bf16 --set gap_stage_steps=1)
-
-spent() {  # trainer CPU-seconds an arm's log records so far (0 for a new arm)
-  python3 -c 'import json, sys
-cpu = [json.loads(l).get("cpu_s") or 0 for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else [0]
-print(int(max(cpu)))' "$STUDY/$1/log.jsonl"
-}
 
 run_arm() {
   local arm=$1 left
@@ -51,9 +47,5 @@ run_arm() {
 
 arms=("$@")
 [ ${#arms[@]} -gt 0 ] || arms=(control phase rollout published)
-for ((i = 0; i < ${#arms[@]}; i += 2)); do
-  run_arm "${arms[i]}" &
-  if [ $((i + 1)) -lt ${#arms[@]} ]; then run_arm "${arms[i + 1]}" & fi
-  wait
-done
+in_pairs run_arm "${arms[@]}"
 echo "study arms done: ${arms[*]}"

@@ -19,6 +19,8 @@ BUDGET=${BUDGET:-3600}
 STEPS=${STEPS:-4000}  # the schedule's length (the budget stops an arm long before it)
 mkdir -p "$STUDY"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/study_common.sh
+. "$here/study_common.sh"
 
 arm_args() {
   local winner="--set rollout_weight=1 --set level_weight=16"
@@ -35,13 +37,6 @@ common=(--data "$DATA/music/train" --val "$DATA/music/val" --no-progress
   --set steps="$STEPS" --set val_every=100 --set ckpt_every=50 --set val_items=8 --set val_seconds=3
   --set workers=1 --set tensorboard=false --set precision=bf16)
 
-spent() {  # trainer CPU-seconds an arm's log records so far (0 for a new arm)
-  python3 -c 'import json, os, sys
-p = sys.argv[1]
-print(int(max([json.loads(l).get("cpu_s") or 0 for l in open(p)] if os.path.exists(p) else [0])))' \
-    "$STUDY/$1/log.jsonl"
-}
-
 run_arm() {
   local arm=$1 left args
   args=$(arm_args "$arm")
@@ -55,9 +50,5 @@ run_arm() {
 arms=("$@")
 [ ${#arms[@]} -gt 0 ] || arms=(fast winner deep wide)
 for arm in "${arms[@]}"; do arm_args "$arm" > /dev/null; done  # refuse a typo before any run
-for ((i = 0; i < ${#arms[@]}; i += 2)); do
-  run_arm "${arms[i]}" &
-  if [ $((i + 1)) -lt ${#arms[@]} ]; then run_arm "${arms[i + 1]}" & fi
-  wait
-done
+in_pairs run_arm "${arms[@]}"
 echo "study arms done: ${arms[*]}"
