@@ -4,9 +4,10 @@ Writes into OUT (default `.carry/`, ignored by git, carried by the device tool):
 - `state/`: the run's newest checkpoint as parts (`scripts/state_transfer.py pack`);
 - `config.json`: the run's config with only the loader and bookkeeping fields changed
   (workers, checkpoint interval): the training arithmetic is the run's own;
-- `music/`, `val/`: mono Ogg Opus excerpts (about 45 kbit/s; band energies within 0.3 dB of the
-  source up to 20 kHz) of every training file (SEGMENTS excerpts of SECONDS each, spread over the
-  file) and of the first validation files, so a carry of tens of MiB holds music of every source.
+- `music/`, `val/`: mono (`--stereo`: stereo) Ogg Opus excerpts (about 45 kbit/s; band energies
+  within 0.3 dB of the source up to 20 kHz) of every training file (SEGMENTS excerpts of SECONDS
+  each, spread over the file) and of the first validation files, so a carry of tens of MiB holds
+  music of every source.
 
     python bench/gpu_carry.py RUN DATA/music/train DATA/music/val --out .carry
 """
@@ -28,8 +29,11 @@ from m2l.formats import list_checkpoints
 OPUS_RATE = 48000
 
 
-def excerpts(src: Path, dst: Path, segments: int, seconds: float, rng: np.random.Generator) -> float:
-    """Write `segments` mono excerpts of `src` as one Opus file; returns their seconds."""
+def excerpts(
+    src: Path, dst: Path, segments: int, seconds: float, rng: np.random.Generator, stereo: bool = False
+) -> float:
+    """Write `segments` excerpts of `src` (mono, or stereo: a mono source on both channels) as one
+    Opus file; returns their seconds."""
     info = sf.info(str(src))
     length = int(seconds * info.samplerate)
     if info.frames < length:
@@ -41,20 +45,25 @@ def excerpts(src: Path, dst: Path, segments: int, seconds: float, rng: np.random
     with sf.SoundFile(str(src)) as f:
         for s in starts:
             f.seek(s)
-            x = f.read(length, dtype="float32", always_2d=True).mean(axis=1)
-            fade = np.minimum(1.0, np.arange(x.size) / 441.0)  # no clicks at the joins
-            pieces.append(x * fade * fade[::-1])
+            x = f.read(length, dtype="float32", always_2d=True)
+            x = np.repeat(x, 2, axis=1)[:, :2] if stereo and x.shape[1] == 1 else x[:, :2]
+            x = x if stereo else x.mean(axis=1, keepdims=True)
+            fade = np.minimum(1.0, np.arange(len(x)) / 441.0)  # no clicks at the joins
+            pieces.append(x * (fade * fade[::-1])[:, None])
     y = soxr.resample(np.concatenate(pieces), info.samplerate, OPUS_RATE)
+    y = y if stereo else y[:, 0]
     dst.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(dst), y, OPUS_RATE, format="OGG", subtype="OPUS", compression_level=0.85)
-    return y.size / OPUS_RATE
+    return len(y) / OPUS_RATE
 
 
-def subset(folder: Path, out: Path, segments: int, seconds: float, limit: int | None, seed: int) -> float:
+def subset(
+    folder: Path, out: Path, segments: int, seconds: float, limit: int | None, seed: int, stereo: bool
+) -> float:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".ogg", ".flac", ".wav", ".mp3"))
     rng = np.random.default_rng(seed)
     return sum(
-        excerpts(p, out / p.relative_to(folder).with_suffix(".ogg"), segments, seconds, rng)
+        excerpts(p, out / p.relative_to(folder).with_suffix(".ogg"), segments, seconds, rng, stereo)
         for p in files[:limit]
     )
 
@@ -70,6 +79,7 @@ def main() -> int:
     ap.add_argument("--val-files", type=int, default=8)
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--stereo", action="store_true", help="keep both channels (for a stereo model)")
     args = ap.parse_args()
     if args.out.exists():
         print(f"gpu_carry: error: {args.out} exists (remove it first)", file=sys.stderr)
@@ -80,8 +90,8 @@ def main() -> int:
     cfg = json.loads((args.run / "config.json").read_text())
     cfg |= {"workers": args.workers, "ckpt_every": args.ckpt_every}
     (args.out / "config.json").write_text(json.dumps(cfg, indent=1))
-    music = subset(args.train, args.out / "music", args.segments, args.seconds, None, seed=0)
-    val = subset(args.val, args.out / "val", 1, 10.0, args.val_files, seed=1)
+    music = subset(args.train, args.out / "music", args.segments, args.seconds, None, 0, args.stereo)
+    val = subset(args.val, args.out / "val", 1, 10.0, args.val_files, 1, args.stereo)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     mib = size / 2**20
     print(f"{newest.name}: {music / 60:.1f} min of music, {val:.0f} s of validation, {mib:.1f} MiB in all")
