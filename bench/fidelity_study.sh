@@ -15,7 +15,8 @@
 #   rollout-level  rollout + the level term at weight 16 (the two single-term winners, louder)
 #   coherence rollout-level + the phase-agreement term (weight 4), which a quieter decode cannot
 #             lower (unlike phase's L1): does phase (SI-SDR) move when level cannot pay for it?
-#   coherence-16  the same with the phase-agreement term at weight 16
+#   coherence-16, coherence-100  the same with the phase-agreement term at weight 16 / 100 (100:
+#             its gradient about as strong as the level term's, bench/aux_grad_norms.py)
 #   combined  the published objective with its auxiliary terms kept (spectral 8, level 16,
 #             two-step loss 1): the best of every arm at once
 # Each run folder is $STUDY/ARM. An interrupted arm resumes with the same command, for what is
