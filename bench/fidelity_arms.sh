@@ -10,6 +10,7 @@ arm_args() {
     rollout-level) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16" ;;
     coherence) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16 --set coherence_weight=4" ;;
     coherence-16) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16 --set coherence_weight=16" ;;
+    speech) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16 --data ${DATA:?}/speech/train:1" ;;
     coherence-100) echo "--set recipe=fast --set rollout_weight=1 --set level_weight=16 --set coherence_weight=100" ;;
     combined) echo "--set recipe=published --set spectral_weight=8 --set level_weight=16 --set rollout_weight=1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;

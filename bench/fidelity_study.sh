@@ -17,6 +17,8 @@
 #             lower (unlike phase's L1): does phase (SI-SDR) move when level cannot pay for it?
 #   coherence-16, coherence-100  the same with the phase-agreement term at weight 16 / 100 (100:
 #             its gradient about as strong as the level term's, bench/aux_grad_norms.py)
+#   speech    rollout-level on music + speech 1:1 (the speech train split beside the music one), as
+#             the authors train
 #   combined  the published objective with its auxiliary terms kept (spectral 8, level 16,
 #             two-step loss 1): the best of every arm at once
 # Each run folder is $STUDY/ARM. An interrupted arm resumes with the same command, for what is
