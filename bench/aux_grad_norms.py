@@ -58,7 +58,8 @@ def main() -> None:
         loss = float(weight) * LOSSES[name](wave, ref).mean()
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         norm = float(torch.sqrt(sum(g.square().sum() for g in grads if g is not None)))
-        print(f"{name:10s} weight {float(weight):6g}  loss {float(loss.detach()):8.4f}  gradient norm {norm:8.3f}")
+        value = float(loss.detach())
+        print(f"{name:10s} weight {float(weight):6g}  loss {value:8.4f}  gradient norm {norm:8.3f}")
 
 
 if __name__ == "__main__":
