@@ -8,7 +8,7 @@ import torch
 from m2l_testing import MICRO, MICRO2, random_model, record_pass_sizes
 
 import m2l
-from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
+from m2l.audio.io import checked_stereo_mode, from_mid_side, to_mid_side
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
 from m2l.codec_v2 import Codec2

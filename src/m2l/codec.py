@@ -38,8 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from m2l.audio.io import load_audio, resample, to_waveform
-from m2l.audio.stereo import checked_stereo_mode, from_mid_side, to_mid_side
+from m2l.audio.io import checked_stereo_mode, from_mid_side, load_audio, resample, to_mid_side, to_waveform
 from m2l.config import config_hash
 from m2l.errors import M2LError
 from m2l.formats import LatentFile

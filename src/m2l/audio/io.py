@@ -1,4 +1,4 @@
-"""Reading, checking, resampling and writing audio.
+"""Reading, checking, resampling and writing audio, and the mid/side coding of a stereo pair.
 
 Every function here turns bad input into an `M2LError` whose message is one line naming the file
 (or the array) and what is wrong with it. Waveforms are float32 tensors laid out as
@@ -25,7 +25,7 @@ import soxr
 import torch
 
 from m2l.audio.extensions import AUDIO_EXTENSIONS, DEFAULT_SUBTYPE, WRITE_EXTENSIONS, WRITE_SUBTYPES
-from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from m2l.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, STEREO_MODES
 from m2l.errors import M2LError
 from m2l.files import atomic_output, check_output, regular_file, write_error
 
@@ -462,3 +462,23 @@ def _aiff_frames(f: BinaryIO) -> int | None:
             (frames,) = struct.unpack(">I", comm[2:6])
             return frames
     return None
+
+
+# Stereo coding of a channel pair (see `m2l.codec`): mid M = (L + R) / 2, side S = (L - R) / 2.
+def checked_stereo_mode(mode: object, what: str = "stereo") -> str:
+    """`mode` if it is one of `STEREO_MODES`, else a one-line M2LError."""
+    if mode not in STEREO_MODES:
+        raise M2LError(f"{what} must be one of {', '.join(STEREO_MODES)}, got {mode!r}")
+    return str(mode)
+
+
+def to_mid_side(wave: torch.Tensor) -> torch.Tensor:
+    """[..., 2, samples] left/right -> [..., 2, samples] mid/side (mid first)."""
+    left, right = wave.unbind(-2)
+    return torch.stack(((left + right) / 2, (left - right) / 2), dim=-2)
+
+
+def from_mid_side(wave: torch.Tensor) -> torch.Tensor:
+    """[..., 2, samples] mid/side -> [..., 2, samples] left/right (the inverse of `to_mid_side`)."""
+    mid, side = wave.unbind(-2)
+    return torch.stack((mid + side, mid - side), dim=-2)
