@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 import urllib.parse
@@ -15,7 +14,7 @@ from m2l.checksummed import tensors_digest
 from m2l.codec import Codec
 from m2l.codec_v1 import Codec1
 from m2l.config import DEFAULT_MODEL, PRESETS, ModelConfig, config_hash, preset, preset_name
-from m2l.errors import M2LError
+from m2l.errors import M2LError, did_you_mean
 from m2l.formats import list_checkpoints, load_checkpoint, save_checkpoint, training_state_weights
 from m2l.models import create
 from m2l.models.v1_authors import convert_authors_state_dict
@@ -106,8 +105,7 @@ def _closest_presets(word: str) -> str:
     spelling; '' if none is close."""
     parts = set(word.split("-")) - {"m2l", ""}
     close = [name for name in sorted(PRESETS) if parts and parts <= set(name.split("-"))]
-    close = close or difflib.get_close_matches(word, list(PRESETS), n=1)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f" (did you mean {' or '.join(close)}?)" if close else did_you_mean(word, PRESETS)
 
 
 def untrained(config: ModelConfig) -> torch.nn.Module:

@@ -17,8 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from m2l.errors import M2LError
-from m2l.train.config import did_you_mean, parse_value
+from m2l.errors import M2LError, did_you_mean
+from m2l.train.config import parse_value
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,12 @@ TRAIN_EPILOG = (
     "denoising, then halves the teacher gap stage by stage (gap_stage_steps, gap_min), weights the "
     "loss by 1 / c_out (weighting=edm) and adds a multi-resolution STFT loss on one-step decodes "
     "(spectral_weight, spectral_share). Fidelity terms, any recipe: phase_weight, coherence_weight, "
-    "level_weight, "
-    "rollout_weight (a two-step loss; rollout_sigma_min, rollout_sigma_max), and aux_fade_start / "
-    "aux_fade_steps to fade out those named in aux_fade_terms (all but coherence by default). A run's config "
-    "is fixed: a command that changes a field "
-    "or the preset is refused (steps too, unless --extend). Logs: RUN_DIR/log.jsonl, validation "
-    "audio and spectrograms in RUN_DIR/val/; checkpoints/best.safetensors is the best by "
-    "validation mel distance."
+    "level_weight, rollout_weight (a two-step loss; rollout_sigma_min, rollout_sigma_max), and "
+    "aux_fade_start / aux_fade_steps to fade out those named in aux_fade_terms (all but coherence "
+    "by default); model_set changes the model preset's architecture. A run's config is fixed: a "
+    "command that changes a field or the preset is refused (steps too, unless --extend). Logs: "
+    "RUN_DIR/log.jsonl, validation audio and spectrograms in RUN_DIR/val/; "
+    "checkpoints/best.safetensors is the best by validation mel distance."
 )
 
 

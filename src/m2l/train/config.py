@@ -7,7 +7,6 @@ argument of `m2l train`, so a run can be repeated or continued from its own reco
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 from m2l.config import PRESETS, ModelConfig, check_precision, preset, preset_name
 from m2l.consistency.loss import WEIGHTINGS
-from m2l.errors import M2LError
+from m2l.errors import M2LError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -260,12 +259,6 @@ def _extensions(value: Any, steps: int) -> tuple[tuple[int, int], ...]:
             f"records them, got {value!r}"
         )
     return pairs
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    """' (did you mean X?)' for the closest of `choices`, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 RECIPES: dict[str, dict[str, Any]] = {
