@@ -17,6 +17,7 @@ COLUMNS = (
     ("level_db", "level (dB)", 1),
     ("lr_correlation_error", "L/R corr. error", 2),
     ("side_mid_change_db", "side/mid change (dB)", 1),
+    ("balance_error", "L/R balance error", 2),
     ("visqol_change_from_1_step", "ViSQOL vs 1 step", 2),
     ("fad", "FAD (mel-stats)", 1),
 )

@@ -119,6 +119,7 @@ def test_results_structure(evaluated, checkpoints, capsys):
                 "level_db",
                 "lr_correlation_error",
                 "side_mid_change_db",
+                "balance_error",
                 "fad",
                 "boundary_ratio",
                 "decode_seconds",
@@ -159,10 +160,12 @@ def test_values_match_the_metric_functions(evaluated, checkpoints, manifest):
         assert row["stft_distance"] == pytest.approx(float(stft_distance(y, wave).mean()), rel=1e-5)
         expected = boundary_analysis(y, wave, RATE, boundary_positions(codec, crop))
         assert row["boundary"] == pytest.approx(expected, rel=1e-6)
-        fidelity = fidelity_scores(y, wave)
+        fidelity = fidelity_scores(y, wave, RATE)
         assert row["level_db"] == pytest.approx(fidelity["level_db"], rel=1e-5)
         error = fidelity["lr_correlation_error"]
         assert row["lr_correlation_error"] == (None if error is None else pytest.approx(error, rel=1e-4))
+        balance = fidelity["balance_error"]
+        assert row["balance_error"] == (None if balance is None else pytest.approx(balance, rel=1e-4))
     assert setting["items"][0]["lr_correlation_error"] is None  # the mono item has no stereo image
     metrics = setting["metrics"]
     assert metrics["level_db"] == pytest.approx(sum(r["level_db"] for r in setting["items"]) / 2)

@@ -68,7 +68,11 @@ def test_fidelity_means_skip_undefined_values_and_see_the_stereo_image():
     ref[1, 1] = ref[1, 0]  # item 1 is dual-mono
     rec = ref.clone()
     rec[1, 1] = torch.randn(4096, generator=torch.Generator().manual_seed(1))  # decorrelated
-    means = fidelity_means(0.5 * rec, ref)
+    means = fidelity_means(0.5 * rec, ref, 44100)
     assert means["level_db"] == pytest.approx(-6.02, abs=0.2)
     assert means["lr_correlation_error"] == pytest.approx(0.5, abs=0.03)  # (0 + ~1) / 2
-    assert set(fidelity_means(ref[:, :1], ref[:, :1])) == {"level_db"}
+    assert means["balance_error"] < 0.2  # unrelated phases, the same band energies: little moves
+    ref[0, 1] = 0.0  # item 0 is hard left ...
+    rec[0] = ref[0, 0] / 2  # ... and comes back centred
+    assert fidelity_means(rec, ref, 44100)["balance_error"] > 0.2  # (0.5 + small) / 2
+    assert set(fidelity_means(ref[:, :1], ref[:, :1], 44100)) == {"level_db"}

@@ -13,13 +13,13 @@ results.json (format "m2l-eval", version 1):
   "boundary_spacing" (samples between seams), "latent_stats" (`m2l.evaluate.latents.latent_stats`
   over all items), "settings": [{"label", "slug", "steps",
   "sigma_cond", "metrics": {"si_sdr", "mel_distance", "stft_distance", "visqol" (item means),
-  "level_db", "lr_correlation_error", "side_mid_change_db" (over stereo items),
+  "level_db", "lr_correlation_error", "side_mid_change_db", "balance_error" (over stereo items),
   "visqol_change_from_1_step", "mel_distance_change_from_1_step" (multi-step settings), "fad",
   "boundary_ratio" (pooled over items), "decode_seconds"}, "items": [{"item", "name", "si_sdr",
   "mel_distance", "stft_distance", "visqol", "level_db", "lr_correlation",
-  "lr_correlation_original", "lr_correlation_error", "side_mid_change_db" (stereo items; else
-  null; see `m2l.evaluate.fidelity`), "boundary" (see `m2l.evaluate.boundaries.boundary_analysis`),
-  "media"}]}]}];
+  "lr_correlation_original", "lr_correlation_error", "side_mid_change_db", "balance_error"
+  (stereo items; else null; see `m2l.evaluate.fidelity`), "boundary" (see
+  `m2l.evaluate.boundaries.boundary_analysis`), "media"}]}]}];
 - "notes": strings (metrics that could not be computed, ignored options).
 
 Missing values are JSON null and shown as "n/a". The page uses relative links only, so the output
@@ -42,12 +42,13 @@ METRIC_COLUMNS: tuple[tuple[str, str, bool | None], ...] = (
     ("level_db", "Level (dB)", None),
     ("lr_correlation_error", "L/R corr. error &darr;", False),
     ("side_mid_change_db", "Side/mid change (dB)", None),
+    ("balance_error", "L/R balance error &darr;", False),
     ("visqol_change_from_1_step", "ViSQOL vs 1 step &uarr;", True),
     ("fad", "FAD &darr;", False),
     ("boundary_ratio", "Boundary / interior &darr;", False),
     ("decode_seconds", "Decode time (s)", None),
 )
-ITEM_COLUMNS = METRIC_COLUMNS[:7]
+ITEM_COLUMNS = METRIC_COLUMNS[:8]
 SCALE_NOTE = (
     "Spectrograms: time in seconds, frequency in kHz, colour in dB relative to the loudest bin of "
     "the item's original (0 dB, the top of the colour bar). The original and every reconstruction "

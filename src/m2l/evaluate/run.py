@@ -53,7 +53,7 @@ RESULTS_VERSION = 1
 SPECTROGRAM_HEIGHT = 256
 SPECTROGRAM_WIDTH = 512  # plot columns of every report picture (the time axis is resampled to it)
 ITEM_METRICS = ("si_sdr", "mel_distance", "stft_distance", "level_db")
-PARTIAL_METRICS = ("visqol", "lr_correlation_error", "side_mid_change_db")
+PARTIAL_METRICS = ("visqol", "lr_correlation_error", "side_mid_change_db", "balance_error")
 """Item scores that some items lack (ViSQOL fails on very short items; the stereo image needs
 stereo items): their setting means are over the items that have them."""
 STEP_CHANGES = ("visqol", "mel_distance")
@@ -195,7 +195,7 @@ def item_scores(
         "stft_distance": finite_or_none(stft_distance(estimate, reference).mean()),
         "visqol": None,
     }
-    scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference).items()})
+    scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference, sample_rate).items()})
     if ctx.visqol_on:
         from m2l.evaluate.visqol import VisqolSignalError, visqol
 

@@ -40,12 +40,14 @@ class Training(Protocol):
         """Samples of one training crop."""
 
 
-def fidelity_means(rec: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+def fidelity_means(rec: torch.Tensor, ref: torch.Tensor, sample_rate: int) -> dict[str, float]:
     """Mean level difference (dB) of reconstructions [items, channels, samples], and for stereo
-    items their mean L/R correlation error (`m2l.evaluate.fidelity`; NaN where undefined)."""
-    scores = [fidelity_scores(r, o) for r, o in zip(rec, ref, strict=True)]
+    items their mean L/R correlation and balance errors (`m2l.evaluate.fidelity`; NaN where
+    undefined)."""
+    scores = [fidelity_scores(r, o, sample_rate) for r, o in zip(rec, ref, strict=True)]
     means = {}
-    for key in ("level_db", "lr_correlation_error") if ref.shape[1] == 2 else ("level_db",):
+    stereo = ("level_db", "lr_correlation_error", "balance_error")
+    for key in stereo if ref.shape[1] == 2 else ("level_db",):
         values = [s[key] for s in scores if s[key] is not None]
         means[key] = sum(values) / len(values) if values else float("nan")
     return means
@@ -91,10 +93,10 @@ class Validator:
             "mel_distance": float(mel_distance(rec, ref, sr).mean()),
             "stft_distance": float(stft_distance(rec, ref).mean()),
         }
-        metrics.update(fidelity_means(rec, ref))
+        metrics.update(fidelity_means(rec, ref, sr))
         two = codec.decode(z, seed=0, length=ref.shape[-1], steps=2).cpu()  # must not be worse
         metrics["mel_distance_2step"] = float(mel_distance(two, ref, sr).mean())
-        metrics["level_db_2step"] = fidelity_means(two, ref)["level_db"]
+        metrics["level_db_2step"] = fidelity_means(two, ref, sr)["level_db"]
         metrics["select"] = metrics["mel_distance"]
         if codec.default_sigma_cond is not None:  # also without re-noised context (see below)
             plain = codec.decode(z, seed=0, length=ref.shape[-1], sigma_cond=0.0).cpu()
