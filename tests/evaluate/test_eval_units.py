@@ -205,6 +205,20 @@ def test_missing_visqol_gives_none_and_one_note(monkeypatch, tmp_path):
     assert first["mel_distance"] == pytest.approx(np.log10(2), rel=1e-2)
 
 
+def test_a_channel_silent_in_the_original_is_left_out_of_si_sdr_and_stft_distance(tmp_path):
+    from m2l.evaluate.metrics import si_sdr, stft_distance
+
+    ctx = EvalContext(EvalOptions(models=(), data=tmp_path, out=tmp_path), embedder=None, visqol_on=False)
+    left = torch.from_numpy(tone(0.3, 300.0).T.copy())[:1]
+    ref = torch.cat([left, torch.zeros_like(left)])  # a source panned hard left
+    est = torch.cat([0.8 * left, 0.5 * left])  # it leaks into the right channel
+    scores = item_scores(est, ref, RATE, ctx)
+    # without the silent channel these divide by zero (STFT distance ~1e6, SI-SDR ~ -300 dB)
+    assert scores["stft_distance"] == pytest.approx(float(stft_distance(est[:1], ref[:1])))
+    assert scores["si_sdr"] == pytest.approx(float(si_sdr(est[:1], ref[:1])))
+    assert scores["balance_error"] > 0.2  # the leak shows here (and in the mel distance)
+
+
 def test_computed_metrics_marks_what_holds_a_value():
     models = _results()["models"]  # ViSQOL None everywhere, boundary ratio None everywhere
     computed = computed_metrics(models)

@@ -184,15 +184,22 @@ def item_scores(
     """SI-SDR, mel and STFT distances (channel means) and ViSQOL of one reconstruction.
 
     `estimate` and `reference` are [channels, samples] at `sample_rate`; a ViSQOL failure turns
-    ViSQOL off for the rest of the run (with a note), and its score is None.
+    ViSQOL off for the rest of the run (with a note), and its score is None. SI-SDR and the STFT
+    distance, which divide by the original's energy, skip channels that are silent in the
+    original (a source panned hard to one side); what leaks into them shows in the mel distance
+    and the balance error.
     """
-    from m2l.evaluate.fidelity import fidelity_scores
+    from m2l.evaluate.fidelity import SILENCE, fidelity_scores
     from m2l.evaluate.metrics import mel_distance, si_sdr, stft_distance
 
+    audible = reference.double().square().mean(-1) >= SILENCE  # [channels]
+    if not audible.any():
+        audible = torch.ones_like(audible)  # a silent item: every channel, as before
+    heard_est, heard_ref = estimate[audible], reference[audible]
     scores: dict[str, float | None] = {
-        "si_sdr": finite_or_none(si_sdr(estimate, reference).mean()),
+        "si_sdr": finite_or_none(si_sdr(heard_est, heard_ref).mean()),
         "mel_distance": finite_or_none(mel_distance(estimate, reference, sample_rate).mean()),
-        "stft_distance": finite_or_none(stft_distance(estimate, reference).mean()),
+        "stft_distance": finite_or_none(stft_distance(heard_est, heard_ref).mean()),
         "visqol": None,
     }
     scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference, sample_rate).items()})
