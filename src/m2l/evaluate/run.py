@@ -202,7 +202,8 @@ def item_scores(
         "stft_distance": finite_or_none(stft_distance(heard_est, heard_ref).mean()),
         "visqol": None,
     }
-    scores.update({k: finite_or_none(v) for k, v in fidelity_scores(estimate, reference, sample_rate).items()})
+    fidelity = fidelity_scores(estimate, reference, sample_rate)
+    scores.update({k: finite_or_none(v) for k, v in fidelity.items()})
     if ctx.visqol_on:
         from m2l.evaluate.visqol import VisqolSignalError, visqol
 
