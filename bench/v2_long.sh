@@ -9,6 +9,13 @@
 #
 # Extra options go to m2l train (a GPU lease: --device cuda --set batch_size=64). Score with
 # `m2l eval --model v2=RUN/checkpoints/best.safetensors ...` (see BENCHMARKS.md).
+#
+# The paper's ablation at equal compute (summary embeddings vs ordered latents, >= 2 CPU-hours):
+# the same schedule with ordered latents, stopped by its CPU budget, against the checkpoint of
+# the long run that had used the same trainer CPU (`cpu_s` in its log.jsonl):
+#
+#   DATA=/work/data RUN=/work/v2-long/ordered python bench/cpu_budget.py 7200 -- \
+#     bash bench/v2_long.sh --set model_set=summary=false
 set -euo pipefail
 DATA=${DATA:?set DATA to the folder made by m2l data fetch}
 RUN=${RUN:?set RUN to a run folder outside the repository}
