@@ -11,7 +11,8 @@ tracks (each track's mono mix, RMS-normalised to -20 dBFS; A and B are consecuti
 - `dual-mono/`  L = R = A;
 - `wide/`       L = A, R = B (unrelated channels, correlation near 0).
 
-Score each folder with `m2l eval` (its L/R correlation error and side/mid change columns):
+Score each folder with `m2l eval` (its L/R balance error, L/R correlation error and side/mid
+change columns):
 
     python bench/stereo_items.py --data DATA/music/test/manifest.jsonl --out stereo-items
     for kind in pan one-sided dual-mono wide; do

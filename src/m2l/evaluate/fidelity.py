@@ -102,13 +102,13 @@ def balance_error(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: 
             f"and {tuple(reference.shape)}"
         )
     weighted = total = 0.0
+    tiny = SILENCE * BALANCE_FFT  # a band silent in the estimate counts as centred
     # pieces overlap by a frame less a hop: each frame of the whole signal is scored once
     step = BALANCE_CHUNK - (BALANCE_FFT - BALANCE_FFT // 4)
     for start in range(0, max(reference.shape[-1] - BALANCE_FFT, 0) + 1, step):
         ref = _band_energies(reference[:, start : start + BALANCE_CHUNK], sample_rate)
         est = _band_energies(estimate[:, start : start + BALANCE_CHUNK], sample_rate)
         weight = ref.sum(0)
-        tiny = SILENCE * BALANCE_FFT  # a band silent in the estimate counts as centred
         share_ref = ref[0] / weight.clamp_min(tiny)
         share_est = (est[0] + tiny) / (est.sum(0) + 2 * tiny)
         weighted += float(((share_est - share_ref).abs() * weight).sum())
