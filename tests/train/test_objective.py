@@ -10,6 +10,7 @@ from m2l.config import preset
 from m2l.consistency.loss import consistency_loss
 from m2l.consistency.sampling import sigma_from_index
 from m2l.consistency.schedule import delta_exponential
+from m2l.errors import M2LError
 from m2l.models import create
 from m2l.train.config import RECIPES
 from m2l.train.objective import ConsistencyObjective, sample_seeds
@@ -181,6 +182,29 @@ def test_rollout_decodes_the_first_decode_again_at_a_level_in_the_configured_ran
     assert ((second >= 0.3) & (second <= 0.6)).all() and not torch.equal(second[0], second[1])
     assert obj.last_terms["spectral_2step"] > 0
     _assert_term_adds(obj, model, audio, seeds, losses, "rollout_weight", "spectral_2step", 0.5)
+
+
+def test_context_rollout_renoises_the_left_chunk_and_starts_the_right_one_again():
+    """v2 decodes each chunk after the first beside its left neighbour's first estimate at
+    sigma_cond: the two-step term of `rollout_context` trains that path and no other."""
+    model, obj, _, seeds, calls = _auxiliary_setup(
+        model="m2l-v2-tiny", crop_frames=128, rollout_weight=0.5, rollout_sigma_min=0.2, rollout_sigma_max=0.8
+    )
+    obj = ConsistencyObjective(model, dataclasses.replace(obj.cfg, rollout_context=True))
+    from m2l.audio.spectral import num_samples
+
+    audio = 0.1 * torch.randn(2, 1, num_samples(128, model.cfg.spectral))
+    losses = obj(audio, seeds, 0)
+    second = calls.levels[-1]  # [B, 2]: left, right
+    assert ((second[:, 0] >= 0.2) & (second[:, 0] <= 0.8)).all()
+    assert torch.equal(second[:, 1], torch.full_like(second[:, 1], model.cfg.consistency.sigma_max))
+    _assert_term_adds(obj, model, audio, seeds, losses, "rollout_weight", "spectral_2step", 0.5)
+
+
+def test_context_rollout_is_refused_for_a_model_without_chunk_pairs():
+    model, obj, *_ = _auxiliary_setup(rollout_weight=1.0)
+    with pytest.raises(M2LError, match="rollout_context is for chunked"):
+        ConsistencyObjective(model, dataclasses.replace(obj.cfg, rollout_context=True))
 
 
 def test_auxiliary_terms_fade_out_and_then_cost_no_extra_pass():

@@ -66,6 +66,10 @@ class TrainConfig:
     rollout_weight: float = 0.0
     rollout_sigma_min: float = 0.05
     rollout_sigma_max: float = 10.0
+    # v2 only: the second step as the decoder takes it for every chunk after the first: the left
+    # chunk of the first decode re-noised to that level (the decoder's sigma_cond), the right
+    # chunk started again from sigma_max beside it (`Codec2` decoding)
+    rollout_context: bool = False
     # the auxiliary terms named in aux_fade_terms (a comma list of spectral, phase, coherence,
     # level, rollout) fade linearly to 0 over aux_fade_steps steps from step aux_fade_start (0: never);
     # the others and the consistency objective stay

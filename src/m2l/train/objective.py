@@ -18,6 +18,7 @@ from torch import nn
 from m2l.consistency.loss import consistency_loss
 from m2l.consistency.sampling import sigma_from_index
 from m2l.consistency.schedule import curriculum_gap, sample_index_lognormal, teacher_sigma_relative
+from m2l.errors import M2LError
 from m2l.train.config import AUX_TERMS, TrainConfig
 from m2l.train.losses import (
     band_level_loss,
@@ -56,13 +57,17 @@ class ConsistencyObjective(nn.Module):
     input and no teacher pass is run). With `cfg.spectral_weight > 0` (or `phase_weight`,
     `level_weight`) each sample is also decoded in one step from sigma_max and scored against its
     clean input with the auxiliary losses of `LOSSES`; with `rollout_weight > 0` that decode is
-    re-noised and decoded a second time, as the two-step sampler does, and scored the same way.
+    re-noised and decoded a second time, as the two-step sampler does, and scored the same way
+    (with `rollout_context`, v2: only the left chunk is re-noised, the right starts again from
+    sigma_max, as `Codec2` decodes).
     `aux_scale` fades these auxiliary terms out when the config asks.
     The last call's mean loss terms are kept in `last_terms` for logging.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        if cfg.rollout_context and model.sigma_groups != 2:
+            raise M2LError("training config: rollout_context is for chunked (v2) models (chunk pairs)")
         self.model = model
         self.cfg = cfg
         self.autocast_dtype = autocast_dtype
@@ -178,6 +183,8 @@ class ConsistencyObjective(nn.Module):
                 decodes.append(("", 1.0, student))
             if rollout:  # the sampler's second step: re-noise the first decode, decode again
                 second = self.rollout_sigma(levels)
+                if cfg.rollout_context:  # left: re-noised first estimate; right: a new chunk
+                    second = torch.cat((second[:, :1], torch.full_like(second[:, 1:], cc.sigma_max)), 1)
                 spread = (second.square() - cc.sigma_min**2).clamp_min(0).sqrt()
                 renoised = model.add_noise(decodes[0][2].detach(), extra[1], spread)
                 decodes.append(("_2step", rollout_weight, model.denoise(renoised, second, cond)))
