@@ -17,14 +17,18 @@ RUN=${RUN:?set RUN to a run folder outside the repository}
 STEPS=${STEPS:-1000}
 arm=${1:?name the arm: rollout-level or rollout-context}
 shift
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/fidelity_arms.sh
+. "$here/fidelity_arms.sh"
 case $arm in
-  rollout-level) recipe=(--set rollout_weight=1 --set level_weight=16) ;;
-  rollout-context) recipe=(--set rollout_weight=1 --set level_weight=16 --set rollout_context=true) ;;
+  rollout-level) recipe=$(arm_args rollout-level) ;;
+  rollout-context) recipe="$(arm_args rollout-level) --set rollout_context=true" ;;
   *) echo "unknown arm $arm (rollout-level or rollout-context)" >&2; exit 2 ;;
 esac
 mkdir -p "$(dirname "$RUN")"
+# shellcheck disable=SC2086
 exec m2l train small-v2-stereo --out "$RUN" --init "$INIT" --data "$DATA/music/train" \
-  --val "$DATA/music/val" --no-progress --set recipe=fast --set steps="$STEPS" --set lr=1e-4 \
+  --val "$DATA/music/val" --no-progress --set steps="$STEPS" --set lr=1e-4 \
   --set min_lr=1e-6 --set warmup_steps=50 --set gap_stage_steps=1 --set val_every=100 \
   --set ckpt_every=50 --set val_items=8 --set val_seconds=3 --set workers=1 \
-  --set tensorboard=false --set precision=bf16 "${recipe[@]}" "$@"
+  --set tensorboard=false --set precision=bf16 $recipe "$@"
